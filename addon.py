@@ -1,0 +1,280 @@
+"""mitmproxy addon: OpenAI API traffic → OpenTelemetry metrics and spans.
+
+Run it with `mitmdump -s addon.py` (or mitmweb). It only observes, with one deliberate,
+invisible exception: streamed chat completions that did not ask for usage get
+`stream_options.include_usage` added upstream, and the extra usage chunk is removed again
+before the client sees it (option `genai_stream_usage`).
+
+Layers: this file is the mitmproxy glue (hooks, options, per-flow bookkeeping); `protocol`
+parses the OpenAI wire format; `telemetry` owns OpenTelemetry.
+"""
+
+
+import functools
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from mitmproxy import ctx, exceptions, http
+from mitmproxy.addonmanager import Loader
+
+import protocol
+from protocol import ChatRequest, ChatStream, Exchange, HostRule
+from telemetry import ConfigurationError, Telemetry, get_telemetry
+
+log = logging.getLogger("genai")
+
+DEFAULT_HOSTS = ["api.openai.com=openai"]
+# Trace context headers longer than this are not W3C-valid anyway; ignore them.
+MAX_TRACE_HEADER_LENGTH = 512
+
+
+@dataclass
+class InFlight:
+    """Bookkeeping for one observed flow between its `request` and `response`/`error` hooks."""
+
+    rule: HostRule
+    request: ChatRequest
+    api_key: str
+    started: float  # time.monotonic() when the request went upstream
+    started_ns: int  # the same moment on the wall clock, for the span
+    trace_headers: dict[str, str]
+    usage_added: bool = False
+    stream: ChatStream | None = None
+
+
+@dataclass
+class StreamTap:
+    """The `flow.response.stream` callable: hands every chunk on at once, parses on the side.
+
+    When the addon added include_usage, `filtering` is on and the chunk is replaced by what
+    `ChatStream.filter` returns. Any exception turns the tap into a plain pass-through: the
+    client's stream is never broken by the addon.
+    """
+
+    stream: ChatStream
+    filtering: bool
+    failed: bool = False
+
+    def __call__(self, chunk: bytes) -> bytes | list[bytes]:
+        if self.failed:
+            return chunk
+        now = time.monotonic()
+        try:
+            if self.filtering:
+                return self.stream.filter(chunk, now)
+            self.stream.observe(chunk, now)
+        except Exception as error:
+            self.failed = True
+            log.warning("genai: stopped parsing a stream after %s: %s", type(error).__name__, error)
+        return chunk
+
+
+F = TypeVar("F", bound=Callable[..., None])
+
+
+def never_raises(hook: F) -> F:
+    """Telemetry must never break traffic: a failing hook logs one line and returns."""
+
+    @functools.wraps(hook)
+    def guarded(*args: Any, **kwargs: Any) -> None:
+        try:
+            hook(*args, **kwargs)
+        except Exception as error:
+            log.warning("genai: %s hook failed (%s: %s); the flow is unaffected.", hook.__name__, type(error).__name__, error)
+
+    return guarded  # type: ignore[return-value]
+
+
+def classify_flow_error(message: str, had_response: bool) -> str:
+    """A low-cardinality `error.type` for mitmproxy's `error` hook."""
+    text = message.lower()
+    if "client" in text or "cancel" in text:
+        return "client_aborted"
+    if "killed" in text:
+        return "killed"
+    return "upstream_aborted" if had_response else "connection_error"
+
+
+class GenAITelemetry:
+    def __init__(self) -> None:
+        self.rules: list[HostRule] = [protocol.parse_host_rule(entry) for entry in DEFAULT_HOSTS]
+        self.telemetry: Telemetry | None = None
+        self.in_flight: dict[str, InFlight] = {}
+
+    def load(self, loader: Loader) -> None:
+        loader.add_option(
+            "genai_hosts",
+            Sequence[str],
+            DEFAULT_HOSTS,
+            """
+            Hosts whose OpenAI-compatible API traffic is metered, as HOST[:PORT][=PROVIDER].
+            HOST may be a glob (*.example.com); PROVIDER becomes gen_ai.provider.name
+            (default: openai). Setting this replaces the default list.
+            """,
+        )
+        loader.add_option(
+            "genai_stream_usage",
+            bool,
+            True,
+            """
+            Ask the upstream for usage on streamed chat completions that did not ask for it
+            (stream_options.include_usage), and remove that extra chunk before the client sees it.
+            Off: such streams record no token counts.
+            """,
+        )
+        loader.add_option(
+            "genai_legacy_metrics",
+            bool,
+            True,
+            "Also emit the original product's counters (tokens_counter, prompt_tokens, completion_tokens).",
+        )
+        loader.add_option(
+            "genai_legacy_completion_id",
+            bool,
+            False,
+            """
+            Add the chat_completion_id attribute to the legacy counters, as the original product did.
+            Creates one time series per request: keep it off unless a dashboard needs it.
+            """,
+        )
+        try:
+            self.telemetry = get_telemetry()
+        except ConfigurationError as error:
+            log.error("genai: telemetry is off: %s", error)
+
+    def done(self) -> None:
+        """Flush telemetry when mitmproxy exits; on a script reload, keep the providers running."""
+        if self.telemetry is not None and ctx.master.should_exit.is_set():
+            self.telemetry.shutdown()
+
+    def configure(self, updated: set[str]) -> None:
+        if "genai_hosts" in updated:
+            rules = []
+            for entry in ctx.options.genai_hosts:
+                try:
+                    rules.append(protocol.parse_host_rule(entry))
+                except ValueError as error:
+                    raise exceptions.OptionsError(f"Invalid genai_hosts entry {entry!r}: {error}") from error
+            self.rules = rules
+
+    @never_raises
+    def request(self, flow: http.HTTPFlow) -> None:
+        if flow.response or flow.error or not flow.live or self.telemetry is None:
+            return
+        req = flow.request
+        if not protocol.is_chat_completions(req.method, req.path):
+            return
+        rule = protocol.match_host(self.rules, req.host, req.port)
+        if rule is None:
+            return
+        body = req.get_content(strict=False)
+        chat_request = protocol.parse_chat_request(body)
+        usage_added = False
+        if (
+            chat_request.stream
+            and not chat_request.include_usage
+            and ctx.options.genai_stream_usage
+            and "content-encoding" not in req.headers
+            and body
+        ):
+            rewritten = protocol.request_with_include_usage(body)
+            if rewritten is not None:
+                req.content = rewritten
+                usage_added = True
+        trace_headers = {
+            name: value
+            for name in ("traceparent", "tracestate")
+            if (value := req.headers.get(name)) and len(value) <= MAX_TRACE_HEADER_LENGTH
+        }
+        self.in_flight[flow.id] = InFlight(
+            rule=rule,
+            request=chat_request,
+            api_key=protocol.mask_api_key(req.headers.get("authorization") or req.headers.get("api-key")),
+            started=time.monotonic(),
+            started_ns=time.time_ns(),
+            trace_headers=trace_headers,
+            usage_added=usage_added,
+        )
+
+    @never_raises
+    def responseheaders(self, flow: http.HTTPFlow) -> None:
+        state = self.in_flight.get(flow.id)
+        if state is None:
+            return
+        assert flow.response
+        content_type = flow.response.headers.get("content-type", "")
+        if not content_type.lower().startswith("text/event-stream"):
+            return
+        stream = ChatStream(flow.response.headers.get("content-encoding"), started=state.started)
+        state.stream = stream
+        flow.response.stream = StreamTap(stream, filtering=state.usage_added and stream.decodable)
+
+    @never_raises
+    def response(self, flow: http.HTTPFlow) -> None:
+        state = self.in_flight.pop(flow.id, None)
+        if state is None:
+            return
+        assert flow.response
+        status = flow.response.status_code
+        if state.stream is not None:
+            result = state.stream.accumulator.result
+            error_type = result.error_type or (str(status) if status >= 400 else None)
+        else:
+            body = flow.response.get_content(strict=False)
+            result = protocol.parse_chat_response(body)
+            error_type = protocol.error_type_for_status(status, body) if status >= 400 else None
+        self._finish(flow, state, result, status, error_type)
+
+    @never_raises
+    def error(self, flow: http.HTTPFlow) -> None:
+        state = self.in_flight.pop(flow.id, None)
+        if state is None:
+            return
+        assert flow.error
+        result = state.stream.accumulator.result if state.stream else protocol.ChatResult()
+        status = flow.response.status_code if flow.response else None
+        self._finish(flow, state, result, status, classify_flow_error(flow.error.msg, flow.response is not None))
+
+    def _finish(
+        self,
+        flow: http.HTTPFlow,
+        state: InFlight,
+        result: protocol.ChatResult,
+        status: int | None,
+        error_type: str | None,
+    ) -> None:
+        accumulator = state.stream.accumulator if state.stream else None
+        exchange = Exchange(
+            operation="chat",
+            api_type="chat_completions",
+            provider=state.rule.provider,
+            server_address=flow.request.host,
+            server_port=flow.request.port,
+            request=state.request,
+            api_key=state.api_key,
+            start_time_ns=state.started_ns,
+            duration_s=time.monotonic() - state.started,
+            result=result,
+            status_code=status,
+            error_type=error_type,
+            time_to_first_chunk_s=accumulator.time_to_first_chunk if accumulator else None,
+            chunk_intervals_s=accumulator.chunk_intervals if accumulator else (),
+            trace_headers=state.trace_headers,
+        )
+        summary = protocol.summarize(exchange)
+        flow.comment = summary
+        if error_type is not None:
+            flow.marked = ":warning:"
+        log.info("genai: %s", summary)
+        assert self.telemetry is not None
+        self.telemetry.record(
+            exchange,
+            legacy_metrics=ctx.options.genai_legacy_metrics,
+            legacy_completion_id=ctx.options.genai_legacy_completion_id,
+        )
+
+
+addons = [GenAITelemetry()]

@@ -1,0 +1,379 @@
+"""OpenTelemetry side: providers, instruments, exporters, and `record` for a finished exchange.
+
+Created once per process (`get_telemetry`) and kept across mitmproxy script reloads, because
+this module is imported by the addon script and is not re-imported when the script reloads.
+Exports run on the SDK's background threads only; `record` just updates in-memory state.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import uuid
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from opentelemetry.context import Context
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import (
+    ConsoleMetricExporter,
+    MetricExporter,
+    MetricExportResult,
+    MetricReader,
+    MetricsData,
+    PeriodicExportingMetricReader,
+)
+from opentelemetry.sdk.resources import OTELResourceDetector, Resource
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import (
+    BatchSpanProcessor,
+    ConsoleSpanExporter,
+    SpanExporter,
+    SpanExportResult,
+)
+from opentelemetry.trace import SpanKind, Status, StatusCode
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+from protocol import Exchange
+
+log = logging.getLogger("genai.telemetry")
+
+DEFAULT_SERVICE_NAME = "mitmproxy-genai"
+SCOPE_NAME = "mitmproxy-genai"
+LEGACY_SCOPE_NAME = "openai.meter"
+# The whole of a bounded shutdown: flush what is pending, then close the exporters.
+SHUTDOWN_BUDGET_S = 2.0
+
+TOKEN_BUCKETS = [4**i for i in range(14)]  # 1, 4, 16, ... 67108864
+DURATION_BUCKETS = [0.01 * 2**i for i in range(14)]  # 0.01 ... 81.92
+
+EXPORTER_CHOICES = ("otlp", "console", "none")
+
+
+class ConfigurationError(ValueError):
+    """A telemetry environment variable has a value this addon cannot honour."""
+
+
+def _exporter_names(variable: str) -> list[str]:
+    names = [n.strip().lower() for n in os.environ.get(variable, "otlp").split(",") if n.strip()]
+    for name in names:
+        if name not in EXPORTER_CHOICES:
+            raise ConfigurationError(f"{variable}={name!r} is not supported; use one of {', '.join(EXPORTER_CHOICES)}")
+    return [n for n in names if n != "none"]
+
+
+def _endpoint(signal: str) -> str:
+    return (
+        os.environ.get(f"OTEL_EXPORTER_OTLP_{signal.upper()}_ENDPOINT")
+        or os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT")
+        or "http://localhost:4317"
+    )
+
+
+class _OutageLog:
+    """One warning when a collector stops accepting data, one note when it is back."""
+
+    def __init__(self, signal: str, endpoint: str) -> None:
+        self._signal = signal
+        self._endpoint = endpoint
+        self._down = False
+
+    def report(self, ok: bool) -> None:
+        if ok and self._down:
+            self._down = False
+            log.info("OpenTelemetry collector at %s accepts %s again.", self._endpoint, self._signal)
+        elif not ok and not self._down:
+            self._down = True
+            log.warning(
+                "OpenTelemetry collector at %s does not accept %s; traffic is unaffected, "
+                "this batch is dropped and export keeps retrying (set OTEL_EXPORTER_OTLP_ENDPOINT).",
+                self._endpoint,
+                self._signal,
+            )
+
+
+class _GuardedSpanExporter(SpanExporter):
+    """Turns export failures and exceptions into `_OutageLog` reports."""
+
+    def __init__(self, inner: SpanExporter, outage: _OutageLog) -> None:
+        self._inner = inner
+        self._outage = outage
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        try:
+            result = self._inner.export(spans)
+        except Exception:
+            result = SpanExportResult.FAILURE
+        self._outage.report(result == SpanExportResult.SUCCESS)
+        return result
+
+    def shutdown(self) -> None:
+        self._inner.shutdown()
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return self._inner.force_flush(timeout_millis)
+
+
+class _GuardedMetricExporter(MetricExporter):
+    """Turns export failures and exceptions into `_OutageLog` reports."""
+
+    def __init__(self, inner: MetricExporter, outage: _OutageLog) -> None:
+        super().__init__(
+            preferred_temporality=inner._preferred_temporality,
+            preferred_aggregation=inner._preferred_aggregation,
+        )
+        self._inner = inner
+        self._outage = outage
+
+    def export(self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any) -> MetricExportResult:
+        try:
+            result = self._inner.export(metrics_data, timeout_millis=timeout_millis, **kwargs)
+        except Exception:
+            result = MetricExportResult.FAILURE
+        self._outage.report(result == MetricExportResult.SUCCESS)
+        return result
+
+    def force_flush(self, timeout_millis: float = 10_000) -> bool:
+        return self._inner.force_flush(timeout_millis)
+
+    def shutdown(self, timeout_millis: float = 30_000, **kwargs: Any) -> None:
+        self._inner.shutdown(timeout_millis=timeout_millis, **kwargs)
+
+
+def _span_exporters() -> list[SpanExporter]:
+    exporters: list[SpanExporter] = []
+    for name in _exporter_names("OTEL_TRACES_EXPORTER"):
+        if name == "console":
+            exporters.append(ConsoleSpanExporter())
+        else:
+            from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+
+            exporters.append(_GuardedSpanExporter(OTLPSpanExporter(), _OutageLog("spans", _endpoint("traces"))))
+    return exporters
+
+
+def _metric_readers() -> list[MetricReader]:
+    readers: list[MetricReader] = []
+    for name in _exporter_names("OTEL_METRICS_EXPORTER"):
+        exporter: MetricExporter
+        if name == "console":
+            exporter = ConsoleMetricExporter()
+        else:
+            from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
+
+            exporter = _GuardedMetricExporter(OTLPMetricExporter(), _OutageLog("metrics", _endpoint("metrics")))
+        readers.append(PeriodicExportingMetricReader(exporter))
+    return readers
+
+
+def build_resource() -> Resource:
+    """Standard variables win; otherwise a default service name and a fresh instance id.
+
+    A unique `service.instance.id` keeps the cumulative series of several proxies apart.
+    """
+    defaults = Resource.create({"service.name": DEFAULT_SERVICE_NAME, "service.instance.id": str(uuid.uuid4())})
+    return defaults.merge(OTELResourceDetector().detect())
+
+
+def _quiet_exporter_logs() -> None:
+    """The gRPC exporter logs every retry and failure; `_OutageLog` says it once instead.
+
+    Also keeps exporter ERROR records away from mitmdump, which exits on errors at start-up.
+    """
+    logging.getLogger("opentelemetry.exporter.otlp.proto.grpc").setLevel(logging.CRITICAL)
+
+
+def _attributes(exchange: Exchange) -> dict[str, Any]:
+    """The low-cardinality attributes every metric of an exchange carries."""
+    attributes: dict[str, Any] = {
+        "gen_ai.operation.name": exchange.operation,
+        "gen_ai.provider.name": exchange.provider,
+        "server.address": exchange.server_address,
+        "server.port": exchange.server_port,
+    }
+    if exchange.request.model:
+        attributes["gen_ai.request.model"] = exchange.request.model
+    if exchange.result.response_model:
+        attributes["gen_ai.response.model"] = exchange.result.response_model
+    if exchange.error_type:
+        attributes["error.type"] = exchange.error_type
+    return attributes
+
+
+def _span_attributes(exchange: Exchange, metric_attributes: Mapping[str, Any]) -> dict[str, Any]:
+    request, result, usage = exchange.request, exchange.result, exchange.usage
+    candidates: dict[str, Any] = {
+        **metric_attributes,
+        "openai.api.type": exchange.api_type,
+        "openai.api_key.masked": exchange.api_key,
+        "gen_ai.request.temperature": request.temperature,
+        "gen_ai.request.top_p": request.top_p,
+        "gen_ai.request.max_tokens": request.max_tokens,
+        "gen_ai.request.frequency_penalty": request.frequency_penalty,
+        "gen_ai.request.presence_penalty": request.presence_penalty,
+        "gen_ai.request.stop_sequences": request.stop_sequences,
+        "gen_ai.request.seed": request.seed,
+        "gen_ai.request.choice.count": request.choice_count if request.choice_count != 1 else None,
+        "gen_ai.request.stream": True if request.stream else None,
+        "gen_ai.output.type": request.output_type,
+        "openai.request.service_tier": request.service_tier if request.service_tier != "auto" else None,
+        "gen_ai.response.id": result.response_id,
+        "gen_ai.response.finish_reasons": result.finish_reasons or None,
+        "openai.response.service_tier": result.service_tier,
+        "openai.response.system_fingerprint": result.system_fingerprint,
+        "gen_ai.response.time_to_first_chunk": exchange.time_to_first_chunk_s,
+        "http.response.status_code": exchange.status_code,
+    }
+    if usage is not None:
+        candidates |= {
+            "gen_ai.usage.input_tokens": usage.input_tokens,
+            "gen_ai.usage.output_tokens": usage.output_tokens,
+            "gen_ai.usage.cache_read.input_tokens": usage.cached_input_tokens,
+            "gen_ai.usage.reasoning.output_tokens": usage.reasoning_output_tokens,
+        }
+    return {key: value for key, value in candidates.items() if value is not None}
+
+
+class Telemetry:
+    """The process's providers and instruments."""
+
+    def __init__(self) -> None:
+        resource = build_resource()
+        span_exporters = _span_exporters()
+        metric_readers = _metric_readers()
+        _quiet_exporter_logs()
+        self.tracer_provider = TracerProvider(resource=resource, shutdown_on_exit=False)
+        for exporter in span_exporters:
+            self.tracer_provider.add_span_processor(BatchSpanProcessor(exporter))
+        self.meter_provider = MeterProvider(resource=resource, metric_readers=metric_readers, shutdown_on_exit=False)
+        self._tracer = self.tracer_provider.get_tracer(SCOPE_NAME)
+        self._propagator = TraceContextTextMapPropagator()
+
+        meter = self.meter_provider.get_meter(SCOPE_NAME)
+        self.token_usage = meter.create_histogram(
+            "gen_ai.client.token.usage",
+            unit="{token}",
+            description="Number of input and output tokens used.",
+            explicit_bucket_boundaries_advisory=TOKEN_BUCKETS,
+        )
+        self.operation_duration = meter.create_histogram(
+            "gen_ai.client.operation.duration",
+            unit="s",
+            description="GenAI operation duration.",
+            explicit_bucket_boundaries_advisory=DURATION_BUCKETS,
+        )
+        self.time_to_first_chunk = meter.create_histogram(
+            "gen_ai.client.operation.time_to_first_chunk",
+            unit="s",
+            description="Time to receive the first chunk in a streaming operation.",
+            explicit_bucket_boundaries_advisory=DURATION_BUCKETS,
+        )
+        self.time_per_output_chunk = meter.create_histogram(
+            "gen_ai.client.operation.time_per_output_chunk",
+            unit="s",
+            description="Time between consecutive output chunks after the first, in a streaming operation.",
+            explicit_bucket_boundaries_advisory=DURATION_BUCKETS,
+        )
+
+        legacy = self.meter_provider.get_meter(LEGACY_SCOPE_NAME)
+        self.legacy_total = legacy.create_counter(
+            "tokens_counter", unit="1", description="The number of tokens generated by model"
+        )
+        self.legacy_prompt = legacy.create_counter(
+            "prompt_tokens", unit="1", description="The number of prompt tokens in a chat completion"
+        )
+        self.legacy_completion = legacy.create_counter(
+            "completion_tokens", unit="1", description="The number of completion tokens in a chat completion"
+        )
+
+    def record(self, exchange: Exchange, *, legacy_metrics: bool, legacy_completion_id: bool) -> None:
+        """Record one finished exchange as metrics and a span. Cheap: no I/O happens here."""
+        attributes = _attributes(exchange)
+        self.operation_duration.record(exchange.duration_s, attributes)
+        if exchange.time_to_first_chunk_s is not None:
+            self.time_to_first_chunk.record(exchange.time_to_first_chunk_s, attributes)
+        for interval in exchange.chunk_intervals_s:
+            self.time_per_output_chunk.record(interval, attributes)
+        usage = exchange.usage
+        if usage is not None:
+            if usage.input_tokens is not None:
+                self.token_usage.record(usage.input_tokens, attributes | {"gen_ai.token.type": "input"})
+            if usage.output_tokens is not None:
+                self.token_usage.record(usage.output_tokens, attributes | {"gen_ai.token.type": "output"})
+            if legacy_metrics:
+                self._record_legacy(exchange, legacy_completion_id)
+        self._record_span(exchange, attributes)
+
+    def _record_legacy(self, exchange: Exchange, with_completion_id: bool) -> None:
+        usage = exchange.usage
+        assert usage is not None
+        attributes = {
+            "model": exchange.request.model or exchange.result.response_model or "unknown",
+            "api_key": exchange.api_key,
+        }
+        if with_completion_id and exchange.result.response_id:
+            attributes["chat_completion_id"] = exchange.result.response_id
+        total = usage.total_tokens
+        if total is None:
+            total = (usage.input_tokens or 0) + (usage.output_tokens or 0)
+        self.legacy_total.add(total, attributes)
+        if usage.input_tokens is not None:
+            self.legacy_prompt.add(usage.input_tokens, attributes)
+        if usage.output_tokens is not None:
+            self.legacy_completion.add(usage.output_tokens, attributes)
+
+    def _record_span(self, exchange: Exchange, metric_attributes: Mapping[str, Any]) -> None:
+        parent: Context | None = None
+        if exchange.trace_headers:
+            parent = self._propagator.extract(carrier=exchange.trace_headers)
+        model = exchange.request.model
+        span = self._tracer.start_span(
+            f"{exchange.operation} {model}" if model else exchange.operation,
+            context=parent,
+            kind=SpanKind.CLIENT,
+            attributes=_span_attributes(exchange, metric_attributes),
+            start_time=exchange.start_time_ns,
+        )
+        if exchange.error_type is not None:
+            span.set_status(Status(StatusCode.ERROR, exchange.error_type))
+        span.end(end_time=exchange.start_time_ns + int(exchange.duration_s * 1e9))
+
+    def shutdown(self, budget_s: float = SHUTDOWN_BUDGET_S) -> bool:
+        """Flush and close within `budget_s`, even if the collector never answers.
+
+        Runs on a daemon thread so a hung export cannot keep the process alive; returns
+        whether everything finished in time.
+        """
+        budget_ms = int(budget_s * 1000)
+
+        def close() -> None:
+            self.tracer_provider.force_flush(budget_ms // 2)
+            self.meter_provider.force_flush(budget_ms // 2)
+            self.tracer_provider.shutdown()
+            self.meter_provider.shutdown(timeout_millis=budget_ms // 2)
+
+        closer = threading.Thread(target=close, name="genai-telemetry-shutdown", daemon=True)
+        closer.start()
+        closer.join(budget_s)
+        if closer.is_alive():
+            log.warning("OpenTelemetry export did not finish within %.1fs at exit; the rest is dropped.", budget_s)
+            return False
+        return True
+
+
+_instance: Telemetry | None = None
+_instance_lock = threading.Lock()
+
+
+def get_telemetry() -> Telemetry:
+    """The process-wide Telemetry, created on first use; raises ConfigurationError.
+
+    Its owner calls `shutdown()` when the process is about to exit. Not from `atexit`: by then
+    Python can no longer start the thread that bounds the shutdown.
+    """
+    global _instance
+    with _instance_lock:
+        if _instance is None:
+            _instance = Telemetry()
+        return _instance

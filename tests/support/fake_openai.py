@@ -1,0 +1,316 @@
+"""A local HTTPS server that answers like api.openai.com, for tests and the demo.
+
+It follows the real API where the addon cares: paced SSE streams, `stream_options.include_usage`
+semantics (`"usage":null` on every chunk plus one usage-only chunk), realistic headers, OpenAI
+error bodies, and replay of the recorded exchanges in tests/fixtures/recorded. Test knobs come
+as request headers (the SDK sends them with `extra_headers`):
+
+- `x-fake-fixture: NAME`: replay tests/fixtures/recorded/NAME.yaml (its first interaction).
+- `x-fake-chunks: N` and `x-fake-chunk-delay-ms: D`: stream N content chunks, D ms apart.
+- `x-fake-error: STATUS:CODE`: answer with an OpenAI error body.
+- `x-fake-encoding: gzip|deflate|br|zstd`: compress the response body.
+- `x-fake-cached-tokens: N`, `x-fake-reasoning-tokens: N`: usage details.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import re
+import ssl
+import threading
+import time
+import zlib
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import brotli
+import yaml
+from backports import zstd
+
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "recorded"
+CREATED = 1731368639
+WORDS = ["This", " is", " a", " test", "."]
+RESPONSE_HEADERS = {
+    "openai-organization": "org-fake",
+    "openai-processing-ms": "42",
+    "openai-version": "2020-10-01",
+    "x-ratelimit-limit-requests": "10000",
+    "x-ratelimit-limit-tokens": "30000000",
+    "x-ratelimit-remaining-requests": "9999",
+    "x-ratelimit-remaining-tokens": "29999980",
+    "x-ratelimit-reset-requests": "6ms",
+    "x-ratelimit-reset-tokens": "0s",
+}
+
+
+def compact(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def load_fixture(name: str) -> dict[str, Any]:
+    """The first interaction of a recorded exchange."""
+    with open(FIXTURES / f"{name}.yaml", encoding="utf-8") as file:
+        return yaml.safe_load(file)["interactions"][0]  # type: ignore[no-any-return]
+
+
+def sse_events(body: str) -> list[str]:
+    """A recorded SSE body cut into its events, each with its closing blank line."""
+    return [event + "\n\n" for event in re.split(r"\n\n", body) if event.strip()]
+
+
+def dated(model: str) -> str:
+    return model if re.search(r"\d{4}-\d{2}-\d{2}$", model) else f"{model}-2024-07-18"
+
+
+@dataclass
+class ChatScript:
+    """What the fake answers to one synthesized chat completion request."""
+
+    request: dict[str, Any]
+    chunks: int = 4
+    cached_tokens: int = 0
+    reasoning_tokens: int = 0
+
+    @property
+    def model(self) -> str:
+        return dated(str(self.request.get("model", "gpt-4o-mini")))
+
+    @property
+    def response_id(self) -> str:
+        return "chatcmpl-" + hashlib.sha256(compact(self.request).encode()).hexdigest()[:24]
+
+    def usage(self) -> dict[str, Any]:
+        words = sum(len(str(m.get("content", "")).split()) for m in self.request.get("messages", []))
+        prompt = 8 + words + self.cached_tokens
+        completion = self.chunks + self.reasoning_tokens
+        return {
+            "prompt_tokens": prompt,
+            "completion_tokens": completion,
+            "total_tokens": prompt + completion,
+            "prompt_tokens_details": {"cached_tokens": self.cached_tokens, "audio_tokens": 0},
+            "completion_tokens_details": {
+                "reasoning_tokens": self.reasoning_tokens,
+                "audio_tokens": 0,
+                "accepted_prediction_tokens": 0,
+                "rejected_prediction_tokens": 0,
+            },
+        }
+
+    def text(self) -> str:
+        return "".join(WORDS[i % len(WORDS)] for i in range(self.chunks))
+
+    def completion(self) -> dict[str, Any]:
+        n = self.request.get("n") or 1
+        return {
+            "id": self.response_id,
+            "object": "chat.completion",
+            "created": CREATED,
+            "model": self.model,
+            "choices": [
+                {
+                    "index": i,
+                    "message": {"role": "assistant", "content": self.text(), "refusal": None, "annotations": []},
+                    "logprobs": None,
+                    "finish_reason": "stop",
+                }
+                for i in range(n)
+            ],
+            "usage": self.usage(),
+            "service_tier": "default",
+            "system_fingerprint": "fp_fake",
+        }
+
+    def stream_events(self) -> list[str]:
+        """The SSE events, exactly as OpenAI frames them for this request."""
+        options = self.request.get("stream_options") or {}
+        include_usage = options.get("include_usage") is True
+
+        def chunk(choices: list[dict[str, Any]], usage: Any = None, last: bool = False) -> str:
+            body: dict[str, Any] = {
+                "id": self.response_id,
+                "object": "chat.completion.chunk",
+                "created": CREATED,
+                "model": self.model,
+                "service_tier": "default",
+                "system_fingerprint": "fp_fake",
+                "choices": choices,
+            }
+            if include_usage:
+                body["usage"] = usage
+            return f"data: {compact(body)}\n\n"
+
+        def choice(delta: dict[str, Any], finish: str | None = None) -> list[dict[str, Any]]:
+            return [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]
+
+        events = [chunk(choice({"role": "assistant", "content": "", "refusal": None}))]
+        events += [chunk(choice({"content": WORDS[i % len(WORDS)]})) for i in range(self.chunks)]
+        events.append(chunk(choice({}, "stop")))
+        if include_usage:
+            events.append(chunk([], self.usage()))
+        events.append("data: [DONE]\n\n")
+        return events
+
+
+def _encoder(encoding: str) -> tuple[Any, Any]:
+    """(encode(chunk) -> bytes with a flush, finish() -> bytes) for a streamed body."""
+    if encoding in ("gzip", "deflate"):
+        compressor = zlib.compressobj(wbits=31 if encoding == "gzip" else 15)
+        return (lambda d: compressor.compress(d) + compressor.flush(zlib.Z_SYNC_FLUSH)), (
+            lambda: compressor.flush(zlib.Z_FINISH)
+        )
+    if encoding == "br":
+        brotli_compressor = brotli.Compressor()
+        return (lambda d: brotli_compressor.process(d) + brotli_compressor.flush()), brotli_compressor.finish
+    if encoding == "zstd":
+        zstd_compressor = zstd.ZstdCompressor()
+        return (lambda d: zstd_compressor.compress(d, zstd.ZstdCompressor.FLUSH_BLOCK)), (
+            lambda: zstd_compressor.flush(zstd.ZstdCompressor.FLUSH_FRAME)
+        )
+    return (lambda d: d), (lambda: b"")
+
+
+def encode_whole(body: bytes, encoding: str) -> bytes:
+    if encoding == "gzip":
+        return gzip.compress(body)
+    encode, finish = _encoder(encoding)
+    return encode(body) + finish()  # type: ignore[no-any-return]
+
+
+@dataclass
+class ReceivedRequest:
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+
+@dataclass
+class StreamLog:
+    """When each event of a streamed response left the fake (time.monotonic)."""
+
+    response_id: str | None
+    sent_at: list[float] = field(default_factory=list)
+    finished_at: float | None = None
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: FakeOpenAI
+
+    def log_message(self, format: str, *args: Any) -> None:
+        return
+
+    def do_POST(self) -> None:  # noqa: N802 (http.server naming)
+        length = int(self.headers.get("content-length") or 0)
+        body = self.rfile.read(length)
+        headers = {k.lower(): v for k, v in self.headers.items()}
+        self.server.received.append(ReceivedRequest("POST", self.path, headers, body))
+        encoding = headers.get("x-fake-encoding", "identity")
+        if "x-fake-fixture" in headers:
+            self._replay(headers["x-fake-fixture"], headers, encoding)
+        elif "x-fake-error" in headers:
+            status, _, code = headers["x-fake-error"].partition(":")
+            error = {"error": {"message": f"fake {code}", "type": "invalid_request_error", "param": None, "code": code}}
+            self._send_whole(int(status), "application/json", compact(error).encode(), encoding)
+        elif self.path.split("?")[0].endswith("/chat/completions"):
+            self._chat(body, headers, encoding)
+        else:
+            self._send_whole(404, "application/json", b'{"error":{"message":"unknown path","code":"not_found"}}', "identity")
+
+    def _chat(self, body: bytes, headers: dict[str, str], encoding: str) -> None:
+        request = json.loads(body)
+        script = ChatScript(
+            request,
+            chunks=int(headers.get("x-fake-chunks", 4)),
+            cached_tokens=int(headers.get("x-fake-cached-tokens", 0)),
+            reasoning_tokens=int(headers.get("x-fake-reasoning-tokens", 0)),
+        )
+        if request.get("stream") is True:
+            delay = int(headers.get("x-fake-chunk-delay-ms", 5)) / 1000
+            self._send_stream(script.stream_events(), delay, encoding, script.response_id)
+        else:
+            self._send_whole(200, "application/json", compact(script.completion()).encode(), encoding)
+
+    def _replay(self, name: str, headers: dict[str, str], encoding: str) -> None:
+        recorded = load_fixture(name)["response"]
+        status = recorded["status"]["code"]
+        content_type = recorded["headers"].get("Content-Type", ["application/json"])[0]
+        text = recorded["body"]["string"]
+        if content_type.startswith("text/event-stream"):
+            delay = int(headers.get("x-fake-chunk-delay-ms", 2)) / 1000
+            self._send_stream(sse_events(text), delay, encoding, None, status)
+        else:
+            self._send_whole(status, content_type, text.encode(), encoding)
+
+    def _common_headers(self, content_type: str, encoding: str) -> None:
+        self.send_header("content-type", content_type)
+        self.send_header("x-request-id", f"req_{len(self.server.received):08d}")
+        for name, value in RESPONSE_HEADERS.items():
+            self.send_header(name, value)
+        if encoding != "identity":
+            self.send_header("content-encoding", encoding)
+
+    def _send_whole(self, status: int, content_type: str, body: bytes, encoding: str) -> None:
+        payload = encode_whole(body, encoding) if encoding != "identity" else body
+        self.send_response(status)
+        self._common_headers(content_type, encoding)
+        self.send_header("content-length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def _send_stream(
+        self, events: list[str], delay: float, encoding: str, response_id: str | None, status: int = 200
+    ) -> None:
+        encode, finish = _encoder(encoding)
+        stream_log = StreamLog(response_id)
+        self.server.streams.append(stream_log)
+        self.send_response(status)
+        self._common_headers("text/event-stream; charset=utf-8", encoding)
+        self.send_header("transfer-encoding", "chunked")
+        self.end_headers()
+        self.wfile.flush()
+        for position, event in enumerate(events):
+            if position:
+                time.sleep(delay)
+            self._write_chunk(encode(event.encode()))
+            stream_log.sent_at.append(time.monotonic())
+        self._write_chunk(finish())
+        self.wfile.write(b"0\r\n\r\n")
+        self.wfile.flush()
+        stream_log.finished_at = time.monotonic()
+
+    def _write_chunk(self, data: bytes) -> None:
+        if data:
+            self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
+            self.wfile.flush()
+
+
+class FakeOpenAI(ThreadingHTTPServer):
+    """`with FakeOpenAI(cert, key) as fake:` serves on 127.0.0.1:`fake.port` until the block ends."""
+
+    daemon_threads = True
+
+    def __init__(self, cert: Path, key: Path, port: int = 0) -> None:
+        super().__init__(("127.0.0.1", port), _Handler)
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(cert, key)
+        self.socket = context.wrap_socket(self.socket, server_side=True)
+        self.received: list[ReceivedRequest] = []
+        self.streams: list[StreamLog] = []
+        self._thread = threading.Thread(target=self.serve_forever, name="fake-openai", daemon=True)
+
+    @property
+    def port(self) -> int:
+        return int(self.server_address[1])
+
+    def __enter__(self) -> FakeOpenAI:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.shutdown()
+        self.server_close()

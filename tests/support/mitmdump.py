@@ -1,0 +1,119 @@
+"""Start and stop a real `mitmdump -s addon.py` process for end-to-end tests and the demo."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+MITMDUMP = Path(sys.executable).parent / "mitmdump"
+_LISTENING = re.compile(r"listening at (?:http://)?\[?([0-9.:a-f]+)\]?:(\d+)")
+
+
+class Mitmdump:
+    """`with Mitmdump([...args], env={...}) as proxy:` runs until the block ends (SIGINT, then kill)."""
+
+    def __init__(self, args: Sequence[str], env: dict[str, str], confdir: Path, start_timeout: float = 20) -> None:
+        self.args = list(args)
+        self.env = {**os.environ, **env}
+        self.confdir = confdir
+        self.start_timeout = start_timeout
+        self.port = 0
+        self.lines: list[str] = []
+        self.exit_seconds: float | None = None
+        self._process: subprocess.Popen[str] | None = None
+        self._reader: threading.Thread | None = None
+        self._listening = threading.Event()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ca_cert(self) -> Path:
+        return self.confdir / "mitmproxy-ca-cert.pem"
+
+    @property
+    def output(self) -> str:
+        return "\n".join(self.lines)
+
+    def start(self) -> Mitmdump:
+        command = [
+            str(MITMDUMP),
+            "-s",
+            str(ROOT / "addon.py"),
+            "--listen-host",
+            "127.0.0.1",
+            "--listen-port",
+            "0",
+            "--set",
+            f"confdir={self.confdir}",
+            *self.args,
+        ]
+        self._process = subprocess.Popen(
+            command,
+            cwd=ROOT,
+            env=self.env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            bufsize=1,
+        )
+        self._reader = threading.Thread(target=self._read, name="mitmdump-output", daemon=True)
+        self._reader.start()
+        if not self._listening.wait(self.start_timeout):
+            self.stop()
+            raise RuntimeError(f"mitmdump did not start:\n{self.output}")
+        if "error in script" in self.output:
+            self.stop()
+            raise RuntimeError(f"the addon failed to load:\n{self.output}")
+        return self
+
+    def _read(self) -> None:
+        assert self._process and self._process.stdout
+        for line in self._process.stdout:
+            self.lines.append(line.rstrip("\n"))
+            if not self._listening.is_set() and (match := _LISTENING.search(line)):
+                self.port = int(match.group(2))
+                self._listening.set()
+
+    def wait_for_line(self, pattern: str, timeout: float = 10) -> str:
+        """The first output line matching `pattern`, waiting up to `timeout` seconds."""
+        regex = re.compile(pattern)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for line in list(self.lines):
+                if regex.search(line):
+                    return line
+            time.sleep(0.05)
+        raise TimeoutError(f"no line matching {pattern!r} in mitmdump output:\n{self.output}")
+
+    def stop(self, timeout: float = 10) -> float:
+        """SIGINT, as a user's Ctrl-C; kill if it hangs. Returns the seconds it took to exit."""
+        assert self._process
+        started = time.monotonic()
+        if self._process.poll() is None:
+            self._process.send_signal(signal.SIGINT)
+            try:
+                self._process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait(5)
+        self.exit_seconds = time.monotonic() - started
+        if self._reader:
+            self._reader.join(5)
+        return self.exit_seconds
+
+    def __enter__(self) -> Mitmdump:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
