@@ -9,13 +9,12 @@ Layers: this file is the mitmproxy glue (hooks, options, per-flow bookkeeping); 
 parses the OpenAI wire format; `telemetry` owns OpenTelemetry.
 """
 
-
 import functools
 import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 from mitmproxy import ctx, exceptions, http
 from mitmproxy.addonmanager import Loader
@@ -72,10 +71,7 @@ class StreamTap:
         return chunk
 
 
-F = TypeVar("F", bound=Callable[..., None])
-
-
-def never_raises(hook: F) -> F:
+def never_raises[F: Callable[..., None]](hook: F) -> F:
     """Telemetry must never break traffic: a failing hook logs one line and returns."""
 
     @functools.wraps(hook)
@@ -83,7 +79,9 @@ def never_raises(hook: F) -> F:
         try:
             hook(*args, **kwargs)
         except Exception as error:
-            log.warning("genai: %s hook failed (%s: %s); the flow is unaffected.", hook.__name__, type(error).__name__, error)
+            log.warning(
+                "genai: %s hook failed (%s: %s); the flow is unaffected.", hook.__name__, type(error).__name__, error
+            )
 
     return guarded  # type: ignore[return-value]
 

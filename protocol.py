@@ -82,9 +82,7 @@ def match_host(rules: Sequence[HostRule], host: str, port: int) -> HostRule | No
 
 def is_chat_completions(method: str, path: str) -> bool:
     """`POST .../chat/completions`, under any prefix (`/v1`, `/openai/v1`, `/api/v1`, ...)."""
-    return method == "POST" and path.partition("?")[0].rstrip("/").endswith(
-        CHAT_COMPLETIONS_SUFFIX
-    )
+    return method == "POST" and path.partition("?")[0].rstrip("/").endswith(CHAT_COMPLETIONS_SUFFIX)
 
 
 # --- secrets ------------------------------------------------------------------------------
@@ -181,8 +179,7 @@ def parse_chat_request(body: bytes | None) -> ChatRequest:
     return ChatRequest(
         model=_label(data.get("model")),
         stream=data.get("stream") is True,
-        include_usage=isinstance(stream_options, dict)
-        and stream_options.get("include_usage") is True,
+        include_usage=isinstance(stream_options, dict) and stream_options.get("include_usage") is True,
         temperature=_number(data.get("temperature")),
         top_p=_number(data.get("top_p")),
         max_tokens=_integer(max_tokens),
@@ -194,9 +191,7 @@ def parse_chat_request(body: bytes | None) -> ChatRequest:
         seed=_integer(data.get("seed")),
         choice_count=_integer(data.get("n")),
         service_tier=_label(data.get("service_tier")),
-        output_type=_OUTPUT_TYPES.get(str(response_format.get("type")))
-        if isinstance(response_format, dict)
-        else None,
+        output_type=_OUTPUT_TYPES.get(str(response_format.get("type"))) if isinstance(response_format, dict) else None,
     )
 
 
@@ -244,9 +239,7 @@ def parse_chat_usage(value: Any) -> Usage | None:
         input_tokens=_count(value.get("prompt_tokens")),
         output_tokens=_count(value.get("completion_tokens")),
         total_tokens=_count(value.get("total_tokens")),
-        cached_input_tokens=_count(prompt_details.get("cached_tokens"))
-        if isinstance(prompt_details, dict)
-        else None,
+        cached_input_tokens=_count(prompt_details.get("cached_tokens")) if isinstance(prompt_details, dict) else None,
         reasoning_output_tokens=_count(completion_details.get("reasoning_tokens"))
         if isinstance(completion_details, dict)
         else None,
@@ -285,9 +278,7 @@ def error_type_from_object(data: dict[str, Any]) -> str | None:
     """`{"error": {"code": ..., "type": ...}}` → the code, else the type."""
     error = data.get("error")
     if isinstance(error, dict):
-        return (
-            error_label(error.get("code")) or error_label(error.get("type")) or "error"
-        )
+        return error_label(error.get("code")) or error_label(error.get("type")) or "error"
     if isinstance(error, str):
         return "error"
     return None
@@ -309,13 +300,9 @@ def parse_chat_response(body: bytes | None) -> ChatResult:
     if isinstance(choices, list):
         reasons = {}
         for position, choice in enumerate(choices):
-            if isinstance(choice, dict) and isinstance(
-                choice.get("finish_reason"), str
-            ):
+            if isinstance(choice, dict) and isinstance(choice.get("finish_reason"), str):
                 index = _integer(choice.get("index"))
-                reasons[position if index is None else index] = choice["finish_reason"][
-                    :MAX_LABEL_LENGTH
-                ]
+                reasons[position if index is None else index] = choice["finish_reason"][:MAX_LABEL_LENGTH]
         result.finish_reasons = [reasons[i] for i in sorted(reasons)]
     return result
 
@@ -413,9 +400,7 @@ class _ZlibEncoder:
         self._compressor = zlib.compressobj(wbits=wbits)
 
     def encode(self, data: bytes) -> bytes:
-        return self._compressor.compress(data) + self._compressor.flush(
-            zlib.Z_SYNC_FLUSH
-        )
+        return self._compressor.compress(data) + self._compressor.flush(zlib.Z_SYNC_FLUSH)
 
     def finish(self) -> bytes:
         return self._compressor.flush(zlib.Z_FINISH)
@@ -484,9 +469,7 @@ class SSEFramer:
         blocks: list[bytes] = []
         start = 0
         # A trailing CR may be the first half of CRLF: decide when the next byte comes.
-        end = (
-            len(self._buffer) - 1 if self._buffer.endswith(b"\r") else len(self._buffer)
-        )
+        end = len(self._buffer) - 1 if self._buffer.endswith(b"\r") else len(self._buffer)
         position = max(self._scan_from, 0)
         while True:
             match = _EVENT_END.search(self._buffer, position, end)
@@ -601,12 +584,8 @@ class ChatStreamAccumulator:
             reason = choice.get("finish_reason")
             if isinstance(reason, str):
                 index = _integer(choice.get("index"))
-                self._reasons[position if index is None else index] = reason[
-                    :MAX_LABEL_LENGTH
-                ]
-                result.finish_reasons = [
-                    self._reasons[i] for i in sorted(self._reasons)
-                ]
+                self._reasons[position if index is None else index] = reason[:MAX_LABEL_LENGTH]
+                result.finish_reasons = [self._reasons[i] for i in sorted(self._reasons)]
         if has_output:
             if self._last_output_at is None:
                 self.time_to_first_chunk = now - self.started
@@ -653,9 +632,7 @@ class ChatStream:
     def filter(self, chunk: bytes, now: float) -> list[bytes]:
         """What to send on in place of `chunk` (b"" marks the end of the body)."""
         kept: list[bytes] = []
-        blocks = (
-            self._framer.feed(self._decode(chunk)) if chunk else self._framer.finish()
-        )
+        blocks = self._framer.feed(self._decode(chunk)) if chunk else self._framer.finish()
         for block in blocks:
             if self.accumulator.consume(parse_sse_event(block), now):
                 continue

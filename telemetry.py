@@ -238,10 +238,15 @@ def _span_attributes(exchange: Exchange, metric_attributes: Mapping[str, Any]) -
 class Telemetry:
     """The process's providers and instruments."""
 
-    def __init__(self) -> None:
+    def __init__(
+        self,
+        span_exporters: Sequence[SpanExporter] | None = None,
+        metric_readers: Sequence[MetricReader] | None = None,
+    ) -> None:
+        """Exporters and readers come from the standard OTEL_* variables unless given."""
         resource = build_resource()
-        span_exporters = _span_exporters()
-        metric_readers = _metric_readers()
+        span_exporters = _span_exporters() if span_exporters is None else span_exporters
+        metric_readers = _metric_readers() if metric_readers is None else metric_readers
         _quiet_exporter_logs()
         self.tracer_provider = TracerProvider(resource=resource, shutdown_on_exit=False)
         for exporter in span_exporters:

@@ -204,7 +204,7 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
         return
 
-    def do_POST(self) -> None:  # noqa: N802 (http.server naming)
+    def do_POST(self) -> None:
         length = int(self.headers.get("content-length") or 0)
         body = self.rfile.read(length)
         headers = {k.lower(): v for k, v in self.headers.items()}
@@ -219,7 +219,9 @@ class _Handler(BaseHTTPRequestHandler):
         elif self.path.split("?")[0].endswith("/chat/completions"):
             self._chat(body, headers, encoding)
         else:
-            self._send_whole(404, "application/json", b'{"error":{"message":"unknown path","code":"not_found"}}', "identity")
+            self._send_whole(
+                404, "application/json", b'{"error":{"message":"unknown path","code":"not_found"}}', "identity"
+            )
 
     def _chat(self, body: bytes, headers: dict[str, str], encoding: str) -> None:
         request = json.loads(body)

@@ -103,7 +103,7 @@ class OTLPReceiver(metrics_service_pb2_grpc.MetricsServiceServicer, trace_servic
         """Every exported data point of `metric`, oldest first."""
         with self._lock:
             requests = list(self.metric_requests)
-        found = []
+        found: list[Point] = []
         for request in requests:
             for resource_metrics in request.resource_metrics:
                 resource = attributes(resource_metrics.resource.attributes)
@@ -119,8 +119,8 @@ class OTLPReceiver(metrics_service_pb2_grpc.MetricsServiceServicer, trace_servic
         newest: dict[tuple[Any, ...], Point] = {}
         for point in self.points(metric):
             if all(point.attributes.get(k.replace("__", ".")) == v for k, v in match.items()):
-                key = (point.scope, tuple(sorted((k, str(v)) for k, v in point.attributes.items())))
-                key += (point.resource.get("service.instance.id"),)
+                labels = tuple(sorted((k, str(v)) for k, v in point.attributes.items()))
+                key = (point.scope, labels, point.resource.get("service.instance.id"))
                 if key not in newest or point.time_unix_nano >= newest[key].time_unix_nano:
                     newest[key] = point
         return list(newest.values())
@@ -151,7 +151,17 @@ def _flatten(metric: Any, scope: str, resource: dict[str, Any]) -> Iterator[Poin
         else:
             value = dp.as_int if dp.WhichOneof("value") == "as_int" else dp.as_double
             count, bounds = 1, []
-        yield Point(metric.name, scope, metric.unit, attributes(dp.attributes), resource, value, count, bounds, dp.time_unix_nano)
+        yield Point(
+            metric.name,
+            scope,
+            metric.unit,
+            attributes(dp.attributes),
+            resource,
+            value,
+            count,
+            bounds,
+            dp.time_unix_nano,
+        )
 
 
 def _spans(request: trace_service_pb2.ExportTraceServiceRequest) -> Iterator[ExportedSpan]:
@@ -176,4 +186,3 @@ def _spans(request: trace_service_pb2.ExportTraceServiceRequest) -> Iterator[Exp
 
 
 SPAN_KIND_CLIENT = Span.SpanKind.SPAN_KIND_CLIENT
-

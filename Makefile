@@ -1,0 +1,47 @@
+# Two commands on a fresh machine: `make run` (the proxy) and `make test` (lint, types, tests).
+# Both create .venv and install what they need first. Python >= 3.12 is required by mitmproxy 12;
+# with pyenv, .python-version selects it.
+
+PYTHON ?= $(shell command -v python3.12 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+PORT ?= 8080
+# e.g. MODE=reverse:https://api.openai.com (clients then use base URL http://127.0.0.1:8080/v1)
+MODE ?= regular
+ARGS ?=
+
+.PHONY: run web test demo lint clean
+
+$(BIN)/python:
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 12) else "Python >= 3.12 is needed (mitmproxy 12); set PYTHON=/path/to/python3.12")'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(VENV)/.runtime: $(BIN)/python requirements.txt
+	$(BIN)/pip install --quiet -r requirements.txt
+	@touch $@
+
+$(VENV)/.dev: $(VENV)/.runtime requirements-dev.txt
+	$(BIN)/pip install --quiet -r requirements-dev.txt
+	@touch $@
+
+run: $(VENV)/.runtime
+	$(BIN)/mitmdump -s addon.py --listen-host 127.0.0.1 --listen-port $(PORT) --mode $(MODE) $(ARGS)
+
+web: $(VENV)/.runtime
+	$(BIN)/mitmweb -s addon.py --listen-host 127.0.0.1 --listen-port $(PORT) --mode $(MODE) \
+		--web-host 127.0.0.1 $(ARGS)
+
+lint: $(VENV)/.dev
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy .
+
+test: lint
+	$(BIN)/python -m pytest
+
+demo: $(VENV)/.dev
+	$(BIN)/python -m tests.support.demo
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
