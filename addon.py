@@ -218,6 +218,7 @@ class GenAITelemetry:
         assert flow.response
         status = flow.response.status_code
         if state.stream is not None:
+            state.stream.finish(time.monotonic())
             result = state.stream.accumulator.result
             error_type = result.error_type or (str(status) if status >= 400 else None)
         else:

@@ -99,9 +99,10 @@ def mask_api_key(credential: str | None) -> str:
     """
     if not credential:
         return "none"
-    key = credential.strip()
-    if key[:7].lower() == "bearer ":
-        key = key[7:].strip()
+    words = credential.split(None, 1)
+    if words and words[0].lower() == "bearer":
+        words = words[1:]
+    key = words[0].strip() if words else ""
     if not key:
         return "none"
     scheme_match = _KEY_SCHEME.match(key)
@@ -616,23 +617,34 @@ class ChatStream:
         self.decodable = decoder is not None and encoder is not None
         self._decode: Transcoder = decoder or (lambda data: b"")
         self._encoder: Encoder = encoder or _IdentityEncoder()
+        self._passthrough = False
 
     def observe(self, chunk: bytes, now: float) -> None:
-        if not self.decodable:
-            return
-        for block in self._framer.feed(self._decode(chunk) if chunk else b""):
-            self.accumulator.consume(parse_sse_event(block), now)
-        if not chunk:
-            self._observe_rest(now)
+        if self.decodable and chunk:
+            for block in self._framer.feed(self._decode(chunk)):
+                self.accumulator.consume(parse_sse_event(block), now)
 
-    def _observe_rest(self, now: float) -> None:
-        for block in self._framer.finish():
-            self.accumulator.consume(parse_sse_event(block), now)
+    def finish(self, now: float) -> None:
+        """The body has ended: read an unterminated last event, if any (observe mode)."""
+        if self.decodable:
+            for block in self._framer.finish():
+                self.accumulator.consume(parse_sse_event(block), now)
 
     def filter(self, chunk: bytes, now: float) -> list[bytes]:
-        """What to send on in place of `chunk` (b"" marks the end of the body)."""
+        """What to send on in place of `chunk` (b"" marks the end of the body).
+
+        Compressed data that does not decode switches the stream to plain pass-through: what
+        was held back goes out, then the upstream's bytes as they come.
+        """
+        if self._passthrough:
+            return [chunk] if chunk else []
+        try:
+            blocks = self._framer.feed(self._decode(chunk)) if chunk else self._framer.finish()
+        except Exception:
+            self._passthrough = True
+            held = self._framer.finish()
+            return [piece for piece in (self._encoder.encode(b"".join(held)) if held else b"", chunk) if piece]
         kept: list[bytes] = []
-        blocks = self._framer.feed(self._decode(chunk)) if chunk else self._framer.finish()
         for block in blocks:
             if self.accumulator.consume(parse_sse_event(block), now):
                 continue

@@ -81,7 +81,9 @@ class ChatScript:
 
     @property
     def response_id(self) -> str:
-        return "chatcmpl-" + hashlib.sha256(compact(self.request).encode()).hexdigest()[:24]
+        """Deterministic, and the same with or without stream_options, so streams compare byte for byte."""
+        identity = {k: v for k, v in self.request.items() if k != "stream_options"}
+        return "chatcmpl-" + hashlib.sha256(compact(identity).encode()).hexdigest()[:24]
 
     def usage(self) -> dict[str, Any]:
         words = sum(len(str(m.get("content", "")).split()) for m in self.request.get("messages", []))

@@ -1,0 +1,459 @@
+"""The pure protocol layer against the recorded OpenAI exchanges and hostile input."""
+
+import gzip
+import json
+import random
+import re
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import protocol
+from protocol import ChatStream, Exchange, SSEFramer, Usage
+from tests.support.fake_openai import FIXTURES, ChatScript, encode_whole, load_fixture
+
+CHAT_FIXTURES = sorted(p.stem for p in FIXTURES.glob("test_chat_completion*.yaml"))
+ENCODINGS = ["gzip", "deflate", "br", "zstd"]
+
+
+def is_stream(name: str) -> bool:
+    return load_fixture(name)["response"]["headers"]["Content-Type"][0].startswith("text/event-stream")
+
+
+STREAM_FIXTURES = [n for n in CHAT_FIXTURES if is_stream(n)]
+PLAIN_FIXTURES = [n for n in CHAT_FIXTURES if not is_stream(n)]
+
+
+def body_of(name: str) -> bytes:
+    return load_fixture(name)["response"]["body"]["string"].encode()
+
+
+def expected_from_stream_text(text: str) -> dict:
+    """Usage, id and finish reasons read from a recorded stream with plain string handling."""
+    chunks = [json.loads(line[6:]) for line in text.splitlines() if line.startswith("data: {")]
+    usage = next((c["usage"] for c in chunks if c.get("usage")), None)
+    reasons = {}
+    for c in chunks:
+        for choice in c["choices"]:
+            if choice.get("finish_reason"):
+                reasons[choice["index"]] = choice["finish_reason"]
+    return {"id": chunks[0]["id"], "usage": usage, "finish_reasons": [reasons[i] for i in sorted(reasons)]}
+
+
+def run_stream(pieces: list[bytes], encoding: str | None = None) -> ChatStream:
+    stream = ChatStream(encoding, started=0.0)
+    for i, piece in enumerate(pieces):
+        stream.observe(piece, now=float(i + 1))
+    stream.finish(now=float(len(pieces) + 1))
+    return stream
+
+
+def split_randomly(data: bytes, seed: int) -> list[bytes]:
+    rng = random.Random(seed)
+    pieces, position = [], 0
+    while position < len(data):
+        size = rng.randint(1, 40)
+        pieces.append(data[position : position + size])
+        position += size
+    return pieces
+
+
+def assert_matches_recording(stream: ChatStream, text: str) -> None:
+    expected = expected_from_stream_text(text)
+    result = stream.accumulator.result
+    assert result.response_id == expected["id"]
+    assert result.finish_reasons == expected["finish_reasons"]
+    if expected["usage"] is None:
+        assert result.usage is None
+    else:
+        assert result.usage is not None
+        assert result.usage.input_tokens == expected["usage"]["prompt_tokens"]
+        assert result.usage.output_tokens == expected["usage"]["completion_tokens"]
+        assert result.usage.total_tokens == expected["usage"]["total_tokens"]
+
+
+# --- recorded exchanges -------------------------------------------------------------------
+
+
+def test_the_fixtures_cover_plain_streamed_and_failed_calls():
+    assert len(STREAM_FIXTURES) >= 6 and len(PLAIN_FIXTURES) >= 10
+    assert "test_chat_completion_404" in PLAIN_FIXTURES
+
+
+@pytest.mark.parametrize("name", PLAIN_FIXTURES)
+def test_plain_response_yields_its_recorded_usage_ids_and_finish_reasons(name):
+    recorded = json.loads(body_of(name))
+    result = protocol.parse_chat_response(body_of(name))
+    if "error" in recorded:
+        assert result.usage is None
+        assert result.error_type == recorded["error"]["code"]
+        return
+    assert result.response_id == recorded["id"]
+    assert result.response_model == recorded["model"]
+    assert result.finish_reasons == [c["finish_reason"] for c in recorded["choices"]]
+    assert result.usage == Usage(
+        input_tokens=recorded["usage"]["prompt_tokens"],
+        output_tokens=recorded["usage"]["completion_tokens"],
+        total_tokens=recorded["usage"]["total_tokens"],
+        cached_input_tokens=recorded["usage"].get("prompt_tokens_details", {}).get("cached_tokens"),
+        reasoning_output_tokens=recorded["usage"].get("completion_tokens_details", {}).get("reasoning_tokens"),
+    )
+
+
+def test_a_known_recording_gives_known_numbers():
+    """Spot check against the values visible in the cassette, independent of any parser."""
+    stream = run_stream([body_of("test_chat_completion_streaming")])
+    result = stream.accumulator.result
+    assert result.response_id == "chatcmpl-ASYMZ4oSykiIFK4lXLReDiKyAjsQl"
+    assert result.response_model == "gpt-4-0613"
+    assert result.usage == Usage(12, 5, 17, 0, 0)
+    assert result.finish_reasons == ["stop"]
+    assert stream.accumulator.done
+
+
+@pytest.mark.parametrize("name", STREAM_FIXTURES)
+@pytest.mark.parametrize("split", ["whole", "bytes", "random"])
+def test_stream_yields_recorded_usage_however_it_is_split(name, split):
+    body = body_of(name)
+    pieces = {"whole": [body], "bytes": [body[i : i + 1] for i in range(len(body))], "random": split_randomly(body, 7)}
+    assert_matches_recording(run_stream(pieces[split]), body.decode())
+
+
+@pytest.mark.parametrize("name", STREAM_FIXTURES)
+@pytest.mark.parametrize("encoding", ENCODINGS)
+def test_compressed_stream_yields_recorded_usage(name, encoding):
+    body = body_of(name)
+    compressed = encode_whole(body, encoding)
+    assert compressed != body
+    assert_matches_recording(run_stream(split_randomly(compressed, 3), encoding), body.decode())
+
+
+@pytest.mark.parametrize("name", STREAM_FIXTURES)
+@pytest.mark.parametrize("newline", ["\r\n", "\r"])
+def test_stream_with_other_line_endings_yields_recorded_usage(name, newline):
+    text = body_of(name).decode()
+    converted = text.replace("\n", newline).encode()
+    assert_matches_recording(run_stream(split_randomly(converted, 11)), text)
+
+
+def test_raw_deflate_without_zlib_header_is_decoded():
+    body = body_of("test_chat_completion_streaming")
+    compressor = __import__("zlib").compressobj(wbits=-15)
+    raw = compressor.compress(body) + compressor.flush()
+    assert_matches_recording(run_stream(split_randomly(raw, 5), "deflate"), body.decode())
+
+
+def test_unknown_or_stacked_encoding_is_left_alone():
+    assert not ChatStream("gzip, br", started=0).decodable
+    assert not ChatStream("compress", started=0).decodable
+    assert ChatStream(None, started=0).decodable
+
+
+# --- SSE framing --------------------------------------------------------------------------
+
+
+def test_framer_keeps_a_utf8_character_split_across_chunks():
+    event = 'data: {"choices":[{"delta":{"content":"héllo ✓"}}]}\n\n'.encode()
+    cut = event.index("✓".encode()) + 1
+    framer = SSEFramer()
+    assert framer.feed(event[:cut]) == []
+    (block,) = framer.feed(event[cut:])
+    assert protocol.parse_sse_event(block).data == '{"choices":[{"delta":{"content":"héllo ✓"}}]}'
+
+
+def test_framer_waits_for_the_lf_of_a_crlf_split_between_chunks():
+    framer = SSEFramer()
+    assert framer.feed(b"data: a\r\n\r") == []
+    assert framer.feed(b"\ndata: b\r\n\r\n") == [b"data: a\r\n\r\n", b"data: b\r\n\r\n"]
+
+
+def test_event_fields_follow_the_sse_rules():
+    event = protocol.parse_sse_event(b": keep-alive\nevent: response.completed\ndata:one\ndata: two\nid: 3\n\n")
+    assert event.event == "response.completed"
+    assert event.data == "one\ntwo"
+    assert protocol.parse_sse_event(b": comment only\n\n").data is None
+
+
+def test_an_unterminated_last_event_is_still_read_at_the_end():
+    body = b'data: {"id":"x","choices":[],"usage":{"prompt_tokens":3,"completion_tokens":4,"total_tokens":7}}'
+    stream = run_stream([body])
+    assert stream.accumulator.result.usage == Usage(3, 4, 7)
+
+
+# --- timing -------------------------------------------------------------------------------
+
+
+def test_first_chunk_is_the_first_with_content_not_the_role_opener():
+    events = ChatScript({"model": "m", "stream": True}, chunks=3).stream_events()
+    stream = ChatStream(None, started=10.0)
+    for i, event in enumerate(events):
+        stream.observe(event.encode(), now=11.0 + i)
+    # event 0 is the role-only opener at t=11; the first content is event 1 at t=12
+    assert stream.accumulator.time_to_first_chunk == 2.0
+    assert list(stream.accumulator.chunk_intervals) == [1.0, 1.0]
+
+
+def test_tool_call_deltas_count_as_output():
+    stream = run_stream([body_of("test_chat_completion_multiple_tools_streaming_no_content")])
+    assert stream.accumulator.time_to_first_chunk is not None
+    assert stream.accumulator.result.finish_reasons == ["tool_calls"]
+
+
+# --- include_usage rewrite and strip ------------------------------------------------------
+
+
+def test_include_usage_is_added_and_other_stream_options_are_kept():
+    body = json.dumps({"model": "m", "stream": True, "stream_options": {"include_obfuscation": False}}).encode()
+    rewritten = json.loads(protocol.request_with_include_usage(body) or b"")
+    assert rewritten["stream_options"] == {"include_obfuscation": False, "include_usage": True}
+    assert rewritten["model"] == "m"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"not json", b"[1,2]", b'{"stream":"true"}', b'{"stream":false}', b'{"stream":true,"stream_options":"x"}', b""],
+)
+def test_include_usage_rewrite_refuses_what_it_cannot_safely_change(body):
+    assert protocol.request_with_include_usage(body) is None
+
+
+@pytest.mark.parametrize("encoding", ["identity", *ENCODINGS])
+@pytest.mark.parametrize("chunk_size", [1, 7, 10_000])
+def test_strip_gives_the_client_the_stream_it_would_get_without_include_usage(encoding, chunk_size):
+    request = {"model": "gpt-4o-mini", "stream": True, "messages": [{"role": "user", "content": "hi"}]}
+    without = "".join(ChatScript(request, chunks=5).stream_events()).encode()
+    with_usage = "".join(
+        ChatScript({**request, "stream_options": {"include_usage": True}}, chunks=5).stream_events()
+    ).encode()
+    assert b'"usage":null' in with_usage and b'"choices":[]' in with_usage
+
+    upstream = encode_whole(with_usage, encoding) if encoding != "identity" else with_usage
+    stream = ChatStream(None if encoding == "identity" else encoding, started=0)
+    sent = []
+    for position in range(0, len(upstream), chunk_size):
+        sent.extend(stream.filter(upstream[position : position + chunk_size], now=1.0))
+    sent.extend(stream.filter(b"", now=2.0))
+    assert all(piece for piece in sent), "an empty chunk would end the HTTP/1.1 body early"
+    received = b"".join(sent)
+    if encoding != "identity":
+        received = protocol.incremental_decoder(encoding)(received)  # type: ignore[misc]
+    assert received == without
+    assert stream.accumulator.result.usage == Usage(9, 5, 14, 0, 0)  # 8 + one prompt word; 5 chunks
+
+
+def test_strip_releases_each_event_as_soon_as_it_is_complete():
+    events = ChatScript({"model": "m", "stream": True, "stream_options": {"include_usage": True}}).stream_events()
+    stream = ChatStream(None, started=0)
+    first = events[1].encode()
+    assert stream.filter(first[:20], now=1) == []
+    (released,) = stream.filter(first[20:], now=1)
+    assert released == first.replace(b',"usage":null', b"")
+
+
+def test_azure_prompt_filter_chunk_is_not_mistaken_for_the_usage_chunk():
+    azure_opening = b'data: {"choices":[],"created":0,"id":"","model":"","object":"","prompt_filter_results":[]}\n\n'
+    stream = ChatStream(None, started=0)
+    assert stream.filter(azure_opening, now=1) == [azure_opening]
+
+
+def test_an_error_inside_a_stream_sets_the_error_type():
+    stream = run_stream([b'data: {"error":{"message":"slow down","type":"requests","code":"rate_limit_exceeded"}}\n\n'])
+    assert stream.accumulator.result.error_type == "rate_limit_exceeded"
+
+
+# --- requests, errors, hosts, keys --------------------------------------------------------
+
+
+def test_request_parameters_are_read_from_a_recorded_request():
+    request = json.loads(load_fixture("test_chat_completion_extra_params")["request"]["body"])
+    parsed = protocol.parse_chat_request(json.dumps(request).encode())
+    assert parsed.model == request["model"]
+    assert parsed.seed == request.get("seed")
+    assert parsed.temperature == request.get("temperature")
+    assert parsed.max_tokens == request.get("max_tokens")
+    assert parsed.service_tier == request.get("service_tier")
+    assert parsed.stream is False
+
+
+def test_request_parsing_normalizes_stop_and_output_type():
+    parsed = protocol.parse_chat_request(
+        b'{"model":"m","stop":"END","n":2,"stream":true,"response_format":{"type":"json_schema"},'
+        b'"stream_options":{"include_usage":true},"max_completion_tokens":9}'
+    )
+    assert parsed.stop_sequences == ["END"]
+    assert parsed.choice_count == 2
+    assert parsed.output_type == "json"
+    assert parsed.stream and parsed.include_usage
+    assert parsed.max_tokens == 9
+
+
+def test_hostile_model_names_are_length_capped():
+    parsed = protocol.parse_chat_request(json.dumps({"model": "m" * 10_000}).encode())
+    assert parsed.model is not None and len(parsed.model) == protocol.MAX_LABEL_LENGTH
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "expected"),
+    [
+        (429, b'{"error":{"message":"x","type":"requests","code":"rate_limit_exceeded"}}', "rate_limit_exceeded"),
+        (400, b'{"error":{"message":"x","type":"invalid_request_error","code":null}}', "invalid_request_error"),
+        (502, b"<html><body>Bad gateway</body></html>", "502"),
+        (500, b"", "500"),
+        (401, b'{"error":{"code":"bad code with spaces/and slashes"}}', "bad_code_with_spaces_and_slashes"),
+    ],
+)
+def test_error_type_is_the_openai_code_else_the_status(status, body, expected):
+    assert protocol.error_type_for_status(status, body) == expected
+
+
+@pytest.mark.parametrize(
+    ("entry", "host", "port", "provider"),
+    [
+        ("api.openai.com=openai", "api.openai.com", None, "openai"),
+        ("localhost:8000", "localhost", 8000, "openai"),
+        ("*.openai.azure.com=azure.ai.openai", "*.openai.azure.com", None, "azure.ai.openai"),
+        ("[::1]:8000=vllm", "::1", 8000, "vllm"),
+        ("API.Groq.com=groq", "api.groq.com", None, "groq"),
+    ],
+)
+def test_host_rules_parse(entry, host, port, provider):
+    assert protocol.parse_host_rule(entry) == protocol.HostRule(host, port, provider)
+
+
+@pytest.mark.parametrize("entry", ["", "=openai", "host:99999", "host:abc", "host=Bad Provider", "a b"])
+def test_bad_host_rules_are_refused_with_a_reason(entry):
+    with pytest.raises(ValueError, match=r"\w"):
+        protocol.parse_host_rule(entry)
+
+
+def test_host_rules_match_globs_and_ports():
+    rules = [protocol.parse_host_rule(e) for e in ["*.example.com=x", "localhost:8000=vllm"]]
+    assert protocol.match_host(rules, "Eu.Example.com", 443).provider == "x"  # type: ignore[union-attr]
+    assert protocol.match_host(rules, "localhost", 8000).provider == "vllm"  # type: ignore[union-attr]
+    assert protocol.match_host(rules, "localhost", 8001) is None
+    assert protocol.match_host(rules, "example.com.evil.net", 443) is None
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "expected"),
+    [
+        ("POST", "/v1/chat/completions", True),
+        ("POST", "/openai/v1/chat/completions?api-version=1", True),
+        ("POST", "/v1/chat/completions/", True),
+        ("GET", "/v1/chat/completions", False),
+        ("POST", "/v1/completions", False),
+        ("POST", "/v1/chat/completions/abc/messages", False),
+    ],
+)
+def test_chat_completions_paths(method, path, expected):
+    assert protocol.is_chat_completions(method, path) is expected
+
+
+SECRET = "Zq8xKp3mW7vR2tY9nL4bH6cJ1dF5gS0a"
+
+
+@pytest.mark.parametrize(
+    ("credential", "masked"),
+    [
+        (f"Bearer sk-proj-{SECRET}", f"sk-proj-...{SECRET[-4:]}"),
+        (f"Bearer sk-{SECRET}", f"sk-...{SECRET[-4:]}"),
+        (f"bearer sk-svcacct-{SECRET}", f"sk-svcacct-...{SECRET[-4:]}"),
+        (SECRET, f"...{SECRET[-4:]}"),
+        ("Bearer sk-short", "sk-..."),
+        ("Bearer test_openai_api_key", "..._key"),
+        (None, "none"),
+        ("Bearer ", "none"),
+    ],
+)
+def test_api_keys_keep_only_scheme_and_last_four(credential, masked):
+    assert protocol.mask_api_key(credential) == masked
+
+
+def test_no_eight_character_piece_of_a_key_survives_masking():
+    masked = protocol.mask_api_key(f"Bearer sk-proj-{SECRET}")
+    pieces = {SECRET[i : i + 8] for i in range(len(SECRET) - 7)}
+    assert not any(piece in masked for piece in pieces)
+
+
+def test_summary_line_names_model_tokens_timing_and_errors():
+    exchange = Exchange(
+        operation="chat",
+        api_type="chat_completions",
+        provider="openai",
+        server_address="api.openai.com",
+        server_port=443,
+        request=protocol.ChatRequest(model="gpt-4o-mini", stream=True),
+        api_key="sk-...abcd",
+        start_time_ns=0,
+        duration_s=1.2345,
+        result=protocol.ChatResult(response_model="gpt-4o-mini-2024-07-18", usage=Usage(100, 20, 120, 64, 8)),
+        time_to_first_chunk_s=0.25,
+    )
+    line = protocol.summarize(exchange)
+    assert line == (
+        "chat gpt-4o-mini-2024-07-18 · 100 in / 20 out (64 cached, 8 reasoning) · 1.234s · first chunk 0.250s"
+    )
+    exchange.result.usage = None
+    exchange.error_type, exchange.status_code = "rate_limit_exceeded", 429
+    assert protocol.summarize(exchange).endswith("error rate_limit_exceeded (429)")
+
+
+# --- property-based -----------------------------------------------------------------------
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=2000))
+def test_arbitrary_bytes_never_raise_out_of_the_parsers(data):
+    protocol.parse_chat_request(data)
+    protocol.parse_chat_response(data)
+    protocol.request_with_include_usage(data)
+    protocol.error_type_for_status(500, data)
+    for encoding in [None, *ENCODINGS]:
+        stream = ChatStream(encoding, started=0)
+        try:
+            stream.observe(data, now=1)
+            stream.finish(now=2)
+        except Exception as error:  # only the decoder may refuse corrupt compressed input
+            assert encoding is not None, error
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.data())
+def test_any_split_of_a_valid_stream_gives_the_same_result(data):
+    name = data.draw(st.sampled_from(STREAM_FIXTURES))
+    body = body_of(name)
+    cuts = sorted(data.draw(st.lists(st.integers(0, len(body)), max_size=30)))
+    pieces = [body[a:b] for a, b in zip([0, *cuts], [*cuts, len(body)], strict=True)]
+    assert_matches_recording(run_stream(pieces), body.decode())
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.data())
+def test_any_split_of_a_stripped_stream_gives_the_client_the_same_bytes(data):
+    request = {"model": "m", "stream": True, "stream_options": {"include_usage": True}}
+    upstream = "".join(ChatScript(request, chunks=data.draw(st.integers(1, 8))).stream_events()).encode()
+    expected = re.sub(rb'data: \{[^\n]*"choices":\[\],"usage":\{[^\n]*\n\n', b"", upstream)
+    expected = expected.replace(b',"usage":null', b"")
+    cuts = sorted(data.draw(st.lists(st.integers(0, len(upstream)), max_size=20)))
+    stream = ChatStream(None, started=0)
+    out = []
+    for a, b in zip([0, *cuts], [*cuts, len(upstream)], strict=True):
+        if a < b:  # mitmproxy passes b"" only to mark the end of the body
+            out.extend(stream.filter(upstream[a:b], now=1))
+    out.extend(stream.filter(b"", now=1))
+    assert b"".join(out) == expected
+
+
+def test_gzip_helper_round_trips():
+    assert gzip.decompress(encode_whole(b"abc", "gzip")) == b"abc"
+
+
+def test_corrupt_compressed_data_turns_the_strip_into_pass_through():
+    stream = ChatStream("gzip", started=0)
+    good = encode_whole(b'data: {"choices":[{"delta":{"content":"a"}}]}\n\ndata: {"cho', "gzip")[:-8]
+    first = stream.filter(good, now=1)
+    assert protocol.incremental_decoder("gzip")(b"".join(first)).startswith(b"data: {")  # type: ignore[misc]
+    garbage = b"\x00not gzip at all"
+    assert stream.filter(garbage, now=2)[-1] == garbage
+    assert stream.filter(b"more", now=3) == [b"more"]
