@@ -1,0 +1,337 @@
+"""The mitmproxy glue, driven through mitmproxy's own test helpers (taddons, tflow)."""
+
+import importlib.util
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from mitmproxy import exceptions, http
+from mitmproxy.test import taddons, tflow, tutils
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+import addon as addon_module
+import telemetry
+from tests.support.fake_openai import ChatScript, compact, encode_whole, load_fixture
+
+KEY = "sk-proj-Zq8xKp3mW7vR2tY9nL4bH6cJ1dF5gS0a"
+CHAT_REQUEST = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Say this is a test"}]}
+
+
+class Sink:
+    def __init__(self) -> None:
+        self.spans = InMemorySpanExporter()
+        self.reader = InMemoryMetricReader()
+        self.telemetry = telemetry.Telemetry(span_exporters=[self.spans], metric_readers=[self.reader])
+
+    def metric_sum(self, name: str, **match: Any) -> float:
+        total = 0.0
+        data = self.reader.get_metrics_data()
+        for rm in data.resource_metrics if data else []:
+            for sm in rm.scope_metrics:
+                for metric in sm.metrics:
+                    if metric.name != name:
+                        continue
+                    for point in metric.data.data_points:
+                        if all(point.attributes.get(k.replace("__", ".")) == v for k, v in match.items()):
+                            total += getattr(point, "sum", None) or getattr(point, "value", 0)
+        return total
+
+    def finished_spans(self) -> list[Any]:
+        self.telemetry.tracer_provider.force_flush()
+        return list(self.spans.get_finished_spans())
+
+
+@pytest.fixture
+def sink(monkeypatch: pytest.MonkeyPatch) -> Iterator[Sink]:
+    instance = Sink()
+    monkeypatch.setattr(telemetry, "_instance", instance.telemetry)
+    yield instance
+    instance.telemetry.shutdown(1)
+
+
+@pytest.fixture
+def context(sink: Sink) -> Iterator[tuple[addon_module.GenAITelemetry, Any]]:
+    metering = addon_module.GenAITelemetry()
+    with taddons.context(metering) as tctx:
+        yield metering, tctx
+
+
+def chat_flow(
+    body: dict[str, Any] | bytes = CHAT_REQUEST, host: str = "api.openai.com", path: str = "/v1/chat/completions"
+) -> http.HTTPFlow:
+    content = body if isinstance(body, bytes) else compact(body).encode()
+    request = tutils.treq(
+        host=host,
+        port=443,
+        scheme=b"https",
+        method=b"POST",
+        path=path.encode(),
+        headers=http.Headers(authorization=f"Bearer {KEY}", content_type="application/json"),
+        content=content,
+    )
+    return tflow.tflow(req=request)
+
+
+def json_response(body: dict[str, Any], status: int = 200) -> http.Response:
+    return http.Response.make(status, compact(body).encode(), {"content-type": "application/json"})
+
+
+def stream_through(metering: addon_module.GenAITelemetry, flow: http.HTTPFlow, upstream: bytes, piece: int) -> bytes:
+    """Run the response hooks as mitmproxy does for a streamed body; return what the client got."""
+    metering.responseheaders(flow)
+    assert flow.response is not None and callable(flow.response.stream)
+    sent: list[bytes] = []
+    for position in range(0, len(upstream), piece):
+        out = flow.response.stream(upstream[position : position + piece])
+        sent.extend([out] if isinstance(out, bytes) else out)
+    out = flow.response.stream(b"")
+    sent.extend([out] if isinstance(out, bytes) else out)
+    metering.response(flow)
+    return b"".join(sent)
+
+
+def sse_response(encoding: str | None = None) -> http.Response:
+    headers = {"content-type": "text/event-stream; charset=utf-8"}
+    if encoding:
+        headers["content-encoding"] = encoding
+    response = http.Response.make(200, b"", headers)
+    return response
+
+
+def test_plain_completion_is_recorded_and_summarized(context, sink):
+    metering, _ = context
+    flow = chat_flow()
+    metering.request(flow)
+    recorded = json.loads(load_fixture("test_chat_completion_with_content")["response"]["body"]["string"])
+    flow.response = json_response(recorded)
+    metering.responseheaders(flow)
+    assert flow.response.stream is False  # plain JSON is left to mitmproxy
+    metering.response(flow)
+    usage = recorded["usage"]
+    assert sink.metric_sum("gen_ai.client.token.usage", gen_ai__token__type="input") == usage["prompt_tokens"]
+    assert sink.metric_sum("gen_ai.client.token.usage", gen_ai__token__type="output") == usage["completion_tokens"]
+    assert sink.metric_sum("tokens_counter", api_key="sk-proj-...gS0a") == usage["total_tokens"]
+    assert flow.comment.startswith(f"chat {recorded['model']} · {usage['prompt_tokens']} in /")
+    assert not flow.marked
+    assert metering.in_flight == {}
+
+
+def test_other_hosts_and_paths_are_not_touched(context, sink):
+    metering, _ = context
+    for flow in [chat_flow(host="example.com"), chat_flow(path="/v1/models")]:
+        before = flow.request.content
+        metering.request(flow)
+        flow.response = json_response({"usage": {"prompt_tokens": 1, "completion_tokens": 1}})
+        metering.response(flow)
+        assert flow.request.content == before and not flow.comment
+    assert metering.in_flight == {}
+    assert sink.finished_spans() == []
+
+
+def test_configured_hosts_with_globs_and_providers(context, sink):
+    metering, tctx = context
+    tctx.configure(metering, genai_hosts=["*.example.com=vllm"])
+    flow = chat_flow(host="llm.example.com")
+    metering.request(flow)
+    flow.response = json_response({"model": "m", "usage": {"prompt_tokens": 2, "completion_tokens": 3}})
+    metering.response(flow)
+    (span,) = sink.finished_spans()
+    assert span.attributes["gen_ai.provider.name"] == "vllm"
+    assert span.attributes["server.address"] == "llm.example.com"
+
+
+def test_bad_host_entries_are_refused(context):
+    metering, tctx = context
+    with pytest.raises(exceptions.OptionsError, match="Invalid genai_hosts entry 'a:99999'"):
+        tctx.configure(metering, genai_hosts=["a:99999"])
+
+
+def test_stream_without_usage_gets_include_usage_upstream_and_the_client_does_not_see_it(context, sink):
+    metering, _ = context
+    client_body = {**CHAT_REQUEST, "stream": True}
+    flow = chat_flow(client_body)
+    metering.request(flow)
+    upstream_request = json.loads(flow.request.content or b"")
+    assert upstream_request["stream_options"] == {"include_usage": True}
+    assert flow.request.headers["content-length"] == str(len(flow.request.content or b""))
+
+    upstream = "".join(ChatScript(upstream_request).stream_events()).encode()
+    flow.response = sse_response()
+    received = stream_through(metering, flow, upstream, piece=13)
+    assert received == "".join(ChatScript(client_body).stream_events()).encode()
+    usage = ChatScript(client_body).usage()
+    assert sink.metric_sum("gen_ai.client.token.usage", gen_ai__token__type="input") == usage["prompt_tokens"]
+    assert sink.metric_sum("gen_ai.client.operation.time_to_first_chunk") > 0
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "br", "zstd", "deflate"])
+def test_compressed_stream_is_stripped_and_stays_compressed(context, encoding):
+    metering, _ = context
+    client_body = {**CHAT_REQUEST, "stream": True}
+    flow = chat_flow(client_body)
+    metering.request(flow)
+    upstream = "".join(ChatScript(json.loads(flow.request.content or b"")).stream_events()).encode()
+    flow.response = sse_response(encoding)
+    received = stream_through(metering, flow, encode_whole(upstream, encoding), piece=50)
+    as_received = http.Response.make(200, b"", {"content-encoding": encoding})
+    as_received.raw_content = received
+    assert received != as_received.get_content()
+    decoded = as_received.get_content()
+    assert decoded == "".join(ChatScript(client_body).stream_events()).encode()
+
+
+def test_a_client_that_asked_for_usage_gets_the_stream_untouched(context, sink):
+    metering, _ = context
+    body = compact({**CHAT_REQUEST, "stream": True, "stream_options": {"include_usage": True}}).encode()
+    flow = chat_flow(body)
+    metering.request(flow)
+    assert flow.request.content == body
+    upstream = "".join(ChatScript(json.loads(body)).stream_events()).encode()
+    flow.response = sse_response()
+    assert stream_through(metering, flow, upstream, piece=7) == upstream
+    assert sink.metric_sum("tokens_counter") == ChatScript(json.loads(body)).usage()["total_tokens"]
+
+
+def test_with_stream_usage_off_nothing_is_rewritten_and_no_tokens_are_guessed(context, sink):
+    metering, tctx = context
+    tctx.configure(metering, genai_stream_usage=False)
+    body = compact({**CHAT_REQUEST, "stream": True}).encode()
+    flow = chat_flow(body)
+    metering.request(flow)
+    assert flow.request.content == body
+    upstream = "".join(ChatScript(json.loads(body)).stream_events()).encode()
+    flow.response = sse_response()
+    assert stream_through(metering, flow, upstream, piece=64) == upstream
+    assert sink.metric_sum("gen_ai.client.token.usage") == 0
+    assert sink.metric_sum("gen_ai.client.operation.duration") > 0
+    assert sink.metric_sum("gen_ai.client.operation.time_to_first_chunk") > 0
+    assert "usage unavailable" in flow.comment
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b'{"model":"m","stream":"yes"}', b"{not json", b'{"model":"m","stream":true,"stream_options":[1]}'],
+)
+def test_requests_that_cannot_be_rewritten_safely_pass_untouched(context, body):
+    metering, _ = context
+    flow = chat_flow(body)
+    metering.request(flow)
+    assert flow.request.content == body
+
+
+def test_compressed_request_bodies_are_not_rewritten(context):
+    metering, _ = context
+    flow = chat_flow({**CHAT_REQUEST, "stream": True})
+    flow.request.encode("gzip")
+    raw = flow.request.raw_content
+    metering.request(flow)
+    assert flow.request.raw_content == raw
+    assert metering.in_flight[flow.id].request.stream  # still observed, from the decoded body
+
+
+def test_http_errors_record_the_openai_error_code(context, sink):
+    metering, _ = context
+    flow = chat_flow()
+    metering.request(flow)
+    body = load_fixture("test_chat_completion_404")["response"]["body"]["string"]
+    flow.response = http.Response.make(404, body.encode(), {"content-type": "application/json"})
+    metering.response(flow)
+    (span,) = sink.finished_spans()
+    assert span.attributes["error.type"] == "model_not_found"
+    assert span.attributes["http.response.status_code"] == 404
+    assert flow.marked and "error model_not_found (404)" in flow.comment
+
+
+@pytest.mark.parametrize(
+    ("message", "had_response", "expected"),
+    [
+        ("Client disconnected.", True, "client_aborted"),
+        ("Connection killed.", False, "killed"),
+        ("Connect call failed", False, "connection_error"),
+        ("peer closed connection", True, "upstream_aborted"),
+    ],
+)
+def test_error_hook_records_the_failure_with_its_duration(context, sink, message, had_response, expected):
+    metering, _ = context
+    flow = chat_flow({**CHAT_REQUEST, "stream": True})
+    metering.request(flow)
+    if had_response:
+        flow.response = sse_response()
+        metering.responseheaders(flow)
+    flow.error = tflow.terr(message)
+    metering.error(flow)
+    (span,) = sink.finished_spans()
+    assert span.attributes["error.type"] == expected
+    assert sink.metric_sum("gen_ai.client.operation.duration", error__type=expected) > 0
+    assert metering.in_flight == {}
+
+
+def test_traceparent_from_the_client_becomes_the_parent(context, sink):
+    metering, _ = context
+    flow = chat_flow()
+    flow.request.headers["traceparent"] = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    metering.request(flow)
+    flow.response = json_response({"model": "m", "usage": {"prompt_tokens": 1, "completion_tokens": 1}})
+    metering.response(flow)
+    (span,) = sink.finished_spans()
+    assert format(span.parent.span_id, "016x") == "00f067aa0ba902b7"
+
+
+def test_a_bug_in_a_hook_never_reaches_mitmproxy(context, caplog, monkeypatch):
+    metering, _ = context
+    flow = chat_flow()
+    metering.request(flow)
+
+    def explode(*args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(addon_module.protocol, "parse_chat_response", explode)
+    flow.response = json_response({})
+    metering.response(flow)  # must not raise
+    assert "response hook failed (RuntimeError: boom); the flow is unaffected" in caplog.text
+
+
+def test_a_failing_parser_turns_the_tap_into_a_pass_through(context, monkeypatch):
+    metering, _ = context
+    flow = chat_flow({**CHAT_REQUEST, "stream": True, "stream_options": {"include_usage": True}})
+    metering.request(flow)
+    flow.response = sse_response()
+    metering.responseheaders(flow)
+    tap = flow.response.stream
+    assert callable(tap)
+    monkeypatch.setattr(tap.stream, "observe", lambda *a: 1 / 0)
+    assert tap(b"data: x\n\n") == b"data: x\n\n"
+    assert tap(b"data: y\n\n") == b"data: y\n\n"
+
+
+def test_keys_never_appear_unmasked_in_comments_logs_or_spans(context, sink, caplog):
+    metering, _ = context
+    flow = chat_flow()
+    metering.request(flow)
+    flow.response = json_response({"model": "m", "usage": {"prompt_tokens": 1, "completion_tokens": 1}})
+    metering.response(flow)
+    secret = KEY.removeprefix("sk-proj-")
+    pieces = {secret[i : i + 8] for i in range(len(secret) - 7)}
+    exported = str([dict(span.attributes) for span in sink.finished_spans()]) + str(sink.reader.get_metrics_data())
+    for text in (flow.comment, caplog.text, exported):
+        assert not any(piece in text for piece in pieces)
+
+
+def test_script_reload_keeps_the_providers(context, sink):
+    """mitmproxy re-executes addon.py on reload; the sibling telemetry module stays imported."""
+    metering, _ = context
+    metering.done()  # a reload calls done() on the old instance; the process is not exiting
+    spec = importlib.util.spec_from_file_location("addon_reloaded", addon_module.__file__)
+    assert spec and spec.loader
+    reloaded_module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(reloaded_module)
+    (reloaded,) = reloaded_module.addons
+    with taddons.context(reloaded):
+        assert reloaded.telemetry is metering.telemetry is sink.telemetry
+        flow = chat_flow()
+        reloaded.request(flow)
+        flow.response = json_response({"model": "m", "usage": {"prompt_tokens": 1, "completion_tokens": 1}})
+        reloaded.response(flow)
+    assert len(sink.finished_spans()) == 1

@@ -1,0 +1,313 @@
+"""Telemetry: instruments, attributes, spans, configuration and bounded shutdown."""
+
+import logging
+import threading
+import time
+from typing import Any
+
+import pytest
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader, MetricExportResult
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind, StatusCode
+
+import telemetry
+from protocol import ChatRequest, ChatResult, Exchange, Usage
+from telemetry import Telemetry
+
+TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
+PARENT_ID = "00f067aa0ba902b7"
+
+
+def make_exchange(**overrides: Any) -> Exchange:
+    values: dict[str, Any] = {
+        "operation": "chat",
+        "api_type": "chat_completions",
+        "provider": "openai",
+        "server_address": "api.openai.com",
+        "server_port": 443,
+        "request": ChatRequest(model="gpt-4o-mini", temperature=0.2, max_tokens=50, seed=7),
+        "api_key": "sk-proj-...abcd",
+        "start_time_ns": 1_700_000_000_000_000_000,
+        "duration_s": 0.5,
+        "result": ChatResult(
+            response_id="chatcmpl-123",
+            response_model="gpt-4o-mini-2024-07-18",
+            finish_reasons=["stop"],
+            usage=Usage(input_tokens=100, output_tokens=20, total_tokens=120, cached_input_tokens=64),
+            system_fingerprint="fp_1",
+            service_tier="default",
+        ),
+        "status_code": 200,
+    }
+    values.update(overrides)
+    return Exchange(**values)
+
+
+@pytest.fixture
+def sink():
+    spans = InMemorySpanExporter()
+    reader = InMemoryMetricReader()
+    instance = Telemetry(span_exporters=[spans], metric_readers=[reader])
+    yield instance, spans, reader
+    instance.shutdown(1)
+
+
+def points(reader: InMemoryMetricReader) -> dict[str, list[tuple[str, str, dict, Any]]]:
+    """metric name → [(scope, unit, attributes, data point)]."""
+    found: dict[str, list] = {}
+    data = reader.get_metrics_data()
+    for resource_metrics in data.resource_metrics if data else []:
+        for scope_metrics in resource_metrics.scope_metrics:
+            for metric in scope_metrics.metrics:
+                for point in metric.data.data_points:
+                    found.setdefault(metric.name, []).append(
+                        (scope_metrics.scope.name, metric.unit, dict(point.attributes), point)
+                    )
+    return found
+
+
+def record(instance: Telemetry, exchange: Exchange, legacy: bool = True, completion_id: bool = False) -> None:
+    instance.record(exchange, legacy_metrics=legacy, legacy_completion_id=completion_id)
+
+
+def test_token_usage_and_duration_follow_the_conventions(sink):
+    instance, _, reader = sink
+    record(instance, make_exchange())
+    found = points(reader)
+    tokens = {attrs["gen_ai.token.type"]: (unit, point) for _, unit, attrs, point in found["gen_ai.client.token.usage"]}
+    assert tokens["input"][1].sum == 100 and tokens["output"][1].sum == 20
+    assert tokens["input"][0] == "{token}"
+    assert list(tokens["input"][1].explicit_bounds) == [float(4**i) for i in range(14)]
+    ((scope, unit, attrs, duration),) = found["gen_ai.client.operation.duration"]
+    assert (scope, unit, duration.sum, duration.count) == ("mitmproxy-genai", "s", 0.5, 1)
+    assert list(duration.explicit_bounds) == pytest.approx([0.01 * 2**i for i in range(14)])
+    assert attrs == {
+        "gen_ai.operation.name": "chat",
+        "gen_ai.provider.name": "openai",
+        "gen_ai.request.model": "gpt-4o-mini",
+        "gen_ai.response.model": "gpt-4o-mini-2024-07-18",
+        "server.address": "api.openai.com",
+        "server.port": 443,
+    }
+    assert "gen_ai.client.operation.time_to_first_chunk" not in found
+
+
+def test_metrics_carry_no_per_request_values(sink):
+    instance, _, reader = sink
+    for i in range(5):
+        result = make_exchange().result
+        result.response_id = f"chatcmpl-{i}"
+        record(instance, make_exchange(result=result, api_key=f"sk-...{i:04d}"))
+    for name, rows in points(reader).items():
+        if name.startswith("gen_ai."):
+            assert all("chatcmpl" not in str(attrs) and "sk-" not in str(attrs) for _, _, attrs, _ in rows)
+            assert len({str(sorted(attrs.items())) for _, _, attrs, _ in rows}) <= 2  # input/output at most
+
+
+def test_streams_record_time_to_first_chunk_and_every_chunk_interval(sink):
+    instance, _, reader = sink
+    exchange = make_exchange(
+        request=ChatRequest(model="gpt-4o-mini", stream=True),
+        time_to_first_chunk_s=0.3,
+        chunk_intervals_s=[0.01, 0.02, 0.03],
+    )
+    record(instance, exchange)
+    found = points(reader)
+    ((_, _, _, first),) = found["gen_ai.client.operation.time_to_first_chunk"]
+    ((_, _, _, per_chunk),) = found["gen_ai.client.operation.time_per_output_chunk"]
+    assert first.sum == pytest.approx(0.3) and first.count == 1
+    assert per_chunk.count == 3 and per_chunk.sum == pytest.approx(0.06)
+
+
+def test_failed_calls_record_duration_with_error_type_and_no_tokens(sink):
+    instance, spans, reader = sink
+    record(instance, make_exchange(result=ChatResult(), status_code=429, error_type="rate_limit_exceeded"))
+    found = points(reader)
+    assert "gen_ai.client.token.usage" not in found and "tokens_counter" not in found
+    ((_, _, attrs, _),) = found["gen_ai.client.operation.duration"]
+    assert attrs["error.type"] == "rate_limit_exceeded"
+    instance.tracer_provider.force_flush()
+    (span,) = spans.get_finished_spans()
+    assert span.status.status_code == StatusCode.ERROR
+    assert span.attributes is not None and span.attributes["error.type"] == "rate_limit_exceeded"
+
+
+def test_legacy_counters_keep_the_original_contract(sink):
+    instance, _, reader = sink
+    record(instance, make_exchange())
+    record(instance, make_exchange())
+    found = points(reader)
+    for name, expected in [("tokens_counter", 240), ("prompt_tokens", 200), ("completion_tokens", 40)]:
+        ((scope, unit, attrs, point),) = found[name]
+        assert (scope, unit, point.value) == ("openai.meter", "1", expected)
+        assert attrs == {"model": "gpt-4o-mini", "api_key": "sk-proj-...abcd"}
+
+
+def test_legacy_completion_id_is_opt_in(sink):
+    instance, _, reader = sink
+    record(instance, make_exchange(), completion_id=True)
+    ((_, _, attrs, _),) = points(reader)["tokens_counter"]
+    assert attrs["chat_completion_id"] == "chatcmpl-123"
+
+
+def test_legacy_counters_can_be_turned_off(sink):
+    instance, _, reader = sink
+    record(instance, make_exchange(), legacy=False)
+    found = points(reader)
+    assert "tokens_counter" not in found and "gen_ai.client.token.usage" in found
+
+
+def test_legacy_total_falls_back_to_input_plus_output():
+    usage = Usage(input_tokens=3, output_tokens=4)
+    reader = InMemoryMetricReader()
+    instance = Telemetry(span_exporters=[], metric_readers=[reader])
+    record(instance, make_exchange(result=ChatResult(usage=usage)))
+    ((_, _, attrs, point),) = points(reader)["tokens_counter"]
+    assert point.value == 7 and attrs["model"] == "gpt-4o-mini"
+
+
+def test_span_has_the_genai_attributes_and_follows_the_clients_trace(sink):
+    instance, spans, _ = sink
+    exchange = make_exchange(
+        request=ChatRequest(model="gpt-4o-mini", stream=True, temperature=0.2, choice_count=2, service_tier="auto"),
+        trace_headers={"traceparent": f"00-{TRACE_ID}-{PARENT_ID}-01"},
+        time_to_first_chunk_s=0.25,
+    )
+    record(instance, exchange)
+    instance.tracer_provider.force_flush()
+    (span,) = spans.get_finished_spans()
+    assert span.name == "chat gpt-4o-mini"
+    assert span.kind == SpanKind.CLIENT
+    assert span.parent is not None and format(span.parent.span_id, "016x") == PARENT_ID
+    assert format(span.context.trace_id, "032x") == TRACE_ID
+    assert span.start_time == exchange.start_time_ns
+    assert span.end_time == exchange.start_time_ns + 500_000_000
+    attributes = dict(span.attributes or {})
+    assert attributes == {
+        "gen_ai.operation.name": "chat",
+        "gen_ai.provider.name": "openai",
+        "gen_ai.request.model": "gpt-4o-mini",
+        "gen_ai.response.model": "gpt-4o-mini-2024-07-18",
+        "server.address": "api.openai.com",
+        "server.port": 443,
+        "openai.api.type": "chat_completions",
+        "openai.api_key.masked": "sk-proj-...abcd",
+        "gen_ai.request.temperature": 0.2,
+        "gen_ai.request.choice.count": 2,
+        "gen_ai.request.stream": True,
+        "gen_ai.response.id": "chatcmpl-123",
+        "gen_ai.response.finish_reasons": ("stop",),
+        "openai.response.service_tier": "default",
+        "openai.response.system_fingerprint": "fp_1",
+        "gen_ai.response.time_to_first_chunk": 0.25,
+        "http.response.status_code": 200,
+        "gen_ai.usage.input_tokens": 100,
+        "gen_ai.usage.output_tokens": 20,
+        "gen_ai.usage.cache_read.input_tokens": 64,
+    }
+
+
+def test_a_malformed_traceparent_starts_a_new_trace(sink):
+    instance, spans, _ = sink
+    record(instance, make_exchange(trace_headers={"traceparent": "00-zzzz-1234-01"}))
+    instance.tracer_provider.force_flush()
+    (span,) = spans.get_finished_spans()
+    assert span.parent is None
+
+
+@pytest.mark.parametrize("variable", ["OTEL_TRACES_EXPORTER", "OTEL_METRICS_EXPORTER"])
+def test_unsupported_exporter_names_are_a_clear_configuration_error(monkeypatch, variable):
+    monkeypatch.setenv(variable, "zipkin")
+    with pytest.raises(telemetry.ConfigurationError, match=f"{variable}='zipkin' is not supported"):
+        Telemetry()
+
+
+def test_none_and_console_exporters_are_accepted(monkeypatch):
+    monkeypatch.setenv("OTEL_TRACES_EXPORTER", "none")
+    monkeypatch.setenv("OTEL_METRICS_EXPORTER", "console")
+    instance = Telemetry()
+    assert instance.shutdown(2)
+
+
+def test_resource_gets_a_default_name_and_a_unique_instance_id(monkeypatch):
+    monkeypatch.delenv("OTEL_SERVICE_NAME", raising=False)
+    monkeypatch.delenv("OTEL_RESOURCE_ATTRIBUTES", raising=False)
+    first, second = telemetry.build_resource(), telemetry.build_resource()
+    assert first.attributes["service.name"] == "mitmproxy-genai"
+    assert first.attributes["service.instance.id"] != second.attributes["service.instance.id"]
+
+
+def test_standard_resource_variables_win(monkeypatch):
+    monkeypatch.setenv("OTEL_SERVICE_NAME", "llm-gateway")
+    monkeypatch.setenv("OTEL_RESOURCE_ATTRIBUTES", "service.instance.id=proxy-a,deployment.environment=prod")
+    resource = telemetry.build_resource()
+    assert resource.attributes["service.name"] == "llm-gateway"
+    assert resource.attributes["service.instance.id"] == "proxy-a"
+    assert resource.attributes["deployment.environment"] == "prod"
+
+
+class FailingExporter(SpanExporter):
+    def __init__(self) -> None:
+        self.ok = False
+        self.calls = 0
+
+    def export(self, spans: Any) -> SpanExportResult:
+        self.calls += 1
+        if self.calls == 2:
+            raise ConnectionError("boom")
+        return SpanExportResult.SUCCESS if self.ok else SpanExportResult.FAILURE
+
+
+def test_an_outage_is_one_warning_and_recovery_one_note(caplog):
+    inner = FailingExporter()
+    guarded = telemetry._GuardedSpanExporter(inner, telemetry._OutageLog("spans", "http://collector:4317"))
+    with caplog.at_level(logging.INFO, logger="genai.telemetry"):
+        results = [guarded.export([]) for _ in range(4)]
+        inner.ok = True
+        results.append(guarded.export([]))
+    assert results == [SpanExportResult.FAILURE] * 4 + [SpanExportResult.SUCCESS]
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "http://collector:4317" in warnings[0].getMessage()
+    assert "accepts spans again" in caplog.records[-1].getMessage()
+
+
+def test_the_metric_guard_keeps_the_inner_exporters_preferences():
+    from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
+
+    inner = OTLPMetricExporter(endpoint="http://127.0.0.1:9")
+    guarded = telemetry._GuardedMetricExporter(inner, telemetry._OutageLog("metrics", "x"))
+    assert guarded._preferred_temporality == inner._preferred_temporality
+    inner.shutdown()
+    assert guarded.export(None, timeout_millis=10) == MetricExportResult.FAILURE  # type: ignore[arg-type]
+
+
+class HangingExporter(SpanExporter):
+    """A collector that accepts the connection and never answers."""
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+
+    def export(self, spans: Any) -> SpanExportResult:
+        self.release.wait(30)
+        return SpanExportResult.SUCCESS
+
+
+def test_shutdown_is_bounded_when_the_collector_never_answers():
+    hanging = HangingExporter()
+    instance = Telemetry(span_exporters=[hanging], metric_readers=[])
+    record(instance, make_exchange())
+    started = time.monotonic()
+    finished = instance.shutdown(budget_s=0.5)
+    elapsed = time.monotonic() - started
+    hanging.release.set()
+    assert finished is False
+    assert elapsed < 2.0  # the budget plus scheduling slack; without the bound this blocks 30 s
+
+
+def test_the_process_wide_instance_is_created_once(monkeypatch):
+    monkeypatch.setattr(telemetry, "_instance", None)
+    monkeypatch.setenv("OTEL_TRACES_EXPORTER", "none")
+    monkeypatch.setenv("OTEL_METRICS_EXPORTER", "none")
+    first = telemetry.get_telemetry()
+    assert telemetry.get_telemetry() is first
