@@ -12,6 +12,7 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 import addon as addon_module
+import protocol
 import telemetry
 from tests.support.fake_openai import ChatScript, compact, encode_whole, load_fixture
 
@@ -34,8 +35,9 @@ class Sink:
                     if metric.name != name:
                         continue
                     for point in metric.data.data_points:
-                        if all(point.attributes.get(k.replace("__", ".")) == v for k, v in match.items()):
-                            total += getattr(point, "sum", None) or getattr(point, "value", 0)
+                        attributes = point.attributes or {}
+                        if all(attributes.get(k.replace("__", ".")) == v for k, v in match.items()):
+                            total += getattr(point, "sum", None) or getattr(point, "value", 0) or 0
         return total
 
     def finished_spans(self) -> list[Any]:
@@ -287,7 +289,7 @@ def test_a_bug_in_a_hook_never_reaches_mitmproxy(context, caplog, monkeypatch):
     def explode(*args: Any, **kwargs: Any) -> None:
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(addon_module.protocol, "parse_chat_response", explode)
+    monkeypatch.setattr(protocol, "parse_chat_response", explode)
     flow.response = json_response({})
     metering.response(flow)  # must not raise
     assert "response hook failed (RuntimeError: boom); the flow is unaffected" in caplog.text
@@ -301,6 +303,7 @@ def test_a_failing_parser_turns_the_tap_into_a_pass_through(context, monkeypatch
     metering.responseheaders(flow)
     tap = flow.response.stream
     assert callable(tap)
+    assert isinstance(tap, addon_module.StreamTap)
     monkeypatch.setattr(tap.stream, "observe", lambda *a: 1 / 0)
     assert tap(b"data: x\n\n") == b"data: x\n\n"
     assert tap(b"data: y\n\n") == b"data: y\n\n"

@@ -62,7 +62,7 @@ def points(reader: InMemoryMetricReader) -> dict[str, list[tuple[str, str, dict,
             for metric in scope_metrics.metrics:
                 for point in metric.data.data_points:
                     found.setdefault(metric.name, []).append(
-                        (scope_metrics.scope.name, metric.unit, dict(point.attributes), point)
+                        (scope_metrics.scope.name, metric.unit, dict(point.attributes or {}), point)
                     )
     return found
 
