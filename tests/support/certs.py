@@ -16,7 +16,7 @@ SERVER_NAMES = ["api.openai.com", "localhost", "*.openai.azure.com"]
 
 
 @dataclass
-class TestPKI:
+class PKI:
     ca_cert: Path
     server_cert: Path
     server_key: Path
@@ -26,7 +26,7 @@ def _name(common_name: str) -> x509.Name:
     return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
 
 
-def make_pki(directory: Path) -> TestPKI:
+def make_pki(directory: Path) -> PKI:
     now = datetime.datetime.now(datetime.UTC)
     validity = (now - datetime.timedelta(days=1), now + datetime.timedelta(days=30))
     ca_key = ec.generate_private_key(ec.SECP256R1())
@@ -61,7 +61,7 @@ def make_pki(directory: Path) -> TestPKI:
         .sign(ca_key, hashes.SHA256())
     )
     directory.mkdir(parents=True, exist_ok=True)
-    pki = TestPKI(directory / "ca.pem", directory / "server.pem", directory / "server-key.pem")
+    pki = PKI(directory / "ca.pem", directory / "server.pem", directory / "server-key.pem")
     pki.ca_cert.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
     pki.server_cert.write_bytes(server.public_bytes(serialization.Encoding.PEM))
     pki.server_key.write_bytes(

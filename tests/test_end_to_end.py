@@ -1,0 +1,436 @@
+"""End to end: the real openai SDK → a real mitmdump with the addon → a local HTTPS fake of
+api.openai.com, with telemetry exported over OTLP/gRPC to a real receiver.
+
+Two proxies run for the whole module: reverse mode (client base URL http://127.0.0.1:PORT/v1)
+and regular mode (HTTPS_PROXY, client trusting mitmproxy's CA; mitmdump reaches
+"api.openai.com:443" through a local CONNECT forwarder that ends at the fake). Each test uses
+its own model name, so its metrics can be told apart in the shared receiver.
+"""
+
+import functools
+import json
+import socket
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import openai
+import pytest
+
+from tests.support.certs import PKI, make_pki
+from tests.support.connect_forwarder import ConnectForwarder
+from tests.support.fake_openai import FIXTURES, ChatScript, FakeOpenAI, load_fixture
+from tests.support.mitmdump import Mitmdump
+from tests.support.otlp_receiver import SPAN_KIND_CLIENT, OTLPReceiver
+
+SECRET = "Xw9Qm2Lk7Rt4Vb8Np3Hs6Jd1Fg5Zc0Ya"
+KEY = f"sk-proj-{SECRET}"
+MASKED = f"sk-proj-...{SECRET[-4:]}"
+TRACE_ID = "0af7651916cd43dd8448eb211c80319c"
+PARENT_ID = "b7ad6b7169203331"
+
+
+@dataclass
+class World:
+    tmp: Path
+    pki: PKI
+    receiver: OTLPReceiver
+    fake: FakeOpenAI
+    forwarder: ConnectForwarder
+    reverse: Mitmdump
+    regular: Mitmdump
+    env: dict[str, str]
+
+    def proxy_args(self, *extra: str) -> list[str]:
+        return [
+            "--mode",
+            f"reverse:https://127.0.0.1:{self.fake.port}",
+            "--set",
+            f"ssl_verify_upstream_trusted_ca={self.pki.ca_cert}",
+            "--set",
+            f"genai_hosts=127.0.0.1:{self.fake.port}=openai",
+            *extra,
+        ]
+
+    def reverse_client(self, proxy: Mitmdump | None = None) -> openai.OpenAI:
+        return openai.OpenAI(base_url=f"{(proxy or self.reverse).url}/v1", api_key=KEY, max_retries=0)
+
+    def direct_client(self) -> openai.OpenAI:
+        """Straight to the fake upstream, no proxy: what the client would get without us."""
+        return openai.OpenAI(
+            base_url=f"https://127.0.0.1:{self.fake.port}/v1",
+            api_key=KEY,
+            max_retries=0,
+            http_client=openai.DefaultHttpxClient(verify=str(self.pki.ca_cert), trust_env=False),
+        )
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    tmp = tmp_path_factory.mktemp("e2e")
+    pki = make_pki(tmp / "pki")
+    receiver = OTLPReceiver().start()
+    env = {
+        "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint,
+        "OTEL_METRIC_EXPORT_INTERVAL": "300",
+        "OTEL_BSP_SCHEDULE_DELAY": "100",
+        "OTEL_SERVICE_NAME": "e2e-proxy",
+    }
+    with FakeOpenAI(pki.server_cert, pki.server_key) as fake, ConnectForwarder(fake.port) as forwarder:
+        world = World(tmp, pki, receiver, fake, forwarder, None, None, env)  # type: ignore[arg-type]
+        world.reverse = Mitmdump(world.proxy_args(), env, tmp / "conf-reverse").start()
+        world.regular = Mitmdump(
+            [
+                "--mode",
+                f"upstream:http://127.0.0.1:{forwarder.port}",
+                "--set",
+                f"ssl_verify_upstream_trusted_ca={pki.ca_cert}",
+            ],
+            env,
+            tmp / "conf-regular",
+        ).start()
+        try:
+            yield world
+        finally:
+            world.reverse.stop()
+            world.regular.stop()
+            receiver.stop()
+
+
+def tokens(world: World, model: str, token_type: str, instance: str | None = None) -> float:
+    points = world.receiver.latest("gen_ai.client.token.usage", gen_ai__request__model=model)
+    return sum(
+        p.value
+        for p in points
+        if p.attributes["gen_ai.token.type"] == token_type
+        and (instance is None or p.resource["service.instance.id"] == instance)
+    )
+
+
+def wait_for_tokens(world: World, model: str, input_tokens: float, output_tokens: float) -> None:
+    world.receiver.wait_for(
+        lambda: tokens(world, model, "input") == input_tokens and tokens(world, model, "output") == output_tokens
+    )
+
+
+def spans_for(world: World, model: str, count: int = 1) -> list[Any]:
+    return world.receiver.wait_for(
+        lambda: (
+            (found := [s for s in world.receiver.spans() if s.attributes.get("gen_ai.request.model") == model])
+            and len(found) >= count
+            and found
+        )
+    )
+
+
+def messages(text: str = "Say this is a test") -> list[Any]:
+    return [{"role": "user", "content": text}]
+
+
+# --- reverse mode -------------------------------------------------------------------------
+
+
+def test_plain_chat_exports_usage_span_and_legacy_counters(world: World):
+    response = world.reverse_client().chat.completions.create(model="e2e-plain", messages=messages())
+    assert response.usage is not None
+    wait_for_tokens(world, "e2e-plain", response.usage.prompt_tokens, response.usage.completion_tokens)
+
+    (span,) = spans_for(world, "e2e-plain")
+    assert span.name == "chat e2e-plain" and span.kind == SPAN_KIND_CLIENT
+    assert span.resource["service.name"] == "e2e-proxy" and span.resource["service.instance.id"]
+    assert span.attributes["gen_ai.response.id"] == response.id
+    assert span.attributes["gen_ai.response.model"] == response.model == "e2e-plain-2024-07-18"
+    assert span.attributes["gen_ai.response.finish_reasons"] == ["stop"]
+    assert span.attributes["gen_ai.usage.input_tokens"] == response.usage.prompt_tokens
+    assert span.attributes["http.response.status_code"] == 200
+    assert span.attributes["openai.api_key.masked"] == MASKED
+    assert "gen_ai.request.stream" not in span.attributes
+
+    legacy = world.receiver.wait_for(lambda: world.receiver.latest("tokens_counter", model="e2e-plain"))
+    assert [(p.scope, p.unit, p.value, p.attributes) for p in legacy] == [
+        ("openai.meter", "1", response.usage.total_tokens, {"model": "e2e-plain", "api_key": MASKED})
+    ]
+    duration = world.receiver.latest("gen_ai.client.operation.duration", gen_ai__request__model="e2e-plain")
+    assert duration[0].count == 1 and duration[0].unit == "s"
+    assert world.reverse.wait_for_line(r"genai: chat e2e-plain-2024-07-18 · \d+ in / 4 out")
+
+
+def test_plain_response_reaches_the_client_byte_for_byte(world: World):
+    kwargs: dict[str, Any] = {"model": "e2e-bytes", "messages": messages("same bytes please")}
+    proxied = world.reverse_client().chat.completions.with_raw_response.create(**kwargs)
+    direct = world.direct_client().chat.completions.with_raw_response.create(**kwargs)
+    assert proxied.http_response.content == direct.http_response.content
+    assert proxied.headers["x-ratelimit-remaining-tokens"] == direct.headers["x-ratelimit-remaining-tokens"]
+
+
+@pytest.mark.parametrize("encoding", ["identity", "gzip"])
+def test_stream_that_did_not_ask_for_usage_is_unchanged_for_the_client_and_still_counted(world: World, encoding: str):
+    model = f"e2e-stream-{encoding}"
+    kwargs: dict[str, Any] = {
+        "model": model,
+        "messages": messages("stream it"),
+        "stream": True,
+        "extra_headers": {"x-fake-encoding": encoding, "x-fake-chunks": "6"},
+    }
+    with world.reverse_client().chat.completions.with_streaming_response.create(**kwargs) as response:
+        proxied = b"".join(response.iter_bytes())
+    upstream_saw = json.loads(world.fake.received[-1].body)
+    with world.direct_client().chat.completions.with_streaming_response.create(**kwargs) as response:
+        direct = b"".join(response.iter_bytes())
+
+    assert upstream_saw["stream_options"] == {"include_usage": True}
+    assert proxied == direct
+    assert b'"usage"' not in proxied and b'"choices":[]' not in proxied
+    expected = ChatScript({"model": model, "messages": messages("stream it")}, chunks=6).usage()
+    wait_for_tokens(world, model, expected["prompt_tokens"], expected["completion_tokens"])
+    (span,) = spans_for(world, model)
+    assert span.attributes["gen_ai.request.stream"] is True
+    assert span.attributes["gen_ai.response.time_to_first_chunk"] > 0
+
+
+def test_the_sdk_sees_no_extra_usage_chunk(world: World):
+    stream = world.reverse_client().chat.completions.create(model="e2e-sdk-stream", messages=messages(), stream=True)
+    chunks = list(stream)
+    assert all(chunk.choices for chunk in chunks), "a chunk with empty choices crashes some clients"
+    assert all(chunk.usage is None for chunk in chunks)
+    assert "".join(c.choices[0].delta.content or "" for c in chunks) == "This is a test"  # 4 chunks by default
+    spans_for(world, "e2e-sdk-stream")
+
+
+def test_a_client_that_asked_for_usage_gets_it_and_the_request_is_not_rewritten(world: World):
+    stream = world.reverse_client().chat.completions.create(
+        model="e2e-asked", messages=messages(), stream=True, stream_options={"include_usage": True}
+    )
+    chunks = list(stream)
+    sent = world.fake.received[-1]
+    assert json.loads(sent.body)["stream_options"] == {"include_usage": True}
+    assert chunks[-1].choices == [] and chunks[-1].usage is not None
+    wait_for_tokens(world, "e2e-asked", chunks[-1].usage.prompt_tokens, chunks[-1].usage.completion_tokens)
+
+
+def test_streamed_chunks_reach_the_client_live(world: World):
+    """8 chunks 150 ms apart: the first must arrive long before the upstream finishes."""
+    stream = world.reverse_client().chat.completions.create(
+        model="e2e-live",
+        messages=messages(),
+        stream=True,
+        extra_headers={"x-fake-chunks": "8", "x-fake-chunk-delay-ms": "150"},
+    )
+    received_at = [time.monotonic() for chunk in stream if chunk.choices and chunk.choices[0].delta.content]
+    log = next(s for s in reversed(world.fake.streams) if s.response_id and s.finished_at)
+    assert log.finished_at is not None
+    first_content_sent = log.sent_at[1]  # event 0 is the role-only opener
+    assert received_at[0] < log.finished_at - 0.9
+    assert received_at[0] - first_content_sent < 0.5
+    assert len(received_at) == 8
+    (span,) = spans_for(world, "e2e-live")
+    assert 0.1 < span.attributes["gen_ai.response.time_to_first_chunk"] < 0.9
+    per_chunk = world.receiver.wait_for(
+        lambda: world.receiver.latest(
+            "gen_ai.client.operation.time_per_output_chunk", gen_ai__request__model="e2e-live"
+        )
+    )
+    assert per_chunk[0].count == 7 and 0.1 * 7 < per_chunk[0].value < 0.3 * 7
+
+
+def test_client_trace_context_becomes_the_parent_span(world: World):
+    world.reverse_client().chat.completions.create(
+        model="e2e-traced",
+        messages=messages(),
+        extra_headers={"traceparent": f"00-{TRACE_ID}-{PARENT_ID}-01"},
+    )
+    (span,) = spans_for(world, "e2e-traced")
+    assert (span.trace_id, span.parent_span_id) == (TRACE_ID, PARENT_ID)
+
+
+def test_upstream_errors_carry_the_openai_error_code(world: World):
+    with pytest.raises(openai.RateLimitError):
+        world.reverse_client().chat.completions.create(
+            model="e2e-429", messages=messages(), extra_headers={"x-fake-error": "429:rate_limit_exceeded"}
+        )
+    (span,) = spans_for(world, "e2e-429")
+    assert span.status_code == 2 and span.attributes["error.type"] == "rate_limit_exceeded"
+    duration = world.receiver.wait_for(
+        lambda: world.receiver.latest("gen_ai.client.operation.duration", gen_ai__request__model="e2e-429")
+    )
+    assert duration[0].attributes["error.type"] == "rate_limit_exceeded"
+    assert tokens(world, "e2e-429", "input") == 0
+
+
+def test_client_abort_mid_stream_is_recorded_with_its_duration(world: World):
+    with world.reverse_client().chat.completions.with_streaming_response.create(
+        model="e2e-abort",
+        messages=messages(),
+        stream=True,
+        extra_headers={"x-fake-chunks": "20", "x-fake-chunk-delay-ms": "100"},
+    ) as response:
+        next(response.iter_bytes())
+        response.http_response.close()
+    (span,) = spans_for(world, "e2e-abort")
+    assert span.attributes["error.type"] == "client_aborted"
+    assert span.end_time_unix_nano > span.start_time_unix_nano
+
+
+RECORDED = sorted(p.stem for p in FIXTURES.glob("test_chat_completion*.yaml"))
+
+
+def recorded_usage(name: str) -> tuple[int, int] | None:
+    text = load_fixture(name)["response"]["body"]["string"]
+    if text.lstrip().startswith("{"):
+        usage = json.loads(text).get("usage")
+    else:
+        found = [json.loads(line[6:]).get("usage") for line in text.splitlines() if line.startswith("data: {")]
+        usage = next((u for u in found if u), None)
+    return (usage["prompt_tokens"], usage["completion_tokens"]) if usage else None
+
+
+def span_in_trace(world: World, trace_id: str) -> Any:
+    return next((s for s in world.receiver.spans() if s.trace_id == trace_id), None)
+
+
+def has_tokens(world: World, model: str, token_type: str, total: int) -> bool:
+    return tokens(world, model, token_type) == total
+
+
+def test_every_recorded_exchange_yields_exactly_its_recorded_usage(world: World):
+    """Each cassette is replayed by the fake; its span carries exactly the recorded numbers."""
+    http = world.reverse_client()._client
+    expected_totals: dict[tuple[str, str], int] = {}
+    for number, name in enumerate(RECORDED):
+        request = load_fixture(name)["request"]
+        trace_id = f"{number + 1:032x}"
+        response = http.post(
+            f"{world.reverse.url}/v1/chat/completions",
+            content=request["body"],
+            headers={
+                "authorization": f"Bearer {KEY}",
+                "content-type": "application/json",
+                "x-fake-fixture": name,
+                "traceparent": f"00-{trace_id}-{PARENT_ID}-01",
+            },
+        )
+        assert response.content == load_fixture(name)["response"]["body"]["string"].encode()
+        span = world.receiver.wait_for(functools.partial(span_in_trace, world, trace_id))
+        usage = recorded_usage(name)
+        if usage is None:
+            assert "gen_ai.usage.input_tokens" not in span.attributes, name
+        else:
+            assert (
+                span.attributes["gen_ai.usage.input_tokens"],
+                span.attributes["gen_ai.usage.output_tokens"],
+            ) == usage
+            model = json.loads(request["body"])["model"]
+            for token_type, value in zip(("input", "output"), usage, strict=True):
+                expected_totals[(model, token_type)] = expected_totals.get((model, token_type), 0) + value
+        if name == "test_chat_completion_404":
+            assert span.attributes["error.type"] == "model_not_found"
+    for (model, token_type), total in expected_totals.items():
+        world.receiver.wait_for(functools.partial(has_tokens, world, model, token_type, total))
+
+
+# --- regular mode -------------------------------------------------------------------------
+
+
+def test_regular_mode_with_https_proxy_and_the_mitmproxy_ca(world: World, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("HTTPS_PROXY", world.regular.url)
+    monkeypatch.setenv("SSL_CERT_FILE", str(world.regular.ca_cert))
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    client = openai.OpenAI(api_key=KEY, max_retries=0)  # the real https://api.openai.com/v1
+    response = client.chat.completions.create(model="e2e-regular", messages=messages())
+    streamed = list(client.chat.completions.create(model="e2e-regular", messages=messages(), stream=True))
+    assert "api.openai.com:443" in world.forwarder.tunnels
+    assert all(chunk.choices for chunk in streamed)
+    assert response.usage is not None
+    wait_for_tokens(world, "e2e-regular", 2 * response.usage.prompt_tokens, 2 * response.usage.completion_tokens)
+    spans = spans_for(world, "e2e-regular", count=2)
+    assert {(s.attributes["server.address"], s.attributes["server.port"]) for s in spans} == {("api.openai.com", 443)}
+    assert all(s.attributes["gen_ai.provider.name"] == "openai" for s in spans)
+
+
+# --- options and lifecycle ----------------------------------------------------------------
+
+
+def test_with_stream_usage_off_streams_are_timed_but_tokens_never_guessed(world: World):
+    with Mitmdump(world.proxy_args("--set", "genai_stream_usage=false"), world.env, world.tmp / "conf-off") as proxy:
+        chunks = list(
+            world.reverse_client(proxy).chat.completions.create(model="e2e-off", messages=messages(), stream=True)
+        )
+        assert "stream_options" not in json.loads(world.fake.received[-1].body)
+        assert all(chunk.usage is None for chunk in chunks)
+        world.receiver.wait_for(
+            lambda: world.receiver.latest(
+                "gen_ai.client.operation.time_to_first_chunk", gen_ai__request__model="e2e-off"
+            )
+        )
+        assert proxy.wait_for_line(r"genai: chat e2e-off-2024-07-18 · usage unavailable")
+    assert tokens(world, "e2e-off", "input") == 0 and tokens(world, "e2e-off", "output") == 0
+    assert not world.receiver.latest("tokens_counter", model="e2e-off")
+
+
+def test_legacy_completion_id_option_and_legacy_off(world: World):
+    with Mitmdump(
+        world.proxy_args("--set", "genai_legacy_completion_id=true"), world.env, world.tmp / "conf-id"
+    ) as proxy:
+        response = world.reverse_client(proxy).chat.completions.create(model="e2e-legacy-id", messages=messages())
+        points = world.receiver.wait_for(lambda: world.receiver.latest("tokens_counter", model="e2e-legacy-id"))
+        assert points[0].attributes["chat_completion_id"] == response.id
+    with Mitmdump(world.proxy_args("--set", "genai_legacy_metrics=false"), world.env, world.tmp / "conf-nl") as proxy:
+        world.reverse_client(proxy).chat.completions.create(model="e2e-legacy-off", messages=messages())
+        spans_for(world, "e2e-legacy-off")
+        time.sleep(0.8)  # two more metric export intervals
+    assert tokens(world, "e2e-legacy-off", "input") > 0
+    assert not world.receiver.latest("tokens_counter", model="e2e-legacy-off")
+
+
+def unused_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.mark.parametrize("collector", ["refusing", "blackholed"])
+def test_a_dead_collector_costs_one_warning_and_exit_stays_under_3s(world: World, collector: str):
+    blackhole = socket.socket()
+    blackhole.bind(("127.0.0.1", 0))
+    blackhole.listen(16)  # accepts TCP, never answers
+    port = blackhole.getsockname()[1] if collector == "blackholed" else unused_port()
+    env = {**world.env, "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{port}", "OTEL_EXPORTER_OTLP_TIMEOUT": "1"}
+    try:
+        with Mitmdump(world.proxy_args(), env, world.tmp / f"conf-{collector}") as proxy:
+            client = world.reverse_client(proxy)
+            for _ in range(3):
+                started = time.monotonic()
+                client.chat.completions.create(model="e2e-dead", messages=messages())
+                assert time.monotonic() - started < 2
+            list(client.chat.completions.create(model="e2e-dead", messages=messages(), stream=True))
+            time.sleep(2.5)  # several failed metric exports
+        assert proxy.exit_seconds is not None and proxy.exit_seconds < 3, proxy.output
+    finally:
+        blackhole.close()
+    if collector == "refusing":
+        warnings = [line for line in proxy.lines if "does not accept metrics" in line]
+        assert len(warnings) == 1, proxy.output
+    assert "Traceback" not in proxy.output and "Addon error" not in proxy.output
+
+
+def test_no_secret_anywhere(world: World):
+    """Runs last: the full key, or any 8 characters of its secret, is nowhere we export or log."""
+    client = world.reverse_client()
+    client.chat.completions.create(model="e2e-secret", messages=messages())
+    list(client.chat.completions.create(model="e2e-secret", messages=messages(), stream=True))
+    with pytest.raises(openai.AuthenticationError):
+        client.chat.completions.create(
+            model="e2e-secret", messages=messages(), extra_headers={"x-fake-error": "401:invalid_api_key"}
+        )
+    spans_for(world, "e2e-secret", count=3)
+    time.sleep(0.5)
+    exported = "".join(str(r) for r in world.receiver.metric_requests + world.receiver.trace_requests)
+    logs = world.reverse.output + world.regular.output
+    assert MASKED in exported
+    pieces = {SECRET[i : i + 8] for i in range(len(SECRET) - 7)}
+    for text in (exported, logs):
+        assert KEY not in text
+        assert not [piece for piece in pieces if piece in text]
+    assert "Traceback" not in logs and "Addon error" not in logs and "hook failed" not in logs
