@@ -338,3 +338,14 @@ def test_script_reload_keeps_the_providers(context, sink):
         flow.response = json_response({"model": "m", "usage": {"prompt_tokens": 1, "completion_tokens": 1}})
         reloaded.response(flow)
     assert len(sink.finished_spans()) == 1
+
+
+def test_compressed_json_responses_are_read(context, sink):
+    metering, _ = context
+    flow = chat_flow()
+    metering.request(flow)
+    flow.response = json_response({"model": "m", "usage": {"prompt_tokens": 11, "completion_tokens": 7}})
+    flow.response.encode("gzip")
+    assert flow.response.raw_content != flow.response.get_content()
+    metering.response(flow)
+    assert sink.metric_sum("gen_ai.client.token.usage", gen_ai__token__type="input") == 11

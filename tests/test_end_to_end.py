@@ -9,7 +9,10 @@ its own model name, so its metrics can be told apart in the shared receiver.
 
 import functools
 import json
+import os
 import socket
+import ssl
+import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -22,7 +25,7 @@ import pytest
 from tests.support.certs import PKI, make_pki
 from tests.support.connect_forwarder import ConnectForwarder
 from tests.support.fake_openai import FIXTURES, ChatScript, FakeOpenAI, load_fixture
-from tests.support.mitmdump import Mitmdump
+from tests.support.mitmdump import MITMDUMP, ROOT, Mitmdump
 from tests.support.otlp_receiver import SPAN_KIND_CLIENT, OTLPReceiver
 
 SECRET = "Xw9Qm2Lk7Rt4Vb8Np3Hs6Jd1Fg5Zc0Ya"
@@ -63,7 +66,9 @@ class World:
             base_url=f"https://127.0.0.1:{self.fake.port}/v1",
             api_key=KEY,
             max_retries=0,
-            http_client=openai.DefaultHttpxClient(verify=str(self.pki.ca_cert), trust_env=False),
+            http_client=openai.DefaultHttpxClient(
+                verify=ssl.create_default_context(cafile=str(self.pki.ca_cert)), trust_env=False
+            ),
         )
 
 
@@ -434,3 +439,13 @@ def test_no_secret_anywhere(world: World):
         assert KEY not in text
         assert not [piece for piece in pieces if piece in text]
     assert "Traceback" not in logs and "Addon error" not in logs and "hook failed" not in logs
+
+
+def test_an_unsupported_exporter_setting_stops_mitmdump_with_a_clear_message(world: World):
+    command = [str(MITMDUMP), "-s", "addon.py", "--listen-host", "127.0.0.1", "--listen-port", "0"]
+    command += ["--set", f"confdir={world.tmp / 'conf-bad'}"]
+    env = {**os.environ, **world.env, "OTEL_TRACES_EXPORTER": "zipkin"}
+    finished = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=30, check=False)
+    output = finished.stdout + finished.stderr
+    assert finished.returncode != 0
+    assert "OTEL_TRACES_EXPORTER='zipkin' is not supported; use one of otlp, console, none" in output

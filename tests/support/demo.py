@@ -1,0 +1,104 @@
+"""`make demo`: see the addon work with no API key and no network.
+
+Starts a local fake of api.openai.com, an OTLP/gRPC receiver and `mitmdump -s addon.py` in
+reverse mode, makes a few calls with the real openai SDK, and prints what arrived as telemetry.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from pathlib import Path
+
+import openai
+
+from tests.support.certs import make_pki
+from tests.support.fake_openai import FakeOpenAI
+from tests.support.mitmdump import Mitmdump
+from tests.support.otlp_receiver import OTLPReceiver
+
+DEMO_KEY = "sk-proj-demo0000000000000000000000000000000000WXYZ"
+
+
+def main() -> None:
+    tmp = Path(tempfile.mkdtemp(prefix="genai-demo-"))
+    pki = make_pki(tmp / "pki")
+    receiver = OTLPReceiver().start()
+    env = {
+        "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint,
+        "OTEL_METRIC_EXPORT_INTERVAL": "500",
+        "OTEL_BSP_SCHEDULE_DELAY": "200",
+        "OTEL_SERVICE_NAME": "genai-demo",
+    }
+    with FakeOpenAI(pki.server_cert, pki.server_key) as fake:
+        args = [
+            "--mode",
+            f"reverse:https://127.0.0.1:{fake.port}",
+            "--set",
+            f"ssl_verify_upstream_trusted_ca={pki.ca_cert}",
+            "--set",
+            f"genai_hosts=127.0.0.1:{fake.port}=openai",
+        ]
+        with Mitmdump(args, env, tmp / "mitmproxy") as proxy:
+            print(f"mitmdump -s addon.py is listening at {proxy.url} (reverse proxy to a local fake OpenAI)\n")
+            client = openai.OpenAI(base_url=f"{proxy.url}/v1", api_key=DEMO_KEY, max_retries=0)
+            question = [{"role": "user", "content": "Say this is a test"}]
+
+            print("1. plain chat completion")
+            reply = client.chat.completions.create(model="gpt-4o-mini", messages=question)
+            print(f"   → {reply.choices[0].message.content!r}, usage {reply.usage and reply.usage.total_tokens} tokens")
+
+            print("2. streamed, without asking for usage (the addon asks upstream and hides the extra chunk)")
+            stream = client.chat.completions.create(
+                model="gpt-4o-mini",
+                messages=question,
+                stream=True,
+                extra_headers={"x-fake-chunks": "5", "x-fake-chunk-delay-ms": "120"},
+            )
+            started = time.monotonic()
+            for chunk in stream:
+                if chunk.choices and chunk.choices[0].delta.content:
+                    print(f"   +{time.monotonic() - started:.2f}s {chunk.choices[0].delta.content!r}")
+
+            print("3. a rate-limited call")
+            try:
+                client.chat.completions.create(
+                    model="gpt-4.1", messages=question, extra_headers={"x-fake-error": "429:rate_limit_exceeded"}
+                )
+            except openai.RateLimitError as error:
+                print(f"   → {type(error).__name__}")
+
+            receiver.wait_for(lambda: len(receiver.spans()) >= 3)
+            time.sleep(1.2)  # one more metric export
+            print("\nmitmdump's event log:")
+            for line in proxy.lines:
+                if "genai:" in line:
+                    print("  ", line)
+    receiver.stop()
+
+    print("\nMetrics received over OTLP/gRPC:")
+    names = [
+        "gen_ai.client.token.usage",
+        "gen_ai.client.operation.duration",
+        "gen_ai.client.operation.time_to_first_chunk",
+        "gen_ai.client.operation.time_per_output_chunk",
+        "tokens_counter",
+        "prompt_tokens",
+        "completion_tokens",
+    ]
+    for name in names:
+        for point in receiver.latest(name):
+            labels = ", ".join(f"{k}={v}" for k, v in sorted(point.attributes.items()) if k != "server.port")
+            stats = f"sum={point.value:g}" + (f" count={point.count}" if point.bucket_bounds else "")
+            print(f"  {name} [{point.unit}] {stats}  {{{labels}}}")
+    print("\nSpans received over OTLP/gRPC:")
+    for span in receiver.spans():
+        usage = span.attributes.get("gen_ai.usage.input_tokens"), span.attributes.get("gen_ai.usage.output_tokens")
+        error = span.attributes.get("error.type", "-")
+        print(
+            f"  {span.name}: tokens in/out {usage}, error {error}, key {span.attributes.get('openai.api_key.masked')}"
+        )
+
+
+if __name__ == "__main__":
+    main()
