@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import openai
+from openai.types.chat import ChatCompletionChunk, ChatCompletionMessageParam
 
 from tests.support.certs import make_pki
 from tests.support.fake_openai import FakeOpenAI
@@ -42,7 +43,7 @@ def main() -> None:
         with Mitmdump(args, env, tmp / "mitmproxy") as proxy:
             print(f"mitmdump -s addon.py is listening at {proxy.url} (reverse proxy to a local fake OpenAI)\n")
             client = openai.OpenAI(base_url=f"{proxy.url}/v1", api_key=DEMO_KEY, max_retries=0)
-            question = [{"role": "user", "content": "Say this is a test"}]
+            question: list[ChatCompletionMessageParam] = [{"role": "user", "content": "Say this is a test"}]
 
             print("1. plain chat completion")
             reply = client.chat.completions.create(model="gpt-4o-mini", messages=question)
@@ -57,7 +58,7 @@ def main() -> None:
             )
             started = time.monotonic()
             for chunk in stream:
-                if chunk.choices and chunk.choices[0].delta.content:
+                if isinstance(chunk, ChatCompletionChunk) and chunk.choices and chunk.choices[0].delta.content:
                     print(f"   +{time.monotonic() - started:.2f}s {chunk.choices[0].delta.content!r}")
 
             print("3. a rate-limited call")
