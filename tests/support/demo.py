@@ -95,9 +95,9 @@ def main() -> None:
     print("\nSpans received over OTLP/gRPC:")
     for span in receiver.spans():
         usage = span.attributes.get("gen_ai.usage.input_tokens"), span.attributes.get("gen_ai.usage.output_tokens")
-        error = span.attributes.get("error.type", "-")
+        failure = span.attributes.get("error.type", "-")
         print(
-            f"  {span.name}: tokens in/out {usage}, error {error}, key {span.attributes.get('openai.api_key.masked')}"
+            f"  {span.name}: tokens in/out {usage}, error {failure}, key {span.attributes.get('openai.api_key.masked')}"
         )
 
 
