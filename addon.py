@@ -14,18 +14,32 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import Any, Optional
 
 from mitmproxy import ctx, exceptions, http
 from mitmproxy.addonmanager import Loader
 
 import protocol
-from protocol import ChatRequest, ChatStream, Exchange, HostRule
+from pricing import PriceTable
+from protocol import ApiRequest, Endpoint, EventStream, Exchange, HostRule
 from telemetry import ConfigurationError, Telemetry, get_telemetry
 
 log = logging.getLogger("genai")
 
-DEFAULT_HOSTS = ["api.openai.com=openai"]
+DEFAULT_HOSTS = [
+    "api.openai.com=openai",
+    "*.openai.azure.com=azure.ai.openai",
+    "*.cognitiveservices.azure.com=azure.ai.openai",
+    "api.groq.com=groq",
+    "api.deepseek.com=deepseek",
+    "api.mistral.ai=mistral_ai",
+    "api.x.ai=x_ai",
+    "api.perplexity.ai=perplexity",
+    "openrouter.ai=openrouter",
+]
+# Unknown models are named in the log once each, up to this many.
+MAX_UNPRICED_MODELS_LOGGED = 200
 # Trace context headers longer than this are not W3C-valid anyway; ignore them.
 MAX_TRACE_HEADER_LENGTH = 512
 
@@ -35,13 +49,14 @@ class InFlight:
     """Bookkeeping for one observed flow between its `request` and `response`/`error` hooks."""
 
     rule: HostRule
-    request: ChatRequest
+    endpoint: Endpoint
+    request: ApiRequest
     api_key: str
     started: float  # time.monotonic() when the request went upstream
     started_ns: int  # the same moment on the wall clock, for the span
     trace_headers: dict[str, str]
     usage_added: bool = False
-    stream: ChatStream | None = None
+    stream: EventStream | None = None
 
 
 @dataclass
@@ -53,7 +68,7 @@ class StreamTap:
     client's stream is never broken by the addon.
     """
 
-    stream: ChatStream
+    stream: EventStream
     filtering: bool
     failed: bool = False
 
@@ -100,7 +115,9 @@ class GenAITelemetry:
     def __init__(self) -> None:
         self.rules: list[HostRule] = [protocol.parse_host_rule(entry) for entry in DEFAULT_HOSTS]
         self.telemetry: Telemetry | None = None
+        self.prices = PriceTable.load()
         self.in_flight: dict[str, InFlight] = {}
+        self._unpriced_logged: set[str] = set()
 
     def load(self, loader: Loader) -> None:
         loader.add_option(
@@ -110,7 +127,19 @@ class GenAITelemetry:
             """
             Hosts whose OpenAI-compatible API traffic is metered, as HOST[:PORT][=PROVIDER].
             HOST may be a glob (*.example.com); PROVIDER becomes gen_ai.provider.name
-            (default: openai). Setting this replaces the default list.
+            (default: openai). Append ;stream_usage=on or ;stream_usage=off to decide per host
+            whether streamed requests may get stream_options.include_usage (default: on for
+            openai and for Azure api-versions that accept it). Setting this replaces the
+            default list.
+            """,
+        )
+        loader.add_option(
+            "genai_prices",
+            Optional[str],  # type: ignore[arg-type]  # noqa: UP045 (mitmproxy's option types are typing forms)
+            None,
+            """
+            A JSON price file that overrides or extends the built-in prices.json:
+            {"models": {"MODEL": {"input": USD, "cached_input": USD, "output": USD}}}, per 1M tokens.
             """,
         )
         loader.add_option(
@@ -157,24 +186,32 @@ class GenAITelemetry:
                 except ValueError as error:
                     raise exceptions.OptionsError(f"Invalid genai_hosts entry {entry!r}: {error}") from error
             self.rules = rules
+        if "genai_prices" in updated:
+            user_file = ctx.options.genai_prices
+            try:
+                self.prices = PriceTable.load(Path(user_file).expanduser() if user_file else None)
+            except ValueError as error:
+                raise exceptions.OptionsError(f"Invalid genai_prices: {error}") from error
 
     @never_raises
     def request(self, flow: http.HTTPFlow) -> None:
         if flow.response or flow.error or not flow.live or self.telemetry is None:
             return
         req = flow.request
-        if not protocol.is_chat_completions(req.method, req.path):
+        endpoint = protocol.classify_endpoint(req.method, req.path)
+        if endpoint is None:
             return
         rule = protocol.match_host(self.rules, req.host, req.port)
         if rule is None:
             return
         body = req.get_content(strict=False)
-        chat_request = protocol.parse_chat_request(body)
+        api_request = protocol.parse_request(endpoint, body)
         usage_added = False
         if (
-            chat_request.stream
-            and not chat_request.include_usage
+            api_request.stream
+            and not api_request.include_usage
             and ctx.options.genai_stream_usage
+            and protocol.adds_include_usage(rule, endpoint)
             and "content-encoding" not in req.headers
             and body
         ):
@@ -189,7 +226,8 @@ class GenAITelemetry:
         }
         self.in_flight[flow.id] = InFlight(
             rule=rule,
-            request=chat_request,
+            endpoint=endpoint,
+            request=api_request,
             api_key=protocol.mask_api_key(req.headers.get("authorization") or req.headers.get("api-key")),
             started=time.monotonic(),
             started_ns=time.time_ns(),
@@ -206,7 +244,8 @@ class GenAITelemetry:
         content_type = flow.response.headers.get("content-type", "")
         if not content_type.lower().startswith("text/event-stream"):
             return
-        stream = ChatStream(flow.response.headers.get("content-encoding"), started=state.started)
+        accumulator = protocol.stream_accumulator(state.endpoint, state.started)
+        stream = EventStream(flow.response.headers.get("content-encoding"), accumulator)
         state.stream = stream
         flow.response.stream = StreamTap(stream, filtering=state.usage_added and stream.decodable)
 
@@ -223,7 +262,7 @@ class GenAITelemetry:
             error_type = result.error_type or (str(status) if status >= 400 else None)
         else:
             body = flow.response.get_content(strict=False)
-            result = protocol.parse_chat_response(body)
+            result = protocol.parse_response(state.endpoint, body)
             error_type = protocol.error_type_for_status(status, body) if status >= 400 else None
         self._finish(flow, state, result, status, error_type)
 
@@ -233,7 +272,7 @@ class GenAITelemetry:
         if state is None:
             return
         assert flow.error
-        result = state.stream.accumulator.result if state.stream else protocol.ChatResult()
+        result = state.stream.accumulator.result if state.stream else protocol.ApiResult()
         status = flow.response.status_code if flow.response else None
         self._finish(flow, state, result, status, classify_flow_error(flow.error.msg, flow.response is not None))
 
@@ -241,14 +280,13 @@ class GenAITelemetry:
         self,
         flow: http.HTTPFlow,
         state: InFlight,
-        result: protocol.ChatResult,
+        result: protocol.ApiResult,
         status: int | None,
         error_type: str | None,
     ) -> None:
         accumulator = state.stream.accumulator if state.stream else None
         exchange = Exchange(
-            operation="chat",
-            api_type="chat_completions",
+            endpoint=state.endpoint,
             provider=state.rule.provider,
             server_address=flow.request.host,
             server_port=flow.request.port,
@@ -262,7 +300,11 @@ class GenAITelemetry:
             time_to_first_chunk_s=accumulator.time_to_first_chunk if accumulator else None,
             chunk_intervals_s=accumulator.chunk_intervals if accumulator else (),
             trace_headers=state.trace_headers,
+            upstream=protocol.parse_upstream_headers(flow.response.headers)
+            if flow.response
+            else protocol.UpstreamInfo(),
         )
+        exchange.cost_usd = self._cost(exchange)
         summary = protocol.summarize(exchange)
         flow.comment = summary
         if error_type is not None:
@@ -274,6 +316,18 @@ class GenAITelemetry:
             legacy_metrics=ctx.options.genai_legacy_metrics,
             legacy_completion_id=ctx.options.genai_legacy_completion_id,
         )
+
+    def _cost(self, exchange: Exchange) -> float | None:
+        """USD from the price table; an unknown model is named in the log once, never priced at 0."""
+        if exchange.usage is None:
+            return None
+        model = exchange.result.response_model or exchange.request_model
+        cost = self.prices.cost(model, exchange.usage)
+        logged = self._unpriced_logged
+        if cost is None and model and model not in logged and len(logged) < MAX_UNPRICED_MODELS_LOGGED:
+            logged.add(model)
+            log.info("genai: no price for model %r; its calls record no cost (see genai_prices).", model)
+        return cost
 
 
 addons = [GenAITelemetry()]

@@ -1,8 +1,9 @@
-"""OpenAI wire protocol: requests, responses and Server-Sent Event streams as plain data.
+"""OpenAI wire protocol: requests, responses and streams as plain data.
 
-This layer knows nothing of mitmproxy or OpenTelemetry. Every parser here takes bytes that
-came off the network and must never raise on them: a malformed body gives an empty result,
-never an exception, so the addon above can stay a thin, safe shim.
+Covers chat completions, the Responses API, legacy completions and embeddings, on OpenAI, Azure
+OpenAI and OpenAI-compatible hosts. This layer knows nothing of mitmproxy or OpenTelemetry.
+Every parser here takes bytes that came off the network and must never raise on them: a
+malformed body gives an empty result, never an exception.
 """
 
 from __future__ import annotations
@@ -10,35 +11,44 @@ from __future__ import annotations
 import fnmatch
 import json
 import re
-import sys
-import zlib
 from array import array
-from collections.abc import Callable, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
+from urllib.parse import parse_qs
 
-import brotli
-
-if sys.version_info >= (3, 14):  # pragma: no cover
-    from compression import zstd
-else:  # pragma: no cover
-    from backports import zstd
+from sse import (
+    Encoder,
+    IdentityEncoder,
+    SSEEvent,
+    SSEFramer,
+    Transcoder,
+    incremental_decoder,
+    incremental_encoder,
+    parse_sse_event,
+)
 
 # Longest client-controlled string (model names, error codes) that becomes telemetry.
 MAX_LABEL_LENGTH = 128
-CHAT_COMPLETIONS_SUFFIX = "/chat/completions"
 
 
 # --- which flows are observed -------------------------------------------------------------
 
+DEFAULT_PROVIDER = "openai"
+# Providers whose servers are known to accept `stream_options.include_usage`.
+USAGE_REWRITE_PROVIDERS = {"openai", "azure.ai.openai"}
+# Azure OpenAI accepts stream_options from this api-version on (and on the /openai/v1/ paths).
+AZURE_STREAM_OPTIONS_SINCE = "2024-09-01"
+
 
 @dataclass(frozen=True)
 class HostRule:
-    """One `genai_hosts` entry: `HOST[:PORT][=PROVIDER]`, HOST may be a glob."""
+    """One `genai_hosts` entry: `HOST[:PORT][=PROVIDER][;stream_usage=on|off]`, HOST may be a glob."""
 
     host_pattern: str
     port: int | None
     provider: str
+    stream_usage: bool | None = None  # None: decided by provider
 
     def matches(self, host: str, port: int) -> bool:
         if self.port is not None and self.port != port:
@@ -46,14 +56,21 @@ class HostRule:
         return fnmatch.fnmatchcase(host.lower(), self.host_pattern)
 
 
-DEFAULT_PROVIDER = "openai"
 _PROVIDER_NAME = re.compile(r"^[a-z0-9_.]{1,64}$")
 _HOST_PATTERN = re.compile(r"^[a-z0-9*?.\-\[\]]{1,253}$")
+_SWITCH = {"on": True, "true": True, "off": False, "false": False}
 
 
 def parse_host_rule(entry: str) -> HostRule:
     """Parse a `genai_hosts` entry; raise ValueError with a readable reason."""
-    spec, _, provider = entry.strip().partition("=")
+    entry, _, flags = entry.strip().partition(";")
+    stream_usage: bool | None = None
+    if flags:
+        name, _, value = flags.strip().partition("=")
+        if name.strip() != "stream_usage" or value.strip().lower() not in _SWITCH:
+            raise ValueError(f"unknown setting {flags.strip()!r}; only stream_usage=on|off is known")
+        stream_usage = _SWITCH[value.strip().lower()]
+    spec, _, provider = entry.partition("=")
     provider = provider.strip() or DEFAULT_PROVIDER
     if not _PROVIDER_NAME.match(provider):
         raise ValueError(f"provider {provider!r} must be 1-64 of a-z, 0-9, '_' or '.'")
@@ -70,7 +87,7 @@ def parse_host_rule(entry: str) -> HostRule:
         if not port_text.isdigit() or not 0 < int(port_text) < 65536:
             raise ValueError(f"port {port_text!r} is not a number from 1 to 65535")
         port = int(port_text)
-    return HostRule(host, port, provider)
+    return HostRule(host, port, provider, stream_usage)
 
 
 def match_host(rules: Sequence[HostRule], host: str, port: int) -> HostRule | None:
@@ -80,9 +97,60 @@ def match_host(rules: Sequence[HostRule], host: str, port: int) -> HostRule | No
     return None
 
 
-def is_chat_completions(method: str, path: str) -> bool:
-    """`POST .../chat/completions`, under any prefix (`/v1`, `/openai/v1`, `/api/v1`, ...)."""
-    return method == "POST" and path.partition("?")[0].rstrip("/").endswith(CHAT_COMPLETIONS_SUFFIX)
+@dataclass(frozen=True)
+class Endpoint:
+    """What an observed request calls: the operation, the API shape and Azure routing."""
+
+    operation: str  # gen_ai.operation.name: chat | text_completion | embeddings
+    api_type: str  # chat_completions | responses | completions | embeddings
+    deployment: str | None = None  # Azure /openai/deployments/{deployment}/...
+    api_version: str | None = None  # Azure ?api-version=...
+    azure_v1: bool = False  # Azure /openai/v1/... (no api-version needed)
+
+
+# Longest suffix first: "/chat/completions" must win over "/completions".
+_ROUTES = (
+    ("/chat/completions", "chat", "chat_completions"),
+    ("/responses", "chat", "responses"),
+    ("/completions", "text_completion", "completions"),
+    ("/embeddings", "embeddings", "embeddings"),
+)
+_AZURE_DEPLOYMENT = re.compile(r"/openai/deployments/([^/]{1,128})/")
+
+
+def classify_endpoint(method: str, path: str) -> Endpoint | None:
+    """The observed endpoint of `METHOD path`, under any prefix (`/v1`, `/openai/v1`, ...)."""
+    if method != "POST":
+        return None
+    route, _, query = path.partition("?")
+    route = route.rstrip("/")
+    for suffix, operation, api_type in _ROUTES:
+        if route.endswith(suffix):
+            deployment = _AZURE_DEPLOYMENT.search(route + "/")
+            versions = parse_qs(query).get("api-version") if query else None
+            return Endpoint(
+                operation=operation,
+                api_type=api_type,
+                deployment=deployment.group(1) if deployment else None,
+                api_version=versions[0][:32] if versions else None,
+                azure_v1="/openai/v1/" in route + "/",
+            )
+    return None
+
+
+def adds_include_usage(rule: HostRule, endpoint: Endpoint) -> bool:
+    """May the addon add `stream_options.include_usage` to this streamed request?
+
+    Only toward servers known to accept it: some (older Azure api-versions, some compatible
+    servers) answer an unknown `stream_options` with 400. A host entry's `stream_usage` wins.
+    """
+    if endpoint.api_type not in ("chat_completions", "completions"):
+        return False  # the Responses API always reports usage; embeddings never stream
+    if rule.stream_usage is not None:
+        return rule.stream_usage
+    if rule.provider == "azure.ai.openai":
+        return endpoint.azure_v1 or (endpoint.api_version or "") >= AZURE_STREAM_OPTIONS_SINCE
+    return rule.provider in USAGE_REWRITE_PROVIDERS
 
 
 # --- secrets ------------------------------------------------------------------------------
@@ -113,11 +181,52 @@ def mask_api_key(credential: str | None) -> str:
     return f"{scheme}...{secret[-4:]}"
 
 
+# --- JSON helpers -------------------------------------------------------------------------
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value)
+
+
+def _integer(value: Any) -> int | None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        return None
+    return int(value)
+
+
+def _count(value: Any) -> int | None:
+    number = _integer(value)
+    return number if number is not None and number >= 0 else None
+
+
+def _label(value: Any) -> str | None:
+    """A client- or server-supplied string made safe to use as a telemetry value."""
+    if not isinstance(value, str) or not value:
+        return None
+    return value[:MAX_LABEL_LENGTH]
+
+
+def _object(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _load_json_object(body: bytes | str | None) -> dict[str, Any] | None:
+    if not body:
+        return None
+    try:
+        value = json.loads(body)
+    except (ValueError, RecursionError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
 # --- requests -----------------------------------------------------------------------------
 
 
 @dataclass
-class ChatRequest:
+class ApiRequest:
     """What the client asked for, as far as telemetry cares."""
 
     model: str | None = None
@@ -133,54 +242,32 @@ class ChatRequest:
     choice_count: int | None = None
     service_tier: str | None = None
     output_type: str | None = None
-
-
-def _number(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    return float(value)
-
-
-def _integer(value: Any) -> int | None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        return None
-    return int(value)
-
-
-def _label(value: Any) -> str | None:
-    """A client- or server-supplied string made safe to use as a telemetry value."""
-    if not isinstance(value, str) or not value:
-        return None
-    return value[:MAX_LABEL_LENGTH]
-
-
-def _load_json_object(body: bytes | str | None) -> dict[str, Any] | None:
-    if not body:
-        return None
-    try:
-        value = json.loads(body)
-    except (ValueError, RecursionError):
-        return None
-    return value if isinstance(value, dict) else None
+    encoding_formats: list[str] | None = None
+    dimensions: int | None = None
 
 
 _OUTPUT_TYPES = {"text": "text", "json_object": "json", "json_schema": "json"}
 
 
-def parse_chat_request(body: bytes | None) -> ChatRequest:
+def parse_request(endpoint: Endpoint, body: bytes | None) -> ApiRequest:
     data = _load_json_object(body)
     if data is None:
-        return ChatRequest()
+        return ApiRequest()
     stream_options = data.get("stream_options")
     stop = data.get("stop")
     if isinstance(stop, str):
         stop = [stop]
-    response_format = data.get("response_format")
-    max_tokens = data.get("max_completion_tokens", data.get("max_tokens"))
-    return ChatRequest(
+    if endpoint.api_type == "responses":
+        output_format = _object(_object(data.get("text")).get("format")).get("type")
+        max_tokens = data.get("max_output_tokens")
+    else:
+        output_format = _object(data.get("response_format")).get("type")
+        max_tokens = data.get("max_completion_tokens", data.get("max_tokens"))
+    encoding_format = _label(data.get("encoding_format"))
+    return ApiRequest(
         model=_label(data.get("model")),
         stream=data.get("stream") is True,
-        include_usage=isinstance(stream_options, dict) and stream_options.get("include_usage") is True,
+        include_usage=_object(stream_options).get("include_usage") is True,
         temperature=_number(data.get("temperature")),
         top_p=_number(data.get("top_p")),
         max_tokens=_integer(max_tokens),
@@ -192,7 +279,9 @@ def parse_chat_request(body: bytes | None) -> ChatRequest:
         seed=_integer(data.get("seed")),
         choice_count=_integer(data.get("n")),
         service_tier=_label(data.get("service_tier")),
-        output_type=_OUTPUT_TYPES.get(str(response_format.get("type"))) if isinstance(response_format, dict) else None,
+        output_type=_OUTPUT_TYPES.get(str(output_format)),
+        encoding_formats=[encoding_format] if encoding_format else None,
+        dimensions=_integer(data.get("dimensions")),
     )
 
 
@@ -226,32 +315,37 @@ class Usage:
     reasoning_output_tokens: int | None = None
 
 
-def _count(value: Any) -> int | None:
-    number = _integer(value)
-    return number if number is not None and number >= 0 else None
-
-
-def parse_chat_usage(value: Any) -> Usage | None:
+def parse_usage(value: Any) -> Usage | None:
+    """Usage in any of OpenAI's shapes: chat/completions/embeddings or the Responses API."""
     if not isinstance(value, dict):
         return None
-    prompt_details = value.get("prompt_tokens_details")
-    completion_details = value.get("completion_tokens_details")
-    usage = Usage(
-        input_tokens=_count(value.get("prompt_tokens")),
-        output_tokens=_count(value.get("completion_tokens")),
-        total_tokens=_count(value.get("total_tokens")),
-        cached_input_tokens=_count(prompt_details.get("cached_tokens")) if isinstance(prompt_details, dict) else None,
-        reasoning_output_tokens=_count(completion_details.get("reasoning_tokens"))
-        if isinstance(completion_details, dict)
-        else None,
-    )
+    if "input_tokens" in value or "output_tokens" in value:  # Responses API
+        input_details = _object(value.get("input_tokens_details"))
+        output_details = _object(value.get("output_tokens_details"))
+        usage = Usage(
+            input_tokens=_count(value.get("input_tokens")),
+            output_tokens=_count(value.get("output_tokens")),
+            total_tokens=_count(value.get("total_tokens")),
+            cached_input_tokens=_count(input_details.get("cached_tokens")),
+            reasoning_output_tokens=_count(output_details.get("reasoning_tokens")),
+        )
+    else:
+        prompt_details = _object(value.get("prompt_tokens_details"))
+        completion_details = _object(value.get("completion_tokens_details"))
+        usage = Usage(
+            input_tokens=_count(value.get("prompt_tokens")),
+            output_tokens=_count(value.get("completion_tokens")),
+            total_tokens=_count(value.get("total_tokens")),
+            cached_input_tokens=_count(prompt_details.get("cached_tokens")),
+            reasoning_output_tokens=_count(completion_details.get("reasoning_tokens")),
+        )
     if usage.input_tokens is None and usage.output_tokens is None:
         return None
     return usage
 
 
 @dataclass
-class ChatResult:
+class ApiResult:
     """What the upstream answered, from a JSON body or a whole stream."""
 
     response_id: str | None = None
@@ -285,27 +379,60 @@ def error_type_from_object(data: dict[str, Any]) -> str | None:
     return None
 
 
-def parse_chat_response(body: bytes | None) -> ChatResult:
-    data = _load_json_object(body)
-    if data is None:
-        return ChatResult()
-    result = ChatResult(
-        response_id=_label(data.get("id")),
-        response_model=_label(data.get("model")),
-        usage=parse_chat_usage(data.get("usage")),
-        system_fingerprint=_label(data.get("system_fingerprint")),
-        service_tier=_label(data.get("service_tier")),
-        error_type=error_type_from_object(data),
-    )
-    choices = data.get("choices")
+def _finish_reasons(choices: Any) -> dict[int, str]:
+    reasons: dict[int, str] = {}
     if isinstance(choices, list):
-        reasons = {}
         for position, choice in enumerate(choices):
             if isinstance(choice, dict) and isinstance(choice.get("finish_reason"), str):
                 index = _integer(choice.get("index"))
                 reasons[position if index is None else index] = choice["finish_reason"][:MAX_LABEL_LENGTH]
-        result.finish_reasons = [reasons[i] for i in sorted(reasons)]
+    return reasons
+
+
+def _responses_finish_reason(response: dict[str, Any]) -> str | None:
+    """A Responses API status as a chat-style finish reason."""
+    status = response.get("status")
+    if status == "completed":
+        output = response.get("output")
+        calls_tools = isinstance(output, list) and any(
+            isinstance(item, dict) and str(item.get("type", "")).endswith("_call") for item in output
+        )
+        return "tool_calls" if calls_tools else "stop"
+    if status == "incomplete":
+        return _label(_object(response.get("incomplete_details")).get("reason")) or "incomplete"
+    return _label(status) if status in ("failed", "cancelled") else None
+
+
+def _responses_result(response: dict[str, Any], result: ApiResult) -> ApiResult:
+    result.response_id = _label(response.get("id")) or result.response_id
+    result.response_model = _label(response.get("model")) or result.response_model
+    result.service_tier = _label(response.get("service_tier")) or result.service_tier
+    result.usage = parse_usage(response.get("usage")) or result.usage
+    reason = _responses_finish_reason(response)
+    if reason:
+        result.finish_reasons = [reason]
+    error = response.get("error")
+    if isinstance(error, dict):
+        result.error_type = error_label(error.get("code")) or error_label(error.get("type")) or "error"
     return result
+
+
+def parse_response(endpoint: Endpoint, body: bytes | None) -> ApiResult:
+    data = _load_json_object(body)
+    if data is None:
+        return ApiResult()
+    if endpoint.api_type == "responses" and "error" not in data:
+        return _responses_result(data, ApiResult())
+    reasons = _finish_reasons(data.get("choices"))
+    return ApiResult(
+        response_id=_label(data.get("id")),
+        response_model=_label(data.get("model")),
+        finish_reasons=[reasons[i] for i in sorted(reasons)],
+        usage=parse_usage(data.get("usage")),
+        system_fingerprint=_label(data.get("system_fingerprint")),
+        service_tier=_label(data.get("service_tier")),
+        error_type=error_type_from_object(data),
+    )
 
 
 def error_type_for_status(status_code: int, body: bytes | None) -> str:
@@ -314,214 +441,113 @@ def error_type_for_status(status_code: int, body: bytes | None) -> str:
     return (error_type_from_object(data) if data else None) or str(status_code)
 
 
-# --- content-encoding ---------------------------------------------------------------------
-
-
-Transcoder = Callable[[bytes], bytes]
-
-
-def _zlib_decoder(wbits: int) -> Transcoder:
-    decompressor = zlib.decompressobj(wbits)
-    return decompressor.decompress
-
-
-def _deflate_decoder() -> Transcoder:
-    """`deflate` is zlib-wrapped by the RFC, raw in practice: decide on the first byte."""
-    inner: list[Transcoder] = []
-
-    def decode(data: bytes) -> bytes:
-        if not inner:
-            if not data:
-                return b""
-            # A zlib header's first byte has compression method 8 in its low nibble.
-            inner.append(_zlib_decoder(15 if data[0] & 0x0F == 8 else -15))
-        return inner[0](data)
-
-    return decode
-
-
-def _zstd_decoder() -> Transcoder:
-    """zstd bodies may hold several frames; a decompressor handles one."""
-    state = [zstd.ZstdDecompressor()]
-
-    def decode(data: bytes) -> bytes:
-        out = []
-        while data:
-            out.append(state[0].decompress(data))
-            if not state[0].eof:
-                break
-            data = state[0].unused_data
-            state[0] = zstd.ZstdDecompressor()
-        return b"".join(out)
-
-    return decode
-
-
-def _brotli_decoder() -> Transcoder:
-    return brotli.Decompressor().process  # type: ignore[no-any-return]
-
-
-_DECODERS: dict[str, Callable[[], Transcoder]] = {
-    "identity": lambda: lambda data: data,
-    "gzip": lambda: _zlib_decoder(31),
-    "x-gzip": lambda: _zlib_decoder(31),
-    "deflate": _deflate_decoder,
-    "br": _brotli_decoder,
-    "zstd": _zstd_decoder,
-}
-
-
-def _single_encoding(content_encoding: str | None) -> str | None:
-    encoding = (content_encoding or "identity").strip().lower()
-    return encoding if encoding in _DECODERS else None
-
-
-def incremental_decoder(content_encoding: str | None) -> Transcoder | None:
-    """A stateful decoder for one body, or None for unknown or stacked encodings."""
-    encoding = _single_encoding(content_encoding)
-    return _DECODERS[encoding]() if encoding else None
-
-
-class Encoder(Protocol):
-    def encode(self, data: bytes) -> bytes: ...
-
-    def finish(self) -> bytes: ...
-
-
-class _IdentityEncoder:
-    def encode(self, data: bytes) -> bytes:
-        return data
-
-    def finish(self) -> bytes:
-        return b""
-
-
-class _ZlibEncoder:
-    def __init__(self, wbits: int) -> None:
-        self._compressor = zlib.compressobj(wbits=wbits)
-
-    def encode(self, data: bytes) -> bytes:
-        return self._compressor.compress(data) + self._compressor.flush(zlib.Z_SYNC_FLUSH)
-
-    def finish(self) -> bytes:
-        return self._compressor.flush(zlib.Z_FINISH)
-
-
-class _BrotliEncoder:
-    def __init__(self) -> None:
-        self._compressor = brotli.Compressor()
-
-    def encode(self, data: bytes) -> bytes:
-        return self._compressor.process(data) + self._compressor.flush()  # type: ignore[no-any-return]
-
-    def finish(self) -> bytes:
-        return self._compressor.finish()  # type: ignore[no-any-return]
-
-
-class _ZstdEncoder:
-    def __init__(self) -> None:
-        self._compressor = zstd.ZstdCompressor()
-
-    def encode(self, data: bytes) -> bytes:
-        return self._compressor.compress(data, zstd.ZstdCompressor.FLUSH_BLOCK)
-
-    def finish(self) -> bytes:
-        return self._compressor.flush(zstd.ZstdCompressor.FLUSH_FRAME)
-
-
-_ENCODERS: dict[str, Callable[[], Encoder]] = {
-    "identity": _IdentityEncoder,
-    "gzip": lambda: _ZlibEncoder(31),
-    "x-gzip": lambda: _ZlibEncoder(31),
-    "deflate": lambda: _ZlibEncoder(15),
-    "br": _BrotliEncoder,
-    "zstd": _ZstdEncoder,
-}
-
-
-def incremental_encoder(content_encoding: str | None) -> Encoder | None:
-    """A stateful encoder that flushes after every call, so nothing is held back."""
-    encoding = _single_encoding(content_encoding)
-    return _ENCODERS[encoding]() if encoding else None
-
-
-# --- Server-Sent Events -------------------------------------------------------------------
-
-# A blank line: two line terminators in a row. A lone CR counts only when no LF follows it.
-_EVENT_END = re.compile(rb"(?:\r\n|\n|\r(?!\n))(?:\r\n|\n|\r(?!\n))")
-
-
-class SSEFramer:
-    """Cuts a byte stream into raw SSE event blocks (each with its closing blank line).
-
-    Works on bytes so a UTF-8 character split across network chunks is never decoded half.
-    """
-
-    def __init__(self) -> None:
-        self._buffer = bytearray()
-        self._scan_from = 0
-
-    @property
-    def pending(self) -> bytes:
-        return bytes(self._buffer)
-
-    def feed(self, data: bytes) -> list[bytes]:
-        self._buffer += data
-        blocks: list[bytes] = []
-        start = 0
-        # A trailing CR may be the first half of CRLF: decide when the next byte comes.
-        end = len(self._buffer) - 1 if self._buffer.endswith(b"\r") else len(self._buffer)
-        position = max(self._scan_from, 0)
-        while True:
-            match = _EVENT_END.search(self._buffer, position, end)
-            if match is None:
-                break
-            blocks.append(bytes(self._buffer[start : match.end()]))
-            start = position = match.end()
-        if start:
-            del self._buffer[:start]
-        # Resume just before the unscanned tail: a terminator pair may straddle the boundary.
-        self._scan_from = max(len(self._buffer) - 3, 0)
-        return blocks
-
-    def finish(self) -> list[bytes]:
-        """The unterminated remainder at the end of the body, if any."""
-        rest = bytes(self._buffer)
-        self._buffer.clear()
-        self._scan_from = 0
-        return [rest] if rest.strip() else []
+# --- rate limits and upstream headers -----------------------------------------------------
 
 
 @dataclass
-class SSEEvent:
-    event: str | None
-    data: str | None
+class RateLimits:
+    """OpenAI's `x-ratelimit-*` response headers; reset times in seconds."""
+
+    limit_requests: int | None = None
+    remaining_requests: int | None = None
+    reset_requests_s: float | None = None
+    limit_tokens: int | None = None
+    remaining_tokens: int | None = None
+    reset_tokens_s: float | None = None
+
+    def known(self) -> bool:
+        return any(value is not None for value in vars(self).values())
 
 
-_LINE_BREAK = re.compile(r"\r\n|\r|\n")
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
+_DURATION_UNITS = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
 
 
-def parse_sse_event(block: bytes) -> SSEEvent:
-    """Fields of one event block; comments and unknown fields are ignored."""
-    event: str | None = None
-    data_lines: list[str] = []
-    for line in _LINE_BREAK.split(block.decode("utf-8", "replace")):
-        if not line or line.startswith(":"):
-            continue
-        name, _, value = line.partition(":")
-        value = value.removeprefix(" ")
-        if name == "data":
-            data_lines.append(value)
-        elif name == "event":
-            event = value
-    return SSEEvent(event, "\n".join(data_lines) if data_lines else None)
+def parse_reset_duration(text: str | None) -> float | None:
+    """`8.64s`, `132ms`, `1m3s`, `2h0m0s` → seconds; None if it is not such a duration."""
+    if not text:
+        return None
+    text = text.strip()
+    parts = _DURATION_PART.findall(text)
+    if not parts or "".join(number + unit for number, unit in parts) != text:
+        return None
+    return sum(float(number) * _DURATION_UNITS[unit] for number, unit in parts)
 
 
-# --- chat completion streams --------------------------------------------------------------
+def _header_count(headers: Mapping[str, str], name: str) -> int | None:
+    value = headers.get(name)
+    return int(value) if value and value.strip().isdigit() and len(value) < 19 else None
 
 
-def _delta_has_output(delta: Any) -> bool:
+def parse_rate_limits(headers: Mapping[str, str]) -> RateLimits:
+    return RateLimits(
+        limit_requests=_header_count(headers, "x-ratelimit-limit-requests"),
+        remaining_requests=_header_count(headers, "x-ratelimit-remaining-requests"),
+        reset_requests_s=parse_reset_duration(headers.get("x-ratelimit-reset-requests")),
+        limit_tokens=_header_count(headers, "x-ratelimit-limit-tokens"),
+        remaining_tokens=_header_count(headers, "x-ratelimit-remaining-tokens"),
+        reset_tokens_s=parse_reset_duration(headers.get("x-ratelimit-reset-tokens")),
+    )
+
+
+@dataclass
+class UpstreamInfo:
+    """What the upstream's headers say beyond the body."""
+
+    request_id: str | None = None  # x-request-id, for support tickets
+    processing_ms: float | None = None  # openai-processing-ms
+    rate_limits: RateLimits = field(default_factory=RateLimits)
+
+
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9_\-]{1,128}$")
+
+
+def parse_upstream_headers(headers: Mapping[str, str]) -> UpstreamInfo:
+    request_id = headers.get("x-request-id") or headers.get("apim-request-id")
+    processing = headers.get("openai-processing-ms")
+    try:
+        processing_ms = float(processing) if processing else None
+    except ValueError:
+        processing_ms = None
+    return UpstreamInfo(
+        request_id=request_id if request_id and _REQUEST_ID.match(request_id) else None,
+        processing_ms=processing_ms,
+        rate_limits=parse_rate_limits(headers),
+    )
+
+
+# --- streams ------------------------------------------------------------------------------
+
+
+class StreamAccumulator:
+    """Folds the events of one stream into an ApiResult and chunk timings."""
+
+    def __init__(self, started: float) -> None:
+        self.result = ApiResult()
+        self.started = started
+        self.time_to_first_chunk: float | None = None
+        # Seconds between consecutive output chunks after the first; compact for long streams.
+        self.chunk_intervals = array("d")
+        self.done = False
+        self._last_output_at: float | None = None
+
+    def _output_chunk(self, now: float) -> None:
+        if self._last_output_at is None:
+            self.time_to_first_chunk = now - self.started
+        else:
+            self.chunk_intervals.append(now - self._last_output_at)
+        self._last_output_at = now
+
+    def consume(self, event: SSEEvent, now: float) -> bool:
+        """Record one event; True when it is the usage-only chunk that include_usage adds."""
+        raise NotImplementedError
+
+
+def _delta_has_output(choice: dict[str, Any]) -> bool:
     """Content, a tool call or reasoning: what counts as an output chunk (not the role opener)."""
+    if choice.get("text"):  # legacy completions
+        return True
+    delta = choice.get("delta")
     if not isinstance(delta, dict):
         return False
     return bool(
@@ -534,21 +560,14 @@ def _delta_has_output(delta: Any) -> bool:
     )
 
 
-class ChatStreamAccumulator:
-    """Folds the events of one chat completion stream into a ChatResult and chunk timings."""
+class ChatStreamAccumulator(StreamAccumulator):
+    """Chat completion and legacy completion streams: `data: {chunk}` … `data: [DONE]`."""
 
     def __init__(self, started: float) -> None:
-        self.result = ChatResult()
-        self.started = started
-        self.time_to_first_chunk: float | None = None
-        # Seconds between consecutive output chunks after the first; compact for long streams.
-        self.chunk_intervals = array("d")
-        self.done = False
-        self._last_output_at: float | None = None
+        super().__init__(started)
         self._reasons: dict[int, str] = {}
 
     def consume(self, event: SSEEvent, now: float) -> bool:
-        """Record one event; True when it is the usage-only chunk that include_usage adds."""
         data = event.data
         if data is None:
             return False
@@ -571,37 +590,66 @@ class ChatStreamAccumulator:
             result.system_fingerprint = _label(chunk.get("system_fingerprint"))
         if result.service_tier is None:
             result.service_tier = _label(chunk.get("service_tier"))
-        choices = chunk.get("choices")
-        usage = parse_chat_usage(chunk.get("usage"))
+        usage = parse_usage(chunk.get("usage"))
         if usage is not None:
             result.usage = usage
+        choices = chunk.get("choices")
         if not isinstance(choices, list):
             return False
-        has_output = False
-        for position, choice in enumerate(choices):
-            if not isinstance(choice, dict):
-                continue
-            has_output = has_output or _delta_has_output(choice.get("delta"))
-            reason = choice.get("finish_reason")
-            if isinstance(reason, str):
-                index = _integer(choice.get("index"))
-                self._reasons[position if index is None else index] = reason[:MAX_LABEL_LENGTH]
-                result.finish_reasons = [self._reasons[i] for i in sorted(self._reasons)]
-        if has_output:
-            if self._last_output_at is None:
-                self.time_to_first_chunk = now - self.started
-            else:
-                self.chunk_intervals.append(now - self._last_output_at)
-            self._last_output_at = now
+        reasons = _finish_reasons(choices)
+        if reasons:
+            self._reasons.update(reasons)
+            result.finish_reasons = [self._reasons[i] for i in sorted(self._reasons)]
+        if any(isinstance(choice, dict) and _delta_has_output(choice) for choice in choices):
+            self._output_chunk(now)
         return not choices and usage is not None
+
+
+_RESPONSE_LIFECYCLE = {"response.created", "response.in_progress", "response.queued"}
+_RESPONSE_TERMINAL = {"response.completed", "response.incomplete", "response.failed"}
+
+
+class ResponsesStreamAccumulator(StreamAccumulator):
+    """Responses API streams: `event: <type>` / `data: {json}` pairs; usage in the terminal event.
+
+    Only lifecycle, terminal and error events are parsed as JSON; a delta is known by its type.
+    """
+
+    def consume(self, event: SSEEvent, now: float) -> bool:
+        kind = event.event
+        if kind is None and event.data:  # servers that put the type only in the JSON
+            kind = str(_object(_load_json_object(event.data)).get("type"))
+        if not kind:
+            return False
+        if kind.endswith(".delta"):
+            self._output_chunk(now)
+        elif kind in _RESPONSE_LIFECYCLE or kind in _RESPONSE_TERMINAL:
+            response = _object(_object(_load_json_object(event.data)).get("response"))
+            _responses_result(response, self.result)
+            self.done = self.done or kind in _RESPONSE_TERMINAL
+        elif kind == "error":
+            data = _object(_load_json_object(event.data))
+            self.result.error_type = (
+                error_label(data.get("code"))
+                or error_type_from_object(data)
+                or error_label(data.get("type"))
+                or "error"
+            )
+        return False
+
+
+def stream_accumulator(endpoint: Endpoint, started: float) -> StreamAccumulator:
+    if endpoint.api_type == "responses":
+        return ResponsesStreamAccumulator(started)
+    return ChatStreamAccumulator(started)
 
 
 # `"usage":null` that include_usage adds to every chunk, as the last member of the object.
 _USAGE_NULL_MEMBER = re.compile(rb',\s*"usage"\s*:\s*null\s*}(\s*(?:\r\n|\n|\r))')
 
 
-class ChatStream:
-    """One streamed chat completion response, fed the raw body chunks as they pass.
+class EventStream:
+    """One streamed response, fed the raw body chunks as they pass.
 
     `observe` only watches. `filter` also returns what the client should get instead of the
     chunk: used when the addon added `include_usage` to the request, so the usage-only chunk
@@ -609,14 +657,14 @@ class ChatStream:
     asked for. Events are released as soon as they are complete; nothing else is held back.
     """
 
-    def __init__(self, content_encoding: str | None, started: float) -> None:
-        self.accumulator = ChatStreamAccumulator(started)
+    def __init__(self, content_encoding: str | None, accumulator: StreamAccumulator) -> None:
+        self.accumulator = accumulator
         self._framer = SSEFramer()
         decoder = incremental_decoder(content_encoding)
         encoder = incremental_encoder(content_encoding)
         self.decodable = decoder is not None and encoder is not None
         self._decode: Transcoder = decoder or (lambda data: b"")
-        self._encoder: Encoder = encoder or _IdentityEncoder()
+        self._encoder: Encoder = encoder or IdentityEncoder()
         self._passthrough = False
 
     def observe(self, chunk: bytes, now: float) -> None:
@@ -662,20 +710,21 @@ class ChatStream:
 class Exchange:
     """One observed call, finished: everything the telemetry layer records."""
 
-    operation: str
-    api_type: str
+    endpoint: Endpoint
     provider: str
     server_address: str
     server_port: int
-    request: ChatRequest
+    request: ApiRequest
     api_key: str  # already masked
-    start_time_ns: int  # wall clock, for span timestamps
+    start_time_ns: int  # wall clock, for the span
     duration_s: float
-    result: ChatResult = field(default_factory=ChatResult)
+    result: ApiResult = field(default_factory=ApiResult)
     status_code: int | None = None
     error_type: str | None = None
     time_to_first_chunk_s: float | None = None
     chunk_intervals_s: Sequence[float] = ()
+    upstream: UpstreamInfo = field(default_factory=UpstreamInfo)
+    cost_usd: float | None = None
     # W3C trace context headers the client sent (`traceparent`, `tracestate`).
     trace_headers: dict[str, str] = field(default_factory=dict)
 
@@ -683,10 +732,19 @@ class Exchange:
     def usage(self) -> Usage | None:
         return self.result.usage
 
+    @property
+    def operation(self) -> str:
+        return self.endpoint.operation
+
+    @property
+    def request_model(self) -> str | None:
+        """The model asked for; on Azure a request may name only a deployment, then the response's."""
+        return self.request.model or self.result.response_model
+
 
 def summarize(exchange: Exchange) -> str:
-    """One human line: operation, model, tokens, duration, time to first chunk, error."""
-    model = exchange.result.response_model or exchange.request.model or "?"
+    """One human line: operation, model, tokens, cost, duration, time to first chunk, error."""
+    model = exchange.result.response_model or exchange.request_model or "?"
     parts = [f"{exchange.operation} {model}"]
     usage = exchange.usage
     if usage is not None:
@@ -699,6 +757,8 @@ def summarize(exchange: Exchange) -> str:
         parts.append(tokens + (f" ({', '.join(extras)})" if extras else ""))
     elif exchange.request.stream and exchange.error_type is None:
         parts.append("usage unavailable")
+    if exchange.cost_usd is not None:
+        parts.append(f"${exchange.cost_usd:.6f}")
     parts.append(f"{exchange.duration_s:.3f}s")
     if exchange.time_to_first_chunk_s is not None:
         parts.append(f"first chunk {exchange.time_to_first_chunk_s:.3f}s")

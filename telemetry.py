@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from opentelemetry.context import Context
+from opentelemetry.metrics import Histogram, Meter
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import (
     ConsoleMetricExporter,
@@ -47,6 +48,7 @@ SHUTDOWN_BUDGET_S = 2.0
 
 TOKEN_BUCKETS = [4**i for i in range(14)]  # 1, 4, 16, ... 67108864
 DURATION_BUCKETS = [0.01 * 2**i for i in range(14)]  # 0.01 ... 81.92
+COST_BUCKETS = [0.00001 * 4**i for i in range(13)]  # $0.00001 ... $167
 
 EXPORTER_CHOICES = ("otlp", "console", "none")
 
@@ -192,8 +194,8 @@ def _attributes(exchange: Exchange) -> dict[str, Any]:
         "server.address": exchange.server_address,
         "server.port": exchange.server_port,
     }
-    if exchange.request.model:
-        attributes["gen_ai.request.model"] = exchange.request.model
+    if exchange.request_model:
+        attributes["gen_ai.request.model"] = exchange.request_model
     if exchange.result.response_model:
         attributes["gen_ai.response.model"] = exchange.result.response_model
     if exchange.error_type:
@@ -203,9 +205,10 @@ def _attributes(exchange: Exchange) -> dict[str, Any]:
 
 def _span_attributes(exchange: Exchange, metric_attributes: Mapping[str, Any]) -> dict[str, Any]:
     request, result, usage = exchange.request, exchange.result, exchange.usage
+    upstream, limits = exchange.upstream, exchange.upstream.rate_limits
     candidates: dict[str, Any] = {
         **metric_attributes,
-        "openai.api.type": exchange.api_type,
+        "openai.api.type": exchange.endpoint.api_type,
         "openai.api_key.masked": exchange.api_key,
         "gen_ai.request.temperature": request.temperature,
         "gen_ai.request.top_p": request.top_p,
@@ -216,6 +219,8 @@ def _span_attributes(exchange: Exchange, metric_attributes: Mapping[str, Any]) -
         "gen_ai.request.seed": request.seed,
         "gen_ai.request.choice.count": request.choice_count if request.choice_count != 1 else None,
         "gen_ai.request.stream": True if request.stream else None,
+        "gen_ai.request.encoding_formats": request.encoding_formats,
+        "gen_ai.embeddings.dimension.count": request.dimensions,
         "gen_ai.output.type": request.output_type,
         "openai.request.service_tier": request.service_tier if request.service_tier != "auto" else None,
         "gen_ai.response.id": result.response_id,
@@ -224,6 +229,13 @@ def _span_attributes(exchange: Exchange, metric_attributes: Mapping[str, Any]) -
         "openai.response.system_fingerprint": result.system_fingerprint,
         "gen_ai.response.time_to_first_chunk": exchange.time_to_first_chunk_s,
         "http.response.status_code": exchange.status_code,
+        "gen_ai.usage.cost_usd": exchange.cost_usd,
+        "openai.request.id": upstream.request_id,
+        "openai.response.processing_ms": upstream.processing_ms,
+        "openai.ratelimit.remaining_requests": limits.remaining_requests,
+        "openai.ratelimit.remaining_tokens": limits.remaining_tokens,
+        "openai.ratelimit.reset_requests_s": limits.reset_requests_s,
+        "openai.ratelimit.reset_tokens_s": limits.reset_tokens_s,
     }
     if usage is not None:
         candidates |= {
@@ -233,6 +245,72 @@ def _span_attributes(exchange: Exchange, metric_attributes: Mapping[str, Any]) -
             "gen_ai.usage.reasoning.output_tokens": usage.reasoning_output_tokens,
         }
     return {key: value for key, value in candidates.items() if value is not None}
+
+
+def latest_experimental_opted_in() -> bool:
+    """`OTEL_SEMCONV_STABILITY_OPT_IN=gen_ai_latest_experimental` (a comma-separated list)."""
+    values = os.environ.get("OTEL_SEMCONV_STABILITY_OPT_IN", "")
+    return "gen_ai_latest_experimental" in {value.strip() for value in values.split(",")}
+
+
+class _LatestExperimental:
+    """The unreleased GenAI metric names, emitted in addition when the user opts in.
+
+    Counters per token kind (a subset relation, as in the convention: cache_read is part of
+    input, reasoning part of output) and per-call histograms.
+    """
+
+    def __init__(self, meter: Meter) -> None:
+        def duration(name: str, description: str) -> Histogram:
+            return meter.create_histogram(
+                name, unit="s", description=description, explicit_bucket_boundaries_advisory=DURATION_BUCKETS
+            )
+
+        def tokens(name: str, description: str) -> Histogram:
+            return meter.create_histogram(
+                name, unit="{token}", description=description, explicit_bucket_boundaries_advisory=TOKEN_BUCKETS
+            )
+
+        prefix = "gen_ai.client.inference"
+        self.duration = duration(f"{prefix}.duration", "GenAI inference duration.")
+        self.time_to_first_chunk = duration(f"{prefix}.time_to_first_chunk", "Time to the first output chunk.")
+        self.time_per_output_chunk = duration(f"{prefix}.time_per_output_chunk", "Time per output chunk.")
+        self.input_per_call = tokens(f"{prefix}.operation.input_tokens", "Input tokens of one call.")
+        self.output_per_call = tokens(f"{prefix}.operation.output_tokens", "Output tokens of one call.")
+        self.counters = {
+            kind: meter.create_counter(f"{prefix}.usage.{kind}", unit="{token}", description=f"Tokens: {kind}.")
+            for kind in (
+                "input_tokens",
+                "output_tokens",
+                "cache_read.input_tokens",
+                "cache_write.input_tokens",
+                "reasoning.output_tokens",
+            )
+        }
+
+    def record(self, exchange: Exchange, attributes: Mapping[str, Any]) -> None:
+        self.duration.record(exchange.duration_s, attributes)
+        if exchange.time_to_first_chunk_s is not None:
+            self.time_to_first_chunk.record(exchange.time_to_first_chunk_s, attributes)
+        for interval in exchange.chunk_intervals_s:
+            self.time_per_output_chunk.record(interval, attributes)
+        usage = exchange.usage
+        if usage is None:
+            return
+        # The API does not say which modality the tokens were; the convention's value for that.
+        counted = {**attributes, "gen_ai.token.modality": "unknown"}
+        for kind, value in (
+            ("input_tokens", usage.input_tokens),
+            ("output_tokens", usage.output_tokens),
+            ("cache_read.input_tokens", usage.cached_input_tokens),
+            ("reasoning.output_tokens", usage.reasoning_output_tokens),
+        ):
+            if value is not None:
+                self.counters[kind].add(value, counted)
+        if usage.input_tokens is not None:
+            self.input_per_call.record(usage.input_tokens, attributes)
+        if usage.output_tokens is not None:
+            self.output_per_call.record(usage.output_tokens, attributes)
 
 
 class Telemetry:
@@ -256,30 +334,55 @@ class Telemetry:
         self._propagator = TraceContextTextMapPropagator()
 
         meter = self.meter_provider.get_meter(SCOPE_NAME)
-        self.token_usage = meter.create_histogram(
-            "gen_ai.client.token.usage",
-            unit="{token}",
-            description="Number of input and output tokens used.",
-            explicit_bucket_boundaries_advisory=TOKEN_BUCKETS,
+
+        def histogram(name: str, unit: str, description: str, buckets: Sequence[float]) -> Histogram:
+            return meter.create_histogram(
+                name, unit=unit, description=description, explicit_bucket_boundaries_advisory=buckets
+            )
+
+        self.token_usage = histogram(
+            "gen_ai.client.token.usage", "{token}", "Number of input and output tokens used.", TOKEN_BUCKETS
         )
-        self.operation_duration = meter.create_histogram(
-            "gen_ai.client.operation.duration",
-            unit="s",
-            description="GenAI operation duration.",
-            explicit_bucket_boundaries_advisory=DURATION_BUCKETS,
+        self.cache_read_tokens = histogram(
+            "gen_ai.client.token.cache_read",
+            "{token}",
+            "Input tokens served from the prompt cache: a part of the input tokens, not in addition to them.",
+            TOKEN_BUCKETS,
         )
-        self.time_to_first_chunk = meter.create_histogram(
+        self.reasoning_tokens = histogram(
+            "gen_ai.client.token.reasoning",
+            "{token}",
+            "Reasoning tokens: a part of the output tokens, not in addition to them.",
+            TOKEN_BUCKETS,
+        )
+        self.token_cost = histogram(
+            "gen_ai.client.token.cost", "USD", "Cost of one call from the price table.", COST_BUCKETS
+        )
+        self.operation_duration = histogram(
+            "gen_ai.client.operation.duration", "s", "GenAI operation duration.", DURATION_BUCKETS
+        )
+        self.time_to_first_chunk = histogram(
             "gen_ai.client.operation.time_to_first_chunk",
-            unit="s",
-            description="Time to receive the first chunk in a streaming operation.",
-            explicit_bucket_boundaries_advisory=DURATION_BUCKETS,
+            "s",
+            "Time to receive the first chunk in a streaming operation.",
+            DURATION_BUCKETS,
         )
-        self.time_per_output_chunk = meter.create_histogram(
+        self.time_per_output_chunk = histogram(
             "gen_ai.client.operation.time_per_output_chunk",
-            unit="s",
-            description="Time between consecutive output chunks after the first, in a streaming operation.",
-            explicit_bucket_boundaries_advisory=DURATION_BUCKETS,
+            "s",
+            "Time between consecutive output chunks after the first, in a streaming operation.",
+            DURATION_BUCKETS,
         )
+        self.rate_limit_gauges = {
+            field: meter.create_gauge(f"openai.ratelimit.{field}", unit="1", description=description)
+            for field, description in (
+                ("remaining_requests", "Requests left in the current rate-limit window."),
+                ("remaining_tokens", "Tokens left in the current rate-limit window."),
+                ("limit_requests", "Requests allowed per rate-limit window."),
+                ("limit_tokens", "Tokens allowed per rate-limit window."),
+            )
+        }
+        self.latest_experimental = _LatestExperimental(meter) if latest_experimental_opted_in() else None
 
         legacy = self.meter_provider.get_meter(LEGACY_SCOPE_NAME)
         self.legacy_total = legacy.create_counter(
@@ -302,21 +405,41 @@ class Telemetry:
             self.time_per_output_chunk.record(interval, attributes)
         usage = exchange.usage
         if usage is not None:
-            if usage.input_tokens is not None:
-                self.token_usage.record(usage.input_tokens, attributes | {"gen_ai.token.type": "input"})
-            if usage.output_tokens is not None:
-                self.token_usage.record(usage.output_tokens, attributes | {"gen_ai.token.type": "output"})
+            for token_type, value in (("input", usage.input_tokens), ("output", usage.output_tokens)):
+                if value is not None:
+                    self.token_usage.record(value, attributes | {"gen_ai.token.type": token_type})
+            if usage.cached_input_tokens is not None:
+                self.cache_read_tokens.record(usage.cached_input_tokens, attributes)
+            if usage.reasoning_output_tokens is not None:
+                self.reasoning_tokens.record(usage.reasoning_output_tokens, attributes)
             if legacy_metrics:
                 self._record_legacy(exchange, legacy_completion_id)
+        if exchange.cost_usd is not None:
+            self.token_cost.record(exchange.cost_usd, attributes)
+        self._record_rate_limits(exchange)
+        if self.latest_experimental is not None:
+            self.latest_experimental.record(exchange, attributes)
         self._record_span(exchange, attributes)
+
+    def _record_rate_limits(self, exchange: Exchange) -> None:
+        limits = exchange.upstream.rate_limits
+        if not limits.known():
+            return
+        attributes = {
+            "gen_ai.request.model": exchange.request_model or "unknown",
+            "gen_ai.provider.name": exchange.provider,
+            "server.address": exchange.server_address,
+            "openai.api_key.masked": exchange.api_key,
+        }
+        for field, gauge in self.rate_limit_gauges.items():
+            value = getattr(limits, field)
+            if value is not None:
+                gauge.set(value, attributes)
 
     def _record_legacy(self, exchange: Exchange, with_completion_id: bool) -> None:
         usage = exchange.usage
         assert usage is not None
-        attributes = {
-            "model": exchange.request.model or exchange.result.response_model or "unknown",
-            "api_key": exchange.api_key,
-        }
+        attributes = {"model": exchange.request_model or "unknown", "api_key": exchange.api_key}
         if with_completion_id and exchange.result.response_id:
             attributes["chat_completion_id"] = exchange.result.response_id
         total = usage.total_tokens
@@ -332,7 +455,7 @@ class Telemetry:
         parent: Context | None = None
         if exchange.trace_headers:
             parent = self._propagator.extract(carrier=exchange.trace_headers)
-        model = exchange.request.model
+        model = exchange.request_model
         span = self._tracer.start_span(
             f"{exchange.operation} {model}" if model else exchange.operation,
             context=parent,

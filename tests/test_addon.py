@@ -289,7 +289,7 @@ def test_a_bug_in_a_hook_never_reaches_mitmproxy(context, caplog, monkeypatch):
     def explode(*args: Any, **kwargs: Any) -> None:
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(protocol, "parse_chat_response", explode)
+    monkeypatch.setattr(protocol, "parse_response", explode)
     flow.response = json_response({})
     metering.response(flow)  # must not raise
     assert "response hook failed (RuntimeError: boom); the flow is unaffected" in caplog.text

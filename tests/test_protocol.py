@@ -10,7 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import protocol
-from protocol import ChatStream, Exchange, SSEFramer, Usage
+import sse
+from protocol import EventStream, Exchange, Usage
 from tests.support.fake_openai import FIXTURES, ChatScript, encode_whole, load_fixture
 
 CHAT_FIXTURES = sorted(p.stem for p in FIXTURES.glob("test_chat_completion*.yaml"))
@@ -41,8 +42,16 @@ def expected_from_stream_text(text: str) -> dict:
     return {"id": chunks[0]["id"], "usage": usage, "finish_reasons": [reasons[i] for i in sorted(reasons)]}
 
 
-def run_stream(pieces: list[bytes], encoding: str | None = None) -> ChatStream:
-    stream = ChatStream(encoding, started=0.0)
+CHAT = protocol.Endpoint("chat", "chat_completions")
+RESPONSES = protocol.Endpoint("chat", "responses")
+
+
+def chat_stream(encoding: str | None = None, started: float = 0.0) -> EventStream:
+    return EventStream(encoding, protocol.ChatStreamAccumulator(started))
+
+
+def run_stream(pieces: list[bytes], encoding: str | None = None, endpoint: protocol.Endpoint = CHAT) -> EventStream:
+    stream = EventStream(encoding, protocol.stream_accumulator(endpoint, 0.0))
     for i, piece in enumerate(pieces):
         stream.observe(piece, now=float(i + 1))
     stream.finish(now=float(len(pieces) + 1))
@@ -59,7 +68,7 @@ def split_randomly(data: bytes, seed: int) -> list[bytes]:
     return pieces
 
 
-def assert_matches_recording(stream: ChatStream, text: str) -> None:
+def assert_matches_recording(stream: EventStream, text: str) -> None:
     expected = expected_from_stream_text(text)
     result = stream.accumulator.result
     assert result.response_id == expected["id"]
@@ -84,7 +93,7 @@ def test_the_fixtures_cover_plain_streamed_and_failed_calls():
 @pytest.mark.parametrize("name", PLAIN_FIXTURES)
 def test_plain_response_yields_its_recorded_usage_ids_and_finish_reasons(name):
     recorded = json.loads(body_of(name))
-    result = protocol.parse_chat_response(body_of(name))
+    result = protocol.parse_response(CHAT, body_of(name))
     if "error" in recorded:
         assert result.usage is None
         assert result.error_type == recorded["error"]["code"]
@@ -145,34 +154,12 @@ def test_raw_deflate_without_zlib_header_is_decoded():
 
 
 def test_unknown_or_stacked_encoding_is_left_alone():
-    assert not ChatStream("gzip, br", started=0).decodable
-    assert not ChatStream("compress", started=0).decodable
-    assert ChatStream(None, started=0).decodable
+    assert not chat_stream("gzip, br", started=0).decodable
+    assert not chat_stream("compress", started=0).decodable
+    assert chat_stream(None, started=0).decodable
 
 
-# --- SSE framing --------------------------------------------------------------------------
-
-
-def test_framer_keeps_a_utf8_character_split_across_chunks():
-    event = 'data: {"choices":[{"delta":{"content":"héllo ✓"}}]}\n\n'.encode()
-    cut = event.index("✓".encode()) + 1
-    framer = SSEFramer()
-    assert framer.feed(event[:cut]) == []
-    (block,) = framer.feed(event[cut:])
-    assert protocol.parse_sse_event(block).data == '{"choices":[{"delta":{"content":"héllo ✓"}}]}'
-
-
-def test_framer_waits_for_the_lf_of_a_crlf_split_between_chunks():
-    framer = SSEFramer()
-    assert framer.feed(b"data: a\r\n\r") == []
-    assert framer.feed(b"\ndata: b\r\n\r\n") == [b"data: a\r\n\r\n", b"data: b\r\n\r\n"]
-
-
-def test_event_fields_follow_the_sse_rules():
-    event = protocol.parse_sse_event(b": keep-alive\nevent: response.completed\ndata:one\ndata: two\nid: 3\n\n")
-    assert event.event == "response.completed"
-    assert event.data == "one\ntwo"
-    assert protocol.parse_sse_event(b": comment only\n\n").data is None
+# --- stream ends ---------------------------------------------------------------------
 
 
 def test_an_unterminated_last_event_is_still_read_at_the_end():
@@ -186,7 +173,7 @@ def test_an_unterminated_last_event_is_still_read_at_the_end():
 
 def test_first_chunk_is_the_first_with_content_not_the_role_opener():
     events = ChatScript({"model": "m", "stream": True}, chunks=3).stream_events()
-    stream = ChatStream(None, started=10.0)
+    stream = chat_stream(None, started=10.0)
     for i, event in enumerate(events):
         stream.observe(event.encode(), now=11.0 + i)
     # event 0 is the role-only opener at t=11; the first content is event 1 at t=12
@@ -229,7 +216,7 @@ def test_strip_gives_the_client_the_stream_it_would_get_without_include_usage(en
     assert b'"usage":null' in with_usage and b'"choices":[]' in with_usage
 
     upstream = encode_whole(with_usage, encoding) if encoding != "identity" else with_usage
-    stream = ChatStream(None if encoding == "identity" else encoding, started=0)
+    stream = chat_stream(None if encoding == "identity" else encoding, started=0)
     sent = []
     for position in range(0, len(upstream), chunk_size):
         sent.extend(stream.filter(upstream[position : position + chunk_size], now=1.0))
@@ -237,14 +224,14 @@ def test_strip_gives_the_client_the_stream_it_would_get_without_include_usage(en
     assert all(piece for piece in sent), "an empty chunk would end the HTTP/1.1 body early"
     received = b"".join(sent)
     if encoding != "identity":
-        received = protocol.incremental_decoder(encoding)(received)  # type: ignore[misc]
+        received = sse.incremental_decoder(encoding)(received)  # type: ignore[misc]
     assert received == without
     assert stream.accumulator.result.usage == Usage(9, 5, 14, 0, 0)  # 8 + one prompt word; 5 chunks
 
 
 def test_strip_releases_each_event_as_soon_as_it_is_complete():
     events = ChatScript({"model": "m", "stream": True, "stream_options": {"include_usage": True}}).stream_events()
-    stream = ChatStream(None, started=0)
+    stream = chat_stream(None, started=0)
     first = events[1].encode()
     assert stream.filter(first[:20], now=1) == []
     (released,) = stream.filter(first[20:], now=1)
@@ -253,7 +240,7 @@ def test_strip_releases_each_event_as_soon_as_it_is_complete():
 
 def test_azure_prompt_filter_chunk_is_not_mistaken_for_the_usage_chunk():
     azure_opening = b'data: {"choices":[],"created":0,"id":"","model":"","object":"","prompt_filter_results":[]}\n\n'
-    stream = ChatStream(None, started=0)
+    stream = chat_stream(None, started=0)
     assert stream.filter(azure_opening, now=1) == [azure_opening]
 
 
@@ -267,7 +254,7 @@ def test_an_error_inside_a_stream_sets_the_error_type():
 
 def test_request_parameters_are_read_from_a_recorded_request():
     request = json.loads(load_fixture("test_chat_completion_extra_params")["request"]["body"])
-    parsed = protocol.parse_chat_request(json.dumps(request).encode())
+    parsed = protocol.parse_request(CHAT, json.dumps(request).encode())
     assert parsed.model == request["model"]
     assert parsed.seed == request.get("seed")
     assert parsed.temperature == request.get("temperature")
@@ -277,9 +264,10 @@ def test_request_parameters_are_read_from_a_recorded_request():
 
 
 def test_request_parsing_normalizes_stop_and_output_type():
-    parsed = protocol.parse_chat_request(
+    parsed = protocol.parse_request(
+        CHAT,
         b'{"model":"m","stop":"END","n":2,"stream":true,"response_format":{"type":"json_schema"},'
-        b'"stream_options":{"include_usage":true},"max_completion_tokens":9}'
+        b'"stream_options":{"include_usage":true},"max_completion_tokens":9}',
     )
     assert parsed.stop_sequences == ["END"]
     assert parsed.choice_count == 2
@@ -289,7 +277,7 @@ def test_request_parsing_normalizes_stop_and_output_type():
 
 
 def test_hostile_model_names_are_length_capped():
-    parsed = protocol.parse_chat_request(json.dumps({"model": "m" * 10_000}).encode())
+    parsed = protocol.parse_request(CHAT, json.dumps({"model": "m" * 10_000}).encode())
     assert parsed.model is not None and len(parsed.model) == protocol.MAX_LABEL_LENGTH
 
 
@@ -321,7 +309,14 @@ def test_host_rules_parse(entry, host, port, provider):
     assert protocol.parse_host_rule(entry) == protocol.HostRule(host, port, provider)
 
 
-@pytest.mark.parametrize("entry", ["", "=openai", "host:99999", "host:abc", "host=Bad Provider", "a b"])
+def test_host_rules_take_a_stream_usage_switch():
+    assert protocol.parse_host_rule("localhost:8000=vllm;stream_usage=on").stream_usage is True
+    assert protocol.parse_host_rule("api.openai.com;stream_usage=off").stream_usage is False
+
+
+@pytest.mark.parametrize(
+    "entry", ["", "=openai", "host:99999", "host:abc", "host=Bad Provider", "a b", "h;stream_usage=maybe", "h;x=1"]
+)
 def test_bad_host_rules_are_refused_with_a_reason(entry):
     with pytest.raises(ValueError, match=r"\w"):
         protocol.parse_host_rule(entry)
@@ -336,18 +331,54 @@ def test_host_rules_match_globs_and_ports():
 
 
 @pytest.mark.parametrize(
-    ("method", "path", "expected"),
+    ("method", "path", "operation", "api_type"),
     [
-        ("POST", "/v1/chat/completions", True),
-        ("POST", "/openai/v1/chat/completions?api-version=1", True),
-        ("POST", "/v1/chat/completions/", True),
-        ("GET", "/v1/chat/completions", False),
-        ("POST", "/v1/completions", False),
-        ("POST", "/v1/chat/completions/abc/messages", False),
+        ("POST", "/v1/chat/completions", "chat", "chat_completions"),
+        ("POST", "/openai/v1/chat/completions?api-version=1", "chat", "chat_completions"),
+        ("POST", "/v1/chat/completions/", "chat", "chat_completions"),
+        ("POST", "/v1/responses", "chat", "responses"),
+        ("POST", "/v1/completions", "text_completion", "completions"),
+        ("POST", "/v1/embeddings", "embeddings", "embeddings"),
+        ("POST", "/api/v1/chat/completions", "chat", "chat_completions"),
+        ("GET", "/v1/chat/completions", None, None),
+        ("POST", "/v1/models", None, None),
+        ("POST", "/v1/chat/completions/abc/messages", None, None),
+        ("GET", "/v1/responses/resp_123", None, None),
     ],
 )
-def test_chat_completions_paths(method, path, expected):
-    assert protocol.is_chat_completions(method, path) is expected
+def test_endpoints_are_classified(method, path, operation, api_type):
+    endpoint = protocol.classify_endpoint(method, path)
+    assert (endpoint.operation, endpoint.api_type) == (operation, api_type) if endpoint else operation is None
+
+
+def test_azure_deployment_paths_name_the_deployment_and_api_version():
+    endpoint = protocol.classify_endpoint(
+        "POST", "/openai/deployments/my-gpt4o/chat/completions?api-version=2024-10-21"
+    )
+    assert endpoint == protocol.Endpoint("chat", "chat_completions", "my-gpt4o", "2024-10-21", False)
+    v1 = protocol.classify_endpoint("POST", "/openai/v1/embeddings")
+    assert v1 is not None and v1.azure_v1 and v1.deployment is None
+
+
+@pytest.mark.parametrize(
+    ("entry", "path", "expected"),
+    [
+        ("api.openai.com=openai", "/v1/chat/completions", True),
+        ("api.openai.com=openai", "/v1/completions", True),
+        ("api.openai.com=openai", "/v1/responses", False),  # always reports usage
+        ("api.groq.com=groq", "/openai/v1/chat/completions", False),  # not known to accept it
+        ("api.groq.com=groq;stream_usage=on", "/openai/v1/chat/completions", True),
+        ("api.openai.com=openai;stream_usage=off", "/v1/chat/completions", False),
+        ("*.openai.azure.com=azure.ai.openai", "/openai/deployments/d/chat/completions?api-version=2024-10-21", True),
+        ("*.openai.azure.com=azure.ai.openai", "/openai/deployments/d/chat/completions?api-version=2024-06-01", False),
+        ("*.openai.azure.com=azure.ai.openai", "/openai/deployments/d/chat/completions", False),
+        ("*.openai.azure.com=azure.ai.openai", "/openai/v1/chat/completions", True),
+    ],
+)
+def test_include_usage_is_added_only_where_the_server_is_known_to_accept_it(entry, path, expected):
+    endpoint = protocol.classify_endpoint("POST", path)
+    assert endpoint is not None
+    assert protocol.adds_include_usage(protocol.parse_host_rule(entry), endpoint) is expected
 
 
 SECRET = "Zq8xKp3mW7vR2tY9nL4bH6cJ1dF5gS0a"
@@ -378,16 +409,15 @@ def test_no_eight_character_piece_of_a_key_survives_masking():
 
 def test_summary_line_names_model_tokens_timing_and_errors():
     exchange = Exchange(
-        operation="chat",
-        api_type="chat_completions",
+        endpoint=CHAT,
         provider="openai",
         server_address="api.openai.com",
         server_port=443,
-        request=protocol.ChatRequest(model="gpt-4o-mini", stream=True),
+        request=protocol.ApiRequest(model="gpt-4o-mini", stream=True),
         api_key="sk-...abcd",
         start_time_ns=0,
         duration_s=1.2345,
-        result=protocol.ChatResult(response_model="gpt-4o-mini-2024-07-18", usage=Usage(100, 20, 120, 64, 8)),
+        result=protocol.ApiResult(response_model="gpt-4o-mini-2024-07-18", usage=Usage(100, 20, 120, 64, 8)),
         time_to_first_chunk_s=0.25,
     )
     line = protocol.summarize(exchange)
@@ -405,12 +435,12 @@ def test_summary_line_names_model_tokens_timing_and_errors():
 @settings(max_examples=300, deadline=None)
 @given(st.binary(max_size=2000))
 def test_arbitrary_bytes_never_raise_out_of_the_parsers(data):
-    protocol.parse_chat_request(data)
-    protocol.parse_chat_response(data)
+    protocol.parse_request(CHAT, data)
+    protocol.parse_response(CHAT, data)
     protocol.request_with_include_usage(data)
     protocol.error_type_for_status(500, data)
     for encoding in [None, *ENCODINGS]:
-        stream = ChatStream(encoding, started=0)
+        stream = chat_stream(encoding, started=0)
         try:
             stream.observe(data, now=1)
             stream.finish(now=2)
@@ -436,7 +466,7 @@ def test_any_split_of_a_stripped_stream_gives_the_client_the_same_bytes(data):
     expected = re.sub(rb'data: \{[^\n]*"choices":\[\],"usage":\{[^\n]*\n\n', b"", upstream)
     expected = expected.replace(b',"usage":null', b"")
     cuts = sorted(data.draw(st.lists(st.integers(0, len(upstream)), max_size=20)))
-    stream = ChatStream(None, started=0)
+    stream = chat_stream(None, started=0)
     out = []
     for a, b in zip([0, *cuts], [*cuts, len(upstream)], strict=True):
         if a < b:  # mitmproxy passes b"" only to mark the end of the body
@@ -450,10 +480,10 @@ def test_gzip_helper_round_trips():
 
 
 def test_corrupt_compressed_data_turns_the_strip_into_pass_through():
-    stream = ChatStream("gzip", started=0)
+    stream = chat_stream("gzip", started=0)
     good = encode_whole(b'data: {"choices":[{"delta":{"content":"a"}}]}\n\ndata: {"cho', "gzip")[:-8]
     first = stream.filter(good, now=1)
-    assert protocol.incremental_decoder("gzip")(b"".join(first)).startswith(b"data: {")  # type: ignore[misc]
+    assert sse.incremental_decoder("gzip")(b"".join(first)).startswith(b"data: {")  # type: ignore[misc]
     garbage = b"\x00not gzip at all"
     assert stream.filter(garbage, now=2)[-1] == garbage
     assert stream.filter(b"more", now=3) == [b"more"]

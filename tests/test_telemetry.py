@@ -12,7 +12,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind, StatusCode
 
 import telemetry
-from protocol import ChatRequest, ChatResult, Exchange, Usage
+from protocol import ApiRequest, ApiResult, Endpoint, Exchange, Usage
 from telemetry import Telemetry
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -21,16 +21,15 @@ PARENT_ID = "00f067aa0ba902b7"
 
 def make_exchange(**overrides: Any) -> Exchange:
     values: dict[str, Any] = {
-        "operation": "chat",
-        "api_type": "chat_completions",
+        "endpoint": Endpoint("chat", "chat_completions"),
         "provider": "openai",
         "server_address": "api.openai.com",
         "server_port": 443,
-        "request": ChatRequest(model="gpt-4o-mini", temperature=0.2, max_tokens=50, seed=7),
+        "request": ApiRequest(model="gpt-4o-mini", temperature=0.2, max_tokens=50, seed=7),
         "api_key": "sk-proj-...abcd",
         "start_time_ns": 1_700_000_000_000_000_000,
         "duration_s": 0.5,
-        "result": ChatResult(
+        "result": ApiResult(
             response_id="chatcmpl-123",
             response_model="gpt-4o-mini-2024-07-18",
             finish_reasons=["stop"],
@@ -108,7 +107,7 @@ def test_metrics_carry_no_per_request_values(sink):
 def test_streams_record_time_to_first_chunk_and_every_chunk_interval(sink):
     instance, _, reader = sink
     exchange = make_exchange(
-        request=ChatRequest(model="gpt-4o-mini", stream=True),
+        request=ApiRequest(model="gpt-4o-mini", stream=True),
         time_to_first_chunk_s=0.3,
         chunk_intervals_s=[0.01, 0.02, 0.03],
     )
@@ -122,7 +121,7 @@ def test_streams_record_time_to_first_chunk_and_every_chunk_interval(sink):
 
 def test_failed_calls_record_duration_with_error_type_and_no_tokens(sink):
     instance, spans, reader = sink
-    record(instance, make_exchange(result=ChatResult(), status_code=429, error_type="rate_limit_exceeded"))
+    record(instance, make_exchange(result=ApiResult(), status_code=429, error_type="rate_limit_exceeded"))
     found = points(reader)
     assert "gen_ai.client.token.usage" not in found and "tokens_counter" not in found
     ((_, _, attrs, _),) = found["gen_ai.client.operation.duration"]
@@ -162,7 +161,7 @@ def test_legacy_total_falls_back_to_input_plus_output():
     usage = Usage(input_tokens=3, output_tokens=4)
     reader = InMemoryMetricReader()
     instance = Telemetry(span_exporters=[], metric_readers=[reader])
-    record(instance, make_exchange(result=ChatResult(usage=usage)))
+    record(instance, make_exchange(result=ApiResult(usage=usage)))
     ((_, _, attrs, point),) = points(reader)["tokens_counter"]
     assert point.value == 7 and attrs["model"] == "gpt-4o-mini"
 
@@ -170,7 +169,7 @@ def test_legacy_total_falls_back_to_input_plus_output():
 def test_span_has_the_genai_attributes_and_follows_the_clients_trace(sink):
     instance, spans, _ = sink
     exchange = make_exchange(
-        request=ChatRequest(model="gpt-4o-mini", stream=True, temperature=0.2, choice_count=2, service_tier="auto"),
+        request=ApiRequest(model="gpt-4o-mini", stream=True, temperature=0.2, choice_count=2, service_tier="auto"),
         trace_headers={"traceparent": f"00-{TRACE_ID}-{PARENT_ID}-01"},
         time_to_first_chunk_s=0.25,
     )

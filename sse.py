@@ -1,0 +1,224 @@
+"""Server-Sent Event streams as they cross a proxy: incremental content decoding and framing.
+
+Nothing here knows OpenAI: bytes in, event blocks out. Works on bytes, so a line, an event or a
+UTF-8 character split across network chunks is handled wherever the split falls.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+import brotli
+
+if sys.version_info >= (3, 14):  # pragma: no cover
+    from compression import zstd
+else:  # pragma: no cover
+    from backports import zstd
+
+
+# --- content-encoding ---------------------------------------------------------------------
+
+
+Transcoder = Callable[[bytes], bytes]
+
+
+def _zlib_decoder(wbits: int) -> Transcoder:
+    decompressor = zlib.decompressobj(wbits)
+    return decompressor.decompress
+
+
+def _deflate_decoder() -> Transcoder:
+    """`deflate` is zlib-wrapped by the RFC, raw in practice: decide on the first byte."""
+    inner: list[Transcoder] = []
+
+    def decode(data: bytes) -> bytes:
+        if not inner:
+            if not data:
+                return b""
+            # A zlib header's first byte has compression method 8 in its low nibble.
+            inner.append(_zlib_decoder(15 if data[0] & 0x0F == 8 else -15))
+        return inner[0](data)
+
+    return decode
+
+
+def _zstd_decoder() -> Transcoder:
+    """zstd bodies may hold several frames; a decompressor handles one."""
+    state = [zstd.ZstdDecompressor()]
+
+    def decode(data: bytes) -> bytes:
+        out = []
+        while data:
+            out.append(state[0].decompress(data))
+            if not state[0].eof:
+                break
+            data = state[0].unused_data
+            state[0] = zstd.ZstdDecompressor()
+        return b"".join(out)
+
+    return decode
+
+
+def _brotli_decoder() -> Transcoder:
+    return brotli.Decompressor().process  # type: ignore[no-any-return]
+
+
+_DECODERS: dict[str, Callable[[], Transcoder]] = {
+    "identity": lambda: lambda data: data,
+    "gzip": lambda: _zlib_decoder(31),
+    "x-gzip": lambda: _zlib_decoder(31),
+    "deflate": _deflate_decoder,
+    "br": _brotli_decoder,
+    "zstd": _zstd_decoder,
+}
+
+
+def _single_encoding(content_encoding: str | None) -> str | None:
+    encoding = (content_encoding or "identity").strip().lower()
+    return encoding if encoding in _DECODERS else None
+
+
+def incremental_decoder(content_encoding: str | None) -> Transcoder | None:
+    """A stateful decoder for one body, or None for unknown or stacked encodings."""
+    encoding = _single_encoding(content_encoding)
+    return _DECODERS[encoding]() if encoding else None
+
+
+class Encoder(Protocol):
+    def encode(self, data: bytes) -> bytes: ...
+
+    def finish(self) -> bytes: ...
+
+
+class IdentityEncoder:
+    def encode(self, data: bytes) -> bytes:
+        return data
+
+    def finish(self) -> bytes:
+        return b""
+
+
+class _ZlibEncoder:
+    def __init__(self, wbits: int) -> None:
+        self._compressor = zlib.compressobj(wbits=wbits)
+
+    def encode(self, data: bytes) -> bytes:
+        return self._compressor.compress(data) + self._compressor.flush(zlib.Z_SYNC_FLUSH)
+
+    def finish(self) -> bytes:
+        return self._compressor.flush(zlib.Z_FINISH)
+
+
+class _BrotliEncoder:
+    def __init__(self) -> None:
+        self._compressor = brotli.Compressor()
+
+    def encode(self, data: bytes) -> bytes:
+        return self._compressor.process(data) + self._compressor.flush()  # type: ignore[no-any-return]
+
+    def finish(self) -> bytes:
+        return self._compressor.finish()  # type: ignore[no-any-return]
+
+
+class _ZstdEncoder:
+    def __init__(self) -> None:
+        self._compressor = zstd.ZstdCompressor()
+
+    def encode(self, data: bytes) -> bytes:
+        return self._compressor.compress(data, zstd.ZstdCompressor.FLUSH_BLOCK)
+
+    def finish(self) -> bytes:
+        return self._compressor.flush(zstd.ZstdCompressor.FLUSH_FRAME)
+
+
+_ENCODERS: dict[str, Callable[[], Encoder]] = {
+    "identity": IdentityEncoder,
+    "gzip": lambda: _ZlibEncoder(31),
+    "x-gzip": lambda: _ZlibEncoder(31),
+    "deflate": lambda: _ZlibEncoder(15),
+    "br": _BrotliEncoder,
+    "zstd": _ZstdEncoder,
+}
+
+
+def incremental_encoder(content_encoding: str | None) -> Encoder | None:
+    """A stateful encoder that flushes after every call, so nothing is held back."""
+    encoding = _single_encoding(content_encoding)
+    return _ENCODERS[encoding]() if encoding else None
+
+
+# --- Server-Sent Events -------------------------------------------------------------------
+
+# A blank line: two line terminators in a row. A lone CR counts only when no LF follows it.
+_EVENT_END = re.compile(rb"(?:\r\n|\n|\r(?!\n))(?:\r\n|\n|\r(?!\n))")
+
+
+class SSEFramer:
+    """Cuts a byte stream into raw SSE event blocks (each with its closing blank line).
+
+    Works on bytes so a UTF-8 character split across network chunks is never decoded half.
+    """
+
+    def __init__(self) -> None:
+        self._buffer = bytearray()
+        self._scan_from = 0
+
+    @property
+    def pending(self) -> bytes:
+        return bytes(self._buffer)
+
+    def feed(self, data: bytes) -> list[bytes]:
+        self._buffer += data
+        blocks: list[bytes] = []
+        start = 0
+        # A trailing CR may be the first half of CRLF: decide when the next byte comes.
+        end = len(self._buffer) - 1 if self._buffer.endswith(b"\r") else len(self._buffer)
+        position = max(self._scan_from, 0)
+        while True:
+            match = _EVENT_END.search(self._buffer, position, end)
+            if match is None:
+                break
+            blocks.append(bytes(self._buffer[start : match.end()]))
+            start = position = match.end()
+        if start:
+            del self._buffer[:start]
+        # Resume just before the unscanned tail: a terminator pair may straddle the boundary.
+        self._scan_from = max(len(self._buffer) - 3, 0)
+        return blocks
+
+    def finish(self) -> list[bytes]:
+        """The unterminated remainder at the end of the body, if any."""
+        rest = bytes(self._buffer)
+        self._buffer.clear()
+        self._scan_from = 0
+        return [rest] if rest.strip() else []
+
+
+@dataclass
+class SSEEvent:
+    event: str | None
+    data: str | None
+
+
+_LINE_BREAK = re.compile(r"\r\n|\r|\n")
+
+
+def parse_sse_event(block: bytes) -> SSEEvent:
+    """Fields of one event block; comments and unknown fields are ignored."""
+    event: str | None = None
+    data_lines: list[str] = []
+    for line in _LINE_BREAK.split(block.decode("utf-8", "replace")):
+        if not line or line.startswith(":"):
+            continue
+        name, _, value = line.partition(":")
+        value = value.removeprefix(" ")
+        if name == "data":
+            data_lines.append(value)
+        elif name == "event":
+            event = value
+    return SSEEvent(event, "\n".join(data_lines) if data_lines else None)
