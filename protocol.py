@@ -421,7 +421,7 @@ def parse_response(endpoint: Endpoint, body: bytes | None) -> ApiResult:
     data = _load_json_object(body)
     if data is None:
         return ApiResult()
-    if endpoint.api_type == "responses" and "error" not in data:
+    if endpoint.api_type == "responses" and set(data) - {"error"}:  # a response object, not an error envelope
         return _responses_result(data, ApiResult())
     reasons = _finish_reasons(data.get("choices"))
     return ApiResult(

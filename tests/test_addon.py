@@ -1,6 +1,7 @@
 """The mitmproxy glue, driven through mitmproxy's own test helpers (taddons, tflow)."""
 
 import importlib.util
+import logging
 import json
 from collections.abc import Iterator
 from typing import Any
@@ -14,7 +15,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 import addon as addon_module
 import protocol
 import telemetry
-from tests.support.fake_openai import ChatScript, compact, encode_whole, load_fixture
+from tests.support.fake_openai import ChatScript, ResponsesScript, compact, encode_whole, load_fixture
 
 KEY = "sk-proj-Zq8xKp3mW7vR2tY9nL4bH6cJ1dF5gS0a"
 CHAT_REQUEST = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Say this is a test"}]}
@@ -349,3 +350,106 @@ def test_compressed_json_responses_are_read(context, sink):
     assert flow.response.raw_content != flow.response.get_content()
     metering.response(flow)
     assert sink.metric_sum("gen_ai.client.token.usage", gen_ai__token__type="input") == 11
+
+
+AZURE_PATH = "/openai/deployments/prod-gpt/chat/completions?api-version={}"
+
+
+@pytest.mark.parametrize(("api_version", "rewritten"), [("2024-10-21", True), ("2024-06-01", False)])
+def test_azure_streams_get_include_usage_only_on_api_versions_that_accept_it(context, api_version, rewritten):
+    metering, _ = context
+    body = {"messages": CHAT_REQUEST["messages"], "stream": True}
+    flow = chat_flow(body, host="myres.openai.azure.com", path=AZURE_PATH.format(api_version))
+    del flow.request.headers["authorization"]
+    flow.request.headers["api-key"] = "0123456789abcdef0123456789abcdef"
+    metering.request(flow)
+    assert ("stream_options" in json.loads(flow.request.content or b"")) is rewritten
+    state = metering.in_flight[flow.id]
+    assert state.rule.provider == "azure.ai.openai"
+    assert state.endpoint.deployment == "prod-gpt"
+    assert state.api_key == "...cdef"
+
+
+def test_azure_stream_without_usage_is_timed_and_named_by_the_response_model(context, sink):
+    metering, _ = context
+    body = {"messages": CHAT_REQUEST["messages"], "stream": True}
+    flow = chat_flow(body, host="myres.openai.azure.com", path=AZURE_PATH.format("2024-06-01"))
+    metering.request(flow)
+    upstream = "".join(ChatScript(body, azure=True).stream_events()).encode()
+    flow.response = sse_response()
+    assert stream_through(metering, flow, upstream, piece=40) == upstream
+    (span,) = sink.finished_spans()
+    assert span.name == "chat gpt-4o-mini-2024-07-18"
+    assert "gen_ai.usage.input_tokens" not in span.attributes
+    assert "usage unavailable" in flow.comment
+
+
+def test_responses_api_stream_passes_untouched_and_is_counted(context, sink):
+    metering, _ = context
+    request = {"model": "gpt-4o-mini", "input": "Say this is a test", "stream": True}
+    flow = chat_flow(request, path="/v1/responses")
+    metering.request(flow)
+    assert json.loads(flow.request.content or b"") == request  # the Responses API always reports usage
+    answer = ResponsesScript(request)
+    upstream = "".join(answer.stream_events()).encode()
+    flow.response = sse_response()
+    assert stream_through(metering, flow, upstream, piece=33) == upstream
+    (span,) = sink.finished_spans()
+    assert span.attributes["openai.api.type"] == "responses"
+    assert span.attributes["gen_ai.usage.input_tokens"] == answer.response()["usage"]["input_tokens"]
+    assert span.attributes["gen_ai.response.time_to_first_chunk"] > 0
+
+
+def test_cost_is_computed_from_the_response_model_and_shown(context, sink):
+    metering, _ = context
+    flow = chat_flow()
+    metering.request(flow)
+    flow.response = json_response(
+        {"model": "gpt-4o-mini-2024-07-18", "usage": {"prompt_tokens": 1000, "completion_tokens": 500}}
+    )
+    metering.response(flow)
+    assert sink.metric_sum("gen_ai.client.token.cost") == pytest.approx(0.00045)
+    assert "$0.000450" in flow.comment
+
+
+def test_an_unknown_model_is_named_once_and_gets_no_cost(context, sink, caplog):
+    metering, _ = context
+    caplog.set_level(logging.INFO, logger="genai")
+    for _ in range(3):
+        flow = chat_flow()
+        metering.request(flow)
+        flow.response = json_response({"model": "my-llama", "usage": {"prompt_tokens": 1, "completion_tokens": 1}})
+        metering.response(flow)
+    assert caplog.text.count("no price for model 'my-llama'") == 1
+    assert sink.metric_sum("gen_ai.client.token.cost") == 0
+
+
+def test_a_user_price_file_is_used_and_a_bad_one_refused(context, sink, tmp_path):
+    metering, tctx = context
+    prices = tmp_path / "prices.json"
+    prices.write_text(json.dumps({"models": {"my-llama": {"input": 1.0, "output": 3.0}}}))
+    tctx.configure(metering, genai_prices=str(prices))
+    flow = chat_flow()
+    metering.request(flow)
+    flow.response = json_response({"model": "my-llama", "usage": {"prompt_tokens": 1000, "completion_tokens": 1000}})
+    metering.response(flow)
+    assert sink.metric_sum("gen_ai.client.token.cost") == pytest.approx(0.004)
+    prices.write_text("{oops")
+    with pytest.raises(exceptions.OptionsError, match="Invalid genai_prices: cannot read price file"):
+        tctx.configure(metering, genai_prices=str(prices))
+
+
+def test_default_hosts_name_the_known_providers(context):
+    metering, _ = context
+    expected = {
+        "api.groq.com": "groq",
+        "api.deepseek.com": "deepseek",
+        "api.mistral.ai": "mistral_ai",
+        "api.x.ai": "x_ai",
+        "api.perplexity.ai": "perplexity",
+        "openrouter.ai": "openrouter",
+        "eastus.openai.azure.com": "azure.ai.openai",
+    }
+    for host, provider in expected.items():
+        rule = protocol.match_host(metering.rules, host, 443)
+        assert rule is not None and rule.provider == provider

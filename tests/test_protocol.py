@@ -487,3 +487,196 @@ def test_corrupt_compressed_data_turns_the_strip_into_pass_through():
     garbage = b"\x00not gzip at all"
     assert stream.filter(garbage, now=2)[-1] == garbage
     assert stream.filter(b"more", now=3) == [b"more"]
+
+
+# --- Responses API, embeddings, legacy completions ----------------------------------------
+
+RESPONSES_FIXTURES = sorted(p.stem for p in FIXTURES.glob("test_responses*.yaml"))
+EMBEDDINGS_FIXTURES = sorted(p.stem for p in FIXTURES.glob("test_embeddings*.yaml"))
+EMBEDDINGS = protocol.Endpoint("embeddings", "embeddings")
+
+
+def recorded_responses_usage(text: str) -> dict | None:
+    """The usage of a recorded Responses body or stream, read with plain string handling."""
+    if text.lstrip().startswith("{"):
+        return json.loads(text).get("usage")
+    completed = [line for line in text.splitlines() if line.startswith('data: {"type":"response.completed"')]
+    return json.loads(completed[-1][6:])["response"]["usage"] if completed else None
+
+
+def responses_usage(recorded: dict) -> Usage:
+    return Usage(
+        input_tokens=recorded["input_tokens"],
+        output_tokens=recorded["output_tokens"],
+        total_tokens=recorded["total_tokens"],
+        cached_input_tokens=recorded["input_tokens_details"]["cached_tokens"],
+        reasoning_output_tokens=recorded["output_tokens_details"]["reasoning_tokens"],
+    )
+
+
+def test_the_responses_fixtures_cover_plain_streamed_reasoning_tools_and_errors():
+    names = " ".join(RESPONSES_FIXTURES)
+    assert all(word in names for word in ("streaming", "reasoning", "tool_call", "api_error"))
+
+
+@pytest.mark.parametrize("name", RESPONSES_FIXTURES)
+def test_responses_api_exchange_yields_its_recorded_usage(name):
+    text = body_of(name).decode()
+    recorded = recorded_responses_usage(text)
+    if is_stream(name):
+        result = run_stream(split_randomly(text.encode(), 5), endpoint=RESPONSES).accumulator.result
+    else:
+        result = protocol.parse_response(RESPONSES, text.encode())
+    if recorded is None:
+        assert result.usage is None and result.error_type == "model_not_found"
+        return
+    assert result.usage == responses_usage(recorded)
+    assert result.response_id is not None and result.response_id.startswith("resp_")
+    assert result.finish_reasons == (["tool_calls"] if "tool_call" in name else ["stop"])
+
+
+def test_responses_reasoning_tokens_are_part_of_output():
+    result = protocol.parse_response(
+        RESPONSES, body_of("test_responses_create_reports_reasoning_tokens[content_mode0]")
+    )
+    assert result.usage == Usage(44, 288, 332, 0, 9)
+    assert result.response_model is not None and result.response_model.startswith("gpt-5.4")
+
+
+@pytest.mark.parametrize("encoding", ENCODINGS)
+def test_compressed_responses_stream_is_read(encoding):
+    body = body_of("test_responses_create_streaming[content_mode0]")
+    stream = run_stream(split_randomly(encode_whole(body, encoding), 9), encoding, RESPONSES)
+    assert stream.accumulator.result.usage == Usage(22, 6, 28, 0, 0)
+    assert stream.accumulator.done
+
+
+def test_responses_first_chunk_is_the_first_delta_and_each_delta_is_a_chunk():
+    events = sse_events_of(body_of("test_responses_create_streaming[content_mode0]"))
+    stream = EventStream(None, protocol.ResponsesStreamAccumulator(started=0.0))
+    for i, event in enumerate(events):
+        stream.observe(event, now=float(i + 1))
+    deltas = [i for i, e in enumerate(events) if e.startswith(b"event: response.output_text.delta")]
+    assert stream.accumulator.time_to_first_chunk == float(deltas[0] + 1)
+    assert len(stream.accumulator.chunk_intervals) == len(deltas) - 1
+
+
+def sse_events_of(body: bytes) -> list[bytes]:
+    return [event + b"\n\n" for event in body.split(b"\n\n") if event.strip()]
+
+
+@pytest.mark.parametrize(
+    ("event", "expected"),
+    [
+        (
+            b'event: response.failed\ndata: {"type":"response.failed","response":{"id":"resp_1","status":"failed",'
+            b'"error":{"code":"server_error","message":"x"}}}\n\n',
+            "server_error",
+        ),
+        (
+            b'event: error\ndata: {"type":"error","code":"rate_limit_exceeded","message":"slow down"}\n\n',
+            "rate_limit_exceeded",
+        ),
+    ],
+)
+def test_errors_inside_a_responses_stream_set_the_error_type(event, expected):
+    assert run_stream([event], endpoint=RESPONSES).accumulator.result.error_type == expected
+
+
+def test_an_incomplete_response_reports_why():
+    body = json.dumps(
+        {
+            "id": "resp_1",
+            "status": "incomplete",
+            "incomplete_details": {"reason": "max_output_tokens"},
+            "usage": {"input_tokens": 5, "output_tokens": 16, "total_tokens": 21},
+        }
+    ).encode()
+    result = protocol.parse_response(RESPONSES, body)
+    assert result.finish_reasons == ["max_output_tokens"] and result.usage == Usage(5, 16, 21)
+
+
+@pytest.mark.parametrize("name", EMBEDDINGS_FIXTURES)
+def test_embeddings_exchange_yields_input_tokens_only(name):
+    recorded = json.loads(body_of(name))
+    result = protocol.parse_response(EMBEDDINGS, body_of(name))
+    if "error" in recorded:
+        assert result.error_type == recorded["error"]["code"] and result.usage is None
+        return
+    assert result.usage == Usage(
+        input_tokens=recorded["usage"]["prompt_tokens"], total_tokens=recorded["usage"]["total_tokens"]
+    )
+    assert result.response_model == recorded["model"]
+
+
+def test_embeddings_request_parameters():
+    body = load_fixture("test_embeddings_with_dimensions")["request"]["body"]
+    request = protocol.parse_request(EMBEDDINGS, body.encode())
+    assert request.model == "text-embedding-3-small" and request.dimensions == json.loads(body)["dimensions"]
+
+
+def test_legacy_completion_streams_are_stripped_and_counted():
+    request = {"model": "gpt-3.5-turbo-instruct", "prompt": "Say this is a test", "stream": True}
+    asked = {**request, "stream_options": {"include_usage": True}}
+    upstream = "".join(ChatScript(asked, legacy=True).stream_events()).encode()
+    stream = chat_stream(None, started=0)
+    sent = [piece for i in range(0, len(upstream), 17) for piece in stream.filter(upstream[i : i + 17], now=1)]
+    sent += stream.filter(b"", now=2)
+    assert b"".join(sent) == "".join(ChatScript(request, legacy=True).stream_events()).encode()
+    assert stream.accumulator.result.usage == Usage(13, 4, 17, 0, 0)  # 8 + 5 prompt words; 4 chunks
+    assert stream.accumulator.time_to_first_chunk == 1
+
+
+def test_azure_opening_chunk_passes_and_azure_streams_are_counted():
+    request = {
+        "messages": [{"role": "user", "content": "hi"}],
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
+    upstream = "".join(ChatScript(request, azure=True).stream_events()).encode()
+    assert b"prompt_filter_results" in upstream
+    stream = chat_stream(None, started=0)
+    sent = b"".join(stream.filter(upstream, now=1) + stream.filter(b"", now=2))
+    assert sent.startswith(b'data: {"choices":[],') and b"prompt_filter_results" in sent
+    assert stream.accumulator.result.usage is not None
+    assert stream.accumulator.result.response_model == "gpt-4o-mini-2024-07-18"
+
+
+# --- upstream headers ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [
+        ("8.64s", 8.64),
+        ("132ms", 0.132),
+        ("1m3s", 63.0),
+        ("2h0m0s", 7200.0),
+        ("0s", 0.0),
+        ("6m0s", 360.0),
+        ("", None),
+        ("soon", None),
+        ("1m3", None),
+        ("-1s", None),
+    ],
+)
+def test_rate_limit_reset_durations(text, seconds):
+    assert protocol.parse_reset_duration(text) == (pytest.approx(seconds) if seconds is not None else None)
+
+
+def test_rate_limit_headers_of_a_recorded_response():
+    headers = {
+        k.lower(): v[0] if isinstance(v, list) else v
+        for k, v in load_fixture("test_chat_completion_streaming")["response"]["headers"].items()
+    }
+    info = protocol.parse_upstream_headers(headers)
+    assert info.rate_limits == protocol.RateLimits(10000, 9999, 8.64, 10000, 9978, 0.132)
+    assert info.request_id == "req_c367cf360ee88481fb7cd6c5d45bf9dc"
+    assert info.processing_ms == 207
+
+
+def test_hostile_rate_limit_and_request_id_headers_are_ignored():
+    info = protocol.parse_upstream_headers(
+        {"x-ratelimit-remaining-tokens": "9" * 40, "x-request-id": "<script>" * 30, "openai-processing-ms": "fast"}
+    )
+    assert info == protocol.UpstreamInfo()

@@ -12,7 +12,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind, StatusCode
 
 import telemetry
-from protocol import ApiRequest, ApiResult, Endpoint, Exchange, Usage
+from protocol import ApiRequest, ApiResult, Endpoint, Exchange, RateLimits, UpstreamInfo, Usage
 from telemetry import Telemetry
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -310,3 +310,116 @@ def test_the_process_wide_instance_is_created_once(monkeypatch):
     monkeypatch.setenv("OTEL_METRICS_EXPORTER", "none")
     first = telemetry.get_telemetry()
     assert telemetry.get_telemetry() is first
+
+
+def test_cost_cached_and_reasoning_are_recorded_next_to_tokens(sink):
+    instance, spans, reader = sink
+    result = make_exchange().result
+    result.usage = Usage(
+        input_tokens=100, output_tokens=20, total_tokens=120, cached_input_tokens=64, reasoning_output_tokens=8
+    )
+    record(instance, make_exchange(result=result, cost_usd=0.0123))
+    found = points(reader)
+    ((_, unit, _, cost),) = found["gen_ai.client.token.cost"]
+    assert unit == "USD" and cost.sum == pytest.approx(0.0123)
+    ((_, _, _, cached),) = found["gen_ai.client.token.cache_read"]
+    ((_, _, _, reasoning),) = found["gen_ai.client.token.reasoning"]
+    assert (cached.sum, reasoning.sum) == (64, 8)
+    instance.tracer_provider.force_flush()
+    (span,) = spans.get_finished_spans()
+    assert span.attributes is not None and span.attributes["gen_ai.usage.cost_usd"] == pytest.approx(0.0123)
+
+
+def test_unknown_cost_is_not_recorded_as_zero(sink):
+    instance, _, reader = sink
+    record(instance, make_exchange(cost_usd=None))
+    assert "gen_ai.client.token.cost" not in points(reader)
+
+
+def test_rate_limit_headroom_becomes_gauges_and_span_attributes(sink):
+    instance, spans, reader = sink
+    upstream = UpstreamInfo(
+        request_id="req_abc", processing_ms=207.0, rate_limits=RateLimits(10000, 9999, 8.64, 30000, 29000, 0.132)
+    )
+    record(instance, make_exchange(upstream=upstream))
+    found = points(reader)
+    expected = {"remaining_requests": 9999, "remaining_tokens": 29000, "limit_requests": 10000, "limit_tokens": 30000}
+    for name, value in expected.items():
+        ((_, _, attrs, point),) = found[f"openai.ratelimit.{name}"]
+        assert point.value == value
+        assert attrs == {
+            "gen_ai.request.model": "gpt-4o-mini",
+            "gen_ai.provider.name": "openai",
+            "server.address": "api.openai.com",
+            "openai.api_key.masked": "sk-proj-...abcd",
+        }
+    instance.tracer_provider.force_flush()
+    (span,) = spans.get_finished_spans()
+    attributes = dict(span.attributes or {})
+    assert attributes["openai.request.id"] == "req_abc"
+    assert attributes["openai.response.processing_ms"] == 207.0
+    assert attributes["openai.ratelimit.reset_tokens_s"] == 0.132
+
+
+def test_the_latest_experimental_names_are_opt_in(monkeypatch):
+    monkeypatch.setenv("OTEL_SEMCONV_STABILITY_OPT_IN", "http, gen_ai_latest_experimental")
+    reader = InMemoryMetricReader()
+    instance = Telemetry(span_exporters=[], metric_readers=[reader])
+    result = make_exchange().result
+    result.usage = Usage(input_tokens=100, output_tokens=20, cached_input_tokens=64, reasoning_output_tokens=8)
+    record(instance, make_exchange(result=result, time_to_first_chunk_s=0.2, chunk_intervals_s=[0.1]))
+    found = points(reader)
+    counters = {
+        name.removeprefix("gen_ai.client.inference.usage."): rows[0][3].value
+        for name, rows in found.items()
+        if name.startswith("gen_ai.client.inference.usage.")
+    }
+    assert counters == {
+        "input_tokens": 100,
+        "output_tokens": 20,
+        "cache_read.input_tokens": 64,
+        "reasoning.output_tokens": 8,
+    }
+    assert found["gen_ai.client.inference.usage.input_tokens"][0][2]["gen_ai.token.modality"] == "unknown"
+    for name in ("duration", "time_to_first_chunk", "time_per_output_chunk", "operation.input_tokens"):
+        assert found[f"gen_ai.client.inference.{name}"][0][3].count == 1
+    assert "gen_ai.client.token.usage" in found  # the released names stay
+
+
+def test_without_opt_in_no_unreleased_names(sink):
+    instance, _, reader = sink
+    record(instance, make_exchange())
+    assert not [name for name in points(reader) if name.startswith("gen_ai.client.inference")]
+
+
+def test_azure_request_without_a_model_takes_the_response_model(sink):
+    instance, spans, reader = sink
+    exchange = make_exchange(
+        endpoint=Endpoint("chat", "chat_completions", deployment="prod-gpt", api_version="2024-10-21"),
+        provider="azure.ai.openai",
+        request=ApiRequest(model=None),
+    )
+    record(instance, exchange)
+    instance.tracer_provider.force_flush()
+    (span,) = spans.get_finished_spans()
+    assert span.name == "chat gpt-4o-mini-2024-07-18"
+    ((_, _, attrs, _),) = points(reader)["gen_ai.client.operation.duration"]
+    assert attrs["gen_ai.request.model"] == "gpt-4o-mini-2024-07-18"
+    assert attrs["gen_ai.provider.name"] == "azure.ai.openai"
+
+
+def test_embeddings_spans_carry_their_parameters(sink):
+    instance, spans, reader = sink
+    exchange = make_exchange(
+        endpoint=Endpoint("embeddings", "embeddings"),
+        request=ApiRequest(model="text-embedding-3-small", dimensions=256, encoding_formats=["base64"]),
+        result=ApiResult(response_model="text-embedding-3-small", usage=Usage(input_tokens=9, total_tokens=9)),
+    )
+    record(instance, exchange)
+    instance.tracer_provider.force_flush()
+    (span,) = spans.get_finished_spans()
+    assert span.name == "embeddings text-embedding-3-small"
+    assert span.attributes is not None and span.attributes["gen_ai.embeddings.dimension.count"] == 256
+    assert span.attributes["gen_ai.request.encoding_formats"] == ("base64",)
+    tokens = {attrs["gen_ai.token.type"] for _, _, attrs, _ in points(reader)["gen_ai.client.token.usage"]}
+    assert tokens == {"input"}

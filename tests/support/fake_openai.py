@@ -10,6 +10,11 @@ as request headers (the SDK sends them with `extra_headers`):
 - `x-fake-error: STATUS:CODE`: answer with an OpenAI error body.
 - `x-fake-encoding: gzip|deflate|br|zstd`: compress the response body.
 - `x-fake-cached-tokens: N`, `x-fake-reasoning-tokens: N`: usage details.
+
+Paths: `.../chat/completions`, `.../completions` (legacy), `.../responses`, `.../embeddings`, also
+under Azure's `/openai/deployments/{deployment}/` (which answer with AZURE_DEPLOYED_MODEL, open
+streams with a `prompt_filter_results` chunk, and refuse `stream_options` before api-version
+2024-09-01, as older Azure versions do).
 """
 
 from __future__ import annotations
@@ -66,27 +71,45 @@ def dated(model: str) -> str:
     return model if re.search(r"\d{4}-\d{2}-\d{2}$", model) else f"{model}-2024-07-18"
 
 
+# An Azure deployment answers with the model it runs, whatever the request says.
+AZURE_DEPLOYED_MODEL = "gpt-4o-mini-2024-07-18"
+
+
+def prompt_words(request: dict[str, Any]) -> int:
+    """A deterministic stand-in for a tokenizer: words in messages, prompt, input."""
+    texts = [str(m.get("content", "")) for m in request.get("messages", []) if isinstance(m, dict)]
+    for key in ("prompt", "input", "instructions"):
+        value = request.get(key)
+        texts += value if isinstance(value, list) else [str(value)] if value else []
+    return sum(len(str(text).split()) for text in texts)
+
+
 @dataclass
 class ChatScript:
-    """What the fake answers to one synthesized chat completion request."""
+    """What the fake answers to one synthesized chat completion (or legacy completion) request."""
 
     request: dict[str, Any]
     chunks: int = 4
     cached_tokens: int = 0
     reasoning_tokens: int = 0
+    legacy: bool = False  # /v1/completions
+    azure: bool = False  # /openai/deployments/...
 
     @property
     def model(self) -> str:
+        if self.azure:
+            return AZURE_DEPLOYED_MODEL
         return dated(str(self.request.get("model", "gpt-4o-mini")))
 
     @property
     def response_id(self) -> str:
         """Deterministic, and the same with or without stream_options, so streams compare byte for byte."""
         identity = {k: v for k, v in self.request.items() if k != "stream_options"}
-        return "chatcmpl-" + hashlib.sha256(compact(identity).encode()).hexdigest()[:24]
+        prefix = "cmpl-" if self.legacy else "chatcmpl-"
+        return prefix + hashlib.sha256(compact(identity).encode()).hexdigest()[:24]
 
     def usage(self) -> dict[str, Any]:
-        words = sum(len(str(m.get("content", "")).split()) for m in self.request.get("messages", []))
+        words = prompt_words(self.request)
         prompt = 8 + words + self.cached_tokens
         completion = self.chunks + self.reasoning_tokens
         return {
@@ -107,6 +130,17 @@ class ChatScript:
 
     def completion(self) -> dict[str, Any]:
         n = self.request.get("n") or 1
+        if self.legacy:
+            return {
+                "id": self.response_id,
+                "object": "text_completion",
+                "created": CREATED,
+                "model": self.model,
+                "choices": [
+                    {"text": self.text(), "index": i, "logprobs": None, "finish_reason": "length"} for i in range(n)
+                ],
+                "usage": self.usage(),
+            }
         return {
             "id": self.response_id,
             "object": "chat.completion",
@@ -131,10 +165,10 @@ class ChatScript:
         options = self.request.get("stream_options") or {}
         include_usage = options.get("include_usage") is True
 
-        def chunk(choices: list[dict[str, Any]], usage: Any = None, last: bool = False) -> str:
+        def chunk(choices: list[dict[str, Any]], usage: Any = None) -> str:
             body: dict[str, Any] = {
                 "id": self.response_id,
-                "object": "chat.completion.chunk",
+                "object": "text_completion" if self.legacy else "chat.completion.chunk",
                 "created": CREATED,
                 "model": self.model,
                 "service_tier": "default",
@@ -146,15 +180,98 @@ class ChatScript:
             return f"data: {compact(body)}\n\n"
 
         def choice(delta: dict[str, Any], finish: str | None = None) -> list[dict[str, Any]]:
+            if self.legacy:
+                return [{"text": delta.get("content", ""), "index": 0, "logprobs": None, "finish_reason": finish}]
             return [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]
 
-        events = [chunk(choice({"role": "assistant", "content": "", "refusal": None}))]
+        events = []
+        if self.azure:  # Azure opens with its prompt filter results: empty choices, no usage
+            filters = [{"prompt_index": 0, "content_filter_results": {}}]
+            opening = {
+                "choices": [],
+                "created": 0,
+                "id": "",
+                "model": "",
+                "object": "",
+                "prompt_filter_results": filters,
+            }
+            events.append(f"data: {compact(opening)}\n\n")
+        if not self.legacy:
+            events.append(chunk(choice({"role": "assistant", "content": "", "refusal": None})))
         events += [chunk(choice({"content": WORDS[i % len(WORDS)]})) for i in range(self.chunks)]
-        events.append(chunk(choice({}, "stop")))
+        events.append(chunk(choice({}, "length" if self.legacy else "stop")))
         if include_usage:
             events.append(chunk([], self.usage()))
         events.append("data: [DONE]\n\n")
         return events
+
+
+@dataclass
+class ResponsesScript:
+    """A synthesized Responses API answer, plain or streamed."""
+
+    request: dict[str, Any]
+    chunks: int = 4
+    cached_tokens: int = 0
+    reasoning_tokens: int = 0
+
+    def response(self, status: str = "completed") -> dict[str, Any]:
+        text = "".join(WORDS[i % len(WORDS)] for i in range(self.chunks))
+        prompt = 8 + prompt_words(self.request) + self.cached_tokens
+        output = self.chunks + self.reasoning_tokens
+        return {
+            "id": "resp_" + hashlib.sha256(compact(self.request).encode()).hexdigest()[:24],
+            "object": "response",
+            "created_at": CREATED,
+            "status": status,
+            "error": None,
+            "incomplete_details": None,
+            "model": dated(str(self.request.get("model", "gpt-4o-mini"))),
+            "output": [
+                {
+                    "id": "msg_fake",
+                    "type": "message",
+                    "status": "completed",
+                    "role": "assistant",
+                    "content": [{"type": "output_text", "text": text, "annotations": []}],
+                }
+            ],
+            "service_tier": "default",
+            "usage": {
+                "input_tokens": prompt,
+                "input_tokens_details": {"cached_tokens": self.cached_tokens},
+                "output_tokens": output,
+                "output_tokens_details": {"reasoning_tokens": self.reasoning_tokens},
+                "total_tokens": prompt + output,
+            },
+        }
+
+    def stream_events(self) -> list[str]:
+        final = self.response()
+        opening = {**final, "status": "in_progress", "output": [], "usage": None}
+
+        def event(kind: str, body: dict[str, Any]) -> str:
+            return f"event: {kind}\ndata: {compact({'type': kind, **body})}\n\n"
+
+        events = [event("response.created", {"response": opening})]
+        for i in range(self.chunks):
+            delta = {"item_id": "msg_fake", "output_index": 0, "content_index": 0, "delta": WORDS[i % len(WORDS)]}
+            events.append(event("response.output_text.delta", delta))
+        events.append(event("response.completed", {"response": final}))
+        return events
+
+
+def embeddings_answer(request: dict[str, Any]) -> dict[str, Any]:
+    inputs = request.get("input")
+    items = inputs if isinstance(inputs, list) else [inputs]
+    tokens = sum(len(str(item).split()) for item in items)
+    dimensions = int(request.get("dimensions") or 8)
+    return {
+        "object": "list",
+        "data": [{"object": "embedding", "index": i, "embedding": [0.125] * dimensions} for i in range(len(items))],
+        "model": str(request.get("model", "text-embedding-3-small")),
+        "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+    }
 
 
 def _encoder(encoding: str) -> tuple[Any, Any]:
