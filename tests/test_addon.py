@@ -1,8 +1,8 @@
 """The mitmproxy glue, driven through mitmproxy's own test helpers (taddons, tflow)."""
 
 import importlib.util
-import logging
 import json
+import logging
 from collections.abc import Iterator
 from typing import Any
 

@@ -278,17 +278,26 @@ def test_client_abort_mid_stream_is_recorded_with_its_duration(world: World):
     assert span.end_time_unix_nano > span.start_time_unix_nano
 
 
-RECORDED = sorted(p.stem for p in FIXTURES.glob("test_chat_completion*.yaml"))
+RECORDED = sorted(p.stem for p in FIXTURES.glob("*.yaml"))
 
 
-def recorded_usage(name: str) -> tuple[int, int] | None:
+def recorded_usage(name: str) -> tuple[int, int | None] | None:
+    """(input, output) tokens of a recording, read with plain string handling; None if it has none."""
     text = load_fixture(name)["response"]["body"]["string"]
     if text.lstrip().startswith("{"):
         usage = json.loads(text).get("usage")
     else:
-        found = [json.loads(line[6:]).get("usage") for line in text.splitlines() if line.startswith("data: {")]
-        usage = next((u for u in found if u), None)
-    return (usage["prompt_tokens"], usage["completion_tokens"]) if usage else None
+        found = []
+        for line in text.splitlines():
+            if line.startswith("data: {"):
+                event = json.loads(line[6:])
+                found.append(event.get("usage") or (event.get("response") or {}).get("usage"))
+        usage = next((u for u in reversed(found) if u), None)
+    if not usage:
+        return None
+    if "input_tokens" in usage:
+        return usage["input_tokens"], usage["output_tokens"]
+    return usage["prompt_tokens"], usage.get("completion_tokens")
 
 
 def span_in_trace(world: World, trace_id: str) -> Any:
@@ -300,14 +309,15 @@ def has_tokens(world: World, model: str, token_type: str, total: int) -> bool:
 
 
 def test_every_recorded_exchange_yields_exactly_its_recorded_usage(world: World):
-    """Each cassette is replayed by the fake; its span carries exactly the recorded numbers."""
+    """Each cassette (chat, Responses, embeddings; plain, streamed, failed) is replayed by the
+    fake; its span carries exactly the recorded numbers and the metrics add up."""
     http = world.reverse_client()._client
     expected_totals: dict[tuple[str, str], int] = {}
     for number, name in enumerate(RECORDED):
         request = load_fixture(name)["request"]
         trace_id = f"{number + 1:032x}"
         response = http.post(
-            f"{world.reverse.url}/v1/chat/completions",
+            f"{world.reverse.url}{request['uri'].removeprefix('https://api.openai.com')}",
             content=request["body"],
             headers={
                 "authorization": f"Bearer {KEY}",
@@ -318,21 +328,99 @@ def test_every_recorded_exchange_yields_exactly_its_recorded_usage(world: World)
         )
         assert response.content == load_fixture(name)["response"]["body"]["string"].encode()
         span = world.receiver.wait_for(functools.partial(span_in_trace, world, trace_id))
+        recorded = load_fixture(name)["response"]
+        if recorded["status"]["code"] >= 400:
+            code = json.loads(recorded["body"]["string"])["error"]["code"]
+            assert span.attributes["error.type"] == code, name
         usage = recorded_usage(name)
         if usage is None:
             assert "gen_ai.usage.input_tokens" not in span.attributes, name
-        else:
-            assert (
-                span.attributes["gen_ai.usage.input_tokens"],
-                span.attributes["gen_ai.usage.output_tokens"],
-            ) == usage
-            model = json.loads(request["body"])["model"]
-            for token_type, value in zip(("input", "output"), usage, strict=True):
+            continue
+        assert span.attributes["gen_ai.usage.input_tokens"] == usage[0], name
+        assert span.attributes.get("gen_ai.usage.output_tokens") == usage[1], name
+        model = json.loads(request["body"])["model"]
+        for token_type, value in zip(("input", "output"), usage, strict=True):
+            if value is not None:
                 expected_totals[(model, token_type)] = expected_totals.get((model, token_type), 0) + value
-        if name == "test_chat_completion_404":
-            assert span.attributes["error.type"] == "model_not_found"
     for (model, token_type), total in expected_totals.items():
         world.receiver.wait_for(functools.partial(has_tokens, world, model, token_type, total))
+
+
+# --- more APIs ----------------------------------------------------------------------------
+
+
+def test_responses_api_plain_and_streamed(world: World):
+    client = world.reverse_client()
+    plain = client.responses.create(model="e2e-responses", input="Say this is a test")
+    streamed = list(client.responses.create(model="e2e-responses", input="Say this is a test", stream=True))
+    assert plain.usage is not None and streamed[-1].type == "response.completed"
+    deltas = [event for event in streamed if event.type == "response.output_text.delta"]
+    assert "".join(d.delta for d in deltas) == "This is a test"
+    wait_for_tokens(world, "e2e-responses", 2 * plain.usage.input_tokens, 2 * plain.usage.output_tokens)
+    spans = spans_for(world, "e2e-responses", count=2)
+    assert {s.attributes["openai.api.type"] for s in spans} == {"responses"}
+    assert {s.attributes["gen_ai.response.finish_reasons"][0] for s in spans} == {"stop"}
+    assert any(s.attributes.get("gen_ai.response.time_to_first_chunk") for s in spans)
+
+
+def test_embeddings(world: World):
+    result = world.reverse_client().embeddings.create(
+        model="e2e-embed", input=["one two three", "four five"], dimensions=4
+    )
+    assert len(result.data) == 2 and result.usage.prompt_tokens == 5
+    world.receiver.wait_for(lambda: tokens(world, "e2e-embed", "input") == 5)
+    assert tokens(world, "e2e-embed", "output") == 0
+    (span,) = spans_for(world, "e2e-embed")
+    assert span.name == "embeddings e2e-embed"
+    assert span.attributes["gen_ai.operation.name"] == "embeddings"
+    assert span.attributes["gen_ai.embeddings.dimension.count"] == 4
+
+
+def test_legacy_completions_stream_is_counted_and_unchanged_for_the_client(world: World):
+    kwargs: dict[str, Any] = {"model": "e2e-legacy", "prompt": "Say this is a test", "stream": True}
+    with world.reverse_client().completions.with_streaming_response.create(**kwargs) as response:
+        proxied = b"".join(response.iter_bytes())
+    assert json.loads(world.fake.received[-1].body)["stream_options"] == {"include_usage": True}
+    with world.direct_client().completions.with_streaming_response.create(**kwargs) as response:
+        direct = b"".join(response.iter_bytes())
+    assert proxied == direct
+    wait_for_tokens(world, "e2e-legacy", 13, 4)
+    (span,) = spans_for(world, "e2e-legacy")
+    assert span.attributes["gen_ai.operation.name"] == "text_completion"
+    assert span.name == "text_completion e2e-legacy"
+
+
+def test_cost_is_exported_for_priced_models(world: World):
+    world.reverse_client().chat.completions.create(
+        model="gpt-4.1-nano", messages=messages(), extra_headers={"x-fake-cached-tokens": "6"}
+    )
+    # 13 fresh + 6 cached input, 4 output: 13 × $0.10 + 6 × $0.025 + 4 × $0.40, per 1M tokens
+    expected = (13 * 0.10 + 6 * 0.025 + 4 * 0.40) / 1e6
+    cost = world.receiver.wait_for(
+        lambda: world.receiver.latest("gen_ai.client.token.cost", gen_ai__request__model="gpt-4.1-nano")
+    )
+    assert cost[0].unit == "USD" and cost[0].value == pytest.approx(expected)
+    cached = world.receiver.wait_for(
+        lambda: world.receiver.latest("gen_ai.client.token.cache_read", gen_ai__request__model="gpt-4.1-nano")
+    )
+    assert cached[0].value == 6
+    (span,) = spans_for(world, "gpt-4.1-nano")
+    assert span.attributes["gen_ai.usage.cost_usd"] == pytest.approx(expected)
+    assert span.attributes["gen_ai.usage.cache_read.input_tokens"] == 6
+
+
+def test_rate_limit_headroom_is_exported_as_gauges(world: World):
+    world.reverse_client().chat.completions.create(model="e2e-ratelimit", messages=messages())
+    remaining = world.receiver.wait_for(
+        lambda: world.receiver.latest("openai.ratelimit.remaining_tokens", gen_ai__request__model="e2e-ratelimit")
+    )
+    assert remaining[0].value == 29999980
+    assert remaining[0].attributes["openai.api_key.masked"] == MASKED
+    limit = world.receiver.latest("openai.ratelimit.limit_requests", gen_ai__request__model="e2e-ratelimit")
+    assert limit and limit[0].value == 10000
+    (span,) = spans_for(world, "e2e-ratelimit")
+    assert span.attributes["openai.request.id"].startswith("req_")
+    assert span.attributes["openai.response.processing_ms"] == 42
 
 
 # --- regular mode -------------------------------------------------------------------------
@@ -352,6 +440,35 @@ def test_regular_mode_with_https_proxy_and_the_mitmproxy_ca(world: World, monkey
     spans = spans_for(world, "e2e-regular", count=2)
     assert {(s.attributes["server.address"], s.attributes["server.port"]) for s in spans} == {("api.openai.com", 443)}
     assert all(s.attributes["gen_ai.provider.name"] == "openai" for s in spans)
+
+
+AZURE_KEY = "a3f9c27e5b8d4e61a0c4f7b2d9e8c1f5"
+
+
+@pytest.mark.parametrize(("api_version", "usage_counted"), [("2024-10-21", True), ("2024-06-01", False)])
+def test_azure_openai_through_https_proxy(world: World, monkeypatch: pytest.MonkeyPatch, api_version, usage_counted):
+    """Deployment paths, the api-key header, the prompt-filter opening chunk, and no
+    include_usage toward api-versions that reject it (the fake answers 400 if it gets one)."""
+    monkeypatch.setenv("HTTPS_PROXY", world.regular.url)
+    monkeypatch.setenv("SSL_CERT_FILE", str(world.regular.ca_cert))
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    deployment = f"e2e-azure-{api_version}"
+    client = openai.AzureOpenAI(
+        azure_endpoint="https://myres.openai.azure.com", api_key=AZURE_KEY, api_version=api_version, max_retries=0
+    )
+    chunks = list(client.chat.completions.create(model=deployment, messages=messages(), stream=True))
+    assert "myres.openai.azure.com:443" in world.forwarder.tunnels
+    assert world.fake.received[-1].path.startswith(f"/openai/deployments/{deployment}/chat/completions")
+    assert ("stream_options" in json.loads(world.fake.received[-1].body)) is usage_counted
+    assert not chunks[0].choices and chunks[0].model_extra  # Azure's opening chunk reached the client
+    assert chunks[0].model_extra is not None and "prompt_filter_results" in chunks[0].model_extra
+    assert all(chunk.usage is None for chunk in chunks)
+    (span,) = spans_for(world, deployment)
+    assert span.attributes["gen_ai.provider.name"] == "azure.ai.openai"
+    assert span.attributes["gen_ai.response.model"] == "gpt-4o-mini-2024-07-18"
+    assert span.attributes["openai.api_key.masked"] == f"...{AZURE_KEY[-4:]}"
+    assert ("gen_ai.usage.input_tokens" in span.attributes) is usage_counted
+    assert "error.type" not in span.attributes
 
 
 # --- options and lifecycle ----------------------------------------------------------------

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs
 
 import brotli
 import yaml
@@ -335,26 +336,42 @@ class _Handler(BaseHTTPRequestHandler):
             status, _, code = headers["x-fake-error"].partition(":")
             error = {"error": {"message": f"fake {code}", "type": "invalid_request_error", "param": None, "code": code}}
             self._send_whole(int(status), "application/json", compact(error).encode(), encoding)
-        elif self.path.split("?")[0].endswith("/chat/completions"):
-            self._chat(body, headers, encoding)
         else:
-            self._send_whole(
-                404, "application/json", b'{"error":{"message":"unknown path","code":"not_found"}}', "identity"
-            )
+            self._synthesize(json.loads(body or b"{}"), headers, encoding)
 
-    def _chat(self, body: bytes, headers: dict[str, str], encoding: str) -> None:
-        request = json.loads(body)
-        script = ChatScript(
-            request,
-            chunks=int(headers.get("x-fake-chunks", 4)),
-            cached_tokens=int(headers.get("x-fake-cached-tokens", 0)),
-            reasoning_tokens=int(headers.get("x-fake-reasoning-tokens", 0)),
-        )
-        if request.get("stream") is True:
-            delay = int(headers.get("x-fake-chunk-delay-ms", 5)) / 1000
-            self._send_stream(script.stream_events(), delay, encoding, script.response_id)
+    def _synthesize(self, request: dict[str, Any], headers: dict[str, str], encoding: str) -> None:
+        route, _, query = self.path.partition("?")
+        route = route.rstrip("/")
+        azure = "/openai/deployments/" in route
+        api_version = (parse_qs(query).get("api-version") or [""])[0]
+        if azure and "stream_options" in request and api_version < "2024-09-01":
+            error = {"error": {"code": "BadRequest", "message": "Unrecognized request argument: stream_options"}}
+            self._send_whole(400, "application/json", compact(error).encode(), "identity")
+            return
+        knobs = {
+            "chunks": int(headers.get("x-fake-chunks", 4)),
+            "cached_tokens": int(headers.get("x-fake-cached-tokens", 0)),
+            "reasoning_tokens": int(headers.get("x-fake-reasoning-tokens", 0)),
+        }
+        delay = int(headers.get("x-fake-chunk-delay-ms", 5)) / 1000
+        streamed = request.get("stream") is True
+        if route.endswith("/embeddings"):
+            self._send_whole(200, "application/json", compact(embeddings_answer(request)).encode(), encoding)
+        elif route.endswith("/responses"):
+            answer = ResponsesScript(request, **knobs)
+            if streamed:
+                self._send_stream(answer.stream_events(), delay, encoding, answer.response()["id"])
+            else:
+                self._send_whole(200, "application/json", compact(answer.response()).encode(), encoding)
+        elif route.endswith("/completions"):
+            script = ChatScript(request, legacy=not route.endswith("/chat/completions"), azure=azure, **knobs)
+            if streamed:
+                self._send_stream(script.stream_events(), delay, encoding, script.response_id)
+            else:
+                self._send_whole(200, "application/json", compact(script.completion()).encode(), encoding)
         else:
-            self._send_whole(200, "application/json", compact(script.completion()).encode(), encoding)
+            not_found = b'{"error":{"message":"unknown path","code":"not_found"}}'
+            self._send_whole(404, "application/json", not_found, "identity")
 
     def _replay(self, name: str, headers: dict[str, str], encoding: str) -> None:
         recorded = load_fixture(name)["response"]
