@@ -11,6 +11,7 @@ parses the OpenAI wire format; `telemetry` owns OpenTelemetry.
 
 import functools
 import logging
+import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -22,7 +23,7 @@ from mitmproxy.addonmanager import Loader
 
 import protocol
 from pricing import PriceTable
-from protocol import ApiRequest, Endpoint, EventStream, Exchange, HostRule
+from protocol import ApiRequest, CapturedContent, Endpoint, EventStream, Exchange, HostRule
 from telemetry import ConfigurationError, Telemetry, get_telemetry
 
 log = logging.getLogger("genai")
@@ -38,6 +39,7 @@ DEFAULT_HOSTS = [
     "api.perplexity.ai=perplexity",
     "openrouter.ai=openrouter",
 ]
+CAPTURE_CONTENT_VARIABLE = "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"
 # Unknown models are named in the log once each, up to this many.
 MAX_UNPRICED_MODELS_LOGGED = 200
 # Trace context headers longer than this are not W3C-valid anyway; ignore them.
@@ -57,6 +59,7 @@ class InFlight:
     trace_headers: dict[str, str]
     usage_added: bool = False
     stream: EventStream | None = None
+    content: CapturedContent | None = None  # the prompt, when content capture is on
 
 
 @dataclass
@@ -153,6 +156,17 @@ class GenAITelemetry:
             """,
         )
         loader.add_option(
+            "genai_capture_content",
+            bool,
+            False,
+            f"""
+            Put prompts and completions on spans (gen_ai.input.messages, gen_ai.output.messages,
+            gen_ai.system_instructions), each text part cut at {protocol.MAX_PART_CHARS} characters.
+            Off: no prompt or completion text leaves the proxy. {CAPTURE_CONTENT_VARIABLE}=true
+            also turns it on.
+            """,
+        )
+        loader.add_option(
             "genai_legacy_metrics",
             bool,
             True,
@@ -171,6 +185,13 @@ class GenAITelemetry:
             self.telemetry = get_telemetry()
         except ConfigurationError as error:
             log.error("genai: telemetry is off: %s", error)
+
+    @property
+    def capture_content(self) -> bool:
+        return (
+            bool(ctx.options.genai_capture_content)
+            or os.environ.get(CAPTURE_CONTENT_VARIABLE, "").strip().lower() == "true"
+        )
 
     def done(self) -> None:
         """Flush telemetry when mitmproxy exits; on a script reload, keep the providers running."""
@@ -233,6 +254,7 @@ class GenAITelemetry:
             started_ns=time.time_ns(),
             trace_headers=trace_headers,
             usage_added=usage_added,
+            content=protocol.captured_input(endpoint, body) if self.capture_content else None,
         )
 
     @never_raises
@@ -244,7 +266,7 @@ class GenAITelemetry:
         content_type = flow.response.headers.get("content-type", "")
         if not content_type.lower().startswith("text/event-stream"):
             return
-        accumulator = protocol.stream_accumulator(state.endpoint, state.started)
+        accumulator = protocol.stream_accumulator(state.endpoint, state.started, state.content is not None)
         stream = EventStream(flow.response.headers.get("content-encoding"), accumulator)
         state.stream = stream
         flow.response.stream = StreamTap(stream, filtering=state.usage_added and stream.decodable)
@@ -259,11 +281,15 @@ class GenAITelemetry:
         if state.stream is not None:
             state.stream.finish(time.monotonic())
             result = state.stream.accumulator.result
+            if state.content is not None:
+                state.content.output_messages = state.stream.accumulator.output_messages()
             error_type = result.error_type or (str(status) if status >= 400 else None)
         else:
             body = flow.response.get_content(strict=False)
             result = protocol.parse_response(state.endpoint, body)
             error_type = protocol.error_type_for_status(status, body) if status >= 400 else None
+            if state.content is not None:
+                state.content.output_messages = protocol.captured_output(state.endpoint, body)
         self._finish(flow, state, result, status, error_type)
 
     @never_raises
@@ -305,6 +331,7 @@ class GenAITelemetry:
             else protocol.UpstreamInfo(),
         )
         exchange.cost_usd = self._cost(exchange)
+        exchange.content = state.content
         summary = protocol.summarize(exchange)
         flow.comment = summary
         if error_type is not None:

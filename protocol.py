@@ -516,13 +516,209 @@ def parse_upstream_headers(headers: Mapping[str, str]) -> UpstreamInfo:
     )
 
 
+# --- message content (opt-in) -------------------------------------------------------------
+
+# Longest text kept per message part, and the most parts kept, when content capture is on.
+MAX_PART_CHARS = 16_384
+MAX_PARTS = 256
+TRUNCATED = "…[truncated]"
+
+
+@dataclass
+class CapturedContent:
+    """Prompt and completion in the GenAI conventions' shape, as JSON strings for span attributes."""
+
+    system_instructions: str | None = None
+    input_messages: str | None = None
+    output_messages: str | None = None
+
+
+def _text_part(text: Any) -> dict[str, Any]:
+    content = str(text)
+    if len(content) > MAX_PART_CHARS:
+        content = content[:MAX_PART_CHARS] + TRUNCATED
+    return {"type": "text", "content": content}
+
+
+def _content_parts(content: Any) -> list[dict[str, Any]]:
+    """Chat or Responses content (a string or a list of typed parts) as convention parts."""
+    if isinstance(content, str):
+        return [_text_part(content)] if content else []
+    parts = []
+    for part in content if isinstance(content, list) else []:
+        if not isinstance(part, dict):
+            continue
+        kind = str(part.get("type", ""))
+        text = part.get("text", part.get("refusal"))
+        if isinstance(text, str):
+            parts.append(_text_part(text))
+        elif kind:  # images, audio, files: say what was there, not the data
+            parts.append({"type": kind[:64]})
+    return parts
+
+
+def _tool_call_part(call: dict[str, Any]) -> dict[str, Any]:
+    function = _object(call.get("function"))
+    return {
+        "type": "tool_call",
+        "id": _label(call.get("id") or call.get("call_id")),
+        "name": _label(function.get("name") or call.get("name")),
+        "arguments": str(function.get("arguments", call.get("arguments", "")))[:MAX_PART_CHARS],
+    }
+
+
+def _chat_input(messages: Any) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    system: list[dict[str, Any]] = []
+    inputs: list[dict[str, Any]] = []
+    for message in messages if isinstance(messages, list) else []:
+        if not isinstance(message, dict):
+            continue
+        role = str(message.get("role", "user"))
+        if role in ("system", "developer"):
+            system += _content_parts(message.get("content"))
+            continue
+        if role == "tool":
+            parts = [
+                {
+                    "type": "tool_call_response",
+                    "id": _label(message.get("tool_call_id")),
+                    "response": str(message.get("content", ""))[:MAX_PART_CHARS],
+                }
+            ]
+        else:
+            parts = _content_parts(message.get("content"))
+            parts += [_tool_call_part(c) for c in message.get("tool_calls") or [] if isinstance(c, dict)]
+        inputs.append({"role": role[:32], "parts": parts})
+    return system, inputs
+
+
+def _responses_input(data: dict[str, Any]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    system = _content_parts(data.get("instructions"))
+    items = data.get("input")
+    if isinstance(items, str):
+        return system, [{"role": "user", "parts": [_text_part(items)]}]
+    inputs: list[dict[str, Any]] = []
+    for item in items if isinstance(items, list) else []:
+        if not isinstance(item, dict):
+            continue
+        kind = item.get("type", "message")
+        if kind == "function_call_output":
+            response = str(item.get("output", ""))[:MAX_PART_CHARS]
+            part = {"type": "tool_call_response", "id": _label(item.get("call_id")), "response": response}
+            inputs.append({"role": "tool", "parts": [part]})
+        elif kind == "function_call":
+            inputs.append({"role": "assistant", "parts": [_tool_call_part(item)]})
+        elif kind == "message":
+            role = str(item.get("role", "user"))
+            if role in ("system", "developer"):
+                system += _content_parts(item.get("content"))
+            else:
+                inputs.append({"role": role[:32], "parts": _content_parts(item.get("content"))})
+    return system, inputs
+
+
+def _dump(value: list[dict[str, Any]]) -> str | None:
+    return json.dumps(value[:MAX_PARTS], ensure_ascii=False, separators=(",", ":")) if value else None
+
+
+def captured_input(endpoint: Endpoint, body: bytes | None) -> CapturedContent:
+    """System instructions and input messages of a request (chat, Responses, completions)."""
+    data = _load_json_object(body) or {}
+    if endpoint.api_type == "responses":
+        system, inputs = _responses_input(data)
+    elif endpoint.api_type == "completions":
+        prompt = data.get("prompt")
+        prompts = prompt if isinstance(prompt, list) else [prompt] if prompt else []
+        system, inputs = [], [{"role": "user", "parts": [_text_part(p) for p in prompts if isinstance(p, str)]}]
+    elif endpoint.api_type == "chat_completions":
+        system, inputs = _chat_input(data.get("messages"))
+    else:
+        return CapturedContent()
+    return CapturedContent(system_instructions=_dump(system), input_messages=_dump(inputs))
+
+
+def _responses_output(response: dict[str, Any]) -> list[dict[str, Any]]:
+    parts: list[dict[str, Any]] = []
+    for item in response.get("output") or []:
+        if not isinstance(item, dict):
+            continue
+        if item.get("type") == "message":
+            parts += _content_parts(item.get("content"))
+        elif str(item.get("type", "")).endswith("_call"):
+            parts.append(_tool_call_part(item))
+    reason = _responses_finish_reason(response)
+    return [{"role": "assistant", "parts": parts, "finish_reason": reason or "stop"}] if parts else []
+
+
+def captured_output(endpoint: Endpoint, body: bytes | None) -> str | None:
+    """The output messages of a plain (not streamed) response."""
+    data = _load_json_object(body) or {}
+    if endpoint.api_type == "responses":
+        return _dump(_responses_output(data))
+    messages = []
+    for choice in data.get("choices") or []:
+        if not isinstance(choice, dict):
+            continue
+        message = _object(choice.get("message"))
+        parts = _content_parts(message.get("content") if message else choice.get("text"))
+        parts += [_tool_call_part(c) for c in message.get("tool_calls") or [] if isinstance(c, dict)]
+        messages.append({"role": "assistant", "parts": parts, "finish_reason": choice.get("finish_reason") or "stop"})
+    return _dump(messages)
+
+
+class StreamedOutput:
+    """Reassembles streamed output from chat/completion deltas, within the part size cap."""
+
+    def __init__(self) -> None:
+        self._texts: dict[int, list[str]] = {}
+        self._sizes: dict[int, int] = {}
+        self._calls: dict[tuple[int, int], dict[str, Any]] = {}
+        self._reasons: dict[int, str] = {}
+
+    def add(self, choices: list[Any]) -> None:
+        for position, choice in enumerate(choices):
+            if not isinstance(choice, dict):
+                continue
+            index = _integer(choice.get("index"))
+            index = position if index is None else index
+            delta = _object(choice.get("delta"))
+            text = delta.get("content", choice.get("text"))
+            if isinstance(text, str) and text and self._sizes.get(index, 0) <= MAX_PART_CHARS:
+                self._texts.setdefault(index, []).append(text)
+                self._sizes[index] = self._sizes.get(index, 0) + len(text)
+            for call in delta.get("tool_calls") or []:
+                if isinstance(call, dict):
+                    slot = self._calls.setdefault((index, _integer(call.get("index")) or 0), {"arguments": ""})
+                    function = _object(call.get("function"))
+                    slot["id"] = slot.get("id") or call.get("id")
+                    slot["name"] = slot.get("name") or function.get("name")
+                    if len(slot["arguments"]) <= MAX_PART_CHARS:
+                        slot["arguments"] += str(function.get("arguments") or "")
+            if isinstance(choice.get("finish_reason"), str):
+                self._reasons[index] = choice["finish_reason"]
+
+    def messages(self) -> str | None:
+        indexes = sorted(set(self._texts) | {i for i, _ in self._calls} | set(self._reasons))
+        messages = []
+        for index in indexes:
+            parts = _content_parts("".join(self._texts.get(index, [])))
+            calls = sorted((k, v) for k, v in self._calls.items() if k[0] == index)
+            parts += [_tool_call_part(call) for _, call in calls]
+            messages.append({"role": "assistant", "parts": parts, "finish_reason": self._reasons.get(index, "stop")})
+        return _dump(messages)
+
+
 # --- streams ------------------------------------------------------------------------------
 
 
 class StreamAccumulator:
-    """Folds the events of one stream into an ApiResult and chunk timings."""
+    """Folds the events of one stream into an ApiResult and chunk timings.
 
-    def __init__(self, started: float) -> None:
+    With `capture_content`, it also keeps the output text (`output_messages()`).
+    """
+
+    def __init__(self, started: float, capture_content: bool = False) -> None:
+        self.capture_content = capture_content
         self.result = ApiResult()
         self.started = started
         self.time_to_first_chunk: float | None = None
@@ -540,6 +736,9 @@ class StreamAccumulator:
 
     def consume(self, event: SSEEvent, now: float) -> bool:
         """Record one event; True when it is the usage-only chunk that include_usage adds."""
+        raise NotImplementedError
+
+    def output_messages(self) -> str | None:
         raise NotImplementedError
 
 
@@ -563,9 +762,13 @@ def _delta_has_output(choice: dict[str, Any]) -> bool:
 class ChatStreamAccumulator(StreamAccumulator):
     """Chat completion and legacy completion streams: `data: {chunk}` … `data: [DONE]`."""
 
-    def __init__(self, started: float) -> None:
-        super().__init__(started)
+    def __init__(self, started: float, capture_content: bool = False) -> None:
+        super().__init__(started, capture_content)
         self._reasons: dict[int, str] = {}
+        self._output = StreamedOutput() if capture_content else None
+
+    def output_messages(self) -> str | None:
+        return self._output.messages() if self._output else None
 
     def consume(self, event: SSEEvent, now: float) -> bool:
         data = event.data
@@ -596,6 +799,8 @@ class ChatStreamAccumulator(StreamAccumulator):
         choices = chunk.get("choices")
         if not isinstance(choices, list):
             return False
+        if self._output is not None:
+            self._output.add(choices)
         reasons = _finish_reasons(choices)
         if reasons:
             self._reasons.update(reasons)
@@ -613,7 +818,15 @@ class ResponsesStreamAccumulator(StreamAccumulator):
     """Responses API streams: `event: <type>` / `data: {json}` pairs; usage in the terminal event.
 
     Only lifecycle, terminal and error events are parsed as JSON; a delta is known by its type.
+    The terminal event carries the whole response, so captured output is read from it.
     """
+
+    def __init__(self, started: float, capture_content: bool = False) -> None:
+        super().__init__(started, capture_content)
+        self._final_output: str | None = None
+
+    def output_messages(self) -> str | None:
+        return self._final_output
 
     def consume(self, event: SSEEvent, now: float) -> bool:
         kind = event.event
@@ -626,7 +839,10 @@ class ResponsesStreamAccumulator(StreamAccumulator):
         elif kind in _RESPONSE_LIFECYCLE or kind in _RESPONSE_TERMINAL:
             response = _object(_object(_load_json_object(event.data)).get("response"))
             _responses_result(response, self.result)
-            self.done = self.done or kind in _RESPONSE_TERMINAL
+            if kind in _RESPONSE_TERMINAL:
+                self.done = True
+                if self.capture_content:
+                    self._final_output = _dump(_responses_output(response))
         elif kind == "error":
             data = _object(_load_json_object(event.data))
             self.result.error_type = (
@@ -638,10 +854,10 @@ class ResponsesStreamAccumulator(StreamAccumulator):
         return False
 
 
-def stream_accumulator(endpoint: Endpoint, started: float) -> StreamAccumulator:
+def stream_accumulator(endpoint: Endpoint, started: float, capture_content: bool = False) -> StreamAccumulator:
     if endpoint.api_type == "responses":
-        return ResponsesStreamAccumulator(started)
-    return ChatStreamAccumulator(started)
+        return ResponsesStreamAccumulator(started, capture_content)
+    return ChatStreamAccumulator(started, capture_content)
 
 
 # `"usage":null` that include_usage adds to every chunk, as the last member of the object.
@@ -725,6 +941,7 @@ class Exchange:
     chunk_intervals_s: Sequence[float] = ()
     upstream: UpstreamInfo = field(default_factory=UpstreamInfo)
     cost_usd: float | None = None
+    content: CapturedContent | None = None  # only when content capture is on
     # W3C trace context headers the client sent (`traceparent`, `tracestate`).
     trace_headers: dict[str, str] = field(default_factory=dict)
 

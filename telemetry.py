@@ -237,6 +237,12 @@ def _span_attributes(exchange: Exchange, metric_attributes: Mapping[str, Any]) -
         "openai.ratelimit.reset_requests_s": limits.reset_requests_s,
         "openai.ratelimit.reset_tokens_s": limits.reset_tokens_s,
     }
+    if exchange.content is not None:
+        candidates |= {
+            "gen_ai.system_instructions": exchange.content.system_instructions,
+            "gen_ai.input.messages": exchange.content.input_messages,
+            "gen_ai.output.messages": exchange.content.output_messages,
+        }
     if usage is not None:
         candidates |= {
             "gen_ai.usage.input_tokens": usage.input_tokens,

@@ -453,3 +453,33 @@ def test_default_hosts_name_the_known_providers(context):
     for host, provider in expected.items():
         rule = protocol.match_host(metering.rules, host, 443)
         assert rule is not None and rule.provider == provider
+
+
+def test_content_is_captured_only_when_asked(context, sink, monkeypatch):
+    metering, tctx = context
+    secret_prompt = "my very private prompt"
+    body = {"model": "m", "messages": [{"role": "user", "content": secret_prompt}]}
+    answer = {
+        "model": "m",
+        "choices": [{"index": 0, "message": {"content": "private answer"}, "finish_reason": "stop"}],
+    }
+
+    def call() -> Any:
+        flow = chat_flow(body)
+        metering.request(flow)
+        flow.response = json_response(answer)
+        metering.response(flow)
+        return sink.finished_spans()[-1]
+
+    span = call()
+    assert not [k for k in span.attributes if k.startswith("gen_ai.") and "messages" in k]
+    assert secret_prompt not in str(dict(span.attributes))
+
+    tctx.configure(metering, genai_capture_content=True)
+    span = call()
+    assert json.loads(span.attributes["gen_ai.input.messages"])[0]["parts"][0]["content"] == secret_prompt
+    assert json.loads(span.attributes["gen_ai.output.messages"])[0]["parts"][0]["content"] == "private answer"
+
+    tctx.configure(metering, genai_capture_content=False)
+    monkeypatch.setenv("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", "true")
+    assert "gen_ai.input.messages" in call().attributes

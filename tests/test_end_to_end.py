@@ -32,6 +32,7 @@ SECRET = "Xw9Qm2Lk7Rt4Vb8Np3Hs6Jd1Fg5Zc0Ya"
 KEY = f"sk-proj-{SECRET}"
 MASKED = f"sk-proj-...{SECRET[-4:]}"
 TRACE_ID = "0af7651916cd43dd8448eb211c80319c"
+PRIVATE_PROMPT = "the launch code is swordfish"
 PARENT_ID = "b7ad6b7169203331"
 
 
@@ -471,6 +472,46 @@ def test_azure_openai_through_https_proxy(world: World, monkeypatch: pytest.Monk
     assert "error.type" not in span.attributes
 
 
+def test_compatible_host_is_metered_under_its_provider_without_rewrites(world: World, monkeypatch: pytest.MonkeyPatch):
+    """api.groq.com is on the default host list as provider groq, and not known to accept
+    include_usage: a stream that did not ask is left alone, one that asked is counted."""
+    monkeypatch.setenv("HTTPS_PROXY", world.regular.url)
+    monkeypatch.setenv("SSL_CERT_FILE", str(world.regular.ca_cert))
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    client = openai.OpenAI(base_url="https://api.groq.com/openai/v1", api_key="gsk_" + SECRET, max_retries=0)
+    list(client.chat.completions.create(model="e2e-groq", messages=messages(), stream=True))
+    assert "stream_options" not in json.loads(world.fake.received[-1].body)
+    asked = list(
+        client.chat.completions.create(
+            model="e2e-groq", messages=messages(), stream=True, stream_options={"include_usage": True}
+        )
+    )
+    usage = asked[-1].usage
+    assert usage is not None
+    wait_for_tokens(world, "e2e-groq", usage.prompt_tokens, usage.completion_tokens)
+    spans = spans_for(world, "e2e-groq", count=2)
+    assert {s.attributes["gen_ai.provider.name"] for s in spans} == {"groq"}
+    assert {s.attributes["server.address"] for s in spans} == {"api.groq.com"}
+
+
+def test_content_capture_puts_prompt_and_streamed_answer_on_the_span(world: World):
+    with Mitmdump(world.proxy_args("--set", "genai_capture_content=true"), world.env, world.tmp / "conf-cc") as proxy:
+        client = world.reverse_client(proxy)
+        stream = client.chat.completions.create(
+            model="e2e-content",
+            messages=[{"role": "system", "content": "Be brief."}, {"role": "user", "content": "capture me"}],
+            stream=True,
+        )
+        answer = "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
+        (span,) = spans_for(world, "e2e-content")
+    assert json.loads(span.attributes["gen_ai.system_instructions"]) == [{"type": "text", "content": "Be brief."}]
+    assert json.loads(span.attributes["gen_ai.input.messages"]) == [
+        {"role": "user", "parts": [{"type": "text", "content": "capture me"}]}
+    ]
+    output = json.loads(span.attributes["gen_ai.output.messages"])
+    assert output == [{"role": "assistant", "parts": [{"type": "text", "content": answer}], "finish_reason": "stop"}]
+
+
 # --- options and lifecycle ----------------------------------------------------------------
 
 
@@ -538,9 +579,10 @@ def test_a_dead_collector_costs_one_warning_and_exit_stays_under_3s(world: World
 
 
 def test_no_secret_anywhere(world: World):
-    """Runs last: the full key, or any 8 characters of its secret, is nowhere we export or log."""
+    """Runs last: the full key, or any 8 characters of its secret, is nowhere we export or log;
+    neither is a prompt, with content capture off."""
     client = world.reverse_client()
-    client.chat.completions.create(model="e2e-secret", messages=messages())
+    client.chat.completions.create(model="e2e-secret", messages=messages(PRIVATE_PROMPT))
     list(client.chat.completions.create(model="e2e-secret", messages=messages(), stream=True))
     with pytest.raises(openai.AuthenticationError):
         client.chat.completions.create(
@@ -556,6 +598,7 @@ def test_no_secret_anywhere(world: World):
         assert KEY not in text
         assert not [piece for piece in pieces if piece in text]
     assert "Traceback" not in logs and "Addon error" not in logs and "hook failed" not in logs
+    assert PRIVATE_PROMPT not in exported and PRIVATE_PROMPT not in logs  # content capture is off by default
 
 
 def test_an_unsupported_exporter_setting_stops_mitmdump_with_a_clear_message(world: World):

@@ -680,3 +680,108 @@ def test_hostile_rate_limit_and_request_id_headers_are_ignored():
         {"x-ratelimit-remaining-tokens": "9" * 40, "x-request-id": "<script>" * 30, "openai-processing-ms": "fast"}
     )
     assert info == protocol.UpstreamInfo()
+
+
+# --- content capture ----------------------------------------------------------------------
+
+
+def test_chat_input_becomes_system_instructions_and_messages():
+    body = json.dumps(
+        {
+            "messages": [
+                {"role": "system", "content": "Be brief."},
+                {
+                    "role": "user",
+                    "content": [
+                        {"type": "text", "text": "What is in"},
+                        {"type": "image_url", "image_url": {"url": "data:..."}},
+                    ],
+                },
+                {
+                    "role": "assistant",
+                    "tool_calls": [
+                        {"id": "call_1", "type": "function", "function": {"name": "look", "arguments": "{}"}}
+                    ],
+                },
+                {"role": "tool", "tool_call_id": "call_1", "content": "a cat"},
+            ]
+        }
+    ).encode()
+    content = protocol.captured_input(CHAT, body)
+    assert json.loads(content.system_instructions or "") == [{"type": "text", "content": "Be brief."}]
+    assert json.loads(content.input_messages or "") == [
+        {"role": "user", "parts": [{"type": "text", "content": "What is in"}, {"type": "image_url"}]},
+        {"role": "assistant", "parts": [{"type": "tool_call", "id": "call_1", "name": "look", "arguments": "{}"}]},
+        {"role": "tool", "parts": [{"type": "tool_call_response", "id": "call_1", "response": "a cat"}]},
+    ]
+
+
+def test_responses_input_and_instructions():
+    content = protocol.captured_input(RESPONSES, b'{"instructions":"Be brief.","input":"Say this is a test"}')
+    assert json.loads(content.system_instructions or "") == [{"type": "text", "content": "Be brief."}]
+    assert json.loads(content.input_messages or "") == [
+        {"role": "user", "parts": [{"type": "text", "content": "Say this is a test"}]}
+    ]
+
+
+def test_plain_outputs_of_recordings_are_captured():
+    chat = json.loads(protocol.captured_output(CHAT, body_of("test_chat_completion_tool_calls_no_content")) or "")
+    assert chat[0]["finish_reason"] == "tool_calls"
+    assert {part["type"] for part in chat[0]["parts"]} == {"tool_call"}
+    responses = json.loads(
+        protocol.captured_output(RESPONSES, body_of("test_responses_create_basic[content_mode0]")) or ""
+    )
+    assert responses == [
+        {
+            "role": "assistant",
+            "parts": [{"type": "text", "content": responses[0]["parts"][0]["content"]}],
+            "finish_reason": "stop",
+        }
+    ]
+    assert responses[0]["parts"][0]["content"]
+
+
+@pytest.mark.parametrize(
+    ("name", "endpoint"),
+    [
+        ("test_chat_completion_streaming", CHAT),
+        ("test_chat_completion_multiple_tools_streaming_with_content", CHAT),
+        ("test_chat_completion_multiple_choices_streaming", CHAT),
+        ("test_responses_create_streaming[content_mode0]", RESPONSES),
+    ],
+)
+def test_streamed_output_is_reassembled_from_the_deltas(name, endpoint):
+    text = body_of(name).decode()
+    stream = EventStream(None, protocol.stream_accumulator(endpoint, 0.0, capture_content=True))
+    for piece in split_randomly(text.encode(), 13):
+        stream.observe(piece, now=1)
+    messages = json.loads(stream.accumulator.output_messages() or "")
+    if endpoint == RESPONSES:
+        assert messages[0]["parts"][0]["content"] == "This is a test."
+        return
+    chunks = [json.loads(line[6:]) for line in text.splitlines() if line.startswith("data: {")]
+    for index, message in enumerate(messages):
+        expected_text = "".join(
+            c["choices"][0]["delta"].get("content") or ""
+            for c in chunks
+            if c["choices"] and c["choices"][0]["index"] == index
+        )
+        texts = [p["content"] for p in message["parts"] if p["type"] == "text"]
+        assert texts == ([expected_text] if expected_text else [])
+        calls = [p for p in message["parts"] if p["type"] == "tool_call"]
+        for call in calls:
+            assert json.loads(call["arguments"])  # arguments reassembled into valid JSON
+            assert call["name"] and call["id"]
+
+
+def test_captured_text_is_capped():
+    content = protocol.captured_input(
+        CHAT, json.dumps({"messages": [{"role": "user", "content": "x" * 100_000}]}).encode()
+    )
+    (message,) = json.loads(content.input_messages or "")
+    assert len(message["parts"][0]["content"]) == protocol.MAX_PART_CHARS + len(protocol.TRUNCATED)
+
+
+def test_without_capture_no_output_is_kept():
+    stream = run_stream([body_of("test_chat_completion_streaming")])
+    assert stream.accumulator.output_messages() is None
