@@ -380,12 +380,12 @@ class Telemetry:
             DURATION_BUCKETS,
         )
         self.rate_limit_gauges = {
-            field: meter.create_gauge(f"openai.ratelimit.{field}", unit="1", description=description)
-            for field, description in (
-                ("remaining_requests", "Requests left in the current rate-limit window."),
-                ("remaining_tokens", "Tokens left in the current rate-limit window."),
-                ("limit_requests", "Requests allowed per rate-limit window."),
-                ("limit_tokens", "Tokens allowed per rate-limit window."),
+            field: meter.create_gauge(f"openai.ratelimit.{field}", unit=unit, description=description)
+            for field, unit, description in (
+                ("remaining_requests", "{request}", "Requests left in the current rate-limit window."),
+                ("remaining_tokens", "{token}", "Tokens left in the current rate-limit window."),
+                ("limit_requests", "{request}", "Requests allowed per rate-limit window."),
+                ("limit_tokens", "{token}", "Tokens allowed per rate-limit window."),
             )
         }
         self.latest_experimental = _LatestExperimental(meter) if latest_experimental_opted_in() else None
