@@ -285,13 +285,8 @@ class _LatestExperimental:
         self.output_per_call = tokens(f"{prefix}.operation.output_tokens", "Output tokens of one call.")
         self.counters = {
             kind: meter.create_counter(f"{prefix}.usage.{kind}", unit="{token}", description=f"Tokens: {kind}.")
-            for kind in (
-                "input_tokens",
-                "output_tokens",
-                "cache_read.input_tokens",
-                "cache_write.input_tokens",
-                "reasoning.output_tokens",
-            )
+            # cache_write.input_tokens is left out: OpenAI's usage does not report cache writes.
+            for kind in ("input_tokens", "output_tokens", "cache_read.input_tokens", "reasoning.output_tokens")
         }
 
     def record(self, exchange: Exchange, attributes: Mapping[str, Any]) -> None:
