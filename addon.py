@@ -46,6 +46,12 @@ MAX_UNPRICED_MODELS_LOGGED = 200
 MAX_TRACE_HEADER_LENGTH = 512
 
 
+# The per-flow bookkeeping lives on the flow object itself, not in the addon instance: when
+# mitmproxy reloads this script, flows already in flight are finished by the new instance.
+# mitmproxy neither serializes nor copies such attributes, so saving flows (-w, mitmweb) is safe.
+IN_FLIGHT_ATTRIBUTE = "_genai_in_flight"
+
+
 @dataclass
 class InFlight:
     """Bookkeeping for one observed flow between its `request` and `response`/`error` hooks."""
@@ -89,6 +95,11 @@ class StreamTap:
         return chunk
 
 
+def in_flight(flow: http.HTTPFlow) -> InFlight | None:
+    """The bookkeeping of an observed flow, also one seen first by a previous load of this script."""
+    return getattr(flow, IN_FLIGHT_ATTRIBUTE, None)
+
+
 def never_raises[F: Callable[..., None]](hook: F) -> F:
     """Telemetry must never break traffic: a failing hook logs one line and returns."""
 
@@ -119,52 +130,52 @@ class GenAITelemetry:
         self.rules: list[HostRule] = [protocol.parse_host_rule(entry) for entry in DEFAULT_HOSTS]
         self.telemetry: Telemetry | None = None
         self.prices = PriceTable.load()
-        self.in_flight: dict[str, InFlight] = {}
         self._unpriced_logged: set[str] = set()
 
     def load(self, loader: Loader) -> None:
+        # Help texts are single lines: on a script reload mitmproxy keeps an option's value only
+        # if its help is unchanged, and it compares the raw text with a stored, cleaned-up copy.
         loader.add_option(
             "genai_hosts",
             Sequence[str],
             DEFAULT_HOSTS,
-            """
-            Hosts whose OpenAI-compatible API traffic is metered, as HOST[:PORT][=PROVIDER].
-            HOST may be a glob (*.example.com); PROVIDER becomes gen_ai.provider.name
-            (default: openai). Append ;stream_usage=on or ;stream_usage=off to decide per host
-            whether streamed requests may get stream_options.include_usage (default: on for
-            openai and for Azure api-versions that accept it). Setting this replaces the
-            default list.
-            """,
+            (
+                "Hosts whose OpenAI-compatible API traffic is metered, as HOST[:PORT][=PROVIDER]. HOST "
+                "may be a glob (*.example.com); PROVIDER becomes gen_ai.provider.name (default: openai). "
+                "Append ;stream_usage=on or ;stream_usage=off to decide per host whether streamed "
+                "requests may get stream_options.include_usage (default: on for openai and for Azure "
+                "api-versions that accept it). Setting this replaces the default list."
+            ),
         )
         loader.add_option(
             "genai_prices",
             Optional[str],  # type: ignore[arg-type]  # noqa: UP045 (mitmproxy's option types are typing forms)
             None,
-            """
-            A JSON price file that overrides or extends the built-in prices.json:
-            {"models": {"MODEL": {"input": USD, "cached_input": USD, "output": USD}}}, per 1M tokens.
-            """,
+            (
+                'A JSON price file that overrides or extends the built-in prices.json: {"models": '
+                '{"MODEL": {"input": USD, "cached_input": USD, "output": USD}}}, per 1M tokens.'
+            ),
         )
         loader.add_option(
             "genai_stream_usage",
             bool,
             True,
-            """
-            Ask the upstream for usage on streamed chat completions that did not ask for it
-            (stream_options.include_usage), and remove that extra chunk before the client sees it.
-            Off: such streams record no token counts.
-            """,
+            (
+                "Ask the upstream for usage on streamed chat completions that did not ask for it "
+                "(stream_options.include_usage), and remove that extra chunk before the client sees it. "
+                "Off: such streams record no token counts."
+            ),
         )
         loader.add_option(
             "genai_capture_content",
             bool,
             False,
-            f"""
-            Put prompts and completions on spans (gen_ai.input.messages, gen_ai.output.messages,
-            gen_ai.system_instructions), each text part cut at {protocol.MAX_PART_CHARS} characters.
-            Off: no prompt or completion text leaves the proxy. {CAPTURE_CONTENT_VARIABLE}=true
-            also turns it on.
-            """,
+            (
+                f"Put prompts and completions on spans (gen_ai.input.messages, gen_ai.output.messages, "
+                f"gen_ai.system_instructions), each text part cut at {protocol.MAX_PART_CHARS} characters. "
+                f"Off: no prompt or completion text leaves the proxy. {CAPTURE_CONTENT_VARIABLE}=true also "
+                f"turns it on."
+            ),
         )
         loader.add_option(
             "genai_legacy_metrics",
@@ -176,10 +187,10 @@ class GenAITelemetry:
             "genai_legacy_completion_id",
             bool,
             False,
-            """
-            Add the chat_completion_id attribute to the legacy counters, as the original product did.
-            Creates one time series per request: keep it off unless a dashboard needs it.
-            """,
+            (
+                "Add the chat_completion_id attribute to the legacy counters, as the original product "
+                "did. Creates one time series per request: keep it off unless a dashboard needs it."
+            ),
         )
         try:
             self.telemetry = get_telemetry()
@@ -245,7 +256,7 @@ class GenAITelemetry:
             for name in ("traceparent", "tracestate")
             if (value := req.headers.get(name)) and len(value) <= MAX_TRACE_HEADER_LENGTH
         }
-        self.in_flight[flow.id] = InFlight(
+        state = InFlight(
             rule=rule,
             endpoint=endpoint,
             request=api_request,
@@ -256,10 +267,11 @@ class GenAITelemetry:
             usage_added=usage_added,
             content=protocol.captured_input(endpoint, body) if self.capture_content else None,
         )
+        setattr(flow, IN_FLIGHT_ATTRIBUTE, state)
 
     @never_raises
     def responseheaders(self, flow: http.HTTPFlow) -> None:
-        state = self.in_flight.get(flow.id)
+        state = in_flight(flow)
         if state is None:
             return
         assert flow.response
@@ -273,7 +285,7 @@ class GenAITelemetry:
 
     @never_raises
     def response(self, flow: http.HTTPFlow) -> None:
-        state = self.in_flight.pop(flow.id, None)
+        state = vars(flow).pop(IN_FLIGHT_ATTRIBUTE, None)
         if state is None:
             return
         assert flow.response
@@ -294,7 +306,7 @@ class GenAITelemetry:
 
     @never_raises
     def error(self, flow: http.HTTPFlow) -> None:
-        state = self.in_flight.pop(flow.id, None)
+        state = vars(flow).pop(IN_FLIGHT_ATTRIBUTE, None)
         if state is None:
             return
         assert flow.error

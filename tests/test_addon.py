@@ -118,7 +118,7 @@ def test_plain_completion_is_recorded_and_summarized(context, sink):
     assert sink.metric_sum("tokens_counter", api_key="sk-proj-...gS0a") == usage["total_tokens"]
     assert flow.comment.startswith(f"chat {recorded['model']} · {usage['prompt_tokens']} in /")
     assert not flow.marked
-    assert metering.in_flight == {}
+    assert addon_module.in_flight(flow) is None
 
 
 def test_other_hosts_and_paths_are_not_touched(context, sink):
@@ -129,7 +129,7 @@ def test_other_hosts_and_paths_are_not_touched(context, sink):
         flow.response = json_response({"usage": {"prompt_tokens": 1, "completion_tokens": 1}})
         metering.response(flow)
         assert flow.request.content == before and not flow.comment
-    assert metering.in_flight == {}
+    assert addon_module.in_flight(flow) is None
     assert sink.finished_spans() == []
 
 
@@ -231,7 +231,8 @@ def test_compressed_request_bodies_are_not_rewritten(context):
     raw = flow.request.raw_content
     metering.request(flow)
     assert flow.request.raw_content == raw
-    assert metering.in_flight[flow.id].request.stream  # still observed, from the decoded body
+    state = addon_module.in_flight(flow)
+    assert state is not None and state.request.stream  # still observed, from the decoded body
 
 
 def test_http_errors_record_the_openai_error_code(context, sink):
@@ -268,7 +269,7 @@ def test_error_hook_records_the_failure_with_its_duration(context, sink, message
     (span,) = sink.finished_spans()
     assert span.attributes["error.type"] == expected
     assert sink.metric_sum("gen_ai.client.operation.duration", error__type=expected) > 0
-    assert metering.in_flight == {}
+    assert addon_module.in_flight(flow) is None
 
 
 def test_traceparent_from_the_client_becomes_the_parent(context, sink):
@@ -323,9 +324,13 @@ def test_keys_never_appear_unmasked_in_comments_logs_or_spans(context, sink, cap
         assert not any(piece in text for piece in pieces)
 
 
-def test_script_reload_keeps_the_providers(context, sink):
+def test_script_reload_keeps_the_providers_and_finishes_flows_in_flight(context, sink):
     """mitmproxy re-executes addon.py on reload; the sibling telemetry module stays imported."""
     metering, _ = context
+    started_before = chat_flow({**CHAT_REQUEST, "stream": True})
+    metering.request(started_before)
+    started_before.response = sse_response()
+    metering.responseheaders(started_before)
     metering.done()  # a reload calls done() on the old instance; the process is not exiting
     spec = importlib.util.spec_from_file_location("addon_reloaded", addon_module.__file__)
     assert spec and spec.loader
@@ -334,11 +339,18 @@ def test_script_reload_keeps_the_providers(context, sink):
     (reloaded,) = reloaded_module.addons
     with taddons.context(reloaded):
         assert reloaded.telemetry is metering.telemetry is sink.telemetry
+        upstream = "".join(ChatScript(json.loads(started_before.request.content or b"")).stream_events()).encode()
+        assert callable(started_before.response.stream)
+        started_before.response.stream(upstream)
+        started_before.response.stream(b"")
+        reloaded.response(started_before)  # finished by the new instance
         flow = chat_flow()
         reloaded.request(flow)
         flow.response = json_response({"model": "m", "usage": {"prompt_tokens": 1, "completion_tokens": 1}})
         reloaded.response(flow)
-    assert len(sink.finished_spans()) == 1
+    spans = sink.finished_spans()
+    assert len(spans) == 2
+    assert spans[0].attributes["gen_ai.usage.output_tokens"] == 4
 
 
 def test_compressed_json_responses_are_read(context, sink):
@@ -364,7 +376,8 @@ def test_azure_streams_get_include_usage_only_on_api_versions_that_accept_it(con
     flow.request.headers["api-key"] = "0123456789abcdef0123456789abcdef"
     metering.request(flow)
     assert ("stream_options" in json.loads(flow.request.content or b"")) is rewritten
-    state = metering.in_flight[flow.id]
+    state = addon_module.in_flight(flow)
+    assert state is not None
     assert state.rule.provider == "azure.ai.openai"
     assert state.endpoint.deployment == "prod-gpt"
     assert state.api_key == "...cdef"

@@ -547,6 +547,45 @@ def test_legacy_completion_id_option_and_legacy_off(world: World):
     assert not world.receiver.latest("tokens_counter", model="e2e-legacy-off")
 
 
+def test_script_reload_while_a_stream_flows_loses_nothing_and_duplicates_nothing(world: World):
+    with Mitmdump(world.proxy_args(), world.env, world.tmp / "conf-reload") as proxy:
+        client = world.reverse_client(proxy)
+        stream = client.chat.completions.create(
+            model="e2e-reload-stream",
+            messages=messages(),
+            stream=True,
+            extra_headers={"x-fake-chunks": "15", "x-fake-chunk-delay-ms": "100"},
+        )
+        received = [next(stream)]
+        os.utime(ROOT / "addon.py")  # what saving the file does: mitmproxy reloads the script
+        proxy.wait_for_line(r"Loading script .*addon\.py", timeout=5)
+        deadline = time.monotonic() + 5
+        while sum("Loading script" in line for line in proxy.lines) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert sum("Loading script" in line for line in proxy.lines) == 2, proxy.output
+        received += list(stream)
+        after = client.chat.completions.create(model="e2e-reload-after", messages=messages())
+        assert after.usage is not None
+        wait_for_tokens(world, "e2e-reload-after", after.usage.prompt_tokens, after.usage.completion_tokens)
+        (streamed_span,) = spans_for(world, "e2e-reload-stream")
+        time.sleep(0.5)  # room for a duplicate span or a doubled export to show up
+        client.close()
+    assert streamed_span.attributes["gen_ai.usage.output_tokens"] == 15
+    assert (
+        len([s for s in world.receiver.spans() if s.attributes.get("gen_ai.request.model") == "e2e-reload-after"]) == 1
+    )
+    assert tokens(world, "e2e-reload-after", "input") == after.usage.prompt_tokens  # one set of instruments
+    assert_no_addon_failure(proxy.output)
+    assert "Over-riding existing option" not in proxy.output  # options keep their --set values
+
+
+def assert_no_addon_failure(output: str) -> None:
+    """No traceback through our modules, no guarded hook failure, no mitmproxy addon error."""
+    for module in ("addon.py", "protocol.py", "sse.py", "telemetry.py", "pricing.py"):
+        assert f'{module}", line' not in output, output
+    assert "hook failed" not in output and "Addon error" not in output, output
+
+
 def unused_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
