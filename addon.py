@@ -204,6 +204,14 @@ class GenAITelemetry:
             or os.environ.get(CAPTURE_CONTENT_VARIABLE, "").strip().lower() == "true"
         )
 
+    def running(self) -> None:
+        listen_host = ctx.options.listen_host
+        if listen_host in ("", "0.0.0.0", "::") and not ctx.options.proxyauth:
+            log.warning(
+                "genai: mitmproxy listens on all interfaces without proxy authentication: anyone who "
+                "can reach it can use it and read the traffic. Use --listen-host 127.0.0.1 or --proxyauth."
+            )
+
     def done(self) -> None:
         """Flush telemetry when mitmproxy exits; on a script reload, keep the providers running."""
         if self.telemetry is not None and ctx.master.should_exit.is_set():

@@ -49,6 +49,8 @@ SHUTDOWN_BUDGET_S = 2.0
 TOKEN_BUCKETS = [4**i for i in range(14)]  # 1, 4, 16, ... 67108864
 DURATION_BUCKETS = [0.01 * 2**i for i in range(14)]  # 0.01 ... 81.92
 COST_BUCKETS = [0.00001 * 4**i for i in range(13)]  # $0.00001 ... $167
+MAX_DISTINCT_VALUES = 500
+OVERFLOW_VALUE = "_OTHER"
 
 EXPORTER_CHOICES = ("otlp", "console", "none")
 
@@ -186,20 +188,46 @@ def _quiet_exporter_logs() -> None:
     logging.getLogger("opentelemetry.exporter.otlp.proto.grpc").setLevel(logging.CRITICAL)
 
 
-def _attributes(exchange: Exchange) -> dict[str, Any]:
+class BoundedValues:
+    """At most `limit` distinct values per metric attribute; newcomers after that become `_OTHER`.
+
+    Model names, error codes, glob-matched hosts and keys come from clients or upstreams: without
+    a bound, a hostile client could create one time series per request.
+    """
+
+    def __init__(self, limit: int = MAX_DISTINCT_VALUES) -> None:
+        self.limit = limit
+        self._seen: dict[str, set[str]] = {}
+
+    def __call__(self, key: str, value: str) -> str:
+        seen = self._seen.setdefault(key, set())
+        if value in seen:
+            return value
+        if len(seen) < self.limit:
+            seen.add(value)
+            return value
+        if len(seen) == self.limit:
+            seen.add(OVERFLOW_VALUE)
+            log.warning(
+                "More than %d distinct values of %s; further ones are recorded as %s.", self.limit, key, OVERFLOW_VALUE
+            )
+        return OVERFLOW_VALUE
+
+
+def _attributes(exchange: Exchange, bounded: BoundedValues) -> dict[str, Any]:
     """The low-cardinality attributes every metric of an exchange carries."""
     attributes: dict[str, Any] = {
         "gen_ai.operation.name": exchange.operation,
         "gen_ai.provider.name": exchange.provider,
-        "server.address": exchange.server_address,
+        "server.address": bounded("server.address", exchange.server_address),
         "server.port": exchange.server_port,
     }
     if exchange.request_model:
-        attributes["gen_ai.request.model"] = exchange.request_model
+        attributes["gen_ai.request.model"] = bounded("gen_ai.request.model", exchange.request_model)
     if exchange.result.response_model:
-        attributes["gen_ai.response.model"] = exchange.result.response_model
+        attributes["gen_ai.response.model"] = bounded("gen_ai.response.model", exchange.result.response_model)
     if exchange.error_type:
-        attributes["error.type"] = exchange.error_type
+        attributes["error.type"] = bounded("error.type", exchange.error_type)
     return attributes
 
 
@@ -333,6 +361,7 @@ class Telemetry:
         self.meter_provider = MeterProvider(resource=resource, metric_readers=metric_readers, shutdown_on_exit=False)
         self._tracer = self.tracer_provider.get_tracer(SCOPE_NAME)
         self._propagator = TraceContextTextMapPropagator()
+        self.bounded = BoundedValues()
 
         meter = self.meter_provider.get_meter(SCOPE_NAME)
 
@@ -398,7 +427,7 @@ class Telemetry:
 
     def record(self, exchange: Exchange, *, legacy_metrics: bool, legacy_completion_id: bool) -> None:
         """Record one finished exchange as metrics and a span. Cheap: no I/O happens here."""
-        attributes = _attributes(exchange)
+        attributes = _attributes(exchange, self.bounded)
         self.operation_duration.record(exchange.duration_s, attributes)
         if exchange.time_to_first_chunk_s is not None:
             self.time_to_first_chunk.record(exchange.time_to_first_chunk_s, attributes)
@@ -427,10 +456,10 @@ class Telemetry:
         if not limits.known():
             return
         attributes = {
-            "gen_ai.request.model": exchange.request_model or "unknown",
+            "gen_ai.request.model": self.bounded("gen_ai.request.model", exchange.request_model or "unknown"),
             "gen_ai.provider.name": exchange.provider,
-            "server.address": exchange.server_address,
-            "openai.api_key.masked": exchange.api_key,
+            "server.address": self.bounded("server.address", exchange.server_address),
+            "openai.api_key.masked": self.bounded("openai.api_key.masked", exchange.api_key),
         }
         for field, gauge in self.rate_limit_gauges.items():
             value = getattr(limits, field)
@@ -440,7 +469,10 @@ class Telemetry:
     def _record_legacy(self, exchange: Exchange, with_completion_id: bool) -> None:
         usage = exchange.usage
         assert usage is not None
-        attributes = {"model": exchange.request_model or "unknown", "api_key": exchange.api_key}
+        attributes = {
+            "model": self.bounded("gen_ai.request.model", exchange.request_model or "unknown"),
+            "api_key": self.bounded("openai.api_key.masked", exchange.api_key),
+        }
         if with_completion_id and exchange.result.response_id:
             attributes["chat_completion_id"] = exchange.result.response_id
         total = usage.total_tokens

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from mitmproxy import exceptions, http
+from mitmproxy.addons.proxyauth import ProxyAuth
 from mitmproxy.test import taddons, tflow, tutils
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -496,3 +497,15 @@ def test_content_is_captured_only_when_asked(context, sink, monkeypatch):
     tctx.configure(metering, genai_capture_content=False)
     monkeypatch.setenv("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", "true")
     assert "gen_ai.input.messages" in call().attributes
+
+
+@pytest.mark.parametrize(
+    ("listen_host", "proxyauth", "warned"),
+    [("", None, True), ("0.0.0.0", None, True), ("127.0.0.1", None, False), ("", "user:pass", False)],
+)
+def test_a_warning_when_listening_on_all_interfaces_without_auth(sink, caplog, listen_host, proxyauth, warned):
+    metering = addon_module.GenAITelemetry()
+    with taddons.context(metering, ProxyAuth()) as tctx:
+        tctx.configure(metering, listen_host=listen_host, proxyauth=proxyauth)
+        metering.running()
+    assert ("listens on all interfaces without proxy authentication" in caplog.text) is warned

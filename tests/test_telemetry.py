@@ -423,3 +423,19 @@ def test_embeddings_spans_carry_their_parameters(sink):
     assert span.attributes["gen_ai.request.encoding_formats"] == ("base64",)
     tokens = {attrs["gen_ai.token.type"] for _, _, attrs, _ in points(reader)["gen_ai.client.token.usage"]}
     assert tokens == {"input"}
+
+
+def test_hostile_model_names_cannot_create_unbounded_series(caplog):
+    reader = InMemoryMetricReader()
+    instance = Telemetry(span_exporters=[], metric_readers=[reader])
+    instance.bounded.limit = 5
+    for i in range(50):
+        result = ApiResult(response_model=f"resp-{i}", usage=Usage(1, 1))
+        record(instance, make_exchange(request=ApiRequest(model=f"random-{i}"), result=result, api_key=f"sk-...{i:04d}"))
+    found = points(reader)
+    models = {attrs["gen_ai.request.model"] for _, _, attrs, _ in found["gen_ai.client.operation.duration"]}
+    assert models == {f"random-{i}" for i in range(5)} | {"_OTHER"}
+    legacy_keys = {attrs["api_key"] for _, _, attrs, _ in found["tokens_counter"]}
+    assert len(legacy_keys) == 6
+    assert sum(point.count for _, _, _, point in found["gen_ai.client.operation.duration"]) == 50  # nothing lost
+    assert caplog.text.count("distinct values of gen_ai.request.model") == 1
