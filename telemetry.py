@@ -11,6 +11,7 @@ import logging
 import os
 import threading
 import uuid
+from collections import deque
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -50,6 +51,8 @@ TOKEN_BUCKETS = [4**i for i in range(14)]  # 1, 4, 16, ... 67108864
 DURATION_BUCKETS = [0.01 * 2**i for i in range(14)]  # 0.01 ... 81.92
 COST_BUCKETS = [0.00001 * 4**i for i in range(13)]  # $0.00001 ... $167
 MAX_DISTINCT_VALUES = 500
+# Spans kept while the collector is down (the newest win): about 2 KB each.
+MAX_QUEUED_SPANS = 2048
 OVERFLOW_VALUE = "_OTHER"
 
 EXPORTER_CHOICES = ("otlp", "console", "none")
@@ -78,9 +81,10 @@ def _endpoint(signal: str) -> str:
 class _OutageLog:
     """One warning when a collector stops accepting data, one note when it is back."""
 
-    def __init__(self, signal: str, endpoint: str) -> None:
+    def __init__(self, signal: str, endpoint: str, kept: str) -> None:
         self._signal = signal
         self._endpoint = endpoint
+        self._kept = kept
         self._down = False
 
     def report(self, ok: bool) -> None:
@@ -90,29 +94,43 @@ class _OutageLog:
         elif not ok and not self._down:
             self._down = True
             log.warning(
-                "OpenTelemetry collector at %s does not accept %s; traffic is unaffected, "
-                "this batch is dropped and export keeps retrying (set OTEL_EXPORTER_OTLP_ENDPOINT).",
+                "OpenTelemetry collector at %s does not accept %s; traffic is unaffected, %s "
+                "(set OTEL_EXPORTER_OTLP_ENDPOINT).",
                 self._endpoint,
                 self._signal,
+                self._kept,
             )
 
 
 class _GuardedSpanExporter(SpanExporter):
-    """Turns export failures and exceptions into `_OutageLog` reports."""
+    """Turns export failures into `_OutageLog` reports, and keeps failed spans for the next try.
+
+    At most `MAX_QUEUED_SPANS` wait (the newest); they go out with the next batch once the
+    collector accepts data again, so a short outage loses no span.
+    """
 
     def __init__(self, inner: SpanExporter, outage: _OutageLog) -> None:
         self._inner = inner
         self._outage = outage
+        self._waiting: deque[ReadableSpan] = deque(maxlen=MAX_QUEUED_SPANS)
+        self.dropped = 0
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        batch = [*self._waiting, *spans]
         try:
-            result = self._inner.export(spans)
+            result = self._inner.export(batch)
         except Exception:
             result = SpanExportResult.FAILURE
+        self._waiting.clear()
+        if result != SpanExportResult.SUCCESS:
+            self.dropped += max(len(batch) - MAX_QUEUED_SPANS, 0)
+            self._waiting.extend(batch)
         self._outage.report(result == SpanExportResult.SUCCESS)
         return result
 
     def shutdown(self) -> None:
+        if self._waiting:
+            self.export([])
         self._inner.shutdown()
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
@@ -153,7 +171,8 @@ def _span_exporters() -> list[SpanExporter]:
         else:
             from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
 
-            exporters.append(_GuardedSpanExporter(OTLPSpanExporter(), _OutageLog("spans", _endpoint("traces"))))
+            outage = _OutageLog("spans", _endpoint("traces"), f"up to {MAX_QUEUED_SPANS} spans wait for it")
+            exporters.append(_GuardedSpanExporter(OTLPSpanExporter(), outage))
     return exporters
 
 
@@ -166,7 +185,8 @@ def _metric_readers() -> list[MetricReader]:
         else:
             from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
 
-            exporter = _GuardedMetricExporter(OTLPMetricExporter(), _OutageLog("metrics", _endpoint("metrics")))
+            outage = _OutageLog("metrics", _endpoint("metrics"), "metrics are cumulative and catch up when it is back")
+            exporter = _GuardedMetricExporter(OTLPMetricExporter(), outage)
         readers.append(PeriodicExportingMetricReader(exporter))
     return readers
 

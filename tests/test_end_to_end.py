@@ -617,6 +617,54 @@ def test_a_dead_collector_costs_one_warning_and_exit_stays_under_3s(world: World
     assert "Traceback" not in proxy.output and "Addon error" not in proxy.output
 
 
+def test_spans_survive_a_collector_restart_and_the_outage_is_one_warning(world: World):
+    first = OTLPReceiver().start()
+    port = first.port
+    env = {**world.env, "OTEL_EXPORTER_OTLP_ENDPOINT": first.endpoint, "OTEL_EXPORTER_OTLP_TIMEOUT": "1"}
+    with Mitmdump(world.proxy_args(), env, world.tmp / "conf-restart") as proxy:
+        client = world.reverse_client(proxy)
+
+        def call(n: int) -> None:
+            for _ in range(n):
+                started = time.monotonic()
+                client.chat.completions.create(model="e2e-restart", messages=messages())
+                assert time.monotonic() - started < 1.5  # traffic is not held up by the outage
+
+        call(2)
+        first.wait_for(lambda: len(first.spans()) == 2)
+        first.stop()
+        call(3)  # exported while the collector is down
+        proxy.wait_for_line("does not accept spans", timeout=10)
+        second = OTLPReceiver(port=port).start()
+        try:
+            call(1)  # the next batch carries the waiting spans
+            second.wait_for(lambda: len(second.spans()) == 4, timeout=10)
+            proxy.wait_for_line("accepts spans again", timeout=10)
+        finally:
+            client.close()
+            second.stop()
+    assert len([line for line in proxy.lines if "does not accept spans" in line]) == 1, proxy.output
+    assert_no_addon_failure(proxy.output)
+
+
+def test_a_slow_collector_does_not_slow_the_traffic(world: World):
+    slow = OTLPReceiver(delay=2.0).start()
+    env = {**world.env, "OTEL_EXPORTER_OTLP_ENDPOINT": slow.endpoint, "OTEL_BSP_SCHEDULE_DELAY": "50"}
+    try:
+        with Mitmdump(world.proxy_args(), env, world.tmp / "conf-slow") as proxy:
+            client = world.reverse_client(proxy)
+            durations = []
+            for _ in range(8):
+                started = time.monotonic()
+                list(client.chat.completions.create(model="e2e-slow", messages=messages(), stream=True))
+                durations.append(time.monotonic() - started)
+            client.close()
+        assert max(durations) < 1.0, durations  # each export takes 2 s; no call waits for one
+        assert proxy.exit_seconds is not None and proxy.exit_seconds < 3
+    finally:
+        slow.stop()
+
+
 def test_no_secret_anywhere(world: World):
     """Runs last: the full key, or any 8 characters of its secret, is nowhere we export or log;
     neither is a prompt, with content capture off."""

@@ -260,7 +260,7 @@ class FailingExporter(SpanExporter):
 
 def test_an_outage_is_one_warning_and_recovery_one_note(caplog):
     inner = FailingExporter()
-    guarded = telemetry._GuardedSpanExporter(inner, telemetry._OutageLog("spans", "http://collector:4317"))
+    guarded = telemetry._GuardedSpanExporter(inner, telemetry._OutageLog("spans", "http://collector:4317", "kept"))
     with caplog.at_level(logging.INFO, logger="genai.telemetry"):
         results = [guarded.export([]) for _ in range(4)]
         inner.ok = True
@@ -275,7 +275,7 @@ def test_the_metric_guard_keeps_the_inner_exporters_preferences():
     from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
 
     inner = OTLPMetricExporter(endpoint="http://127.0.0.1:9")
-    guarded = telemetry._GuardedMetricExporter(inner, telemetry._OutageLog("metrics", "x"))
+    guarded = telemetry._GuardedMetricExporter(inner, telemetry._OutageLog("metrics", "x", "kept"))
     assert guarded._preferred_temporality == inner._preferred_temporality
     inner.shutdown()
     assert guarded.export(None, timeout_millis=10) == MetricExportResult.FAILURE  # type: ignore[arg-type]
@@ -431,7 +431,9 @@ def test_hostile_model_names_cannot_create_unbounded_series(caplog):
     instance.bounded.limit = 5
     for i in range(50):
         result = ApiResult(response_model=f"resp-{i}", usage=Usage(1, 1))
-        record(instance, make_exchange(request=ApiRequest(model=f"random-{i}"), result=result, api_key=f"sk-...{i:04d}"))
+        record(
+            instance, make_exchange(request=ApiRequest(model=f"random-{i}"), result=result, api_key=f"sk-...{i:04d}")
+        )
     found = points(reader)
     models = {attrs["gen_ai.request.model"] for _, _, attrs, _ in found["gen_ai.client.operation.duration"]}
     assert models == {f"random-{i}" for i in range(5)} | {"_OTHER"}
@@ -439,3 +441,30 @@ def test_hostile_model_names_cannot_create_unbounded_series(caplog):
     assert len(legacy_keys) == 6
     assert sum(point.count for _, _, _, point in found["gen_ai.client.operation.duration"]) == 50  # nothing lost
     assert caplog.text.count("distinct values of gen_ai.request.model") == 1
+
+
+class RecordingExporter(SpanExporter):
+    def __init__(self) -> None:
+        self.up = True
+        self.received: list[str] = []
+
+    def export(self, spans: Any) -> SpanExportResult:
+        if not self.up:
+            return SpanExportResult.FAILURE
+        self.received += [span.name for span in spans]
+        return SpanExportResult.SUCCESS
+
+
+def test_spans_of_failed_exports_are_sent_when_the_collector_is_back(monkeypatch):
+    monkeypatch.setattr(telemetry, "MAX_QUEUED_SPANS", 3)
+    inner = RecordingExporter()
+    guarded = telemetry._GuardedSpanExporter(inner, telemetry._OutageLog("spans", "x", "kept"))
+    spans = [type("S", (), {"name": f"s{i}"})() for i in range(6)]
+    guarded.export(spans[:1])
+    inner.up = False
+    guarded.export(spans[1:3])
+    guarded.export(spans[3:5])  # 4 waiting, only the newest 3 are kept
+    inner.up = True
+    guarded.export(spans[5:])
+    assert inner.received == ["s0", "s2", "s3", "s4", "s5"]
+    assert guarded.dropped == 1

@@ -64,8 +64,10 @@ class ExportedSpan:
 
 
 class OTLPReceiver(metrics_service_pb2_grpc.MetricsServiceServicer, trace_service_pb2_grpc.TraceServiceServicer):
-    def __init__(self, port: int = 0, on_export: Callable[[str], None] | None = None) -> None:
+    def __init__(self, port: int = 0, on_export: Callable[[str], None] | None = None, delay: float = 0) -> None:
+        """`delay`: seconds each export waits before it is answered (a slow collector)."""
         self._lock = threading.Lock()
+        self._delay = delay
         self.metric_requests: list[metrics_service_pb2.ExportMetricsServiceRequest] = []
         self.trace_requests: list[trace_service_pb2.ExportTraceServiceRequest] = []
         self._on_export = on_export
@@ -86,6 +88,7 @@ class OTLPReceiver(metrics_service_pb2_grpc.MetricsServiceServicer, trace_servic
         self._server.stop(grace=0.5).wait(2)
 
     def Export(self, request: Any, context: Any) -> Any:  # noqa: N802 (gRPC method name)
+        time.sleep(self._delay)
         with self._lock:
             if isinstance(request, metrics_service_pb2.ExportMetricsServiceRequest):
                 self.metric_requests.append(request)
