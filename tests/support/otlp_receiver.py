@@ -84,8 +84,9 @@ class OTLPReceiver(metrics_service_pb2_grpc.MetricsServiceServicer, trace_servic
         self._server.start()
         return self
 
-    def stop(self) -> None:
-        self._server.stop(grace=0.5).wait(2)
+    def stop(self, grace: float | None = 0.5) -> None:
+        """Stop serving; `grace=None` refuses new exports at once, like a crashed collector."""
+        self._server.stop(grace=grace).wait(2)
 
     def Export(self, request: Any, context: Any) -> Any:  # noqa: N802 (gRPC method name)
         time.sleep(self._delay)
