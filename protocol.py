@@ -417,8 +417,42 @@ def _responses_result(response: dict[str, Any], result: ApiResult) -> ApiResult:
     return result
 
 
+# Above this size a JSON body is not parsed whole (that would stall mitmproxy's event loop, and
+# batch embeddings answers reach tens of MB): its head and tail are searched for the few
+# top-level members telemetry needs. OpenAI puts `usage` last and `id`/`model` first or last.
+LARGE_BODY = 1024 * 1024
+_EDGE = 64 * 1024
+_SUMMARY_MEMBER = re.compile(r'"(id|model|usage|system_fingerprint|service_tier|status)"\s*:\s*')
+
+
+def _members_near_edges(body: bytes) -> dict[str, Any]:
+    """Summary members found in the body's head and tail, JSON-decoded.
+
+    A key's quoted name followed by a colon cannot occur inside a JSON string (its quotes would
+    be escaped), so each match is a real member. Top-level `id` and `model` come before nested
+    ones (tool calls have ids too), so the head's first match wins; `usage` is the last member,
+    so the tail's last match wins for it.
+    """
+    decoder = json.JSONDecoder()
+    found: dict[str, Any] = {}
+    for edge, is_tail in ((body[:_EDGE], False), (body[-_EDGE:], True)):
+        text = edge.decode("utf-8", "replace")
+        for match in _SUMMARY_MEMBER.finditer(text):
+            name = match.group(1)
+            if name in found and not (is_tail and name == "usage"):
+                continue
+            try:
+                found[name], _ = decoder.raw_decode(text, match.end())
+            except ValueError:
+                continue
+    return found
+
+
 def parse_response(endpoint: Endpoint, body: bytes | None) -> ApiResult:
-    data = _load_json_object(body)
+    if body is not None and len(body) > LARGE_BODY:
+        data: dict[str, Any] | None = _members_near_edges(body)
+    else:
+        data = _load_json_object(body)
     if data is None:
         return ApiResult()
     if endpoint.api_type == "responses" and set(data) - {"error"}:  # a response object, not an error envelope

@@ -8,6 +8,7 @@ its own model name, so its metrics can be told apart in the shared receiver.
 """
 
 import functools
+import http.client
 import json
 import os
 import socket
@@ -24,7 +25,7 @@ import pytest
 
 from tests.support.certs import PKI, make_pki
 from tests.support.connect_forwarder import ConnectForwarder
-from tests.support.fake_openai import FIXTURES, ChatScript, FakeOpenAI, load_fixture
+from tests.support.fake_openai import FIXTURES, ChatScript, FakeOpenAI, load_fixture, raw_scenario
 from tests.support.mitmdump import MITMDUMP, ROOT, Mitmdump
 from tests.support.otlp_receiver import SPAN_KIND_CLIENT, OTLPReceiver
 
@@ -422,6 +423,70 @@ def test_rate_limit_headroom_is_exported_as_gauges(world: World):
     (span,) = spans_for(world, "e2e-ratelimit")
     assert span.attributes["openai.request.id"].startswith("req_")
     assert span.attributes["openai.response.processing_ms"] == 42
+
+
+# --- upstream faults ----------------------------------------------------------------------
+
+# scenario → (error.type expected on the span, (input, output) tokens expected, complete body expected)
+FAULTS = {
+    "html_502": ("502", None, True),
+    "invalid_json": (None, None, True),
+    "no_content_type": (None, (3, 2), True),
+    "unknown_encoding": (None, None, True),
+    "stacked_encoding": (None, None, True),
+    "corrupt_gzip_stream": (None, None, True),
+    "corrupt_gzip_json": (None, None, True),
+    "comments_and_keepalives": (None, (11, 5), True),
+    "non_utf8": (None, (11, 5), True),
+    "every_byte_split": (None, (11, 5), True),
+    "truncated_stream": ("upstream_aborted", None, False),
+    "reset_mid_stream": ("upstream_aborted", None, False),
+    "stall": ("client_aborted", None, False),
+    "big_body": (None, (7, 3), True),
+    "long_stream": (None, (11, 100_000), True),
+}
+
+
+def raw_exchange(port: int, scenario: str, model: str, timeout: float) -> tuple[int, bytes]:
+    """POST through the proxy with the stdlib client; the raw body bytes received (not decoded)."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    body = json.dumps(
+        {"model": model, "messages": messages(), "stream": True, "stream_options": {"include_usage": True}}
+    )
+    headers = {"content-type": "application/json", "authorization": f"Bearer {KEY}", "x-fake-raw": scenario}
+    received = bytearray()
+    try:
+        connection.request("POST", "/v1/chat/completions", body=body, headers=headers)
+        response = connection.getresponse()
+        status = response.status
+        while piece := response.read1(1 << 20):
+            received += piece
+    except (http.client.IncompleteRead, ConnectionError, TimeoutError) as error:
+        if isinstance(error, http.client.IncompleteRead):
+            received += error.partial
+    finally:
+        connection.close()
+    return status, bytes(received)
+
+
+@pytest.mark.parametrize("scenario", list(FAULTS))
+def test_upstream_faults_reach_the_client_unchanged_and_are_recorded(world: World, scenario: str):
+    error_type, usage, complete = FAULTS[scenario]
+    model = f"e2e-fault-{scenario}"
+    expected = b"".join(raw_scenario(scenario).parts)
+    status, received = raw_exchange(world.reverse.port, scenario, model, timeout=1.5 if scenario == "stall" else 30)
+    assert status == raw_scenario(scenario).status
+    if complete:
+        assert received == expected
+    else:
+        assert received and expected.startswith(received)
+    (span,) = spans_for(world, model)
+    assert span.attributes.get("error.type") == error_type
+    if usage is None:
+        assert "gen_ai.usage.input_tokens" not in span.attributes
+    else:
+        assert (span.attributes["gen_ai.usage.input_tokens"], span.attributes["gen_ai.usage.output_tokens"]) == usage
+    assert_no_addon_failure(world.reverse.output)
 
 
 # --- regular mode -------------------------------------------------------------------------

@@ -785,3 +785,35 @@ def test_captured_text_is_capped():
 def test_without_capture_no_output_is_kept():
     stream = run_stream([body_of("test_chat_completion_streaming")])
     assert stream.accumulator.output_messages() is None
+
+
+def test_a_large_body_is_summarized_from_its_edges_without_a_full_parse(monkeypatch):
+    embeddings = json.loads(body_of("test_embeddings_with_batch_input"))
+    embeddings["data"] = embeddings["data"] * 40  # ~4 MB, like a real batch
+    body = json.dumps(embeddings).encode()
+    assert len(body) > protocol.LARGE_BODY
+
+    def no_full_parse(*args):
+        raise AssertionError("a large body must not be parsed whole")
+
+    monkeypatch.setattr(protocol, "_load_json_object", no_full_parse)
+    result = protocol.parse_response(EMBEDDINGS, body)
+    assert result.usage == Usage(
+        input_tokens=embeddings["usage"]["prompt_tokens"], total_tokens=embeddings["usage"]["total_tokens"]
+    )
+    assert result.response_model == embeddings["model"]
+
+
+def test_a_large_chat_body_keeps_its_id_and_usage():
+    answer = {
+        "id": "chatcmpl-big",
+        "model": "gpt-4o",
+        "choices": [{"index": 0, "message": {"content": "x" * 2_000_000}}],
+        "usage": {"prompt_tokens": 5, "completion_tokens": 500_000, "total_tokens": 500_005},
+    }
+    result = protocol.parse_response(CHAT, json.dumps(answer).encode())
+    assert (result.response_id, result.response_model, result.usage) == (
+        "chatcmpl-big",
+        "gpt-4o",
+        Usage(5, 500_000, 500_005),
+    )

@@ -10,6 +10,7 @@ as request headers (the SDK sends them with `extra_headers`):
 - `x-fake-error: STATUS:CODE`: answer with an OpenAI error body.
 - `x-fake-encoding: gzip|deflate|br|zstd`: compress the response body.
 - `x-fake-cached-tokens: N`, `x-fake-reasoning-tokens: N`: usage details.
+- `x-fake-raw: NAME`: a fault scenario written byte for byte (`raw_scenario`).
 
 Paths: `.../chat/completions`, `.../completions` (legacy), `.../responses`, `.../embeddings`, also
 under Azure's `/openai/deployments/{deployment}/` (which answer with AZURE_DEPLOYED_MODEL, open
@@ -19,11 +20,14 @@ streams with a `prompt_filter_results` chunk, and refuse `stream_options` before
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
 import json
 import re
+import socket
 import ssl
+import struct
 import threading
 import time
 import zlib
@@ -300,6 +304,79 @@ def encode_whole(body: bytes, encoding: str) -> bytes:
     return encode(body) + finish()
 
 
+def _usage_chunk(prompt: int, completion: int) -> str:
+    usage = {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+    return f"data: {compact({'id': 'chatcmpl-raw', 'model': 'raw-model', 'choices': [], 'usage': usage})}\n\n"
+
+
+def _content_chunk(text: str) -> str:
+    choice = {"index": 0, "delta": {"content": text}, "finish_reason": None}
+    return f"data: {compact({'id': 'chatcmpl-raw', 'model': 'raw-model', 'choices': [choice]})}\n\n"
+
+
+@dataclass
+class RawScenario:
+    """A response written byte for byte, for fault tests (`x-fake-raw: NAME`)."""
+
+    status: int
+    headers: dict[str, str]
+    parts: list[bytes]  # the body as sent, already encoded
+    ending: str = "complete"  # complete | close (mid-body) | reset (TCP RST mid-body) | stall (until the client leaves)
+    chunked: bool = True
+
+
+def raw_scenario(name: str) -> RawScenario:
+    """The named fault scenario; its `parts` are exactly the body bytes a client should receive."""
+    sse = {"content-type": "text/event-stream"}
+    events = [_content_chunk(word) for word in WORDS] + [_usage_chunk(11, 5), "data: [DONE]\n\n"]
+    stream = [event.encode() for event in events]
+    if name == "html_502":
+        return RawScenario(
+            502, {"content-type": "text/html"}, [b"<html><body>Bad gateway</body></html>"], chunked=False
+        )
+    if name == "invalid_json":
+        return RawScenario(
+            200, {"content-type": "application/json"}, [b'{"usage": {"prompt_tokens": 1,'], chunked=False
+        )
+    if name == "no_content_type":
+        body = compact({"model": "raw-model", "usage": {"prompt_tokens": 3, "completion_tokens": 2}}).encode()
+        return RawScenario(200, {}, [body], chunked=False)
+    if name == "unknown_encoding":
+        return RawScenario(200, {**sse, "content-encoding": "x-custom"}, stream)
+    if name == "stacked_encoding":
+        return RawScenario(
+            200, {**sse, "content-encoding": "gzip, br"}, [encode_whole(encode_whole(b"".join(stream), "gzip"), "br")]
+        )
+    if name == "corrupt_gzip_stream":
+        return RawScenario(200, {**sse, "content-encoding": "gzip"}, [b"\x1f\x8b\x08\x00garbage" * 20])
+    if name == "corrupt_gzip_json":
+        return RawScenario(
+            200, {"content-type": "application/json", "content-encoding": "gzip"}, [b"\x1f\x8bnot gzip"], chunked=False
+        )
+    if name == "truncated_stream":
+        return RawScenario(200, sse, [*stream[:3], b'data: {"id":"chatcmpl-raw","cho'], ending="close")
+    if name == "reset_mid_stream":
+        return RawScenario(200, sse, stream[:3], ending="reset")
+    if name == "stall":
+        return RawScenario(200, sse, stream[:2], ending="stall")
+    if name == "comments_and_keepalives":
+        parts = [b": keep-alive\n\n", b"data:" + stream[0][6:], b": ping\r\n\r\n", *stream[1:]]
+        return RawScenario(200, sse, parts)
+    if name == "non_utf8":
+        return RawScenario(200, sse, [b'data: {"choices":[{"delta":{"content":"\xff\xfe\xc3"}}]}\n\n', *stream])
+    if name == "every_byte_split":
+        joined = b"".join(stream)
+        return RawScenario(200, sse, [joined[i : i + 1] for i in range(len(joined))])
+    if name == "big_body":
+        filler = b"x" * (50 * 1024 * 1024)
+        body = b'{"model":"raw-model","filler":"' + filler + b'","usage":{"prompt_tokens":7,"completion_tokens":3}}'
+        return RawScenario(200, {"content-type": "application/json"}, [body], chunked=False)
+    if name == "long_stream":
+        many = [_content_chunk("x").encode()] * 100_000 + [_usage_chunk(11, 100_000).encode(), b"data: [DONE]\n\n"]
+        return RawScenario(200, sse, [b"".join(many[i : i + 1000]) for i in range(0, len(many), 1000)])
+    raise KeyError(name)
+
+
 @dataclass
 class ReceivedRequest:
     method: str
@@ -330,7 +407,9 @@ class _Handler(BaseHTTPRequestHandler):
         headers = {k.lower(): v for k, v in self.headers.items()}
         self.server.received.append(ReceivedRequest("POST", self.path, headers, body))
         encoding = headers.get("x-fake-encoding", "identity")
-        if "x-fake-fixture" in headers:
+        if "x-fake-raw" in headers:
+            self._send_raw(raw_scenario(headers["x-fake-raw"]))
+        elif "x-fake-fixture" in headers:
             self._replay(headers["x-fake-fixture"], headers, encoding)
         elif "x-fake-error" in headers:
             status, _, code = headers["x-fake-error"].partition(":")
@@ -372,6 +451,28 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             not_found = b'{"error":{"message":"unknown path","code":"not_found"}}'
             self._send_whole(404, "application/json", not_found, "identity")
+
+    def _send_raw(self, scenario: RawScenario) -> None:
+        self.close_connection = True
+        head = [f"HTTP/1.1 {scenario.status} Fake\r\n"]
+        head += [f"{name}: {value}\r\n" for name, value in scenario.headers.items()]
+        if scenario.chunked:
+            head.append("transfer-encoding: chunked\r\n")
+        else:
+            head.append(f"content-length: {sum(len(p) for p in scenario.parts)}\r\n")
+        self.wfile.write(("".join(head) + "\r\n").encode())
+        for part in scenario.parts:
+            self.wfile.write(f"{len(part):x}\r\n".encode() + part + b"\r\n" if scenario.chunked else part)
+        self.wfile.flush()
+        if scenario.ending == "complete" and scenario.chunked:
+            self.wfile.write(b"0\r\n\r\n")
+            self.wfile.flush()
+        elif scenario.ending == "reset":
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        elif scenario.ending == "stall":
+            self.connection.settimeout(30)
+            with contextlib.suppress(OSError):
+                self.connection.recv(1)  # until the other side gives up and closes
 
     def _replay(self, name: str, headers: dict[str, str], encoding: str) -> None:
         recorded = load_fixture(name)["response"]
