@@ -7,6 +7,7 @@ and regular mode (HTTPS_PROXY, client trusting mitmproxy's CA; mitmdump reaches
 its own model name, so its metrics can be told apart in the shared receiver.
 """
 
+import asyncio
 import functools
 import http.client
 import json
@@ -575,6 +576,81 @@ def test_content_capture_puts_prompt_and_streamed_answer_on_the_span(world: Worl
     ]
     output = json.loads(span.attributes["gen_ai.output.messages"])
     assert output == [{"role": "assistant", "parts": [{"type": "text", "content": answer}], "finish_reason": "stop"}]
+
+
+# --- clients ------------------------------------------------------------------------------
+
+
+def test_200_concurrent_streams_add_up_exactly(world: World):
+    """Half ask for usage themselves, half get it added; every token is counted once."""
+
+    async def run() -> list[int]:
+        client = openai.AsyncOpenAI(base_url=f"{world.reverse.url}/v1", api_key=KEY, max_retries=0)
+
+        async def one(i: int) -> int:
+            stream = await client.chat.completions.create(
+                model="e2e-concurrent",
+                messages=messages(f"request number {i}"),
+                stream=True,
+                extra_headers={"x-fake-chunks": "10", "x-fake-chunk-delay-ms": "20"},
+                extra_body={"stream_options": {"include_usage": True}} if i % 2 else None,
+            )
+            chunks = [chunk async for chunk in stream]
+            assert all(chunk.choices for chunk in chunks) != bool(i % 2)  # only those who asked see usage
+            return len(chunks)
+
+        try:
+            return await asyncio.gather(*(one(i) for i in range(200)))
+        finally:
+            await client.close()
+
+    asyncio.run(run())
+    expected = ChatScript({"messages": messages("request number 0")}, chunks=10).usage()
+    wait_for_tokens(world, "e2e-concurrent", 200 * expected["prompt_tokens"], 200 * expected["completion_tokens"])
+    spans_for(world, "e2e-concurrent", count=200)
+    legacy = world.receiver.latest("tokens_counter", model="e2e-concurrent")
+    assert sum(point.value for point in legacy) == 200 * expected["total_tokens"]
+    time.sleep(0.5)
+    spans = [s for s in world.receiver.spans() if s.attributes.get("gen_ai.request.model") == "e2e-concurrent"]
+    assert len(spans) == 200 and len({s.attributes["gen_ai.response.id"] for s in spans}) == 200
+
+
+def test_keep_alive_reuse_mixes_plain_and_streamed_calls_exactly(world: World):
+    client = world.reverse_client()
+    expected_in = expected_out = 0
+    for i in range(20):
+        if i % 2:
+            stream = client.chat.completions.create(model="e2e-keepalive", messages=messages(), stream=True)
+            assert all(chunk.choices for chunk in stream)
+            usage = ChatScript({"messages": messages()}).usage()
+            expected_in, expected_out = expected_in + usage["prompt_tokens"], expected_out + usage["completion_tokens"]
+        else:
+            response = client.chat.completions.create(model="e2e-keepalive", messages=messages())
+            assert response.usage is not None
+            expected_in += response.usage.prompt_tokens
+            expected_out += response.usage.completion_tokens
+    wait_for_tokens(world, "e2e-keepalive", expected_in, expected_out)
+
+
+def test_http2_client(world: World, monkeypatch: pytest.MonkeyPatch):
+    """The client speaks HTTP/2 to mitmproxy (offered up front with connection_strategy=lazy,
+    since the fake upstream speaks only HTTP/1.1); streams stay intact and are counted."""
+    args = ["--mode", f"upstream:http://127.0.0.1:{world.forwarder.port}", "--set", "connection_strategy=lazy"]
+    args += ["--set", f"ssl_verify_upstream_trusted_ca={world.pki.ca_cert}"]
+    with Mitmdump(args, world.env, world.tmp / "conf-h2") as proxy:
+        monkeypatch.setenv("HTTPS_PROXY", proxy.url)
+        monkeypatch.setenv("SSL_CERT_FILE", str(proxy.ca_cert))
+        monkeypatch.delenv("NO_PROXY", raising=False)
+        client = openai.OpenAI(api_key=KEY, max_retries=0, http_client=openai.DefaultHttpxClient(http2=True))
+        raw = client.chat.completions.with_raw_response.create(model="e2e-h2", messages=messages())
+        assert raw.http_response.http_version == "HTTP/2"
+        streamed = list(client.chat.completions.create(model="e2e-h2", messages=messages(), stream=True))
+        assert all(chunk.choices for chunk in streamed)
+        usage = raw.parse().usage
+        assert usage is not None
+        wait_for_tokens(world, "e2e-h2", 2 * usage.prompt_tokens, 2 * usage.completion_tokens)
+        client.close()
+    assert_no_addon_failure(proxy.output)
 
 
 # --- options and lifecycle ----------------------------------------------------------------
