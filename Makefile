@@ -10,7 +10,7 @@ PORT ?= 8080
 MODE ?= regular
 ARGS ?=
 
-.PHONY: run web test demo lint clean
+.PHONY: run web test demo fuzz lint clean
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 12) else "Python >= 3.12 is needed (mitmproxy 12); set PYTHON=/path/to/python3.12")'
@@ -42,6 +42,11 @@ test: lint
 
 demo: $(VENV)/.dev
 	$(BIN)/python -m tests.support.demo
+
+# A long property-based fuzz run of the protocol layer: FUZZ_SECONDS per target.
+FUZZ_SECONDS ?= 60
+fuzz: $(VENV)/.dev
+	$(BIN)/python -m tests.fuzz $(FUZZ_SECONDS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -493,7 +493,7 @@ class RateLimits:
         return any(value is not None for value in vars(self).values())
 
 
-_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
+_DURATION_PART = re.compile(r"([0-9]{1,12}(?:\.[0-9]{1,9})?)(ms|h|m|s)")
 _DURATION_UNITS = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
 
 
@@ -508,9 +508,12 @@ def parse_reset_duration(text: str | None) -> float | None:
     return sum(float(number) * _DURATION_UNITS[unit] for number, unit in parts)
 
 
+_HEADER_COUNT = re.compile(r"[0-9]{1,18}")
+
+
 def _header_count(headers: Mapping[str, str], name: str) -> int | None:
-    value = headers.get(name)
-    return int(value) if value and value.strip().isdigit() and len(value) < 19 else None
+    value = (headers.get(name) or "").strip()
+    return int(value) if _HEADER_COUNT.fullmatch(value) else None
 
 
 def parse_rate_limits(headers: Mapping[str, str]) -> RateLimits:

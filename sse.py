@@ -78,6 +78,10 @@ _DECODERS: dict[str, Callable[[], Transcoder]] = {
 }
 
 
+# What the decoders raise on bytes that are not valid in their encoding.
+DECODE_ERRORS = (zlib.error, brotli.error, zstd.ZstdError)
+
+
 def _single_encoding(content_encoding: str | None) -> str | None:
     encoding = (content_encoding or "identity").strip().lower()
     return encoding if encoding in _DECODERS else None
@@ -196,7 +200,7 @@ class SSEFramer:
         rest = bytes(self._buffer)
         self._buffer.clear()
         self._scan_from = 0
-        return [rest] if rest.strip() else []
+        return [rest] if rest else []
 
 
 @dataclass

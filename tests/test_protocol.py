@@ -675,11 +675,15 @@ def test_rate_limit_headers_of_a_recorded_response():
     assert info.processing_ms == 207
 
 
-def test_hostile_rate_limit_and_request_id_headers_are_ignored():
-    info = protocol.parse_upstream_headers(
-        {"x-ratelimit-remaining-tokens": "9" * 40, "x-request-id": "<script>" * 30, "openai-processing-ms": "fast"}
-    )
-    assert info == protocol.UpstreamInfo()
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"x-ratelimit-remaining-tokens": "9" * 40, "x-request-id": "<script>" * 30, "openai-processing-ms": "fast"},
+        {"x-ratelimit-remaining-tokens": "²", "x-ratelimit-reset-tokens": "٣s"},  # found by `make fuzz`
+    ],
+)
+def test_hostile_rate_limit_and_request_id_headers_are_ignored(headers):
+    assert protocol.parse_upstream_headers(headers) == protocol.UpstreamInfo()
 
 
 # --- content capture ----------------------------------------------------------------------
@@ -817,3 +821,11 @@ def test_a_large_chat_body_keeps_its_id_and_usage():
         "gpt-4o",
         Usage(5, 500_000, 500_005),
     )
+
+
+@pytest.mark.parametrize("tail", [b"\n", b"\t", b"\r\n \n"])
+def test_strip_mode_passes_a_trailing_fragment_that_is_not_an_event(tail):
+    """Found by `make fuzz`: a whitespace-only remainder at the end was held back for good."""
+    upstream = b"data: [DONE]\n\n" + tail
+    stream = chat_stream(None, started=0)
+    assert b"".join(stream.filter(upstream, now=1) + stream.filter(b"", now=2)) == upstream
