@@ -73,7 +73,7 @@ class StreamTap:
     """The `flow.response.stream` callable: hands every chunk on at once, parses on the side.
 
     When the addon added include_usage, `filtering` is on and the chunk is replaced by what
-    `ChatStream.filter` returns. Any exception turns the tap into a plain pass-through: the
+    `EventStream.filter` returns. Any exception turns the tap into a plain pass-through: the
     client's stream is never broken by the addon.
     """
 

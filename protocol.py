@@ -222,6 +222,45 @@ def _load_json_object(body: bytes | str | None) -> dict[str, Any] | None:
     return value if isinstance(value, dict) else None
 
 
+# --- large bodies -------------------------------------------------------------------------
+
+# Above this size a JSON body is not parsed whole (that would stall mitmproxy's event loop; long
+# contexts, images and batch embeddings reach many MB): its head and tail are searched for the
+# few top-level members telemetry needs. Responses put `usage` last and `id`/`model` first or
+# last; requests put the big `messages`/`input` in one member, the small ones before or after it.
+LARGE_BODY = 1024 * 1024
+_EDGE = 64 * 1024
+_RESPONSE_MEMBERS = re.compile(r'"(id|model|usage|system_fingerprint|service_tier|status)"\s*:\s*')
+# Request members that are plain values and whose names do not also occur nested in messages.
+_REQUEST_MEMBERS = re.compile(
+    r'"(model|stream|stream_options|temperature|top_p|max_tokens|max_completion_tokens|max_output_tokens'
+    r'|frequency_penalty|presence_penalty|seed|n|service_tier|dimensions|encoding_format)"\s*:\s*'
+)
+
+
+def _members_near_edges(body: bytes, members: re.Pattern[str]) -> dict[str, Any]:
+    """Summary members found in the body's head and tail, JSON-decoded.
+
+    A key's quoted name followed by a colon cannot occur inside a JSON string (its quotes would
+    be escaped), so each match is a real member. Top-level `id` and `model` come before nested
+    ones (tool calls have ids too), so the head's first match wins; `usage` is the last member,
+    so the tail's last match wins for it.
+    """
+    decoder = json.JSONDecoder()
+    found: dict[str, Any] = {}
+    for edge, is_tail in ((body[:_EDGE], False), (body[-_EDGE:], True)):
+        text = edge.decode("utf-8", "replace")
+        for match in members.finditer(text):
+            name = match.group(1)
+            if name in found and not (is_tail and name == "usage"):
+                continue
+            try:
+                found[name], _ = decoder.raw_decode(text, match.end())
+            except ValueError:
+                continue
+    return found
+
+
 # --- requests -----------------------------------------------------------------------------
 
 
@@ -249,8 +288,12 @@ class ApiRequest:
 _OUTPUT_TYPES = {"text": "text", "json_object": "json", "json_schema": "json"}
 
 
+def _request_members(body: bytes | None) -> dict[str, Any] | None:
+    return _members_near_edges(body, _REQUEST_MEMBERS) if body and len(body) > LARGE_BODY else _load_json_object(body)
+
+
 def parse_request(endpoint: Endpoint, body: bytes | None) -> ApiRequest:
-    data = _load_json_object(body)
+    data = _request_members(body)
     if data is None:
         return ApiRequest()
     stream_options = data.get("stream_options")
@@ -285,14 +328,27 @@ def parse_request(endpoint: Endpoint, body: bytes | None) -> ApiRequest:
     )
 
 
+INCLUDE_USAGE_MEMBER = b'"stream_options":{"include_usage":true},'
+
+
 def request_with_include_usage(body: bytes) -> bytes | None:
     """The request body with `stream_options.include_usage` set, or None when unsafe to touch.
 
     Unsafe: not a JSON object, `stream` not literally true, or `stream_options` present but not
-    an object. Other `stream_options` fields are kept.
+    an object (or present in a body too large to parse). Without `stream_options`, one member is
+    inserted at the front and the client's bytes are otherwise kept; with it, its other fields
+    are kept.
     """
-    data = _load_json_object(body)
+    data = _request_members(body)
     if data is None or data.get("stream") is not True:
+        return None
+    if b'"stream_options"' not in body:
+        opening = body.find(b"{")
+        rest = body[opening + 1 :].lstrip()
+        if opening < 0 or body[:opening].strip() or rest[:1] in (b"}", b""):
+            return None
+        return body[: opening + 1] + INCLUDE_USAGE_MEMBER + body[opening + 1 :]
+    if len(body) > LARGE_BODY:
         return None
     stream_options = data.setdefault("stream_options", {})
     if not isinstance(stream_options, dict):
@@ -417,42 +473,8 @@ def _responses_result(response: dict[str, Any], result: ApiResult) -> ApiResult:
     return result
 
 
-# Above this size a JSON body is not parsed whole (that would stall mitmproxy's event loop, and
-# batch embeddings answers reach tens of MB): its head and tail are searched for the few
-# top-level members telemetry needs. OpenAI puts `usage` last and `id`/`model` first or last.
-LARGE_BODY = 1024 * 1024
-_EDGE = 64 * 1024
-_SUMMARY_MEMBER = re.compile(r'"(id|model|usage|system_fingerprint|service_tier|status)"\s*:\s*')
-
-
-def _members_near_edges(body: bytes) -> dict[str, Any]:
-    """Summary members found in the body's head and tail, JSON-decoded.
-
-    A key's quoted name followed by a colon cannot occur inside a JSON string (its quotes would
-    be escaped), so each match is a real member. Top-level `id` and `model` come before nested
-    ones (tool calls have ids too), so the head's first match wins; `usage` is the last member,
-    so the tail's last match wins for it.
-    """
-    decoder = json.JSONDecoder()
-    found: dict[str, Any] = {}
-    for edge, is_tail in ((body[:_EDGE], False), (body[-_EDGE:], True)):
-        text = edge.decode("utf-8", "replace")
-        for match in _SUMMARY_MEMBER.finditer(text):
-            name = match.group(1)
-            if name in found and not (is_tail and name == "usage"):
-                continue
-            try:
-                found[name], _ = decoder.raw_decode(text, match.end())
-            except ValueError:
-                continue
-    return found
-
-
 def parse_response(endpoint: Endpoint, body: bytes | None) -> ApiResult:
-    if body is not None and len(body) > LARGE_BODY:
-        data: dict[str, Any] | None = _members_near_edges(body)
-    else:
-        data = _load_json_object(body)
+    data = _members_near_edges(body, _RESPONSE_MEMBERS) if body and len(body) > LARGE_BODY else _load_json_object(body)
     if data is None:
         return ApiResult()
     if endpoint.api_type == "responses" and set(data) - {"error"}:  # a response object, not an error envelope
@@ -659,8 +681,11 @@ def _dump(value: list[dict[str, Any]]) -> str | None:
 
 
 def captured_input(endpoint: Endpoint, body: bytes | None) -> CapturedContent:
-    """System instructions and input messages of a request (chat, Responses, completions)."""
-    data = _load_json_object(body) or {}
+    """System instructions and input messages of a request (chat, Responses, completions).
+
+    Bodies over LARGE_BODY are not captured: parsing them would stall the proxy.
+    """
+    data = (_load_json_object(body) if body and len(body) <= LARGE_BODY else None) or {}
     if endpoint.api_type == "responses":
         system, inputs = _responses_input(data)
     elif endpoint.api_type == "completions":
@@ -688,8 +713,8 @@ def _responses_output(response: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def captured_output(endpoint: Endpoint, body: bytes | None) -> str | None:
-    """The output messages of a plain (not streamed) response."""
-    data = _load_json_object(body) or {}
+    """The output messages of a plain (not streamed) response; not for bodies over LARGE_BODY."""
+    data = (_load_json_object(body) if body and len(body) <= LARGE_BODY else None) or {}
     if endpoint.api_type == "responses":
         return _dump(_responses_output(data))
     messages = []

@@ -809,8 +809,9 @@ def test_a_slow_collector_does_not_slow_the_traffic(world: World):
 
 
 def test_no_secret_anywhere(world: World):
-    """Runs last: the full key, or any 8 characters of its secret, is nowhere we export or log;
-    neither is a prompt, with content capture off."""
+    """Runs last, after every path (plain, streams, errors, Azure api-key, Groq, content capture on):
+    no key, nor any 8 characters of one, is anywhere we export or log; nor is a prompt sent with
+    content capture off."""
     client = world.reverse_client()
     client.chat.completions.create(model="e2e-secret", messages=messages(PRIVATE_PROMPT))
     list(client.chat.completions.create(model="e2e-secret", messages=messages(), stream=True))
@@ -823,9 +824,9 @@ def test_no_secret_anywhere(world: World):
     exported = "".join(str(r) for r in world.receiver.metric_requests + world.receiver.trace_requests)
     logs = world.reverse.output + world.regular.output
     assert MASKED in exported
-    pieces = {SECRET[i : i + 8] for i in range(len(SECRET) - 7)}
+    pieces = {secret[i : i + 8] for secret in (SECRET, AZURE_KEY) for i in range(len(secret) - 7)}
     for text in (exported, logs):
-        assert KEY not in text
+        assert KEY not in text and AZURE_KEY not in text
         assert not [piece for piece in pieces if piece in text]
     assert "Traceback" not in logs and "Addon error" not in logs and "hook failed" not in logs
     assert PRIVATE_PROMPT not in exported and PRIVATE_PROMPT not in logs  # content capture is off by default

@@ -829,3 +829,35 @@ def test_strip_mode_passes_a_trailing_fragment_that_is_not_an_event(tail):
     upstream = b"data: [DONE]\n\n" + tail
     stream = chat_stream(None, started=0)
     assert b"".join(stream.filter(upstream, now=1) + stream.filter(b"", now=2)) == upstream
+
+
+def test_include_usage_is_inserted_and_the_clients_bytes_are_otherwise_kept():
+    body = b'{ "model" : "gpt-4o",\n  "messages": [{"role": "user", "content": "h\\u00e9"}], "stream": true }'
+    rewritten = protocol.request_with_include_usage(body)
+    assert rewritten == b'{"stream_options":{"include_usage":true},' + body[1:]
+    assert json.loads(rewritten)["stream_options"] == {"include_usage": True}
+
+
+def big_request(**members) -> bytes:
+    huge = [{"role": "user", "content": "word " * 400_000}]  # ~2 MB of prompt
+    return json.dumps({"messages": huge, **members}).encode()
+
+
+def test_a_large_request_is_read_and_rewritten_without_a_full_parse(monkeypatch):
+    body = big_request(model="gpt-4o", stream=True, temperature=0.5)
+    assert len(body) > protocol.LARGE_BODY
+
+    def no_full_parse(*args):
+        raise AssertionError("a large body must not be parsed whole")
+
+    monkeypatch.setattr(protocol, "_load_json_object", no_full_parse)
+    request = protocol.parse_request(CHAT, body)
+    assert (request.model, request.stream, request.temperature) == ("gpt-4o", True, 0.5)
+    rewritten = protocol.request_with_include_usage(body)
+    assert rewritten == b'{"stream_options":{"include_usage":true},' + body[1:]
+    assert protocol.captured_input(CHAT, body) == protocol.CapturedContent()  # not captured: too large
+
+
+def test_a_large_request_that_has_stream_options_is_left_alone():
+    body = big_request(model="gpt-4o", stream=True, stream_options={"include_obfuscation": False})
+    assert protocol.request_with_include_usage(body) is None
