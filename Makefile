@@ -10,7 +10,7 @@ PORT ?= 8080
 MODE ?= regular
 ARGS ?=
 
-.PHONY: run web test demo fuzz lint clean
+.PHONY: run web test demo fuzz bench lint clean
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 12) else "Python >= 3.12 is needed (mitmproxy 12); set PYTHON=/path/to/python3.12")'
@@ -42,6 +42,11 @@ test: lint
 
 demo: $(VENV)/.dev
 	$(BIN)/python -m tests.support.demo
+
+# The benchmark against bare mitmdump (a few minutes); BENCH_ARGS=--smoke for a quick check.
+BENCH_ARGS ?= --report bench/last-report.md
+bench: $(VENV)/.dev
+	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
 # A long property-based fuzz run of the protocol layer: FUZZ_SECONDS per target.
 FUZZ_SECONDS ?= 60

@@ -12,11 +12,11 @@ import os
 import threading
 import uuid
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from opentelemetry.context import Context
-from opentelemetry.metrics import Histogram, Meter
+from opentelemetry.metrics import CallbackOptions, Histogram, Meter, Observation
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import (
     ConsoleMetricExporter,
@@ -37,7 +37,7 @@ from opentelemetry.sdk.trace.export import (
 from opentelemetry.trace import SpanKind, Status, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-from protocol import Exchange
+from protocol import Exchange, RateLimits
 
 log = logging.getLogger("genai.telemetry")
 
@@ -301,6 +301,54 @@ def _span_attributes(exchange: Exchange, metric_attributes: Mapping[str, Any]) -
     return {key: value for key, value in candidates.items() if value is not None}
 
 
+Labels = tuple[tuple[str, str], ...]
+
+
+class LatestValues:
+    """The latest rate limits per attribute set, read by observable gauges at export time."""
+
+    def __init__(self) -> None:
+        self._latest: dict[Labels, RateLimits] = {}
+        self._lock = threading.Lock()
+
+    def set(self, attributes: Labels, limits: RateLimits) -> None:
+        with self._lock:
+            self._latest[attributes] = limits
+
+    def callback(self, field: str) -> Callable[[CallbackOptions], Iterable[Observation]]:
+        def observe(options: CallbackOptions) -> Iterable[Observation]:
+            with self._lock:
+                latest = list(self._latest.items())
+            return [
+                Observation(value, dict(attributes))
+                for attributes, limits in latest
+                if (value := getattr(limits, field)) is not None
+            ]
+
+        return observe
+
+
+class CumulativeSums:
+    """Monotonic sums per counter and attribute set, read by observable counters at export time."""
+
+    def __init__(self) -> None:
+        self._sums: dict[str, dict[Labels, int]] = {}
+        self._lock = threading.Lock()
+
+    def add(self, counter: str, attributes: Labels, value: int) -> None:
+        with self._lock:
+            sums = self._sums.setdefault(counter, {})
+            sums[attributes] = sums.get(attributes, 0) + value
+
+    def callback(self, counter: str) -> Callable[[CallbackOptions], Iterable[Observation]]:
+        def observe(options: CallbackOptions) -> Iterable[Observation]:
+            with self._lock:
+                sums = list(self._sums.get(counter, {}).items())
+            return [Observation(value, dict(attributes)) for attributes, value in sums]
+
+        return observe
+
+
 def latest_experimental_opted_in() -> bool:
     """`OTEL_SEMCONV_STABILITY_OPT_IN=gen_ai_latest_experimental` (a comma-separated list)."""
     values = os.environ.get("OTEL_SEMCONV_STABILITY_OPT_IN", "")
@@ -423,27 +471,34 @@ class Telemetry:
             "Time between consecutive output chunks after the first, in a streaming operation.",
             DURATION_BUCKETS,
         )
-        self.rate_limit_gauges = {
-            field: meter.create_gauge(f"openai.ratelimit.{field}", unit=unit, description=description)
-            for field, unit, description in (
-                ("remaining_requests", "{request}", "Requests left in the current rate-limit window."),
-                ("remaining_tokens", "{token}", "Tokens left in the current rate-limit window."),
-                ("limit_requests", "{request}", "Requests allowed per rate-limit window."),
-                ("limit_tokens", "{token}", "Tokens allowed per rate-limit window."),
+        # Rate limits are observed at export time from the latest values: no per-call measurement.
+        self.rate_limits = LatestValues()
+        for field, unit, description in (
+            ("remaining_requests", "{request}", "Requests left in the current rate-limit window."),
+            ("remaining_tokens", "{token}", "Tokens left in the current rate-limit window."),
+            ("limit_requests", "{request}", "Requests allowed per rate-limit window."),
+            ("limit_tokens", "{token}", "Tokens allowed per rate-limit window."),
+        ):
+            meter.create_observable_gauge(
+                f"openai.ratelimit.{field}",
+                callbacks=[self.rate_limits.callback(field)],
+                unit=unit,
+                description=description,
             )
-        }
         self.latest_experimental = _LatestExperimental(meter) if latest_experimental_opted_in() else None
 
+        # The original product's counters, summed here and observed at export time: the same
+        # monotonic cumulative sums as counters, without three measurements per call.
+        self.legacy = CumulativeSums()
         legacy = self.meter_provider.get_meter(LEGACY_SCOPE_NAME)
-        self.legacy_total = legacy.create_counter(
-            "tokens_counter", unit="1", description="The number of tokens generated by model"
-        )
-        self.legacy_prompt = legacy.create_counter(
-            "prompt_tokens", unit="1", description="The number of prompt tokens in a chat completion"
-        )
-        self.legacy_completion = legacy.create_counter(
-            "completion_tokens", unit="1", description="The number of completion tokens in a chat completion"
-        )
+        for name, description in (
+            ("tokens_counter", "The number of tokens generated by model"),
+            ("prompt_tokens", "The number of prompt tokens in a chat completion"),
+            ("completion_tokens", "The number of completion tokens in a chat completion"),
+        ):
+            legacy.create_observable_counter(
+                name, callbacks=[self.legacy.callback(name)], unit="1", description=description
+            )
 
     def record(self, exchange: Exchange, *, legacy_metrics: bool, legacy_completion_id: bool) -> None:
         """Record one finished exchange as metrics and a span. Cheap: no I/O happens here."""
@@ -458,9 +513,10 @@ class Telemetry:
             for token_type, value in (("input", usage.input_tokens), ("output", usage.output_tokens)):
                 if value is not None:
                     self.token_usage.record(value, attributes | {"gen_ai.token.type": token_type})
-            if usage.cached_input_tokens is not None:
+            # Zeros add nothing to these sums; skipping them saves two measurements per call.
+            if usage.cached_input_tokens:
                 self.cache_read_tokens.record(usage.cached_input_tokens, attributes)
-            if usage.reasoning_output_tokens is not None:
+            if usage.reasoning_output_tokens:
                 self.reasoning_tokens.record(usage.reasoning_output_tokens, attributes)
             if legacy_metrics:
                 self._record_legacy(exchange, legacy_completion_id)
@@ -475,34 +531,31 @@ class Telemetry:
         limits = exchange.upstream.rate_limits
         if not limits.known():
             return
-        attributes = {
-            "gen_ai.request.model": self.bounded("gen_ai.request.model", exchange.request_model or "unknown"),
-            "gen_ai.provider.name": exchange.provider,
-            "server.address": self.bounded("server.address", exchange.server_address),
-            "openai.api_key.masked": self.bounded("openai.api_key.masked", exchange.api_key),
-        }
-        for field, gauge in self.rate_limit_gauges.items():
-            value = getattr(limits, field)
-            if value is not None:
-                gauge.set(value, attributes)
+        attributes = (
+            ("gen_ai.request.model", self.bounded("gen_ai.request.model", exchange.request_model or "unknown")),
+            ("gen_ai.provider.name", exchange.provider),
+            ("server.address", self.bounded("server.address", exchange.server_address)),
+            ("openai.api_key.masked", self.bounded("openai.api_key.masked", exchange.api_key)),
+        )
+        self.rate_limits.set(attributes, limits)
 
     def _record_legacy(self, exchange: Exchange, with_completion_id: bool) -> None:
         usage = exchange.usage
         assert usage is not None
-        attributes = {
-            "model": self.bounded("gen_ai.request.model", exchange.request_model or "unknown"),
-            "api_key": self.bounded("openai.api_key.masked", exchange.api_key),
-        }
+        attributes: tuple[tuple[str, str], ...] = (
+            ("model", self.bounded("gen_ai.request.model", exchange.request_model or "unknown")),
+            ("api_key", self.bounded("openai.api_key.masked", exchange.api_key)),
+        )
         if with_completion_id and exchange.result.response_id:
-            attributes["chat_completion_id"] = exchange.result.response_id
+            attributes += (("chat_completion_id", exchange.result.response_id),)
         total = usage.total_tokens
         if total is None:
             total = (usage.input_tokens or 0) + (usage.output_tokens or 0)
-        self.legacy_total.add(total, attributes)
+        self.legacy.add("tokens_counter", attributes, total)
         if usage.input_tokens is not None:
-            self.legacy_prompt.add(usage.input_tokens, attributes)
+            self.legacy.add("prompt_tokens", attributes, usage.input_tokens)
         if usage.output_tokens is not None:
-            self.legacy_completion.add(usage.output_tokens, attributes)
+            self.legacy.add("completion_tokens", attributes, usage.output_tokens)
 
     def _record_span(self, exchange: Exchange, metric_attributes: Mapping[str, Any]) -> None:
         parent: Context | None = None

@@ -20,8 +20,17 @@ _LISTENING = re.compile(r"listening at (?:http://)?\[?([0-9.:a-f]+)\]?:(\d+)")
 class Mitmdump:
     """`with Mitmdump([...args], env={...}) as proxy:` runs until the block ends (SIGINT, then kill)."""
 
-    def __init__(self, args: Sequence[str], env: dict[str, str], confdir: Path, start_timeout: float = 20) -> None:
+    def __init__(
+        self,
+        args: Sequence[str],
+        env: dict[str, str],
+        confdir: Path,
+        start_timeout: float = 20,
+        with_addon: bool = True,
+    ) -> None:
+        """`with_addon=False` runs bare mitmdump, the baseline for benchmarks."""
         self.args = list(args)
+        self.with_addon = with_addon
         self.env = {**os.environ, **env}
         self.confdir = confdir
         self.start_timeout = start_timeout
@@ -41,14 +50,18 @@ class Mitmdump:
         return self.confdir / "mitmproxy-ca-cert.pem"
 
     @property
+    def pid(self) -> int:
+        assert self._process
+        return self._process.pid
+
+    @property
     def output(self) -> str:
         return "\n".join(self.lines)
 
     def start(self) -> Mitmdump:
         command = [
             str(MITMDUMP),
-            "-s",
-            str(ROOT / "addon.py"),
+            *(["-s", str(ROOT / "addon.py")] if self.with_addon else []),
             "--listen-host",
             "127.0.0.1",
             "--listen-port",

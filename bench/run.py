@@ -1,0 +1,402 @@
+"""`make bench`: what the addon costs, measured against bare mitmdump on this machine.
+
+Everything runs on loopback: a fast fake upstream (bench/upstream.py), mitmdump in reverse mode
+with and without the addon, and the load generator in its own process (bench/loadgen.py).
+A/B runs alternate (bare, addon, bare, addon) and the report gives ratios measured side by side.
+Usage: python -m bench.run [--smoke] [--report FILE]. --smoke runs a few hundred requests to
+check that the benchmark works; its numbers mean nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import timeit
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+import protocol
+from protocol import ApiRequest, Endpoint, EventStream, Exchange
+from telemetry import Telemetry
+from tests.support.fake_openai import load_fixture
+from tests.support.mitmdump import ROOT, Mitmdump
+from tests.support.otlp_receiver import OTLPReceiver
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+CHAT = Endpoint("chat", "chat_completions")
+
+
+@dataclass
+class Sizes:
+    """How much work each part does; --smoke shrinks all of it."""
+
+    throughput: dict[int, int] = field(default_factory=lambda: {1: 2000, 16: 4000, 64: 4000})
+    warmup: int = 300
+    rounds: int = 2
+    streams: int = 8
+    stream_concurrency: int = 4
+    memory_checkpoints: tuple[int, int] = (2000, 50_000)
+    big_stream_events: int = 50_000  # of ~1 KB: a 50 MB stream
+    collector_requests: int = 3000
+
+
+SMOKE = Sizes(
+    throughput={1: 50, 16: 100},
+    warmup=20,
+    rounds=1,
+    streams=2,
+    stream_concurrency=2,
+    memory_checkpoints=(100, 200),
+    big_stream_events=500,
+    collector_requests=100,
+)
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime + stime
+
+
+def memory_kb(pid: int, name: str) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(name + ":"):
+            return int(line.split()[1])
+    raise KeyError(name)
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(int(q * len(ordered)), len(ordered) - 1)] if ordered else float("nan")
+
+
+class Bench:
+    def __init__(self, sizes: Sizes, tmp: Path) -> None:
+        self.sizes = sizes
+        self.tmp = tmp
+        self.upstream = subprocess.Popen(
+            [sys.executable, "-m", "bench.upstream", "0"], cwd=ROOT, stdout=subprocess.PIPE, text=True
+        )
+        assert self.upstream.stdout
+        self.upstream_port = int(self.upstream.stdout.readline().rsplit(":", 1)[1])
+        self.collector = OTLPReceiver().start()
+        self.slow_collector = OTLPReceiver(delay=2.0).start()
+
+    def close(self) -> None:
+        self.upstream.terminate()
+        self.upstream.wait(5)
+        self.collector.stop()
+        self.slow_collector.stop()
+
+    @contextmanager
+    def proxy(self, with_addon: bool, collector: str = "live", *extra: str) -> Iterator[Mitmdump]:
+        endpoint = {
+            "live": self.collector.endpoint,
+            "slow": self.slow_collector.endpoint,
+            "dead": "http://127.0.0.1:9",  # the discard port: nothing listens there
+        }[collector]
+        env = {
+            "OTEL_EXPORTER_OTLP_ENDPOINT": endpoint,
+            "OTEL_METRIC_EXPORT_INTERVAL": "5000",
+            "OTEL_EXPORTER_OTLP_TIMEOUT": "10",
+        }
+        # No flow lines for either variant; the addon's own line per call stays (it is part of its cost).
+        args = ["--mode", f"reverse:http://127.0.0.1:{self.upstream_port}", "--set", "flow_detail=0"]
+        if with_addon:
+            args += ["--set", f"genai_hosts=127.0.0.1:{self.upstream_port}=openai"]
+        name = f"{'addon' if with_addon else 'bare'}-{collector}-{time.monotonic_ns()}"
+        with Mitmdump([*args, *extra], env, self.tmp / name, with_addon=with_addon) as proxy:
+            yield proxy
+
+    def load(self, port: int, concurrency: int, requests: int, mode: str, **options: Any) -> dict[str, Any]:
+        command = [sys.executable, "-m", "bench.loadgen", str(port), str(concurrency), str(requests), mode]
+        command += [f"{key}={value}" for key, value in options.items()]
+        finished = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=900, check=True)
+        result: dict[str, Any] = json.loads(finished.stdout)
+        if result["errors"]:
+            raise RuntimeError(f"{len(result['errors'])} failed requests, e.g. {result['errors'][0]}")
+        return result
+
+    def measured(self, proxy: Mitmdump, concurrency: int, requests: int, mode: str, **options: Any) -> dict[str, Any]:
+        cpu_before = cpu_seconds(proxy.pid)
+        result = self.load(proxy.port, concurrency, requests, mode, **options)
+        result["cpu_per_1000"] = (cpu_seconds(proxy.pid) - cpu_before) * 1000 / requests
+        result["rps"] = requests / result["elapsed"]
+        return result
+
+
+def latency_row(name: str, result: dict[str, Any]) -> dict[str, float]:
+    latencies = result["latencies"]
+    return {
+        "rps": result["rps"],
+        "p50_ms": percentile(latencies, 0.50) * 1000,
+        "p95_ms": percentile(latencies, 0.95) * 1000,
+        "p99_ms": percentile(latencies, 0.99) * 1000,
+        "cpu_s_per_1000": result["cpu_per_1000"],
+    }
+
+
+def throughput(bench: Bench, report: list[str], raw: dict[str, Any], collector_variants: bool = False) -> None:
+    sizes = bench.sizes
+    title = "## 1. Non-streaming chat completions, reverse mode"
+    report += [
+        title,
+        "",
+        "| concurrency | variant | req/s | p50 ms | p95 ms | p99 ms | CPU s / 1000 req |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    summary = [
+        "",
+        "| concurrency | throughput addon / bare | added p50 ms | added p95 ms | added p99 ms | CPU addon / bare |",
+        "|---|---|---|---|---|---|",
+    ]
+    with bench.proxy(False) as bare, bench.proxy(True) as addon:
+        for proxy in (bare, addon):
+            bench.load(proxy.port, 4, sizes.warmup, "plain")
+        for concurrency, requests in sizes.throughput.items():
+            rows: dict[str, list[dict[str, float]]] = {"bare": [], "addon": []}
+            for _ in range(sizes.rounds):
+                for name, proxy in (("bare", bare), ("addon", addon)):
+                    rows[name].append(latency_row(name, bench.measured(proxy, concurrency, requests, "plain")))
+            raw[f"throughput_c{concurrency}"] = rows
+            for name in ("bare", "addon"):
+                for row in rows[name]:
+                    report.append(
+                        f"| {concurrency} | {name} | {row['rps']:.0f} | {row['p50_ms']:.2f} | {row['p95_ms']:.2f} "
+                        f"| {row['p99_ms']:.2f} | {row['cpu_s_per_1000']:.3f} |"
+                    )
+            med = {name: {k: statistics.median(r[k] for r in rows[name]) for k in rows[name][0]} for name in rows}
+            summary.append(
+                f"| {concurrency} | {med['addon']['rps'] / med['bare']['rps']:.3f} "
+                f"| {med['addon']['p50_ms'] - med['bare']['p50_ms']:+.3f} "
+                f"| {med['addon']['p95_ms'] - med['bare']['p95_ms']:+.3f} "
+                f"| {med['addon']['p99_ms'] - med['bare']['p99_ms']:+.3f} "
+                f"| {med['addon']['cpu_s_per_1000'] / med['bare']['cpu_s_per_1000']:.3f} |"
+            )
+    report += [*summary, "", "Ratios and differences use the median of the rounds of each variant.", ""]
+
+
+def streaming(bench: Bench, report: list[str], raw: dict[str, Any]) -> None:
+    sizes = bench.sizes
+    report += [
+        "## 2. Streaming: 200 chunks, 10 ms apart",
+        "",
+        f"{sizes.streams} streams per variant, {sizes.stream_concurrency} at a time. Delay per chunk = client receipt "
+        "minus upstream send (one monotonic clock).",
+        "",
+        "| variant | chunks | median delay ms | p99 delay ms | max delay ms | client TTFC median ms |",
+        "|---|---|---|---|---|---|",
+    ]
+    options = {"chunks": 200, "delay_ms": 10}
+    results: dict[str, dict[str, Any]] = {}
+    results["no proxy"] = bench.load(
+        bench.upstream_port, sizes.stream_concurrency, sizes.streams, "stream", include_usage=1, **options
+    )
+    with bench.proxy(False, "live", "--set", "stream_large_bodies=1") as bare, bench.proxy(True) as addon:
+        for _ in range(sizes.rounds):
+            results.setdefault("bare mitmdump, streaming", {"chunk_delays": [], "ttfc": []})
+            results.setdefault("addon (client asked for usage)", {"chunk_delays": [], "ttfc": []})
+            for name, proxy in (("bare mitmdump, streaming", bare), ("addon (client asked for usage)", addon)):
+                run = bench.load(
+                    proxy.port, sizes.stream_concurrency, sizes.streams, "stream", include_usage=1, **options
+                )
+                results[name]["chunk_delays"] += run["chunk_delays"]
+                results[name]["ttfc"] += run["ttfc"]
+        rewrite = bench.load(addon.port, sizes.stream_concurrency, sizes.streams, "stream", include_usage=0, **options)
+        results["addon, include_usage rewrite + strip"] = rewrite
+    for name, result in results.items():
+        delays = result["chunk_delays"]
+        report.append(
+            f"| {name} | {len(delays)} | {statistics.median(delays) * 1000:.3f} "
+            f"| {percentile(delays, 0.99) * 1000:.3f} "
+            f"| {max(delays) * 1000:.3f} | {statistics.median(result['ttfc']) * 1000:.2f} |"
+        )
+    bare_delays = results["bare mitmdump, streaming"]["chunk_delays"]
+    for name in ("addon (client asked for usage)", "addon, include_usage rewrite + strip"):
+        delays = results[name]["chunk_delays"]
+        report.append(
+            f"\nAdded by the addon over bare streaming mitmdump, {name}: median "
+            f"{(statistics.median(delays) - statistics.median(bare_delays)) * 1000:+.3f} ms, p99 "
+            f"{(percentile(delays, 0.99) - percentile(bare_delays, 0.99)) * 1000:+.3f} ms."
+        )
+    raw["streaming"] = {
+        name: {"median": statistics.median(r["chunk_delays"]), "p99": percentile(r["chunk_delays"], 0.99)}
+        for name, r in results.items()
+    }
+    report.append("")
+
+
+def memory(bench: Bench, report: list[str], raw: dict[str, Any]) -> None:
+    sizes = bench.sizes
+    first, second = sizes.memory_checkpoints
+    report += [
+        "## 3. Memory (mitmdump RSS)",
+        "",
+        "| variant | RSS at start MB | after "
+        f"{first:,} mixed MB | after {second:,} mixed MB | growth MB | 50 MB stream: peak RSS rise MB |",
+        "|---|---|---|---|---|---|",
+    ]
+    for with_addon in (False, True):
+        with bench.proxy(with_addon, "live", "--set", "stream_large_bodies=1") as proxy:
+            start = memory_kb(proxy.pid, "VmRSS")
+            bench.load(proxy.port, 8, first, "mixed", chunks=10, delay_ms=0, include_usage=0)
+            at_first = memory_kb(proxy.pid, "VmRSS")
+            bench.load(proxy.port, 8, second - first, "mixed", chunks=10, delay_ms=0, include_usage=0)
+            at_second = memory_kb(proxy.pid, "VmRSS")
+            before_big = memory_kb(proxy.pid, "VmHWM")
+            bench.load(
+                proxy.port, 1, 1, "stream", chunks=sizes.big_stream_events, delay_ms=0, event_bytes=1000, timeout=300
+            )
+            peak_rise = memory_kb(proxy.pid, "VmHWM") - before_big
+            name = "addon" if with_addon else "bare mitmdump, streaming"
+            raw[f"memory_{name}"] = {"start": start, "first": at_first, "second": at_second, "peak_rise": peak_rise}
+            report.append(
+                f"| {name} | {start / 1024:.1f} | {at_first / 1024:.1f} | {at_second / 1024:.1f} "
+                f"| {(at_second - at_first) / 1024:+.1f} | {peak_rise / 1024:+.1f} |"
+            )
+    report += [
+        "",
+        "Growth is from the first checkpoint to the second. The big stream has "
+        f"{sizes.big_stream_events:,} events of about 1 KB.",
+        "",
+    ]
+
+
+def in_process(report: list[str], raw: dict[str, Any]) -> None:
+    body = load_fixture("test_chat_completion_with_content")["response"]["body"]["string"].encode()
+    telemetry = Telemetry(span_exporters=[], metric_readers=[])
+    request = ApiRequest(model="gpt-4o-mini")
+
+    def parse_and_record() -> None:
+        result = protocol.parse_response(CHAT, body)
+        exchange = Exchange(CHAT, "openai", "api.openai.com", 443, request, "sk-...abcd", 0, 0.5, result)
+        telemetry.record(exchange, legacy_metrics=True, legacy_completion_id=False)
+
+    chunk = (
+        b'data: {"id":"chatcmpl-AbC","object":"chat.completion.chunk","created":1731368639,'
+        b'"model":"gpt-4o-mini-2024-07-18",'
+        b'"system_fingerprint":"fp_0ba0d124f1","choices":[{"index":0,"delta":{"content":" test"},"logprobs":null,'
+        b'"finish_reason":null}]}\n\n'
+    )
+    stream = EventStream(None, protocol.ChatStreamAccumulator(0.0))
+
+    def per_chunk() -> None:
+        stream.observe(chunk, 1.0)
+
+    data = chunk[6:-2]
+    cases = {
+        "parse + record, non-streaming response": (parse_and_record, lambda: json.loads(body)),
+        "observe, one chat SSE chunk": (per_chunk, lambda: json.loads(data)),
+    }
+    report += [
+        "## 4. Cost per unit of work, in process",
+        "",
+        "| work | addon µs | json.loads of the same bytes µs | ratio |",
+        "|---|---|---|---|",
+    ]
+    for name, (work, floor) in cases.items():
+        work_us = min(timeit.repeat(work, number=2000, repeat=5)) / 2000 * 1e6
+        floor_us = min(timeit.repeat(floor, number=2000, repeat=5)) / 2000 * 1e6
+        raw[name] = {"addon_us": work_us, "json_loads_us": floor_us}
+        report.append(f"| {name} | {work_us:.1f} | {floor_us:.1f} | {work_us / floor_us:.1f}× |")
+    report.append("")
+
+
+def collectors(bench: Bench, report: list[str], raw: dict[str, Any]) -> None:
+    requests = bench.sizes.collector_requests
+    report += [
+        "## 5. Non-streaming, concurrency 16, with a live, a dead and a slow (2 s) collector",
+        "",
+        "| collector | req/s | p50 ms | p99 ms | CPU s / 1000 req |",
+        "|---|---|---|---|---|",
+    ]
+    rows: dict[str, list[dict[str, float]]] = {}
+    for _ in range(bench.sizes.rounds):
+        for collector in ("live", "dead", "slow"):
+            with bench.proxy(True, collector) as proxy:
+                bench.load(proxy.port, 4, bench.sizes.warmup, "plain")
+                rows.setdefault(collector, []).append(
+                    latency_row(collector, bench.measured(proxy, 16, requests, "plain"))
+                )
+    raw["collectors"] = rows
+    for collector, results in rows.items():
+        for row in results:
+            report.append(
+                f"| {collector} | {row['rps']:.0f} | {row['p50_ms']:.2f} | {row['p99_ms']:.2f} "
+                f"| {row['cpu_s_per_1000']:.3f} |"
+            )
+    live = statistics.median(r["rps"] for r in rows["live"])
+    for collector in ("dead", "slow"):
+        ratio = statistics.median(r["rps"] for r in rows[collector]) / live
+        report.append(f"\nThroughput with a {collector} collector / live collector: {ratio:.3f}.")
+    report.append("")
+
+
+def machine() -> list[str]:
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        "?",
+    )
+    return [
+        f"- date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}",
+        f"- machine: {os.cpu_count()} cores ({cpu}), {memory_total_gb():.0f} GiB, {platform.platform()}",
+        f"- Python {platform.python_version()}, mitmproxy {version('mitmproxy')}, "
+        f"opentelemetry-sdk {version('opentelemetry-sdk')}",
+        "- load generator, fake upstream, mitmdump and the OTLP receiver share these cores",
+        "",
+    ]
+
+
+def memory_total_gb() -> float:
+    return int(Path("/proc/meminfo").read_text().split()[1]) / 1024 / 1024
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--smoke", action="store_true", help="a few hundred requests, to check that it works")
+    parser.add_argument("--report", type=Path, help="write the Markdown report here as well")
+    parser.add_argument("--raw", type=Path, help="write the raw numbers as JSON here")
+    options = parser.parse_args()
+    sizes = SMOKE if options.smoke else Sizes()
+    report = [
+        "# Benchmark: mitmdump + addon against bare mitmdump",
+        "",
+        "Command: `make bench`" + (" (smoke)" if options.smoke else ""),
+        "",
+        *machine(),
+    ]
+    raw: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(prefix="genai-bench-") as tmp:
+        bench = Bench(sizes, Path(tmp))
+        try:
+            for part in (throughput, streaming, memory, collectors):
+                started = time.monotonic()
+                part(bench, report, raw)
+                print(f"[{part.__name__} done in {time.monotonic() - started:.0f}s]", file=sys.stderr, flush=True)
+            in_process(report, raw)
+        finally:
+            bench.close()
+    text = "\n".join(report)
+    print(text)
+    if options.report:
+        options.report.write_text(text + "\n")
+    if options.raw:
+        options.raw.write_text(json.dumps(raw, indent=1))
+
+
+if __name__ == "__main__":
+    main()

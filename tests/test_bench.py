@@ -1,0 +1,21 @@
+"""The benchmark's smoke run: it must keep working. It asserts no timing (that is `make bench`)."""
+
+import subprocess
+import sys
+
+from tests.support.mitmdump import ROOT
+
+
+def test_the_benchmark_runs_end_to_end(tmp_path):
+    report = tmp_path / "report.md"
+    subprocess.run(
+        [sys.executable, "-m", "bench.run", "--smoke", "--report", str(report)],
+        cwd=ROOT,
+        check=True,
+        timeout=240,
+        capture_output=True,
+    )
+    text = report.read_text()
+    for section in ("## 1. Non-streaming", "## 2. Streaming", "## 3. Memory", "## 4. Cost per unit", "## 5. Non-streaming"):
+        assert section in text
+    assert "| 16 | addon |" in text and "addon, include_usage rewrite + strip" in text
