@@ -18,12 +18,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
-from mitmproxy import ctx, exceptions, http
+from mitmproxy import command, contentviews, ctx, exceptions, http
 from mitmproxy.addonmanager import Loader
 
 import protocol
 from pricing import PriceTable
 from protocol import ApiRequest, CapturedContent, Endpoint, EventStream, Exchange, HostRule
+from summary import UsageSummary
 from telemetry import ConfigurationError, Telemetry, get_telemetry
 
 log = logging.getLogger("genai")
@@ -49,7 +50,68 @@ MAX_TRACE_HEADER_LENGTH = 512
 # The per-flow bookkeeping lives on the flow object itself, not in the addon instance: when
 # mitmproxy reloads this script, flows already in flight are finished by the new instance.
 # mitmproxy neither serializes nor copies such attributes, so saving flows (-w, mitmweb) is safe.
+# (No quoted annotations in this file's dataclasses: mitmproxy loads it outside sys.modules.)
 IN_FLIGHT_ATTRIBUTE = "_genai_in_flight"
+
+
+@dataclass
+class StreamTap:
+    """The `flow.response.stream` callable: hands every chunk on at once, parses on the side.
+
+    When the addon added include_usage, `filtering` is on and the chunk is replaced by what
+    `EventStream.filter` returns. Any exception turns the tap into a plain pass-through: the
+    client's stream is never broken by the addon.
+    """
+
+    stream: EventStream
+    filtering: bool
+    failed: bool = False
+    # What the client got, kept for mitmweb up to `store_limit` bytes (None: not kept).
+    stored: bytearray | None = None
+    store_limit: int = 0
+
+    def __call__(self, chunk: bytes) -> bytes | list[bytes]:
+        out = self._forward(chunk)
+        if self.stored is not None:
+            self.stored += out if isinstance(out, bytes) else b"".join(out)
+            if len(self.stored) > self.store_limit:
+                self.stored = None
+        return out
+
+    def _forward(self, chunk: bytes) -> bytes | list[bytes]:
+        if self.failed:
+            return chunk
+        now = time.monotonic()
+        try:
+            if self.filtering:
+                return self.stream.filter(chunk, now)
+            self.stream.observe(chunk, now)
+        except Exception as error:
+            self.failed = True
+            log.warning("genai: stopped parsing a stream after %s: %s", type(error).__name__, error)
+        return chunk
+
+
+class OpenAIStreamView(contentviews.Contentview):
+    """mitmweb's view of an OpenAI stream: the reassembled answer, tool calls and usage."""
+
+    name = "OpenAI stream"
+
+    def prettify(self, data: bytes, metadata: contentviews.Metadata) -> str:
+        endpoint = _observed_endpoint(metadata)
+        assert endpoint is not None
+        return protocol.describe_stream(endpoint, data)
+
+    def render_priority(self, data: bytes, metadata: contentviews.Metadata) -> float:
+        is_stream = (metadata.content_type or "").startswith("text/event-stream")
+        return 2.0 if is_stream and _observed_endpoint(metadata) is not None else 0.0
+
+
+def _observed_endpoint(metadata: contentviews.Metadata) -> Endpoint | None:
+    flow = metadata.flow
+    if not isinstance(flow, http.HTTPFlow):
+        return None
+    return protocol.classify_endpoint(flow.request.method, flow.request.path)
 
 
 @dataclass
@@ -65,34 +127,8 @@ class InFlight:
     trace_headers: dict[str, str]
     usage_added: bool = False
     stream: EventStream | None = None
+    tap: StreamTap | None = None
     content: CapturedContent | None = None  # the prompt, when content capture is on
-
-
-@dataclass
-class StreamTap:
-    """The `flow.response.stream` callable: hands every chunk on at once, parses on the side.
-
-    When the addon added include_usage, `filtering` is on and the chunk is replaced by what
-    `EventStream.filter` returns. Any exception turns the tap into a plain pass-through: the
-    client's stream is never broken by the addon.
-    """
-
-    stream: EventStream
-    filtering: bool
-    failed: bool = False
-
-    def __call__(self, chunk: bytes) -> bytes | list[bytes]:
-        if self.failed:
-            return chunk
-        now = time.monotonic()
-        try:
-            if self.filtering:
-                return self.stream.filter(chunk, now)
-            self.stream.observe(chunk, now)
-        except Exception as error:
-            self.failed = True
-            log.warning("genai: stopped parsing a stream after %s: %s", type(error).__name__, error)
-        return chunk
 
 
 def in_flight(flow: http.HTTPFlow) -> InFlight | None:
@@ -115,6 +151,12 @@ def never_raises[F: Callable[..., None]](hook: F) -> F:
     return guarded  # type: ignore[return-value]
 
 
+def _option(name: str, default: Any) -> Any:
+    """An option another addon owns (mitmdump's flow_detail, the proxy's listen_host, ...), which
+    may be absent where mitmproxy runs without that addon."""
+    return getattr(ctx.options, name, default)
+
+
 def classify_flow_error(message: str, had_response: bool) -> str:
     """A low-cardinality `error.type` for mitmproxy's `error` hook."""
     text = message.lower()
@@ -130,6 +172,7 @@ class GenAITelemetry:
         self.rules: list[HostRule] = [protocol.parse_host_rule(entry) for entry in DEFAULT_HOSTS]
         self.telemetry: Telemetry | None = None
         self.prices = PriceTable.load()
+        self.summary = UsageSummary()
         self._unpriced_logged: set[str] = set()
 
     def load(self, loader: Loader) -> None:
@@ -192,6 +235,16 @@ class GenAITelemetry:
                 "did. Creates one time series per request: keep it off unless a dashboard needs it."
             ),
         )
+        loader.add_option(
+            "genai_stream_store_limit",
+            int,
+            1024 * 1024,
+            (
+                "Keep each streamed response, up to this many bytes, so that mitmweb can show it (0: keep "
+                "none). mitmproxy's store_streamed_bodies keeps every streamed body whole instead."
+            ),
+        )
+        contentviews.add(OpenAIStreamView)
         try:
             self.telemetry = get_telemetry()
         except ConfigurationError as error:
@@ -205,17 +258,33 @@ class GenAITelemetry:
         )
 
     def running(self) -> None:
-        listen_host = ctx.options.listen_host
-        if listen_host in ("", "0.0.0.0", "::") and not ctx.options.proxyauth:
+        listen_host = _option("listen_host", "127.0.0.1")
+        if listen_host in ("", "0.0.0.0", "::") and not _option("proxyauth", None):
             log.warning(
                 "genai: mitmproxy listens on all interfaces without proxy authentication: anyone who "
                 "can reach it can use it and read the traffic. Use --listen-host 127.0.0.1 or --proxyauth."
             )
 
     def done(self) -> None:
-        """Flush telemetry when mitmproxy exits; on a script reload, keep the providers running."""
-        if self.telemetry is not None and ctx.master.should_exit.is_set():
+        """At exit: print the usage summary and flush telemetry. On a script reload: neither, the
+        providers keep running (the summary starts anew)."""
+        if not ctx.master.should_exit.is_set():
+            return
+        if self.summary.rows:
+            print(f"\nOpenAI API usage through this proxy:\n{self.summary.table()}\n", flush=True)
+        if self.telemetry is not None:
             self.telemetry.shutdown()
+
+    @command.command("genai.summary")
+    def summary_table(self) -> str:
+        """Per provider and model: calls, errors, tokens, cost, p50/p95 duration and time to first chunk."""
+        return self.summary.table()
+
+    @command.command("genai.reset")
+    def reset_summary(self) -> None:
+        """Start the usage summary anew."""
+        self.summary.reset()
+        log.info("genai: usage summary reset.")
 
     def configure(self, updated: set[str]) -> None:
         if "genai_hosts" in updated:
@@ -289,7 +358,14 @@ class GenAITelemetry:
         accumulator = protocol.stream_accumulator(state.endpoint, state.started, state.content is not None)
         stream = EventStream(flow.response.headers.get("content-encoding"), accumulator)
         state.stream = stream
-        flow.response.stream = StreamTap(stream, filtering=state.usage_added and stream.decodable)
+        store_limit = ctx.options.genai_stream_store_limit
+        state.tap = StreamTap(
+            stream,
+            filtering=state.usage_added and stream.decodable,
+            stored=bytearray() if store_limit > 0 and not _option("store_streamed_bodies", False) else None,
+            store_limit=store_limit,
+        )
+        flow.response.stream = state.tap
 
     @never_raises
     def response(self, flow: http.HTTPFlow) -> None:
@@ -298,6 +374,8 @@ class GenAITelemetry:
             return
         assert flow.response
         status = flow.response.status_code
+        if state.tap is not None and state.tap.stored is not None and flow.response.raw_content is None:
+            flow.response.raw_content = bytes(state.tap.stored)  # only what mitmweb shows; already sent
         if state.stream is not None:
             state.stream.finish(time.monotonic())
             result = state.stream.accumulator.result
@@ -356,7 +434,9 @@ class GenAITelemetry:
         flow.comment = summary
         if error_type is not None:
             flow.marked = ":warning:"
-        log.info("genai: %s", summary)
+        if _option("flow_detail", 1) > 0:  # like mitmproxy's own flow lines: quiet at flow_detail=0
+            log.info("genai: %s", summary)
+        self.summary.add(exchange)
         assert self.telemetry is not None
         self.telemetry.record(
             exchange,

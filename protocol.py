@@ -1045,3 +1045,39 @@ def summarize(exchange: Exchange) -> str:
         status = f" ({exchange.status_code})" if exchange.status_code else ""
         parts.append(f"error {exchange.error_type}{status}")
     return " · ".join(parts)
+
+
+def describe_stream(endpoint: Endpoint, body: bytes) -> str:
+    """A streamed response told as a person reads it: the reassembled answer, tool calls, usage.
+
+    For mitmweb's contentview; `body` is the decoded stream.
+    """
+    stream = EventStream(None, stream_accumulator(endpoint, 0.0, capture_content=True))
+    stream.observe(body, 0.0)
+    stream.finish(0.0)
+    result = stream.accumulator.result
+    lines = [f"{endpoint.operation} ({endpoint.api_type}) · model {result.response_model or '?'}"]
+    if result.response_id:
+        lines.append(f"id {result.response_id}")
+    usage = result.usage
+    if usage is not None:
+        lines.append(
+            f"usage: {usage.input_tokens or 0} input ({usage.cached_input_tokens or 0} cached), "
+            f"{usage.output_tokens or 0} output ({usage.reasoning_output_tokens or 0} reasoning)"
+        )
+    else:
+        lines.append("usage: not in this stream")
+    if result.error_type:
+        lines.append(f"error: {result.error_type}")
+    if result.finish_reasons:
+        lines.append(f"finish: {', '.join(result.finish_reasons)}")
+    messages = json.loads(stream.accumulator.output_messages() or "[]")
+    for number, message in enumerate(messages):
+        lines.append("")
+        lines.append(f"assistant{f' (choice {number})' if len(messages) > 1 else ''}:")
+        for part in message.get("parts", []):
+            if part.get("type") == "text":
+                lines.append(part.get("content", ""))
+            elif part.get("type") == "tool_call":
+                lines.append(f"→ tool call {part.get('name')}({part.get('arguments')})  [{part.get('id')}]")
+    return "\n".join(lines)

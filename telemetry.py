@@ -56,17 +56,22 @@ MAX_QUEUED_SPANS = 2048
 OVERFLOW_VALUE = "_OTHER"
 
 EXPORTER_CHOICES = ("otlp", "console", "none")
+METRICS_ONLY_EXPORTERS = ("prometheus",)
+# The Prometheus scrape endpoint binds loopback unless told otherwise (OpenTelemetry's default
+# is "localhost"; an address reachable by others is a decision to make on purpose).
+PROMETHEUS_DEFAULT_HOST = "127.0.0.1"
+PROMETHEUS_DEFAULT_PORT = 9464
 
 
 class ConfigurationError(ValueError):
     """A telemetry environment variable has a value this addon cannot honour."""
 
 
-def _exporter_names(variable: str) -> list[str]:
+def _exporter_names(variable: str, choices: Sequence[str] = EXPORTER_CHOICES) -> list[str]:
     names = [n.strip().lower() for n in os.environ.get(variable, "otlp").split(",") if n.strip()]
     for name in names:
-        if name not in EXPORTER_CHOICES:
-            raise ConfigurationError(f"{variable}={name!r} is not supported; use one of {', '.join(EXPORTER_CHOICES)}")
+        if name not in choices:
+            raise ConfigurationError(f"{variable}={name!r} is not supported; use one of {', '.join(choices)}")
     return [n for n in names if n != "none"]
 
 
@@ -176,10 +181,31 @@ def _span_exporters() -> list[SpanExporter]:
     return exporters
 
 
+def _prometheus_reader() -> MetricReader:
+    """The OpenTelemetry Prometheus reader, served at OTEL_EXPORTER_PROMETHEUS_HOST:PORT/metrics."""
+    from opentelemetry.exporter.prometheus import PrometheusMetricReader
+    from prometheus_client import start_http_server
+
+    host = os.environ.get("OTEL_EXPORTER_PROMETHEUS_HOST", PROMETHEUS_DEFAULT_HOST)
+    port_text = os.environ.get("OTEL_EXPORTER_PROMETHEUS_PORT", str(PROMETHEUS_DEFAULT_PORT))
+    if not port_text.isdigit():
+        raise ConfigurationError(f"OTEL_EXPORTER_PROMETHEUS_PORT={port_text!r} is not a port number")
+    reader = PrometheusMetricReader()
+    try:
+        start_http_server(int(port_text), addr=host)
+    except OSError as error:
+        raise ConfigurationError(f"cannot serve Prometheus metrics on {host}:{port_text}: {error}") from error
+    log.info("Prometheus metrics at http://%s:%s/metrics", host, port_text)
+    return reader
+
+
 def _metric_readers() -> list[MetricReader]:
     readers: list[MetricReader] = []
-    for name in _exporter_names("OTEL_METRICS_EXPORTER"):
+    for name in _exporter_names("OTEL_METRICS_EXPORTER", EXPORTER_CHOICES + METRICS_ONLY_EXPORTERS):
         exporter: MetricExporter
+        if name == "prometheus":
+            readers.append(_prometheus_reader())
+            continue
         if name == "console":
             exporter = ConsoleMetricExporter()
         else:

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from mitmproxy import exceptions, http
+from mitmproxy import contentviews, exceptions, http
 from mitmproxy.addons.proxyauth import ProxyAuth
 from mitmproxy.test import taddons, tflow, tutils
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
@@ -509,3 +509,49 @@ def test_a_warning_when_listening_on_all_interfaces_without_auth(sink, caplog, l
         tctx.configure(metering, listen_host=listen_host, proxyauth=proxyauth)
         metering.running()
     assert ("listens on all interfaces without proxy authentication" in caplog.text) is warned
+
+
+def test_streamed_bodies_are_kept_for_mitmweb_up_to_the_limit(context):
+    metering, tctx = context
+    body = {**CHAT_REQUEST, "stream": True, "stream_options": {"include_usage": True}}
+    upstream = "".join(ChatScript(body).stream_events()).encode()
+    flow = chat_flow(body)
+    metering.request(flow)
+    flow.response = sse_response()
+    flow.response.raw_content = None  # as after a real streamed response
+    stream_through(metering, flow, upstream, piece=50)
+    assert flow.response.raw_content == upstream
+    tctx.configure(metering, genai_stream_store_limit=len(upstream) - 1)
+    flow = chat_flow(body)
+    metering.request(flow)
+    flow.response = sse_response()
+    flow.response.raw_content = None
+    stream_through(metering, flow, upstream, piece=50)
+    assert flow.response.raw_content is None  # over the limit: nothing kept, nothing half
+
+
+def test_the_contentview_shows_the_reassembled_stream(context):  # the context runs load()
+    body = load_fixture("test_chat_completion_streaming")["response"]["body"]["string"].encode()
+    flow = chat_flow({**CHAT_REQUEST, "stream": True})
+    flow.response = http.Response.make(200, body, {"content-type": "text/event-stream"})
+    view = addon_module.OpenAIStreamView()
+    metadata = contentviews.Metadata(flow=flow, content_type="text/event-stream", http_message=flow.response)
+    assert view.render_priority(body, metadata) > 1
+    text = view.prettify(body, metadata)
+    assert '"This is a test."' in text and "usage: 12 input" in text
+    other = chat_flow(path="/v1/models")
+    other_metadata = contentviews.Metadata(flow=other, content_type="text/event-stream", http_message=other.response)
+    assert view.render_priority(body, other_metadata) == 0
+    assert "openai stream" in contentviews.registry  # registered by load()
+
+
+def test_summary_commands(context):
+    metering, tctx = context
+    flow = chat_flow()
+    metering.request(flow)
+    flow.response = json_response({"model": "gpt-4o-mini", "usage": {"prompt_tokens": 1000, "completion_tokens": 10}})
+    metering.response(flow)
+    table = tctx.master.commands.execute("genai.summary")
+    assert "gpt-4o-mini" in table and "1,000" in table
+    tctx.master.commands.execute("genai.reset")
+    assert tctx.master.commands.execute("genai.summary") == "No OpenAI API calls observed yet."

@@ -16,6 +16,12 @@ def test_the_benchmark_runs_end_to_end(tmp_path):
         capture_output=True,
     )
     text = report.read_text()
-    for section in ("## 1. Non-streaming", "## 2. Streaming", "## 3. Memory", "## 4. Cost per unit", "## 5. Non-streaming"):
+    for section in (
+        "## 1. Non-streaming",
+        "## 2. Streaming",
+        "## 3. Memory",
+        "## 4. Cost per unit",
+        "## 5. Non-streaming",
+    ):
         assert section in text
     assert "| 16 | addon |" in text and "addon, include_usage rewrite + strip" in text

@@ -10,12 +10,14 @@ its own model name, so its metrics can be told apart in the shared receiver.
 import asyncio
 import functools
 import http.client
+import http.cookiejar
 import json
 import os
 import socket
 import ssl
 import subprocess
 import time
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -651,6 +653,110 @@ def test_http2_client(world: World, monkeypatch: pytest.MonkeyPatch):
         wait_for_tokens(world, "e2e-h2", 2 * usage.prompt_tokens, 2 * usage.completion_tokens)
         client.close()
     assert_no_addon_failure(proxy.output)
+
+
+# --- without a backend: mitmweb, the summary, Prometheus -----------------------------------
+
+WEB_PASSWORD = "e2e-web-password"
+
+
+class WebAPI:
+    """mitmweb's HTTP API with its token (the Authorization header)."""
+
+    def __init__(self, port: int) -> None:
+        self.base = f"http://127.0.0.1:{port}"
+        self.opener = urllib.request.build_opener()
+
+    def get(self, path: str) -> Any:
+        request = urllib.request.Request(self.base + path, headers={"Authorization": f"Bearer {WEB_PASSWORD}"})
+        with self.opener.open(request, timeout=10) as response:
+            body = response.read()
+        return json.loads(body) if path.endswith(".json") or path.startswith("/flows") else body
+
+    def command(self, name: str, *arguments: str) -> Any:
+        """POST a command; the XSRF check wants the same token as cookie and header (as the UI sends)."""
+        xsrf = "0123456789abcdef" * 2
+        request = urllib.request.Request(
+            f"{self.base}/commands/{name}",
+            data=json.dumps({"arguments": list(arguments)}).encode(),
+            headers={"Content-Type": "application/json", "X-XSRFToken": xsrf, "Cookie": f"_mitmproxy_xsrf={xsrf}"},
+            method="POST",
+        )
+        request.add_header("Authorization", f"Bearer {WEB_PASSWORD}")
+        with self.opener.open(request, timeout=10) as response:
+            return json.loads(response.read())["value"]
+
+
+def test_mitmweb_shows_comments_marks_the_stream_view_and_the_summary(world: World):
+    web_port = unused_port()
+    args = world.proxy_args("--web-host", "127.0.0.1", "--web-port", str(web_port))
+    args += ["--set", f"web_password={WEB_PASSWORD}", "--set", "web_open_browser=false"]
+    with Mitmdump(args, world.env, world.tmp / "conf-web", program="mitmweb") as proxy:
+        client = world.reverse_client(proxy)
+        client.chat.completions.create(model="e2e-web", messages=messages())
+        answer = "".join(
+            c.choices[0].delta.content or ""
+            for c in client.chat.completions.create(model="e2e-web", messages=messages(), stream=True)
+            if c.choices
+        )
+        with pytest.raises(openai.RateLimitError):
+            client.chat.completions.create(
+                model="e2e-web", messages=messages(), extra_headers={"x-fake-error": "429:rate_limit_exceeded"}
+            )
+        client.close()
+        web = WebAPI(web_port)
+        flows = web.get("/flows")
+        comments = [flow["comment"] for flow in flows]
+        assert len(flows) == 3 and all(comment.startswith("chat e2e-web") for comment in comments)
+        assert "first chunk" in comments[1] and "error rate_limit_exceeded (429)" in comments[2]
+        assert [bool(flow["marked"]) for flow in flows] == [False, False, True]
+        view = web.get(f"/flows/{flows[1]['id']}/response/content/auto.json")
+        assert view["view_name"] == "OpenAI stream"
+        assert answer in view["text"] and "usage: " in view["text"]
+        table = web.command("genai.summary")
+        assert "e2e-web-2024-07-18" in table and table.splitlines()[0].startswith("provider")
+        web.command("genai.reset")
+        assert web.command("genai.summary") == "No OpenAI API calls observed yet."
+
+
+def test_mitmdump_prints_the_usage_summary_when_it_exits(world: World):
+    with Mitmdump(world.proxy_args(), world.env, world.tmp / "conf-summary") as proxy:
+        client = world.reverse_client(proxy)
+        for _ in range(3):
+            client.chat.completions.create(model="gpt-4o-mini", messages=messages())
+        client.close()
+    table = proxy.output.split("OpenAI API usage through this proxy:", 1)[1]
+    row = next(line for line in table.splitlines() if "gpt-4o-mini-2024-07-18" in line).split()
+    usage = ChatScript({"messages": messages()}).usage()
+    assert row[:4] == ["openai", "gpt-4o-mini-2024-07-18", "3", "0"]
+    assert row[4] == str(3 * usage["prompt_tokens"]) and row[6] == str(3 * usage["completion_tokens"])
+    expected_cost = 3 * (usage["prompt_tokens"] * 0.15 + usage["completion_tokens"] * 0.60) / 1e6
+    assert float(row[8]) == pytest.approx(expected_cost, abs=1e-6)
+
+
+def test_prometheus_scrape_without_a_collector(world: World):
+    port = unused_port()
+    env = {**world.env, "OTEL_METRICS_EXPORTER": "prometheus", "OTEL_EXPORTER_PROMETHEUS_PORT": str(port)}
+    env["OTEL_TRACES_EXPORTER"] = "none"
+    with Mitmdump(world.proxy_args(), env, world.tmp / "conf-prom") as proxy:
+        response = world.reverse_client(proxy).chat.completions.create(model="e2e-prom", messages=messages())
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as scrape:
+            text = scrape.read().decode()
+    assert response.usage is not None
+    lines = [line for line in text.splitlines() if 'gen_ai_request_model="e2e-prom"' in line]
+    input_sum = next(
+        line
+        for line in lines
+        if line.startswith("gen_ai_client_token_usage")
+        and "_sum" in line.split("{")[0]
+        and 'gen_ai_token_type="input"' in line
+    )
+    assert float(input_sum.rsplit(" ", 1)[1]) == response.usage.prompt_tokens
+    assert any(line.startswith("gen_ai_client_operation_duration") for line in lines)
+    legacy = next(
+        line for line in text.splitlines() if line.startswith("tokens_counter_total{") and 'model="e2e-prom"' in line
+    )
+    assert f'api_key="{MASKED}"' in legacy and float(legacy.rsplit(" ", 1)[1]) == response.usage.total_tokens
 
 
 # --- options and lifecycle ----------------------------------------------------------------

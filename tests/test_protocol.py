@@ -861,3 +861,13 @@ def test_a_large_request_is_read_and_rewritten_without_a_full_parse(monkeypatch)
 def test_a_large_request_that_has_stream_options_is_left_alone():
     body = big_request(model="gpt-4o", stream=True, stream_options={"include_obfuscation": False})
     assert protocol.request_with_include_usage(body) is None
+
+
+def test_a_recorded_stream_is_described_for_people():
+    text = protocol.describe_stream(CHAT, body_of("test_chat_completion_multiple_tools_streaming_with_content"))
+    assert text.startswith("chat (chat_completions) · model gpt-4o-mini")
+    assert "usage: " in text and "output" in text
+    assert "finish: tool_calls" in text
+    assert text.count("→ tool call get_current_weather(") == 2
+    responses = protocol.describe_stream(RESPONSES, body_of("test_responses_create_streaming[content_mode0]"))
+    assert "This is a test." in responses and "usage: 22 input (0 cached), 6 output (0 reasoning)" in responses

@@ -14,7 +14,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 MITMDUMP = Path(sys.executable).parent / "mitmdump"
-_LISTENING = re.compile(r"listening at (?:http://)?\[?([0-9.:a-f]+)\]?:(\d+)")
+# The proxy's own line (mitmweb also prints "Web server listening at ...").
+_LISTENING = re.compile(r"proxy.* listening at (?:http://)?\[?([0-9.:a-f]+)\]?:(\d+)")
 
 
 class Mitmdump:
@@ -27,10 +28,13 @@ class Mitmdump:
         confdir: Path,
         start_timeout: float = 20,
         with_addon: bool = True,
+        program: str = "mitmdump",
     ) -> None:
-        """`with_addon=False` runs bare mitmdump, the baseline for benchmarks."""
+        """`with_addon=False` runs bare mitmdump, the baseline for benchmarks; `program="mitmweb"`
+        runs the web interface instead."""
         self.args = list(args)
         self.with_addon = with_addon
+        self.program = program
         self.env = {**os.environ, **env}
         self.confdir = confdir
         self.start_timeout = start_timeout
@@ -60,7 +64,7 @@ class Mitmdump:
 
     def start(self) -> Mitmdump:
         command = [
-            str(MITMDUMP),
+            str(MITMDUMP.with_name(self.program)),
             *(["-s", str(ROOT / "addon.py")] if self.with_addon else []),
             "--listen-host",
             "127.0.0.1",

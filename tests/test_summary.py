@@ -1,0 +1,68 @@
+"""The usage summary table."""
+
+from protocol import ApiRequest, ApiResult, Endpoint, Exchange, Usage
+from summary import Reservoir, UsageSummary
+
+CHAT = Endpoint("chat", "chat_completions")
+
+
+def exchange(model: str, duration: float, usage: Usage | None, cost: float | None = None, **extra) -> Exchange:
+    result = ApiResult(response_model=model, usage=usage)
+    return Exchange(
+        CHAT,
+        "openai",
+        "api.openai.com",
+        443,
+        ApiRequest(model=model),
+        "sk-...",
+        0,
+        duration,
+        result,
+        cost_usd=cost,
+        **extra,
+    )
+
+
+def test_rows_add_up_per_provider_and_model():
+    summary = UsageSummary()
+    summary.add(exchange("gpt-4o-mini", 1.0, Usage(100, 10, 110, 40, 0), cost=0.001))
+    summary.add(exchange("gpt-4o-mini", 3.0, Usage(50, 5, 55, 0, 2), cost=0.002, time_to_first_chunk_s=0.25))
+    summary.add(exchange("gpt-4o-mini", 2.0, None, error_type="rate_limit_exceeded"))
+    summary.add(exchange("my-llama", 0.5, Usage(7, 3, 10)))
+    row = summary.rows[("openai", "gpt-4o-mini")]
+    assert (row.calls, row.errors, row.input_tokens, row.cached_tokens, row.output_tokens, row.reasoning_tokens) == (
+        3,
+        1,
+        150,
+        40,
+        15,
+        2,
+    )
+    assert row.cost_usd == 0.003
+    table = summary.table()
+    lines = table.splitlines()
+    assert lines[0].split()[:4] == ["provider", "model", "calls", "errors"]
+    gpt = next(line for line in lines if "gpt-4o-mini" in line).split()
+    assert gpt[2:9] == ["3", "1", "150", "40", "15", "2", "0.003000"]
+    assert gpt[9:11] == ["2.000", "3.000"]  # p50 and p95 of 1, 2, 3 s
+    assert gpt[11] == "0.250"
+    total = next(line for line in lines if line.startswith("total")).split()
+    assert total[1:3] == ["4", "1"]
+    assert "1 calls of models without a price are not in the cost" in table
+
+
+def test_reset_and_empty():
+    summary = UsageSummary()
+    assert summary.table() == "No OpenAI API calls observed yet."
+    summary.add(exchange("m", 1.0, Usage(1, 1)))
+    summary.reset()
+    assert summary.table() == "No OpenAI API calls observed yet."
+
+
+def test_the_duration_sample_stays_bounded():
+    reservoir = Reservoir(size=100)
+    for value in range(10_000):
+        reservoir.add(float(value))
+    assert len(reservoir.values) == 100 and reservoir.seen == 10_000
+    median = reservoir.percentile(0.5)
+    assert median is not None and 2_000 < median < 8_000
