@@ -26,6 +26,11 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
+from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
 import protocol
 from protocol import ApiRequest, Endpoint, EventStream, Exchange
 from telemetry import Telemetry
@@ -102,6 +107,7 @@ class Bench:
     def proxy(self, with_addon: bool, collector: str = "live", *extra: str) -> Iterator[Mitmdump]:
         endpoint = {
             "live": self.collector.endpoint,
+            "live, spans off": self.collector.endpoint,
             "slow": self.slow_collector.endpoint,
             "dead": "http://127.0.0.1:9",  # the discard port: nothing listens there
         }[collector]
@@ -110,6 +116,8 @@ class Bench:
             "OTEL_METRIC_EXPORT_INTERVAL": "5000",
             "OTEL_EXPORTER_OTLP_TIMEOUT": "10",
         }
+        if collector == "live, spans off":
+            env["OTEL_TRACES_EXPORTER"] = "none"
         # No flow lines for either variant; the addon's own line per call stays (it is part of its cost).
         args = ["--mode", f"reverse:http://127.0.0.1:{self.upstream_port}", "--set", "flow_detail=0"]
         if with_addon:
@@ -146,7 +154,7 @@ def latency_row(name: str, result: dict[str, Any]) -> dict[str, float]:
     }
 
 
-def throughput(bench: Bench, report: list[str], raw: dict[str, Any], collector_variants: bool = False) -> None:
+def throughput(bench: Bench, report: list[str], raw: dict[str, Any]) -> None:
     sizes = bench.sizes
     title = "## 1. Non-streaming chat completions, reverse mode"
     report += [
@@ -294,9 +302,30 @@ def in_process(report: list[str], raw: dict[str, Any]) -> None:
         stream.observe(chunk, 1.0)
 
     data = chunk[6:-2]
+    reader = InMemoryMetricReader()
+    histogram = MeterProvider(metric_readers=[reader]).get_meter("bench").create_histogram("h")
+    attributes: dict[str, str | int] = {"gen_ai.operation.name": "chat", "gen_ai.provider.name": "openai"}
+    attributes |= {"server.address": "api.openai.com"}
+    attributes |= {"server.port": 443, "gen_ai.request.model": "gpt-4o-mini", "gen_ai.response.model": "gpt-4o-mini"}
+    spans = InMemorySpanExporter()
+    recorded = Telemetry(span_exporters=[spans], metric_readers=[])
+    for _ in range(100):
+        result = protocol.parse_response(CHAT, body)
+        exchange = Exchange(CHAT, "openai", "api.openai.com", 443, request, "sk-...abcd", 0, 0.5, result)
+        recorded.record(exchange, legacy_metrics=True, legacy_completion_id=False)
+    recorded.tracer_provider.force_flush()
+    finished = spans.get_finished_spans()
     cases = {
         "parse + record, non-streaming response": (parse_and_record, lambda: json.loads(body)),
         "observe, one chat SSE chunk": (per_chunk, lambda: json.loads(data)),
+        "one histogram measurement in the OpenTelemetry SDK (6 attributes)": (
+            lambda: histogram.record(1.0, attributes),
+            lambda: json.loads(data),
+        ),
+        "OTLP-encode one of our spans (exporter thread)": (
+            lambda: encode_spans(finished[:1]).SerializeToString(),
+            lambda: json.loads(body),
+        ),
     }
     report += [
         "## 4. Cost per unit of work, in process",
@@ -315,14 +344,14 @@ def in_process(report: list[str], raw: dict[str, Any]) -> None:
 def collectors(bench: Bench, report: list[str], raw: dict[str, Any]) -> None:
     requests = bench.sizes.collector_requests
     report += [
-        "## 5. Non-streaming, concurrency 16, with a live, a dead and a slow (2 s) collector",
+        "## 5. Non-streaming, concurrency 16: live, dead and slow (2 s) collectors, and spans off",
         "",
         "| collector | req/s | p50 ms | p99 ms | CPU s / 1000 req |",
         "|---|---|---|---|---|",
     ]
     rows: dict[str, list[dict[str, float]]] = {}
     for _ in range(bench.sizes.rounds):
-        for collector in ("live", "dead", "slow"):
+        for collector in ("live", "dead", "slow", "live, spans off"):
             with bench.proxy(True, collector) as proxy:
                 bench.load(proxy.port, 4, bench.sizes.warmup, "plain")
                 rows.setdefault(collector, []).append(
@@ -336,9 +365,9 @@ def collectors(bench: Bench, report: list[str], raw: dict[str, Any]) -> None:
                 f"| {row['cpu_s_per_1000']:.3f} |"
             )
     live = statistics.median(r["rps"] for r in rows["live"])
-    for collector in ("dead", "slow"):
+    for collector in ("dead", "slow", "live, spans off"):
         ratio = statistics.median(r["rps"] for r in rows[collector]) / live
-        report.append(f"\nThroughput with a {collector} collector / live collector: {ratio:.3f}.")
+        report.append(f"\nThroughput, {collector} / live: {ratio:.3f}.")
     report.append("")
 
 
@@ -370,7 +399,9 @@ def main() -> None:
     parser.add_argument("--smoke", action="store_true", help="a few hundred requests, to check that it works")
     parser.add_argument("--report", type=Path, help="write the Markdown report here as well")
     parser.add_argument("--raw", type=Path, help="write the raw numbers as JSON here")
+    parser.add_argument("--parts", default="1,2,3,4,5", help="which parts to run, e.g. 1,5 (default: all)")
     options = parser.parse_args()
+    chosen = set(options.parts.split(","))
     sizes = SMOKE if options.smoke else Sizes()
     report = [
         "# Benchmark: mitmdump + addon against bare mitmdump",
@@ -383,11 +414,13 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="genai-bench-") as tmp:
         bench = Bench(sizes, Path(tmp))
         try:
-            for part in (throughput, streaming, memory, collectors):
-                started = time.monotonic()
-                part(bench, report, raw)
-                print(f"[{part.__name__} done in {time.monotonic() - started:.0f}s]", file=sys.stderr, flush=True)
-            in_process(report, raw)
+            for number, part in (("1", throughput), ("2", streaming), ("3", memory), ("5", collectors)):
+                if number in chosen:
+                    started = time.monotonic()
+                    part(bench, report, raw)
+                    print(f"[{part.__name__} done in {time.monotonic() - started:.0f}s]", file=sys.stderr, flush=True)
+            if "4" in chosen:
+                in_process(report, raw)
         finally:
             bench.close()
     text = "\n".join(report)
