@@ -28,9 +28,11 @@ $(VENV)/.dev: $(VENV)/.runtime requirements-dev.txt
 run: $(VENV)/.runtime
 	$(BIN)/mitmdump -s addon.py --listen-host 127.0.0.1 --listen-port $(PORT) --mode $(MODE) $(ARGS)
 
+# The flow list gets a comment column: the addon's one line per call.
 web: $(VENV)/.runtime
 	$(BIN)/mitmweb -s addon.py --listen-host 127.0.0.1 --listen-port $(PORT) --mode $(MODE) \
-		--web-host 127.0.0.1 $(ARGS)
+		--web-host 127.0.0.1 --set web_columns=icon --set web_columns=path --set web_columns=status \
+		--set web_columns=time --set web_columns=comment $(ARGS)
 
 lint: $(VENV)/.dev
 	$(BIN)/ruff check .

@@ -100,7 +100,10 @@ class OpenAIStreamView(contentviews.Contentview):
     def prettify(self, data: bytes, metadata: contentviews.Metadata) -> str:
         endpoint = _observed_endpoint(metadata)
         assert endpoint is not None
-        return protocol.describe_stream(endpoint, data)
+        description = protocol.describe_stream(endpoint, data)
+        # What the addon metered, which includes usage it asked for and kept from the client.
+        metered = metadata.flow.comment if metadata.flow else ""
+        return f"metered: {metered}\n{description}" if metered else description
 
     def render_priority(self, data: bytes, metadata: contentviews.Metadata) -> float:
         is_stream = (metadata.content_type or "").startswith("text/event-stream")

@@ -539,6 +539,8 @@ def test_the_contentview_shows_the_reassembled_stream(context):  # the context r
     assert view.render_priority(body, metadata) > 1
     text = view.prettify(body, metadata)
     assert '"This is a test."' in text and "usage: 12 input" in text
+    flow.comment = "chat gpt-4 · 12 in / 5 out"
+    assert view.prettify(body, metadata).startswith("metered: chat gpt-4 · 12 in / 5 out\n")
     other = chat_flow(path="/v1/models")
     other_metadata = contentviews.Metadata(flow=other, content_type="text/event-stream", http_message=other.response)
     assert view.render_priority(body, other_metadata) == 0
