@@ -375,6 +375,11 @@ class CumulativeSums:
         return observe
 
 
+def _histogram(meter: Meter, name: str, unit: str, description: str, buckets: Sequence[float]) -> Histogram:
+    """A histogram with the bucket boundaries the conventions advise."""
+    return meter.create_histogram(name, unit=unit, description=description, explicit_bucket_boundaries_advisory=buckets)
+
+
 def latest_experimental_opted_in() -> bool:
     """`OTEL_SEMCONV_STABILITY_OPT_IN=gen_ai_latest_experimental` (a comma-separated list)."""
     values = os.environ.get("OTEL_SEMCONV_STABILITY_OPT_IN", "")
@@ -390,14 +395,10 @@ class _LatestExperimental:
 
     def __init__(self, meter: Meter) -> None:
         def duration(name: str, description: str) -> Histogram:
-            return meter.create_histogram(
-                name, unit="s", description=description, explicit_bucket_boundaries_advisory=DURATION_BUCKETS
-            )
+            return _histogram(meter, name, "s", description, DURATION_BUCKETS)
 
         def tokens(name: str, description: str) -> Histogram:
-            return meter.create_histogram(
-                name, unit="{token}", description=description, explicit_bucket_boundaries_advisory=TOKEN_BUCKETS
-            )
+            return _histogram(meter, name, "{token}", description, TOKEN_BUCKETS)
 
         prefix = "gen_ai.client.inference"
         self.duration = duration(f"{prefix}.duration", "GenAI inference duration.")
@@ -460,9 +461,7 @@ class Telemetry:
         meter = self.meter_provider.get_meter(SCOPE_NAME)
 
         def histogram(name: str, unit: str, description: str, buckets: Sequence[float]) -> Histogram:
-            return meter.create_histogram(
-                name, unit=unit, description=description, explicit_bucket_boundaries_advisory=buckets
-            )
+            return _histogram(meter, name, unit, description, buckets)
 
         self.token_usage = histogram(
             "gen_ai.client.token.usage", "{token}", "Number of input and output tokens used.", TOKEN_BUCKETS

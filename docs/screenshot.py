@@ -21,7 +21,7 @@ from openai.types.chat import ChatCompletionMessageParam
 
 from tests.support.certs import make_pki
 from tests.support.fake_openai import FakeOpenAI
-from tests.support.mitmdump import ROOT, Mitmdump
+from tests.support.mitmdump import ROOT, Mitmdump, reverse_args
 
 PASSWORD = "screenshot"
 
@@ -38,13 +38,7 @@ def main() -> None:
     web_port = free_port()
     env = {"OTEL_TRACES_EXPORTER": "none", "OTEL_METRICS_EXPORTER": "none"}
     with FakeOpenAI(pki.server_cert, pki.server_key) as fake:
-        args = [
-            "--mode",
-            f"reverse:https://127.0.0.1:{fake.port}",
-            "--set",
-            f"ssl_verify_upstream_trusted_ca={pki.ca_cert}",
-        ]
-        args += ["--set", f"genai_hosts=127.0.0.1:{fake.port}=openai", "--web-host", "127.0.0.1"]
+        args = [*reverse_args(fake.port, pki.ca_cert), "--web-host", "127.0.0.1"]
         args += ["--web-port", str(web_port), "--set", f"web_password={PASSWORD}", "--set", "web_open_browser=false"]
         args += [f"--set=web_columns={column}" for column in ("icon", "path", "status", "time", "comment")]
         with Mitmdump(args, env, tmp / "conf", program="mitmweb") as proxy:

@@ -29,7 +29,7 @@ import pytest
 from tests.support.certs import PKI, make_pki
 from tests.support.connect_forwarder import ConnectForwarder
 from tests.support.fake_openai import FIXTURES, ChatScript, FakeOpenAI, load_fixture, raw_scenario
-from tests.support.mitmdump import MITMDUMP, ROOT, Mitmdump
+from tests.support.mitmdump import MITMDUMP, ROOT, Mitmdump, reverse_args
 from tests.support.otlp_receiver import SPAN_KIND_CLIENT, OTLPReceiver
 
 SECRET = "Xw9Qm2Lk7Rt4Vb8Np3Hs6Jd1Fg5Zc0Ya"
@@ -52,15 +52,7 @@ class World:
     env: dict[str, str]
 
     def proxy_args(self, *extra: str) -> list[str]:
-        return [
-            "--mode",
-            f"reverse:https://127.0.0.1:{self.fake.port}",
-            "--set",
-            f"ssl_verify_upstream_trusted_ca={self.pki.ca_cert}",
-            "--set",
-            f"genai_hosts=127.0.0.1:{self.fake.port}=openai",
-            *extra,
-        ]
+        return [*reverse_args(self.fake.port, self.pki.ca_cert), *extra]
 
     def reverse_client(self, proxy: Mitmdump | None = None) -> openai.OpenAI:
         return openai.OpenAI(base_url=f"{(proxy or self.reverse).url}/v1", api_key=KEY, max_retries=0)

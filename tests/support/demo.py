@@ -15,7 +15,7 @@ from openai.types.chat import ChatCompletionChunk, ChatCompletionMessageParam
 
 from tests.support.certs import make_pki
 from tests.support.fake_openai import FakeOpenAI
-from tests.support.mitmdump import Mitmdump
+from tests.support.mitmdump import Mitmdump, reverse_args
 from tests.support.otlp_receiver import OTLPReceiver
 
 DEMO_KEY = "sk-proj-demo0000000000000000000000000000000000WXYZ"
@@ -32,14 +32,7 @@ def main() -> None:
         "OTEL_SERVICE_NAME": "genai-demo",
     }
     with FakeOpenAI(pki.server_cert, pki.server_key) as fake:
-        args = [
-            "--mode",
-            f"reverse:https://127.0.0.1:{fake.port}",
-            "--set",
-            f"ssl_verify_upstream_trusted_ca={pki.ca_cert}",
-            "--set",
-            f"genai_hosts=127.0.0.1:{fake.port}=openai",
-        ]
+        args = reverse_args(fake.port, pki.ca_cert)
         with Mitmdump(args, env, tmp / "mitmproxy") as proxy:
             print(f"mitmdump -s addon.py is listening at {proxy.url} (reverse proxy to a local fake OpenAI)\n")
             client = openai.OpenAI(base_url=f"{proxy.url}/v1", api_key=DEMO_KEY, max_retries=0)

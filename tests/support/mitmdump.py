@@ -18,6 +18,18 @@ MITMDUMP = Path(sys.executable).parent / "mitmdump"
 _LISTENING = re.compile(r"proxy.* listening at (?:http://)?\[?([0-9.:a-f]+)\]?:(\d+)")
 
 
+def reverse_args(upstream_port: int, upstream_ca: Path, provider: str = "openai") -> list[str]:
+    """mitmproxy arguments for reverse mode to the local fake upstream, metered as `provider`."""
+    return [
+        "--mode",
+        f"reverse:https://127.0.0.1:{upstream_port}",
+        "--set",
+        f"ssl_verify_upstream_trusted_ca={upstream_ca}",
+        "--set",
+        f"genai_hosts=127.0.0.1:{upstream_port}={provider}",
+    ]
+
+
 class Mitmdump:
     """`with Mitmdump([...args], env={...}) as proxy:` runs until the block ends (SIGINT, then kill)."""
 
