@@ -10,7 +10,7 @@ PORT ?= 8080
 MODE ?= regular
 ARGS ?=
 
-.PHONY: run web test demo fuzz bench lint clean
+.PHONY: run web test demo fuzz bench soak lint clean
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 12) else "Python >= 3.12 is needed (mitmproxy 12); set PYTHON=/path/to/python3.12")'
@@ -49,6 +49,11 @@ demo: $(VENV)/.dev
 BENCH_ARGS ?= --report bench/last-report.md
 bench: $(VENV)/.dev
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
+
+# Mixed traffic with collector restarts for SOAK_SECONDS, then exact totals and flat memory.
+SOAK_SECONDS ?= 600
+soak: $(VENV)/.dev
+	$(BIN)/python -m bench.soak $(SOAK_SECONDS)
 
 # A long property-based fuzz run of the protocol layer: FUZZ_SECONDS per target.
 FUZZ_SECONDS ?= 60

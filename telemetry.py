@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -53,6 +54,11 @@ COST_BUCKETS = [0.00001 * 4**i for i in range(13)]  # $0.00001 ... $167
 MAX_DISTINCT_VALUES = 500
 # Spans kept while the collector is down (the newest win): about 2 KB each.
 MAX_QUEUED_SPANS = 2048
+# After a failed span export, later batches wait this long before the collector is tried again.
+RETRY_AFTER_S = 2.0
+# The SDK's span queue (OTEL_BSP_MAX_QUEUE_SIZE, SDK default 2048) fills in seconds at a few
+# hundred calls per second while an export hangs; it drops what does not fit.
+DEFAULT_SPAN_QUEUE = 8192
 OVERFLOW_VALUE = "_OTHER"
 
 EXPORTER_CHOICES = ("otlp", "console", "none")
@@ -111,30 +117,38 @@ class _GuardedSpanExporter(SpanExporter):
     """Turns export failures into `_OutageLog` reports, and keeps failed spans for the next try.
 
     At most `MAX_QUEUED_SPANS` wait (the newest); they go out with the next batch once the
-    collector accepts data again, so a short outage loses no span.
+    collector accepts data again, so a short outage loses no span. After a failure, batches wait
+    without trying for `RETRY_AFTER_S`: a dead collector then costs one slow attempt now and then,
+    not one per batch, and the SDK's own queue keeps draining instead of dropping spans.
     """
 
     def __init__(self, inner: SpanExporter, outage: _OutageLog) -> None:
         self._inner = inner
         self._outage = outage
         self._waiting: deque[ReadableSpan] = deque(maxlen=MAX_QUEUED_SPANS)
+        self._retry_at = 0.0
         self.dropped = 0
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         batch = [*self._waiting, *spans]
-        try:
-            result = self._inner.export(batch)
-        except Exception:
-            result = SpanExportResult.FAILURE
         self._waiting.clear()
+        if time.monotonic() < self._retry_at:
+            result = SpanExportResult.FAILURE
+        else:
+            try:
+                result = self._inner.export(batch)
+            except Exception:
+                result = SpanExportResult.FAILURE
+            self._outage.report(result == SpanExportResult.SUCCESS)
+            self._retry_at = 0.0 if result == SpanExportResult.SUCCESS else time.monotonic() + RETRY_AFTER_S
         if result != SpanExportResult.SUCCESS:
             self.dropped += max(len(batch) - MAX_QUEUED_SPANS, 0)
             self._waiting.extend(batch)
-        self._outage.report(result == SpanExportResult.SUCCESS)
         return result
 
     def shutdown(self) -> None:
         if self._waiting:
+            self._retry_at = 0.0
             self.export([])
         self._inner.shutdown()
 
@@ -451,8 +465,9 @@ class Telemetry:
         metric_readers = _metric_readers() if metric_readers is None else metric_readers
         _quiet_exporter_logs()
         self.tracer_provider = TracerProvider(resource=resource, shutdown_on_exit=False)
+        queue_size = None if "OTEL_BSP_MAX_QUEUE_SIZE" in os.environ else DEFAULT_SPAN_QUEUE
         for exporter in span_exporters:
-            self.tracer_provider.add_span_processor(BatchSpanProcessor(exporter))
+            self.tracer_provider.add_span_processor(BatchSpanProcessor(exporter, max_queue_size=queue_size))
         self.meter_provider = MeterProvider(resource=resource, metric_readers=metric_readers, shutdown_on_exit=False)
         self._tracer = self.tracer_provider.get_tracer(SCOPE_NAME)
         self._propagator = TraceContextTextMapPropagator()

@@ -255,7 +255,10 @@ def memory(bench: Bench, report: list[str], raw: dict[str, Any]) -> None:
         "|---|---|---|---|---|---|",
     ]
     for with_addon in (False, True):
-        with bench.proxy(with_addon, "live", "--set", "stream_large_bodies=1") as proxy:
+        # Bare mitmdump needs stream_large_bodies to stream SSE; the addon streams what it observes
+        # itself (stream_large_bodies would also stream request bodies past the addon).
+        streaming = () if with_addon else ("--set", "stream_large_bodies=1")
+        with bench.proxy(with_addon, "live", *streaming) as proxy:
             start = memory_kb(proxy.pid, "VmRSS")
             bench.load(proxy.port, 8, first, "mixed", chunks=10, delay_ms=0, include_usage=0)
             at_first = memory_kb(proxy.pid, "VmRSS")

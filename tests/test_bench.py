@@ -25,3 +25,11 @@ def test_the_benchmark_runs_end_to_end(tmp_path):
     ):
         assert section in text
     assert "| 16 | addon |" in text and "addon, include_usage rewrite + strip" in text
+
+
+def test_a_short_soak_keeps_every_token_and_span_through_collector_outages():
+    finished = subprocess.run(
+        [sys.executable, "-m", "bench.soak", "6"], cwd=ROOT, timeout=240, capture_output=True, text=True
+    )
+    assert finished.returncode == 0, finished.stdout + finished.stderr
+    assert "collector outages" in finished.stdout and "FAIL" not in finished.stdout

@@ -258,7 +258,8 @@ class FailingExporter(SpanExporter):
         return SpanExportResult.SUCCESS if self.ok else SpanExportResult.FAILURE
 
 
-def test_an_outage_is_one_warning_and_recovery_one_note(caplog):
+def test_an_outage_is_one_warning_and_recovery_one_note(caplog, monkeypatch):
+    monkeypatch.setattr(telemetry, "RETRY_AFTER_S", 0.0)
     inner = FailingExporter()
     guarded = telemetry._GuardedSpanExporter(inner, telemetry._OutageLog("spans", "http://collector:4317", "kept"))
     with caplog.at_level(logging.INFO, logger="genai.telemetry"):
@@ -457,6 +458,7 @@ class RecordingExporter(SpanExporter):
 
 def test_spans_of_failed_exports_are_sent_when_the_collector_is_back(monkeypatch):
     monkeypatch.setattr(telemetry, "MAX_QUEUED_SPANS", 3)
+    monkeypatch.setattr(telemetry, "RETRY_AFTER_S", 0.0)
     inner = RecordingExporter()
     guarded = telemetry._GuardedSpanExporter(inner, telemetry._OutageLog("spans", "x", "kept"))
     spans = [type("S", (), {"name": f"s{i}"})() for i in range(6)]
@@ -468,3 +470,27 @@ def test_spans_of_failed_exports_are_sent_when_the_collector_is_back(monkeypatch
     guarded.export(spans[5:])
     assert inner.received == ["s0", "s2", "s3", "s4", "s5"]
     assert guarded.dropped == 1
+
+
+def test_after_a_failure_batches_wait_without_trying_the_collector(monkeypatch):
+    clock = [100.0]
+    monkeypatch.setattr(time, "monotonic", lambda: clock[0])
+    attempts: list[int] = []
+
+    class CountingExporter(RecordingExporter):
+        def export(self, spans: Any) -> SpanExportResult:
+            attempts.append(len(spans))
+            return super().export(spans)
+
+    inner = CountingExporter()
+    inner.up = False
+    guarded = telemetry._GuardedSpanExporter(inner, telemetry._OutageLog("spans", "x", "kept"))
+    spans = [type("S", (), {"name": f"s{i}"})() for i in range(4)]
+    guarded.export(spans[:1])  # fails: the collector is down
+    clock[0] += telemetry.RETRY_AFTER_S / 2
+    guarded.export(spans[1:2])  # within the pause: kept, collector not tried
+    inner.up = True
+    clock[0] += telemetry.RETRY_AFTER_S
+    guarded.export(spans[2:])  # the pause is over: everything goes out
+    assert attempts == [1, 4]
+    assert inner.received == ["s0", "s1", "s2", "s3"]
