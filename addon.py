@@ -243,8 +243,9 @@ class GenAITelemetry:
             int,
             1024 * 1024,
             (
-                "Keep each streamed response, up to this many bytes, so that mitmweb can show it (0: keep "
-                "none). mitmproxy's store_streamed_bodies keeps every streamed body whole instead."
+                "Keep each streamed response, up to this many bytes, where flows are kept (mitmweb, the "
+                "console, -w), so that it can be inspected (0: keep none). mitmproxy's "
+                "store_streamed_bodies keeps every streamed body whole instead."
             ),
         )
         contentviews.add(OpenAIStreamView)
@@ -361,11 +362,11 @@ class GenAITelemetry:
         accumulator = protocol.stream_accumulator(state.endpoint, state.started, state.content is not None)
         stream = EventStream(flow.response.headers.get("content-encoding"), accumulator)
         state.stream = stream
-        store_limit = ctx.options.genai_stream_store_limit
+        store_limit = ctx.options.genai_stream_store_limit if self._flows_are_kept() else 0
         state.tap = StreamTap(
             stream,
             filtering=state.usage_added and stream.decodable,
-            stored=bytearray() if store_limit > 0 and not _option("store_streamed_bodies", False) else None,
+            stored=bytearray() if store_limit > 0 else None,
             store_limit=store_limit,
         )
         flow.response.stream = state.tap
@@ -446,6 +447,14 @@ class GenAITelemetry:
             legacy_metrics=ctx.options.genai_legacy_metrics,
             legacy_completion_id=ctx.options.genai_legacy_completion_id,
         )
+
+    @staticmethod
+    def _flows_are_kept() -> bool:
+        """Is a streamed body worth keeping? Only where flows outlive the call: in mitmweb or the
+        console (their flow view) or when saving flows (-w); and not when mitmproxy keeps them itself."""
+        if _option("store_streamed_bodies", False):
+            return False
+        return ctx.master.addons.get("view") is not None or bool(_option("save_stream_file", None))
 
     def _cost(self, exchange: Exchange) -> float | None:
         """USD from the price table; an unknown model is named in the log once, never priced at 0."""

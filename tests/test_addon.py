@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from mitmproxy import contentviews, exceptions, http
 from mitmproxy.addons.proxyauth import ProxyAuth
+from mitmproxy.addons.view import View
 from mitmproxy.test import taddons, tflow, tutils
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -511,23 +512,30 @@ def test_a_warning_when_listening_on_all_interfaces_without_auth(sink, caplog, l
     assert ("listens on all interfaces without proxy authentication" in caplog.text) is warned
 
 
-def test_streamed_bodies_are_kept_for_mitmweb_up_to_the_limit(context):
-    metering, tctx = context
-    body = {**CHAT_REQUEST, "stream": True, "stream_options": {"include_usage": True}}
-    upstream = "".join(ChatScript(body).stream_events()).encode()
+def streamed_and_kept(metering: addon_module.GenAITelemetry, upstream: bytes, body: dict[str, Any]) -> bytes | None:
     flow = chat_flow(body)
     metering.request(flow)
     flow.response = sse_response()
     flow.response.raw_content = None  # as after a real streamed response
     stream_through(metering, flow, upstream, piece=50)
-    assert flow.response.raw_content == upstream
-    tctx.configure(metering, genai_stream_store_limit=len(upstream) - 1)
-    flow = chat_flow(body)
-    metering.request(flow)
-    flow.response = sse_response()
-    flow.response.raw_content = None
-    stream_through(metering, flow, upstream, piece=50)
-    assert flow.response.raw_content is None  # over the limit: nothing kept, nothing half
+    return flow.response.raw_content
+
+
+def test_streamed_bodies_are_kept_for_mitmweb_up_to_the_limit(sink):
+    body = {**CHAT_REQUEST, "stream": True, "stream_options": {"include_usage": True}}
+    upstream = "".join(ChatScript(body).stream_events()).encode()
+    metering = addon_module.GenAITelemetry()
+    with taddons.context(metering, View()) as tctx:  # a flow view, as in mitmweb
+        assert streamed_and_kept(metering, upstream, body) == upstream
+        tctx.configure(metering, genai_stream_store_limit=len(upstream) - 1)
+        assert streamed_and_kept(metering, upstream, body) is None  # over the limit: nothing kept, nothing half
+
+
+def test_mitmdump_keeps_no_streamed_bodies(context):
+    metering, _ = context  # no flow view, no -w: flows end with the call
+    body = {**CHAT_REQUEST, "stream": True, "stream_options": {"include_usage": True}}
+    upstream = "".join(ChatScript(body).stream_events()).encode()
+    assert streamed_and_kept(metering, upstream, body) is None
 
 
 def test_the_contentview_shows_the_reassembled_stream(context):  # the context runs load()
