@@ -28,6 +28,7 @@ import re
 import socket
 import ssl
 import struct
+import sys
 import threading
 import time
 import zlib
@@ -552,6 +553,11 @@ class FakeOpenAI(ThreadingHTTPServer):
     @property
     def port(self) -> int:
         return int(self.server_address[1])
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """Clients that leave mid-handshake or mid-stream (aborts, proxy shutdown) are not errors here."""
+        if not isinstance(sys.exc_info()[1], (ConnectionError, ssl.SSLError, TimeoutError)):
+            super().handle_error(request, client_address)
 
     def __enter__(self) -> FakeOpenAI:
         self._thread.start()
