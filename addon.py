@@ -176,6 +176,7 @@ class GenAITelemetry:
         self.telemetry: Telemetry | None = None
         self.prices = PriceTable.load()
         self.summary = UsageSummary()
+        self.capture_content = False  # genai_capture_content or its environment variable
         self._unpriced_logged: set[str] = set()
 
     def load(self, loader: Loader) -> None:
@@ -254,13 +255,6 @@ class GenAITelemetry:
         except ConfigurationError as error:
             log.error("genai: telemetry is off: %s", error)
 
-    @property
-    def capture_content(self) -> bool:
-        return (
-            bool(ctx.options.genai_capture_content)
-            or os.environ.get(CAPTURE_CONTENT_VARIABLE, "").strip().lower() == "true"
-        )
-
     def running(self) -> None:
         listen_host = _option("listen_host", "127.0.0.1")
         if listen_host in ("", "0.0.0.0", "::") and not _option("proxyauth", None):
@@ -299,6 +293,9 @@ class GenAITelemetry:
                 except ValueError as error:
                     raise exceptions.OptionsError(f"Invalid genai_hosts entry {entry!r}: {error}") from error
             self.rules = rules
+        if "genai_capture_content" in updated:
+            from_environment = os.environ.get(CAPTURE_CONTENT_VARIABLE, "").strip().lower() == "true"
+            self.capture_content = bool(ctx.options.genai_capture_content) or from_environment
         if "genai_prices" in updated:
             user_file = ctx.options.genai_prices
             try:
@@ -328,7 +325,7 @@ class GenAITelemetry:
             and "content-encoding" not in req.headers
             and body
         ):
-            rewritten = protocol.request_with_include_usage(body)
+            rewritten = protocol.request_with_include_usage(body, api_request)
             if rewritten is not None:
                 req.content = rewritten
                 usage_added = True

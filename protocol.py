@@ -331,16 +331,15 @@ def parse_request(endpoint: Endpoint, body: bytes | None) -> ApiRequest:
 INCLUDE_USAGE_MEMBER = b'"stream_options":{"include_usage":true},'
 
 
-def request_with_include_usage(body: bytes) -> bytes | None:
+def request_with_include_usage(body: bytes, request: ApiRequest) -> bytes | None:
     """The request body with `stream_options.include_usage` set, or None when unsafe to touch.
 
-    Unsafe: not a JSON object, `stream` not literally true, or `stream_options` present but not
-    an object (or present in a body too large to parse). Without `stream_options`, one member is
-    inserted at the front and the client's bytes are otherwise kept; with it, its other fields
-    are kept.
+    `request` is `parse_request` of the same body. Unsafe: not a JSON object or `stream` not
+    literally true (then `request.stream` is false), or `stream_options` present but not an object
+    (or present in a body too large to parse). Without `stream_options`, one member is inserted at
+    the front and the client's bytes are otherwise kept; with it, its other fields are kept.
     """
-    data = _request_members(body)
-    if data is None or data.get("stream") is not True:
+    if not request.stream:
         return None
     if b'"stream_options"' not in body:
         opening = body.find(b"{")
@@ -348,9 +347,8 @@ def request_with_include_usage(body: bytes) -> bytes | None:
         if opening < 0 or body[:opening].strip() or rest[:1] in (b"}", b""):
             return None
         return body[: opening + 1] + INCLUDE_USAGE_MEMBER + body[opening + 1 :]
-    if len(body) > LARGE_BODY:
-        return None
-    stream_options = data.setdefault("stream_options", {})
+    data = _load_json_object(body) if len(body) <= LARGE_BODY else None
+    stream_options = data.setdefault("stream_options", {}) if data is not None else None
     if not isinstance(stream_options, dict):
         return None
     stream_options["include_usage"] = True
@@ -863,11 +861,19 @@ class ChatStreamAccumulator(StreamAccumulator):
             return False
         if self._output is not None:
             self._output.add(choices)
-        reasons = _finish_reasons(choices)
-        if reasons:
-            self._reasons.update(reasons)
+        has_output = reason_added = False
+        for position, choice in enumerate(choices):
+            if not isinstance(choice, dict):
+                continue
+            has_output = has_output or _delta_has_output(choice)
+            reason = choice.get("finish_reason")
+            if isinstance(reason, str):
+                index = _integer(choice.get("index"))
+                self._reasons[position if index is None else index] = reason[:MAX_LABEL_LENGTH]
+                reason_added = True
+        if reason_added:
             result.finish_reasons = [self._reasons[i] for i in sorted(self._reasons)]
-        if any(isinstance(choice, dict) and _delta_has_output(choice) for choice in choices):
+        if has_output:
             self._output_chunk(now)
         return not choices and usage is not None
 
@@ -938,12 +944,18 @@ class EventStream:
     def __init__(self, content_encoding: str | None, accumulator: StreamAccumulator) -> None:
         self.accumulator = accumulator
         self._framer = SSEFramer()
+        self._content_encoding = content_encoding
         decoder = incremental_decoder(content_encoding)
-        encoder = incremental_encoder(content_encoding)
-        self.decodable = decoder is not None and encoder is not None
+        self.decodable = decoder is not None  # the encoders cover the same encodings
         self._decode: Transcoder = decoder or (lambda data: b"")
-        self._encoder: Encoder = encoder or IdentityEncoder()
+        self._encoder: Encoder | None = None  # made on the first `filter`: observe mode needs none
         self._passthrough = False
+
+    @property
+    def encoder(self) -> Encoder:
+        if self._encoder is None:
+            self._encoder = incremental_encoder(self._content_encoding) or IdentityEncoder()
+        return self._encoder
 
     def observe(self, chunk: bytes, now: float) -> None:
         if self.decodable and chunk:
@@ -969,15 +981,15 @@ class EventStream:
         except Exception:
             self._passthrough = True
             held = self._framer.finish()
-            return [piece for piece in (self._encoder.encode(b"".join(held)) if held else b"", chunk) if piece]
+            return [piece for piece in (self.encoder.encode(b"".join(held)) if held else b"", chunk) if piece]
         kept: list[bytes] = []
         for block in blocks:
             if self.accumulator.consume(parse_sse_event(block), now):
                 continue
             kept.append(_USAGE_NULL_MEMBER.sub(rb"}\1", block, count=1))
-        out = self._encoder.encode(b"".join(kept)) if kept else b""
+        out = self.encoder.encode(b"".join(kept)) if kept else b""
         if not chunk:
-            out += self._encoder.finish()
+            out += self.encoder.finish()
         return [out] if out else []
 
 

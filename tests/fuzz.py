@@ -72,7 +72,7 @@ def target_parsers(counter: Counter) -> Callable[[], None]:
         counter.executions += 1
         protocol.parse_request(endpoint, data)
         protocol.parse_response(endpoint, data)
-        protocol.request_with_include_usage(data)
+        protocol.request_with_include_usage(data, protocol.parse_request(endpoint, data))
         protocol.error_type_for_status(500, data)
         protocol.captured_input(endpoint, data)
         protocol.captured_output(endpoint, data)

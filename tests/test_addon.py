@@ -495,8 +495,8 @@ def test_content_is_captured_only_when_asked(context, sink, monkeypatch):
     assert json.loads(span.attributes["gen_ai.input.messages"])[0]["parts"][0]["content"] == secret_prompt
     assert json.loads(span.attributes["gen_ai.output.messages"])[0]["parts"][0]["content"] == "private answer"
 
+    monkeypatch.setenv("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", "true")  # read at configure, as at start
     tctx.configure(metering, genai_capture_content=False)
-    monkeypatch.setenv("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", "true")
     assert "gen_ai.input.messages" in call().attributes
 
 

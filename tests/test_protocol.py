@@ -192,7 +192,7 @@ def test_tool_call_deltas_count_as_output():
 
 def test_include_usage_is_added_and_other_stream_options_are_kept():
     body = json.dumps({"model": "m", "stream": True, "stream_options": {"include_obfuscation": False}}).encode()
-    rewritten = json.loads(protocol.request_with_include_usage(body) or b"")
+    rewritten = json.loads(protocol.request_with_include_usage(body, protocol.parse_request(CHAT, body)) or b"")
     assert rewritten["stream_options"] == {"include_obfuscation": False, "include_usage": True}
     assert rewritten["model"] == "m"
 
@@ -202,7 +202,7 @@ def test_include_usage_is_added_and_other_stream_options_are_kept():
     [b"not json", b"[1,2]", b'{"stream":"true"}', b'{"stream":false}', b'{"stream":true,"stream_options":"x"}', b""],
 )
 def test_include_usage_rewrite_refuses_what_it_cannot_safely_change(body):
-    assert protocol.request_with_include_usage(body) is None
+    assert protocol.request_with_include_usage(body, protocol.parse_request(CHAT, body)) is None
 
 
 @pytest.mark.parametrize("encoding", ["identity", *ENCODINGS])
@@ -437,7 +437,7 @@ def test_summary_line_names_model_tokens_timing_and_errors():
 def test_arbitrary_bytes_never_raise_out_of_the_parsers(data):
     protocol.parse_request(CHAT, data)
     protocol.parse_response(CHAT, data)
-    protocol.request_with_include_usage(data)
+    protocol.request_with_include_usage(data, protocol.parse_request(CHAT, data))
     protocol.error_type_for_status(500, data)
     for encoding in [None, *ENCODINGS]:
         stream = chat_stream(encoding, started=0)
@@ -833,7 +833,7 @@ def test_strip_mode_passes_a_trailing_fragment_that_is_not_an_event(tail):
 
 def test_include_usage_is_inserted_and_the_clients_bytes_are_otherwise_kept():
     body = b'{ "model" : "gpt-4o",\n  "messages": [{"role": "user", "content": "h\\u00e9"}], "stream": true }'
-    rewritten = protocol.request_with_include_usage(body)
+    rewritten = protocol.request_with_include_usage(body, protocol.parse_request(CHAT, body))
     assert rewritten == b'{"stream_options":{"include_usage":true},' + body[1:]
     assert json.loads(rewritten)["stream_options"] == {"include_usage": True}
 
@@ -853,14 +853,14 @@ def test_a_large_request_is_read_and_rewritten_without_a_full_parse(monkeypatch)
     monkeypatch.setattr(protocol, "_load_json_object", no_full_parse)
     request = protocol.parse_request(CHAT, body)
     assert (request.model, request.stream, request.temperature) == ("gpt-4o", True, 0.5)
-    rewritten = protocol.request_with_include_usage(body)
+    rewritten = protocol.request_with_include_usage(body, protocol.parse_request(CHAT, body))
     assert rewritten == b'{"stream_options":{"include_usage":true},' + body[1:]
     assert protocol.captured_input(CHAT, body) == protocol.CapturedContent()  # not captured: too large
 
 
 def test_a_large_request_that_has_stream_options_is_left_alone():
     body = big_request(model="gpt-4o", stream=True, stream_options={"include_obfuscation": False})
-    assert protocol.request_with_include_usage(body) is None
+    assert protocol.request_with_include_usage(body, protocol.parse_request(CHAT, body)) is None
 
 
 def test_a_recorded_stream_is_described_for_people():
@@ -871,3 +871,11 @@ def test_a_recorded_stream_is_described_for_people():
     assert text.count("→ tool call get_current_weather(") == 2
     responses = protocol.describe_stream(RESPONSES, body_of("test_responses_create_streaming[content_mode0]"))
     assert "This is a test." in responses and "usage: 22 input (0 cached), 6 output (0 reasoning)" in responses
+
+
+def test_observe_mode_makes_no_encoder():
+    """Only the strip filter re-encodes; a compressed stream that is only watched allocates no compressor."""
+    body = body_of("test_chat_completion_streaming")
+    stream = run_stream([encode_whole(body, "gzip")], "gzip")
+    assert stream._encoder is None
+    assert stream.accumulator.result.usage == Usage(12, 5, 17, 0, 0)
