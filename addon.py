@@ -6,7 +6,8 @@ invisible exception: streamed chat completions that did not ask for usage get
 before the client sees it (option `genai_stream_usage`).
 
 Layers: this file is the mitmproxy glue (hooks, options, per-flow bookkeeping); `protocol`
-parses the OpenAI wire format; `telemetry` owns OpenTelemetry.
+parses the OpenAI wire format; `telemetry` owns OpenTelemetry and runs in a child process that
+`telemetry_process` starts and feeds.
 """
 
 import functools
@@ -25,7 +26,7 @@ import protocol
 from pricing import PriceTable
 from protocol import ApiRequest, CapturedContent, Endpoint, EventStream, Exchange, HostRule
 from summary import UsageSummary
-from telemetry import ConfigurationError, Telemetry, get_telemetry
+from telemetry_process import Recorder, TelemetryStartError, get_recorder
 
 log = logging.getLogger("genai")
 
@@ -134,6 +135,23 @@ class InFlight:
     content: CapturedContent | None = None  # the prompt, when content capture is on
 
 
+def plain_headers(headers: http.Headers) -> dict[str, str]:
+    """The headers as a dict with lower-case names (the first of repeated ones wins).
+
+    mitmproxy's `Headers.get` lowercases and compares every field on each lookup, about 3 µs on a
+    typical response; the addon looks up a dozen names per call, so it reads all fields once here.
+    """
+    return {
+        name.lower().decode("latin-1"): value.decode("utf-8", "surrogateescape")
+        for name, value in reversed(headers.fields)
+    }
+
+
+def body_of(message: http.Message, headers: dict[str, str]) -> bytes | None:
+    """The decoded body; `Message.get_content` alone would look up content-encoding once more."""
+    return message.get_content(strict=False) if "content-encoding" in headers else message.raw_content
+
+
 def in_flight(flow: http.HTTPFlow) -> InFlight | None:
     """The bookkeeping of an observed flow, also one seen first by a previous load of this script."""
     return getattr(flow, IN_FLIGHT_ATTRIBUTE, None)
@@ -173,10 +191,15 @@ def classify_flow_error(message: str, had_response: bool) -> str:
 class GenAITelemetry:
     def __init__(self) -> None:
         self.rules: list[HostRule] = [protocol.parse_host_rule(entry) for entry in DEFAULT_HOSTS]
-        self.telemetry: Telemetry | None = None
+        self.telemetry: Recorder | None = None
         self.prices = PriceTable.load()
         self.summary = UsageSummary()
         self.capture_content = False  # genai_capture_content or its environment variable
+        # Options read on every call, kept here: each `ctx.options` read deep-copies the value.
+        self.stream_usage = True
+        self.legacy_metrics = True
+        self.legacy_completion_id = False
+        self.log_calls = True  # mitmdump's flow_detail > 0: a log line per call, like its own
         self._unpriced_logged: set[str] = set()
 
     def load(self, loader: Loader) -> None:
@@ -251,8 +274,8 @@ class GenAITelemetry:
         )
         contentviews.add(OpenAIStreamView)
         try:
-            self.telemetry = get_telemetry()
-        except ConfigurationError as error:
+            self.telemetry = get_recorder()
+        except TelemetryStartError as error:
             log.error("genai: telemetry is off: %s", error)
 
     def running(self) -> None:
@@ -296,6 +319,14 @@ class GenAITelemetry:
         if "genai_capture_content" in updated:
             from_environment = os.environ.get(CAPTURE_CONTENT_VARIABLE, "").strip().lower() == "true"
             self.capture_content = bool(ctx.options.genai_capture_content) or from_environment
+        if "genai_stream_usage" in updated:
+            self.stream_usage = ctx.options.genai_stream_usage
+        if "genai_legacy_metrics" in updated:
+            self.legacy_metrics = ctx.options.genai_legacy_metrics
+        if "genai_legacy_completion_id" in updated:
+            self.legacy_completion_id = ctx.options.genai_legacy_completion_id
+        if "flow_detail" in updated:
+            self.log_calls = _option("flow_detail", 1) > 0
         if "genai_prices" in updated:
             user_file = ctx.options.genai_prices
             try:
@@ -314,15 +345,16 @@ class GenAITelemetry:
         rule = protocol.match_host(self.rules, req.host, req.port)
         if rule is None:
             return
-        body = req.get_content(strict=False)
+        headers = plain_headers(req.headers)
+        body = body_of(req, headers)
         api_request = protocol.parse_request(endpoint, body)
         usage_added = False
         if (
             api_request.stream
             and not api_request.include_usage
-            and ctx.options.genai_stream_usage
+            and self.stream_usage
             and protocol.adds_include_usage(rule, endpoint)
-            and "content-encoding" not in req.headers
+            and "content-encoding" not in headers
             and body
         ):
             rewritten = protocol.request_with_include_usage(body, api_request)
@@ -332,13 +364,13 @@ class GenAITelemetry:
         trace_headers = {
             name: value
             for name in ("traceparent", "tracestate")
-            if (value := req.headers.get(name)) and len(value) <= MAX_TRACE_HEADER_LENGTH
+            if (value := headers.get(name)) and len(value) <= MAX_TRACE_HEADER_LENGTH
         }
         state = InFlight(
             rule=rule,
             endpoint=endpoint,
             request=api_request,
-            api_key=protocol.mask_api_key(req.headers.get("authorization") or req.headers.get("api-key")),
+            api_key=protocol.mask_api_key(headers.get("authorization") or headers.get("api-key")),
             started=time.monotonic(),
             started_ns=time.time_ns(),
             trace_headers=trace_headers,
@@ -353,11 +385,11 @@ class GenAITelemetry:
         if state is None:
             return
         assert flow.response
-        content_type = flow.response.headers.get("content-type", "")
-        if not content_type.lower().startswith("text/event-stream"):
+        headers = flow.response.headers
+        if not headers.get("content-type", "").lower().startswith("text/event-stream"):
             return
         accumulator = protocol.stream_accumulator(state.endpoint, state.started, state.content is not None)
-        stream = EventStream(flow.response.headers.get("content-encoding"), accumulator)
+        stream = EventStream(headers.get("content-encoding"), accumulator)
         state.stream = stream
         store_limit = ctx.options.genai_stream_store_limit if self._flows_are_kept() else 0
         state.tap = StreamTap(
@@ -375,6 +407,7 @@ class GenAITelemetry:
             return
         assert flow.response
         status = flow.response.status_code
+        headers = plain_headers(flow.response.headers)
         if state.tap is not None and state.tap.stored is not None and flow.response.raw_content is None:
             flow.response.raw_content = bytes(state.tap.stored)  # only what mitmweb shows; already sent
         if state.stream is not None:
@@ -384,12 +417,12 @@ class GenAITelemetry:
                 state.content.output_messages = state.stream.accumulator.output_messages()
             error_type = result.error_type or (str(status) if status >= 400 else None)
         else:
-            body = flow.response.get_content(strict=False)
+            body = body_of(flow.response, headers)
             result = protocol.parse_response(state.endpoint, body)
             error_type = protocol.error_type_for_status(status, body) if status >= 400 else None
             if state.content is not None:
                 state.content.output_messages = protocol.captured_output(state.endpoint, body)
-        self._finish(flow, state, result, status, error_type)
+        self._finish(flow, state, result, status, error_type, headers)
 
     @never_raises
     def error(self, flow: http.HTTPFlow) -> None:
@@ -399,7 +432,10 @@ class GenAITelemetry:
         assert flow.error
         result = state.stream.accumulator.result if state.stream else protocol.ApiResult()
         status = flow.response.status_code if flow.response else None
-        self._finish(flow, state, result, status, classify_flow_error(flow.error.msg, flow.response is not None))
+        error_type = classify_flow_error(flow.error.msg, flow.response is not None)
+        self._finish(
+            flow, state, result, status, error_type, plain_headers(flow.response.headers) if flow.response else {}
+        )
 
     def _finish(
         self,
@@ -408,6 +444,7 @@ class GenAITelemetry:
         result: protocol.ApiResult,
         status: int | None,
         error_type: str | None,
+        response_headers: dict[str, str],
     ) -> None:
         accumulator = state.stream.accumulator if state.stream else None
         exchange = Exchange(
@@ -425,9 +462,7 @@ class GenAITelemetry:
             time_to_first_chunk_s=accumulator.time_to_first_chunk if accumulator else None,
             chunk_intervals_s=accumulator.chunk_intervals if accumulator else (),
             trace_headers=state.trace_headers,
-            upstream=protocol.parse_upstream_headers(flow.response.headers)
-            if flow.response
-            else protocol.UpstreamInfo(),
+            upstream=protocol.parse_upstream_headers(response_headers),
         )
         exchange.cost_usd = self._cost(exchange)
         exchange.content = state.content
@@ -435,14 +470,12 @@ class GenAITelemetry:
         flow.comment = summary
         if error_type is not None:
             flow.marked = ":warning:"
-        if _option("flow_detail", 1) > 0:  # like mitmproxy's own flow lines: quiet at flow_detail=0
+        if self.log_calls:  # like mitmproxy's own flow lines: quiet at flow_detail=0
             log.info("genai: %s", summary)
         self.summary.add(exchange)
         assert self.telemetry is not None
         self.telemetry.record(
-            exchange,
-            legacy_metrics=ctx.options.genai_legacy_metrics,
-            legacy_completion_id=ctx.options.genai_legacy_completion_id,
+            exchange, legacy_metrics=self.legacy_metrics, legacy_completion_id=self.legacy_completion_id
         )
 
     @staticmethod

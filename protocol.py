@@ -9,6 +9,7 @@ malformed body gives an empty result, never an exception.
 from __future__ import annotations
 
 import fnmatch
+import functools
 import json
 import re
 from array import array
@@ -120,8 +121,12 @@ _AZURE_DEPLOYMENT = re.compile(r"/openai/deployments/([^/]{1,128})/")
 
 def classify_endpoint(method: str, path: str) -> Endpoint | None:
     """The observed endpoint of `METHOD path`, under any prefix (`/v1`, `/openai/v1`, ...)."""
-    if method != "POST":
-        return None
+    return _classify_path(path) if method == "POST" else None
+
+
+# Every request passes here; clients call the same few paths over and over.
+@functools.lru_cache(maxsize=1024)
+def _classify_path(path: str) -> Endpoint | None:
     route, _, query = path.partition("?")
     route = route.rstrip("/")
     for suffix, operation, api_type in _ROUTES:
@@ -532,7 +537,10 @@ _HEADER_COUNT = re.compile(r"[0-9]{1,18}")
 
 
 def _header_count(headers: Mapping[str, str], name: str) -> int | None:
-    value = (headers.get(name) or "").strip()
+    value = headers.get(name)
+    if value is None:
+        return None
+    value = value.strip()
     return int(value) if _HEADER_COUNT.fullmatch(value) else None
 
 

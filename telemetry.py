@@ -1,20 +1,22 @@
 """OpenTelemetry side: providers, instruments, exporters, and `record` for a finished exchange.
 
-Created once per process (`get_telemetry`) and kept across mitmproxy script reloads, because
-this module is imported by the addon script and is not re-imported when the script reloads.
-Exports run on the SDK's background threads only; `record` just updates in-memory state.
+This runs in its own process (`python telemetry.py`, started by `telemetry_process`), so neither
+the SDK's per-measurement work nor span encoding competes with mitmproxy's event loop for the
+GIL. Exports run on the SDK's background threads; `record` only updates in-memory state.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import signal
+import sys
 import threading
 import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, BinaryIO, TextIO
 
 from opentelemetry.context import Context
 from opentelemetry.metrics import CallbackOptions, Histogram, Meter, Observation
@@ -38,6 +40,7 @@ from opentelemetry.sdk.trace.export import (
 from opentelemetry.trace import SpanKind, Status, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
+import telemetry_process
 from protocol import Exchange, RateLimits
 
 log = logging.getLogger("genai.telemetry")
@@ -45,8 +48,8 @@ log = logging.getLogger("genai.telemetry")
 DEFAULT_SERVICE_NAME = "mitmproxy-genai"
 SCOPE_NAME = "mitmproxy-genai"
 LEGACY_SCOPE_NAME = "openai.meter"
-# The whole of a bounded shutdown: flush what is pending, then close the exporters.
-SHUTDOWN_BUDGET_S = 2.0
+# A bounded shutdown: flush what is pending, then close the exporters.
+SHUTDOWN_BUDGET_S = telemetry_process.SHUTDOWN_BUDGET_S
 
 TOKEN_BUCKETS = [4**i for i in range(14)]  # 1, 4, 16, ... 67108864
 DURATION_BUCKETS = [0.01 * 2**i for i in range(14)]  # 0.01 ... 81.92
@@ -60,6 +63,9 @@ RETRY_AFTER_S = 2.0
 # hundred calls per second while an export hangs; it drops what does not fit.
 DEFAULT_SPAN_QUEUE = 8192
 OVERFLOW_VALUE = "_OTHER"
+# The telemetry process yields the CPU to the proxy (and to the apps beside it): export is
+# background work, and the proxy's own traffic must not wait for it.
+BACKGROUND_NICENESS = 19
 
 EXPORTER_CHOICES = ("otlp", "console", "none")
 METRICS_ONLY_EXPORTERS = ("prometheus",)
@@ -636,18 +642,51 @@ class Telemetry:
         return True
 
 
-_instance: Telemetry | None = None
-_instance_lock = threading.Lock()
+class _LineHandler(logging.Handler):
+    """The child's log records, one line each ("LEVELNO message") for the parent to log."""
+
+    def __init__(self, stream: TextIO) -> None:
+        super().__init__()
+        self._stream = stream
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = self.format(record).replace("\n", " ")
+        self._stream.write(f"{record.levelno} {message}\n")
+        self._stream.flush()
 
 
-def get_telemetry() -> Telemetry:
-    """The process-wide Telemetry, created on first use; raises ConfigurationError.
+def serve(batches: BinaryIO, replies: TextIO, shutdown_budget_s: float = SHUTDOWN_BUDGET_S) -> int:
+    """The telemetry process (`python telemetry.py`), fed by `telemetry_process.TelemetryProcess`.
 
-    Its owner calls `shutdown()` when the process is about to exit. Not from `atexit`: by then
-    Python can no longer start the thread that bounds the shutdown.
+    Replies "ready" (or "error REASON" and exits 2), then records every batch from `batches`
+    until the parent closes it, and shuts down within `shutdown_budget_s`. SIGINT is ignored:
+    Ctrl-C in a terminal reaches the whole process group, and the parent decides when to stop.
     """
-    global _instance
-    with _instance_lock:
-        if _instance is None:
-            _instance = Telemetry()
-        return _instance
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    os.nice(BACKGROUND_NICENESS)
+    handler = _LineHandler(replies)
+    logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
+    _quiet_exporter_logs()
+    try:
+        instance = Telemetry()
+    except ConfigurationError as error:
+        replies.write(f"error {error}\n")
+        replies.flush()
+        return 2
+    replies.write(f"{telemetry_process.READY}\n")
+    replies.flush()
+    failures: set[str] = set()
+    while (batch := telemetry_process.read_batch(batches)) is not None:
+        for exchange, legacy_metrics, legacy_completion_id in batch:
+            try:
+                instance.record(exchange, legacy_metrics=legacy_metrics, legacy_completion_id=legacy_completion_id)
+            except Exception as error:  # one bad exchange must not end the process; say so once per kind
+                if type(error).__name__ not in failures:
+                    failures.add(type(error).__name__)
+                    log.warning("Recording a call failed (%s: %s); others go on.", type(error).__name__, error)
+    return 0 if instance.shutdown(shutdown_budget_s) else 1
+
+
+if __name__ == "__main__":
+    budget = float(sys.argv[1]) if len(sys.argv) > 1 else SHUTDOWN_BUDGET_S
+    sys.exit(serve(sys.stdin.buffer, sys.stdout, budget))

@@ -17,6 +17,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 import addon as addon_module
 import protocol
 import telemetry
+import telemetry_process
 from tests.support.fake_openai import ChatScript, ResponsesScript, compact, encode_whole, load_fixture
 
 KEY = "sk-proj-Zq8xKp3mW7vR2tY9nL4bH6cJ1dF5gS0a"
@@ -51,7 +52,7 @@ class Sink:
 @pytest.fixture
 def sink(monkeypatch: pytest.MonkeyPatch) -> Iterator[Sink]:
     instance = Sink()
-    monkeypatch.setattr(telemetry, "_instance", instance.telemetry)
+    monkeypatch.setattr(telemetry_process, "_instance", instance.telemetry)
     yield instance
     instance.telemetry.shutdown(1)
 

@@ -730,10 +730,16 @@ def test_prometheus_scrape_without_a_collector(world: World):
     port = unused_port()
     env = {**world.env, "OTEL_METRICS_EXPORTER": "prometheus", "OTEL_EXPORTER_PROMETHEUS_PORT": str(port)}
     env["OTEL_TRACES_EXPORTER"] = "none"
+
+    def scrape() -> str:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+            text: str = response.read().decode()
+        return text if 'model="e2e-prom"' in text else ""
+
     with Mitmdump(world.proxy_args(), env, world.tmp / "conf-prom") as proxy:
         response = world.reverse_client(proxy).chat.completions.create(model="e2e-prom", messages=messages())
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as scrape:
-            text = scrape.read().decode()
+        # The telemetry process gets the call within a flush interval (50 ms) of its end.
+        text = world.receiver.wait_for(scrape, timeout=10)
     assert response.usage is not None
     lines = [line for line in text.splitlines() if 'gen_ai_request_model="e2e-prom"' in line]
     input_sum = next(

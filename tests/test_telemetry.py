@@ -305,14 +305,6 @@ def test_shutdown_is_bounded_when_the_collector_never_answers():
     assert elapsed < 2.0  # the budget plus scheduling slack; without the bound this blocks 30 s
 
 
-def test_the_process_wide_instance_is_created_once(monkeypatch):
-    monkeypatch.setattr(telemetry, "_instance", None)
-    monkeypatch.setenv("OTEL_TRACES_EXPORTER", "none")
-    monkeypatch.setenv("OTEL_METRICS_EXPORTER", "none")
-    first = telemetry.get_telemetry()
-    assert telemetry.get_telemetry() is first
-
-
 def test_cost_cached_and_reasoning_are_recorded_next_to_tokens(sink):
     instance, spans, reader = sink
     result = make_exchange().result

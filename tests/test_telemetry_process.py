@@ -1,0 +1,187 @@
+"""The telemetry child process: a real `python telemetry.py`, fed through its pipe, exporting
+over OTLP/gRPC to a real receiver."""
+
+import asyncio
+import logging
+import os
+import signal
+import sys
+from collections.abc import Iterator
+
+import pytest
+
+import telemetry_process
+from protocol import Usage
+from telemetry_process import TelemetryProcess, TelemetryStartError
+from tests.support.otlp_receiver import OTLPReceiver
+from tests.test_telemetry import make_exchange
+
+
+@pytest.fixture
+def receiver() -> Iterator[OTLPReceiver]:
+    instance = OTLPReceiver().start()
+    yield instance
+    instance.stop()
+
+
+@pytest.fixture
+def collector_env(monkeypatch: pytest.MonkeyPatch, receiver: OTLPReceiver) -> OTLPReceiver:
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.endpoint)
+    monkeypatch.setenv("OTEL_METRIC_EXPORT_INTERVAL", "60000")  # only the final flush exports metrics
+    for name in ("OTEL_TRACES_EXPORTER", "OTEL_METRICS_EXPORTER", "OTEL_SEMCONV_STABILITY_OPT_IN"):
+        monkeypatch.delenv(name, raising=False)
+    return receiver
+
+
+@pytest.fixture
+def child(collector_env: OTLPReceiver) -> Iterator[TelemetryProcess]:
+    process = TelemetryProcess()
+    process.start()
+    yield process
+    process.shutdown()
+
+
+def record_calls(process: TelemetryProcess, count: int, model: str = "gpt-4o-mini") -> None:
+    for number in range(count):
+        exchange = make_exchange()
+        exchange.request.model = model
+        exchange.result.response_id = f"chatcmpl-{number}"
+        process.record(exchange, legacy_metrics=True, legacy_completion_id=False)
+
+
+def input_tokens(receiver: OTLPReceiver, model: str) -> float:
+    return sum(
+        point.value
+        for point in receiver.latest("gen_ai.client.token.usage", gen_ai__token__type="input")
+        if point.attributes.get("gen_ai.request.model") == model
+    )
+
+
+def test_calls_reach_the_collector_exactly_once(child: TelemetryProcess, collector_env: OTLPReceiver):
+    record_calls(child, 300)
+    assert child.shutdown() is True
+    spans = collector_env.spans()
+    assert sorted(span.attributes["gen_ai.response.id"] for span in spans) == sorted(
+        f"chatcmpl-{n}" for n in range(300)
+    )
+    assert input_tokens(collector_env, "gpt-4o-mini") == 300 * 100
+    legacy = collector_env.latest("prompt_tokens", model="gpt-4o-mini")
+    assert [point.value for point in legacy] == [300 * 100]
+    assert child.dropped == 0
+
+
+def test_a_bad_configuration_is_refused_with_the_childs_reason(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("OTEL_TRACES_EXPORTER", "zipkin")
+    with pytest.raises(TelemetryStartError, match="OTEL_TRACES_EXPORTER='zipkin' is not supported"):
+        TelemetryProcess().start()
+
+
+def test_a_child_that_cannot_start_is_an_error_not_a_hang():
+    process = TelemetryProcess([sys.executable, "-c", "import sys; sys.exit(3)"])
+    with pytest.raises(TelemetryStartError, match="exited at start-up"):
+        process.start()
+
+
+def test_the_childs_log_records_are_logged_here(monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture):
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:9")  # nothing listens there
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TIMEOUT", "1")
+    monkeypatch.setenv("OTEL_METRICS_EXPORTER", "none")
+    process = TelemetryProcess()
+    process.start()
+    with caplog.at_level(logging.INFO, logger="genai.telemetry"):
+        record_calls(process, 3)
+        process.shutdown()
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING and "does not accept spans" in r.message]
+    assert len(warnings) == 1
+
+
+def test_the_hooks_queue_and_a_timer_sends_one_batch(child: TelemetryProcess, collector_env: OTLPReceiver):
+    async def traffic() -> tuple[int, int]:
+        record_calls(child, 5)
+        queued = len(child._pending)
+        await asyncio.sleep(telemetry_process.FLUSH_INTERVAL_S * 4)
+        return queued, len(child._pending)
+
+    queued, left = asyncio.run(traffic())
+    assert (queued, left) == (5, 0)
+    child.shutdown()
+    assert len(collector_env.spans()) == 5
+
+
+def test_a_stalled_child_never_blocks_and_buffers_only_up_to_the_bound(
+    child: TelemetryProcess, collector_env: OTLPReceiver, monkeypatch: pytest.MonkeyPatch
+):
+    """SIGSTOP the child: its pipe fills, record() keeps returning, memory stays bounded, and
+    what was not dropped arrives once it runs again. (A blocking write would hang this test.)"""
+    monkeypatch.setattr(telemetry_process, "MAX_BUFFERED_BYTES", 256 * 1024)
+    monkeypatch.setattr(telemetry_process, "MAX_BATCH", 50)
+    assert child._process is not None
+    os.kill(child._process.pid, signal.SIGSTOP)
+    try:
+        record_calls(child, 20_000)
+        assert child.dropped > 0
+        assert child._buffered_bytes <= 256 * 1024 + 64 * 1024  # the bound plus one batch
+    finally:
+        os.kill(child._process.pid, signal.SIGCONT)
+    assert child.shutdown(budget_s=30) is True
+    assert len(collector_env.spans()) == 20_000 - child.dropped
+
+
+def test_a_dead_child_is_started_again(
+    child: TelemetryProcess,
+    collector_env: OTLPReceiver,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+):
+    monkeypatch.setattr(telemetry_process, "RESTART_INTERVAL_S", 0.0)
+    assert child._process is not None
+    first = child._process
+    first.kill()
+    first.wait()
+    with caplog.at_level(logging.WARNING, logger="genai.telemetry"):
+        record_calls(child, 1, model="lost-or-not")  # finds the child gone and starts another
+        record_calls(child, 10, model="after-restart")
+    assert child._process is not first
+    assert child.shutdown() is True
+    assert input_tokens(collector_env, "after-restart") == 10 * 100
+    assert any("exited" in r.message and "starting it again" in r.message for r in caplog.records)
+
+
+def test_ctrl_c_in_the_terminal_does_not_stop_the_child(child: TelemetryProcess, collector_env: OTLPReceiver):
+    """SIGINT reaches the whole process group; the child waits for its input to close."""
+    assert child._process is not None
+    os.kill(child._process.pid, signal.SIGINT)
+    record_calls(child, 7)
+    assert child.shutdown() is True
+    assert len(collector_env.spans()) == 7
+
+
+def test_the_process_wide_recorder_is_started_once(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setattr(telemetry_process, "_instance", None)
+    monkeypatch.setenv("OTEL_TRACES_EXPORTER", "none")
+    monkeypatch.setenv("OTEL_METRICS_EXPORTER", "none")
+    first = telemetry_process.get_recorder()
+    try:
+        assert isinstance(first, TelemetryProcess)
+        assert telemetry_process.get_recorder() is first
+    finally:
+        first.shutdown()
+
+
+def test_exchanges_survive_the_pipe_unchanged():
+    exchange = make_exchange(result=make_exchange().result)
+    exchange.result.usage = Usage(input_tokens=1, output_tokens=2, reasoning_output_tokens=1)
+    exchange.chunk_intervals_s = [0.01, 0.02]
+    frame = telemetry_process.encode_batch([(exchange, True, False)])
+
+    class Pipe:
+        def __init__(self, data: bytes) -> None:
+            self.data = data
+
+        def read(self, size: int) -> bytes:
+            piece, self.data = self.data[:size], self.data[size:]
+            return piece
+
+    pipe = Pipe(frame + frame[:7])  # a whole batch, then a cut-off one
+    assert telemetry_process.read_batch(pipe) == [(exchange, True, False)]  # type: ignore[arg-type]
+    assert telemetry_process.read_batch(pipe) is None  # type: ignore[arg-type]
