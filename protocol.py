@@ -519,6 +519,7 @@ class RateLimits:
 
 
 _DURATION_PART = re.compile(r"([0-9]{1,12}(?:\.[0-9]{1,9})?)(ms|h|m|s)")
+_DURATION = re.compile(r"(?:[0-9]{1,12}(?:\.[0-9]{1,9})?(?:ms|h|m|s))+")
 _DURATION_UNITS = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
 
 
@@ -527,10 +528,9 @@ def parse_reset_duration(text: str | None) -> float | None:
     if not text:
         return None
     text = text.strip()
-    parts = _DURATION_PART.findall(text)
-    if not parts or "".join(number + unit for number, unit in parts) != text:
+    if not _DURATION.fullmatch(text):
         return None
-    return sum(float(number) * _DURATION_UNITS[unit] for number, unit in parts)
+    return sum(float(number) * _DURATION_UNITS[unit] for number, unit in _DURATION_PART.findall(text))
 
 
 _HEADER_COUNT = re.compile(r"[0-9]{1,18}")

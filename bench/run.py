@@ -10,7 +10,9 @@ check that the benchmark works; its numbers mean nothing.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
+import operator
 import os
 import platform
 import statistics
@@ -19,19 +21,23 @@ import sys
 import tempfile
 import time
 import timeit
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
+from mitmproxy import http
+from mitmproxy.test import taddons, tflow, tutils
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+import addon as addon_module
 import protocol
+import telemetry_process
 from protocol import ApiRequest, Endpoint, EventStream, Exchange
 from telemetry import Telemetry
 from tests.support.fake_openai import load_fixture
@@ -46,7 +52,10 @@ CHAT = Endpoint("chat", "chat_completions")
 class Sizes:
     """How much work each part does; --smoke shrinks all of it."""
 
-    throughput: dict[int, int] = field(default_factory=lambda: {1: 2000, 16: 4000, 64: 4000})
+    throughput: dict[int, int] = field(default_factory=lambda: {1: 1500, 16: 3000, 64: 3000})
+    # This machine's speed drifts by 10% within a minute (other tenants): many short A/B pairs,
+    # each compared side by side, and the median of the pairs.
+    throughput_rounds: int = 7
     warmup: int = 300
     rounds: int = 2
     streams: int = 8
@@ -58,6 +67,7 @@ class Sizes:
 
 SMOKE = Sizes(
     throughput={1: 50, 16: 100},
+    throughput_rounds=1,
     warmup=20,
     rounds=1,
     streams=2,
@@ -71,6 +81,17 @@ SMOKE = Sizes(
 def cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime + stime
+
+
+def child_pids(pid: int) -> list[int]:
+    """The processes `pid` started: the addon's telemetry process."""
+    children = Path(f"/proc/{pid}/task/{pid}/children")
+    return [int(child) for child in children.read_text().split()] if children.exists() else []
+
+
+def family_cpu_seconds(pid: int) -> tuple[float, float]:
+    """CPU seconds of `pid` itself and of its running children."""
+    return cpu_seconds(pid), sum(cpu_seconds(child) for child in child_pids(pid))
 
 
 def memory_kb(pid: int, name: str) -> int:
@@ -136,14 +157,17 @@ class Bench:
         return result
 
     def measured(self, proxy: Mitmdump, concurrency: int, requests: int, mode: str, **options: Any) -> dict[str, Any]:
-        cpu_before = cpu_seconds(proxy.pid)
+        """One load run; CPU of mitmdump's own process, and of the telemetry process beside it."""
+        own_before, children_before = family_cpu_seconds(proxy.pid)
         result = self.load(proxy.port, concurrency, requests, mode, **options)
-        result["cpu_per_1000"] = (cpu_seconds(proxy.pid) - cpu_before) * 1000 / requests
+        own_after, children_after = family_cpu_seconds(proxy.pid)
+        result["cpu_per_1000"] = (own_after - own_before) * 1000 / requests
+        result["child_cpu_per_1000"] = (children_after - children_before) * 1000 / requests
         result["rps"] = requests / result["elapsed"]
         return result
 
 
-def latency_row(name: str, result: dict[str, Any]) -> dict[str, float]:
+def latency_row(result: dict[str, Any]) -> dict[str, float]:
     latencies = result["latencies"]
     return {
         "rps": result["rps"],
@@ -151,47 +175,63 @@ def latency_row(name: str, result: dict[str, Any]) -> dict[str, float]:
         "p95_ms": percentile(latencies, 0.95) * 1000,
         "p99_ms": percentile(latencies, 0.99) * 1000,
         "cpu_s_per_1000": result["cpu_per_1000"],
+        "child_cpu_s_per_1000": result["child_cpu_per_1000"],
     }
+
+
+def paired(
+    rounds: list[dict[str, dict[str, float]]], key: str, combine: Callable[[float, float], float]
+) -> list[float]:
+    """Per round, `combine(addon, bare)` of one measurement."""
+    return [combine(pair["addon"][key], pair["bare"][key]) for pair in rounds]
 
 
 def throughput(bench: Bench, report: list[str], raw: dict[str, Any]) -> None:
     sizes = bench.sizes
-    title = "## 1. Non-streaming chat completions, reverse mode"
     report += [
-        title,
+        "## 1. Non-streaming chat completions, reverse mode",
         "",
-        "| concurrency | variant | req/s | p50 ms | p95 ms | p99 ms | CPU s / 1000 req |",
-        "|---|---|---|---|---|---|---|",
+        f"{sizes.throughput_rounds} rounds per concurrency; each round runs both variants back to back (the order "
+        "alternates) and is compared within itself. CPU is mitmdump's own process; the telemetry process's CPU "
+        "(scheduled only on an otherwise idle core) is its own column.",
+        "",
+        "| concurrency | round | bare req/s | addon req/s | ratio | bare p50 / p99 ms | addon p50 / p99 ms "
+        "| bare CPU s / 1000 | addon CPU s / 1000 | telemetry process CPU s / 1000 |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     summary = [
         "",
-        "| concurrency | throughput addon / bare | added p50 ms | added p95 ms | added p99 ms | CPU addon / bare |",
+        "| concurrency | throughput addon / bare: median (range) | added p50 ms | added p99 ms "
+        "| CPU addon / bare (mitmdump) | telemetry process CPU s / 1000 req |",
         "|---|---|---|---|---|---|",
     ]
     with bench.proxy(False) as bare, bench.proxy(True) as addon:
         for proxy in (bare, addon):
             bench.load(proxy.port, 4, sizes.warmup, "plain")
         for concurrency, requests in sizes.throughput.items():
-            rows: dict[str, list[dict[str, float]]] = {"bare": [], "addon": []}
-            for _ in range(sizes.rounds):
-                for name, proxy in (("bare", bare), ("addon", addon)):
-                    rows[name].append(latency_row(name, bench.measured(proxy, concurrency, requests, "plain")))
-            raw[f"throughput_c{concurrency}"] = rows
-            for name in ("bare", "addon"):
-                for row in rows[name]:
-                    report.append(
-                        f"| {concurrency} | {name} | {row['rps']:.0f} | {row['p50_ms']:.2f} | {row['p95_ms']:.2f} "
-                        f"| {row['p99_ms']:.2f} | {row['cpu_s_per_1000']:.3f} |"
-                    )
-            med = {name: {k: statistics.median(r[k] for r in rows[name]) for k in rows[name][0]} for name in rows}
+            rounds: list[dict[str, dict[str, float]]] = []
+            for number in range(sizes.throughput_rounds):
+                order = (("bare", bare), ("addon", addon)) if number % 2 == 0 else (("addon", addon), ("bare", bare))
+                rounds.append(
+                    {name: latency_row(bench.measured(proxy, concurrency, requests, "plain")) for name, proxy in order}
+                )
+            raw[f"throughput_c{concurrency}"] = rounds
+            for number, pair in enumerate(rounds, 1):
+                b, a = pair["bare"], pair["addon"]
+                report.append(
+                    f"| {concurrency} | {number} | {b['rps']:.0f} | {a['rps']:.0f} | {a['rps'] / b['rps']:.3f} "
+                    f"| {b['p50_ms']:.2f} / {b['p99_ms']:.2f} | {a['p50_ms']:.2f} / {a['p99_ms']:.2f} "
+                    f"| {b['cpu_s_per_1000']:.3f} | {a['cpu_s_per_1000']:.3f} | {a['child_cpu_s_per_1000']:.3f} |"
+                )
+            ratios = paired(rounds, "rps", operator.truediv)
             summary.append(
-                f"| {concurrency} | {med['addon']['rps'] / med['bare']['rps']:.3f} "
-                f"| {med['addon']['p50_ms'] - med['bare']['p50_ms']:+.3f} "
-                f"| {med['addon']['p95_ms'] - med['bare']['p95_ms']:+.3f} "
-                f"| {med['addon']['p99_ms'] - med['bare']['p99_ms']:+.3f} "
-                f"| {med['addon']['cpu_s_per_1000'] / med['bare']['cpu_s_per_1000']:.3f} |"
+                f"| {concurrency} | {statistics.median(ratios):.3f} ({min(ratios):.3f}–{max(ratios):.3f}) "
+                f"| {statistics.median(paired(rounds, 'p50_ms', operator.sub)):+.3f} "
+                f"| {statistics.median(paired(rounds, 'p99_ms', operator.sub)):+.3f} "
+                f"| {statistics.median(paired(rounds, 'cpu_s_per_1000', operator.truediv)):.3f} "
+                f"| {statistics.median(pair['addon']['child_cpu_s_per_1000'] for pair in rounds):.3f} |"
             )
-    report += [*summary, "", "Ratios and differences use the median of the rounds of each variant.", ""]
+    report += [*summary, "", "Each figure is the median over the rounds of the within-round comparison.", ""]
 
 
 def streaming(bench: Bench, report: list[str], raw: dict[str, Any]) -> None:
@@ -283,14 +323,80 @@ def memory(bench: Bench, report: list[str], raw: dict[str, Any]) -> None:
     ]
 
 
+@contextmanager
+def environment(**values: str) -> Iterator[None]:
+    saved = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def hooks_per_call_us(calls: int, repeat: int = 5) -> float:
+    """mitmdump's side of one non-streaming call: the request, responseheaders and response hooks
+    as mitmproxy runs them, queueing the exchange for a real telemetry process (exporters off).
+    The best of `repeat` runs of `calls` calls, on an event loop so that batching works as live."""
+    recorded = load_fixture("test_chat_completion_with_content")
+    body = recorded["response"]["body"]["string"].encode()
+    response_headers = [
+        (name.encode(), (value if isinstance(value, str) else value[0]).encode())
+        for name, value in recorded["response"]["headers"].items()
+    ]
+    request_body = json.dumps({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}).encode()
+
+    def call() -> tuple[http.HTTPFlow, http.Response]:
+        request = tutils.treq(
+            host="api.openai.com",
+            port=443,
+            scheme=b"https",
+            method=b"POST",
+            path=b"/v1/chat/completions",
+            headers=http.Headers(authorization="Bearer sk-proj-" + "x" * 40, content_type="application/json"),
+            content=request_body,
+        )
+        return tflow.tflow(req=request), http.Response.make(200, body, response_headers)
+
+    async def run(metering: addon_module.GenAITelemetry) -> float:
+        best = float("inf")
+        for _ in range(repeat):
+            flows = [call() for _ in range(calls)]
+            started = time.perf_counter()
+            for flow, response in flows:
+                metering.request(flow)
+                flow.response = response
+                metering.responseheaders(flow)
+                metering.response(flow)
+            best = min(best, time.perf_counter() - started)
+            await asyncio.sleep(telemetry_process.FLUSH_INTERVAL_S * 2)
+        return best / calls * 1e6
+
+    with environment(OTEL_TRACES_EXPORTER="none", OTEL_METRICS_EXPORTER="none"):
+        recorder = telemetry_process.TelemetryProcess()
+        recorder.start()
+    metering = addon_module.GenAITelemetry()
+    try:
+        with taddons.context(metering):  # type: ignore[no-untyped-call]
+            metering.telemetry = recorder
+            metering.log_calls = False  # as in the benchmark's mitmdump (flow_detail=0)
+            return asyncio.run(run(metering))
+    finally:
+        recorder.shutdown()
+
+
 def in_process(report: list[str], raw: dict[str, Any]) -> None:
     body = load_fixture("test_chat_completion_with_content")["response"]["body"]["string"].encode()
-    telemetry = Telemetry(span_exporters=[], metric_readers=[])
+    spans = InMemorySpanExporter()
+    telemetry = Telemetry(span_exporters=[spans], metric_readers=[InMemoryMetricReader()])
     request = ApiRequest(model="gpt-4o-mini")
+    exchange = Exchange(CHAT, "openai", "api.openai.com", 443, request, "sk-...abcd", 0, 0.5)
+    exchange.result = protocol.parse_response(CHAT, body)
 
-    def parse_and_record() -> None:
-        result = protocol.parse_response(CHAT, body)
-        exchange = Exchange(CHAT, "openai", "api.openai.com", 443, request, "sk-...abcd", 0, 0.5, result)
+    def record() -> None:
         telemetry.record(exchange, legacy_metrics=True, legacy_completion_id=False)
 
     chunk = (
@@ -310,31 +416,31 @@ def in_process(report: list[str], raw: dict[str, Any]) -> None:
     attributes: dict[str, str | int] = {"gen_ai.operation.name": "chat", "gen_ai.provider.name": "openai"}
     attributes |= {"server.address": "api.openai.com"}
     attributes |= {"server.port": 443, "gen_ai.request.model": "gpt-4o-mini", "gen_ai.response.model": "gpt-4o-mini"}
-    spans = InMemorySpanExporter()
-    recorded = Telemetry(span_exporters=[spans], metric_readers=[])
-    for _ in range(100):
-        result = protocol.parse_response(CHAT, body)
-        exchange = Exchange(CHAT, "openai", "api.openai.com", 443, request, "sk-...abcd", 0, 0.5, result)
-        recorded.record(exchange, legacy_metrics=True, legacy_completion_id=False)
-    recorded.tracer_provider.force_flush()
+    record()
+    telemetry.tracer_provider.force_flush()
     finished = spans.get_finished_spans()
     cases = {
-        "parse + record, non-streaming response": (parse_and_record, lambda: json.loads(body)),
+        "telemetry process: record one call (metrics and span)": (record, lambda: json.loads(body)),
         "observe, one chat SSE chunk": (per_chunk, lambda: json.loads(data)),
         "one histogram measurement in the OpenTelemetry SDK (6 attributes)": (
             lambda: histogram.record(1.0, attributes),
             lambda: json.loads(data),
         ),
-        "OTLP-encode one of our spans (exporter thread)": (
+        "telemetry process: OTLP-encode one of our spans (exporter thread)": (
             lambda: encode_spans(finished[:1]).SerializeToString(),
             lambda: json.loads(body),
         ),
     }
+    hooks_us = hooks_per_call_us(2000)
+    floor_us = min(timeit.repeat(lambda: json.loads(body), number=2000, repeat=5)) / 2000 * 1e6
+    raw["mitmdump's hooks per non-streaming call"] = {"addon_us": hooks_us, "json_loads_us": floor_us}
     report += [
         "## 4. Cost per unit of work, in process",
         "",
         "| work | addon µs | json.loads of the same bytes µs | ratio |",
         "|---|---|---|---|",
+        f"| mitmdump: the hooks of one non-streaming call, queued for the telemetry process | {hooks_us:.1f} "
+        f"| {floor_us:.1f} | {hooks_us / floor_us:.1f}× |",
     ]
     for name, (work, floor) in cases.items():
         work_us = min(timeit.repeat(work, number=2000, repeat=5)) / 2000 * 1e6
@@ -357,9 +463,7 @@ def collectors(bench: Bench, report: list[str], raw: dict[str, Any]) -> None:
         for collector in ("live", "dead", "slow", "live, spans off"):
             with bench.proxy(True, collector) as proxy:
                 bench.load(proxy.port, 4, bench.sizes.warmup, "plain")
-                rows.setdefault(collector, []).append(
-                    latency_row(collector, bench.measured(proxy, 16, requests, "plain"))
-                )
+                rows.setdefault(collector, []).append(latency_row(bench.measured(proxy, 16, requests, "plain")))
     raw["collectors"] = rows
     for collector, results in rows.items():
         for row in results:

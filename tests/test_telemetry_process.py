@@ -147,6 +147,11 @@ def test_a_dead_child_is_started_again(
     assert any("exited" in r.message and "starting it again" in r.message for r in caplog.records)
 
 
+def test_the_child_runs_only_on_an_otherwise_idle_core(child: TelemetryProcess):
+    assert child._process is not None
+    assert os.sched_getscheduler(child._process.pid) == os.SCHED_IDLE
+
+
 def test_ctrl_c_in_the_terminal_does_not_stop_the_child(child: TelemetryProcess, collector_env: OTLPReceiver):
     """SIGINT reaches the whole process group; the child waits for its input to close."""
     assert child._process is not None
