@@ -200,6 +200,8 @@ class GenAITelemetry:
         self.legacy_metrics = True
         self.legacy_completion_id = False
         self.log_calls = True  # mitmdump's flow_detail > 0: a log line per call, like its own
+        # Flows outlive the call (mitmweb's or the console's flow view, or -w): each gets a comment.
+        self.flows_are_kept = False
         self._unpriced_logged: set[str] = set()
 
     def load(self, loader: Loader) -> None:
@@ -278,7 +280,11 @@ class GenAITelemetry:
         except TelemetryStartError as error:
             log.error("genai: telemetry is off: %s", error)
 
+    def _check_flows_are_kept(self) -> None:
+        self.flows_are_kept = ctx.master.addons.get("view") is not None or bool(_option("save_stream_file", None))
+
     def running(self) -> None:
+        self._check_flows_are_kept()  # every addon is loaded now
         listen_host = _option("listen_host", "127.0.0.1")
         if listen_host in ("", "0.0.0.0", "::") and not _option("proxyauth", None):
             log.warning(
@@ -327,6 +333,7 @@ class GenAITelemetry:
             self.legacy_completion_id = ctx.options.genai_legacy_completion_id
         if "flow_detail" in updated:
             self.log_calls = _option("flow_detail", 1) > 0
+        self._check_flows_are_kept()
         if "genai_prices" in updated:
             user_file = ctx.options.genai_prices
             try:
@@ -391,7 +398,9 @@ class GenAITelemetry:
         accumulator = protocol.stream_accumulator(state.endpoint, state.started, state.content is not None)
         stream = EventStream(headers.get("content-encoding"), accumulator)
         state.stream = stream
-        store_limit = ctx.options.genai_stream_store_limit if self._flows_are_kept() else 0
+        # A copy of the streamed body, unless mitmproxy keeps it itself (store_streamed_bodies).
+        keep_copy = self.flows_are_kept and not _option("store_streamed_bodies", False)
+        store_limit = ctx.options.genai_stream_store_limit if keep_copy else 0
         state.tap = StreamTap(
             stream,
             filtering=state.usage_added and stream.decodable,
@@ -462,29 +471,22 @@ class GenAITelemetry:
             time_to_first_chunk_s=accumulator.time_to_first_chunk if accumulator else None,
             chunk_intervals_s=accumulator.chunk_intervals if accumulator else (),
             trace_headers=state.trace_headers,
-            upstream=protocol.parse_upstream_headers(response_headers),
+            upstream_headers=protocol.upstream_headers(response_headers),
         )
         exchange.cost_usd = self._cost(exchange)
         exchange.content = state.content
-        summary = protocol.summarize(exchange)
-        flow.comment = summary
         if error_type is not None:
             flow.marked = ":warning:"
-        if self.log_calls:  # like mitmproxy's own flow lines: quiet at flow_detail=0
-            log.info("genai: %s", summary)
+        if self.log_calls or self.flows_are_kept:
+            summary = protocol.summarize(exchange)
+            flow.comment = summary
+            if self.log_calls:  # like mitmproxy's own flow lines: quiet at flow_detail=0
+                log.info("genai: %s", summary)
         self.summary.add(exchange)
         assert self.telemetry is not None
         self.telemetry.record(
             exchange, legacy_metrics=self.legacy_metrics, legacy_completion_id=self.legacy_completion_id
         )
-
-    @staticmethod
-    def _flows_are_kept() -> bool:
-        """Is a streamed body worth keeping? Only where flows outlive the call: in mitmweb or the
-        console (their flow view) or when saving flows (-w); and not when mitmproxy keeps them itself."""
-        if _option("store_streamed_bodies", False):
-            return False
-        return ctx.master.addons.get("view") is not None or bool(_option("save_stream_file", None))
 
     def _cost(self, exchange: Exchange) -> float | None:
         """USD from the price table; an unknown model is named in the log once, never priced at 0."""

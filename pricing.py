@@ -63,9 +63,14 @@ def load_prices(path: Path) -> dict[str, Price]:
     return prices
 
 
+MAX_RESOLVED_NAMES = 1024
+
+
 class PriceTable:
     def __init__(self, prices: dict[str, Price]) -> None:
         self.prices = prices
+        # Model name as sent → its price: the snapshot-suffix fallback costs a regex per call.
+        self._resolved: dict[str, Price | None] = {}
 
     @classmethod
     def load(cls, user_file: Path | None = None) -> PriceTable:
@@ -79,8 +84,14 @@ class PriceTable:
         """Exact name first, then the name without a dated snapshot suffix."""
         if not model:
             return None
+        if model in self._resolved:
+            return self._resolved[model]
         name = model.lower()
-        return self.prices.get(name) or self.prices.get(_SNAPSHOT_SUFFIX.sub("", name))
+        price = self.prices.get(name) or self.prices.get(_SNAPSHOT_SUFFIX.sub("", name))
+        if len(self._resolved) >= MAX_RESOLVED_NAMES:  # model names come from clients: stay bounded
+            self._resolved.clear()
+        self._resolved[model] = price
+        return price
 
     def cost(self, model: str | None, usage: Usage | None) -> float | None:
         """USD for one call, or None when the model or the usage is unknown (never a guessed 0)."""

@@ -533,15 +533,13 @@ def parse_reset_duration(text: str | None) -> float | None:
     return sum(float(number) * _DURATION_UNITS[unit] for number, unit in _DURATION_PART.findall(text))
 
 
-_HEADER_COUNT = re.compile(r"[0-9]{1,18}")
-
-
 def _header_count(headers: Mapping[str, str], name: str) -> int | None:
+    """A count of up to 18 ASCII digits (Unicode digits pass `isdigit` but are no header count)."""
     value = headers.get(name)
     if value is None:
         return None
     value = value.strip()
-    return int(value) if _HEADER_COUNT.fullmatch(value) else None
+    return int(value) if 0 < len(value) <= 18 and value.isascii() and value.isdigit() else None
 
 
 def parse_rate_limits(headers: Mapping[str, str]) -> RateLimits:
@@ -565,6 +563,23 @@ class UpstreamInfo:
 
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9_\-]{1,128}$")
+# The response headers `parse_upstream_headers` reads (lower case).
+UPSTREAM_HEADERS = (
+    "x-request-id",
+    "apim-request-id",
+    "openai-processing-ms",
+    "x-ratelimit-limit-requests",
+    "x-ratelimit-remaining-requests",
+    "x-ratelimit-reset-requests",
+    "x-ratelimit-limit-tokens",
+    "x-ratelimit-remaining-tokens",
+    "x-ratelimit-reset-tokens",
+)
+
+
+def upstream_headers(headers: Mapping[str, str]) -> dict[str, str]:
+    """Just the headers `parse_upstream_headers` needs, from lower-case `headers`."""
+    return {name: headers[name] for name in UPSTREAM_HEADERS if name in headers}
 
 
 def parse_upstream_headers(headers: Mapping[str, str]) -> UpstreamInfo:
@@ -1021,7 +1036,9 @@ class Exchange:
     error_type: str | None = None
     time_to_first_chunk_s: float | None = None
     chunk_intervals_s: Sequence[float] = ()
-    upstream: UpstreamInfo = field(default_factory=UpstreamInfo)
+    # The response's `UPSTREAM_HEADERS`, parsed only where they are recorded (`upstream`): the
+    # proxy's event loop passes them on as they are.
+    upstream_headers: dict[str, str] = field(default_factory=dict)
     cost_usd: float | None = None
     content: CapturedContent | None = None  # only when content capture is on
     # W3C trace context headers the client sent (`traceparent`, `tracestate`).
@@ -1030,6 +1047,10 @@ class Exchange:
     @property
     def usage(self) -> Usage | None:
         return self.result.usage
+
+    @functools.cached_property
+    def upstream(self) -> UpstreamInfo:
+        return parse_upstream_headers(self.upstream_headers)
 
     @property
     def operation(self) -> str:

@@ -66,7 +66,9 @@ class UsageSummary:
         key = (exchange.provider, model)
         if key not in self.rows and len(self.rows) >= MAX_ROWS:
             key = (exchange.provider, "_OTHER")
-        row = self.rows.setdefault(key, Row())
+        row = self.rows.get(key)
+        if row is None:
+            row = self.rows[key] = Row()
         row.calls += 1
         row.errors += exchange.error_type is not None
         row.durations.add(exchange.duration_s)

@@ -526,7 +526,8 @@ def test_streamed_bodies_are_kept_for_mitmweb_up_to_the_limit(sink):
     body = {**CHAT_REQUEST, "stream": True, "stream_options": {"include_usage": True}}
     upstream = "".join(ChatScript(body).stream_events()).encode()
     metering = addon_module.GenAITelemetry()
-    with taddons.context(metering, View()) as tctx:  # a flow view, as in mitmweb
+    with taddons.context(View(), metering) as tctx:  # a flow view, loaded before scripts as in mitmweb
+        metering.running()  # as mitmproxy calls it once every addon is loaded
         assert streamed_and_kept(metering, upstream, body) == upstream
         tctx.configure(metering, genai_stream_store_limit=len(upstream) - 1)
         assert streamed_and_kept(metering, upstream, body) is None  # over the limit: nothing kept, nothing half

@@ -24,7 +24,9 @@ def test_the_benchmark_runs_end_to_end(tmp_path):
         "## 5. Non-streaming",
     ):
         assert section in text
-    assert "| 16 | addon |" in text and "addon, include_usage rewrite + strip" in text
+    assert "| 16 | 1 |" in text and "throughput addon / bare" in text  # a paired round and the summary
+    assert "| addon: telemetry process |" in text  # its memory, next to mitmdump's
+    assert "addon, include_usage rewrite + strip" in text
 
 
 def test_a_short_soak_keeps_every_token_and_span_through_collector_outages():

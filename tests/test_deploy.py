@@ -6,7 +6,7 @@ from pathlib import Path
 import yaml
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
-from protocol import ApiRequest, ApiResult, Endpoint, Exchange, RateLimits, UpstreamInfo, Usage
+from protocol import ApiRequest, ApiResult, Endpoint, Exchange, Usage
 from telemetry import Telemetry
 
 DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
@@ -32,7 +32,11 @@ def emitted_prometheus_names() -> set[str]:
         time_to_first_chunk_s=0.1,
         chunk_intervals_s=[0.01],
         cost_usd=0.001,
-        upstream=UpstreamInfo(rate_limits=RateLimits(1, 1, 1.0, 1, 1, 1.0)),
+        upstream_headers={
+            f"x-ratelimit-{kind}-{unit}": "1s" if kind == "reset" else "1"
+            for kind in ("limit", "remaining", "reset")
+            for unit in ("requests", "tokens")
+        },
     )
     telemetry.record(exchange, legacy_metrics=True, legacy_completion_id=False)
     data = reader.get_metrics_data()

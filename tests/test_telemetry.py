@@ -12,7 +12,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind, StatusCode
 
 import telemetry
-from protocol import ApiRequest, ApiResult, Endpoint, Exchange, RateLimits, UpstreamInfo, Usage
+from protocol import ApiRequest, ApiResult, Endpoint, Exchange, Usage
 from telemetry import Telemetry
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -331,10 +331,17 @@ def test_unknown_cost_is_not_recorded_as_zero(sink):
 
 def test_rate_limit_headroom_becomes_gauges_and_span_attributes(sink):
     instance, spans, reader = sink
-    upstream = UpstreamInfo(
-        request_id="req_abc", processing_ms=207.0, rate_limits=RateLimits(10000, 9999, 8.64, 30000, 29000, 0.132)
-    )
-    record(instance, make_exchange(upstream=upstream))
+    headers = {
+        "x-request-id": "req_abc",
+        "openai-processing-ms": "207",
+        "x-ratelimit-limit-requests": "10000",
+        "x-ratelimit-remaining-requests": "9999",
+        "x-ratelimit-reset-requests": "8.64s",
+        "x-ratelimit-limit-tokens": "30000",
+        "x-ratelimit-remaining-tokens": "29000",
+        "x-ratelimit-reset-tokens": "132ms",
+    }
+    record(instance, make_exchange(upstream_headers=headers))
     found = points(reader)
     expected = {"remaining_requests": 9999, "remaining_tokens": 29000, "limit_requests": 10000, "limit_tokens": 30000}
     for name, value in expected.items():
