@@ -25,7 +25,7 @@ from mitmproxy.addonmanager import Loader
 import protocol
 from pricing import PriceTable
 from protocol import ApiRequest, CapturedContent, Endpoint, EventStream, Exchange, HostRule
-from summary import UsageSummary
+from summary import NO_CALLS
 from telemetry_process import Recorder, TelemetryStartError, get_recorder
 
 log = logging.getLogger("genai")
@@ -42,8 +42,6 @@ DEFAULT_HOSTS = [
     "openrouter.ai=openrouter",
 ]
 CAPTURE_CONTENT_VARIABLE = "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"
-# Unknown models are named in the log once each, up to this many.
-MAX_UNPRICED_MODELS_LOGGED = 200
 # Trace context headers longer than this are not W3C-valid anyway; ignore them.
 MAX_TRACE_HEADER_LENGTH = 512
 
@@ -124,7 +122,8 @@ class InFlight:
 
     rule: HostRule
     endpoint: Endpoint
-    request: ApiRequest
+    request: ApiRequest | None  # None: not parsed here, `request_body` goes to the telemetry process
+    request_body: bytes | None
     api_key: str
     started: float  # time.monotonic() when the request went upstream
     started_ns: int  # the same moment on the wall clock, for the span
@@ -133,6 +132,9 @@ class InFlight:
     stream: EventStream | None = None
     tap: StreamTap | None = None
     content: CapturedContent | None = None  # the prompt, when content capture is on
+    # `plain_headers` of the response, read once in `responseheaders`, and the response they are of.
+    response_headers: dict[str, str] | None = None
+    response_of_headers: http.Response | None = None
 
 
 def plain_headers(headers: http.Headers) -> dict[str, str]:
@@ -193,7 +195,6 @@ class GenAITelemetry:
         self.rules: list[HostRule] = [protocol.parse_host_rule(entry) for entry in DEFAULT_HOSTS]
         self.telemetry: Recorder | None = None
         self.prices = PriceTable.load()
-        self.summary = UsageSummary()
         self.capture_content = False  # genai_capture_content or its environment variable
         # Options read on every call, kept here: each `ctx.options` read deep-copies the value.
         self.stream_usage = True
@@ -202,7 +203,6 @@ class GenAITelemetry:
         self.log_calls = True  # mitmdump's flow_detail > 0: a log line per call, like its own
         # Flows outlive the call (mitmweb's or the console's flow view, or -w): each gets a comment.
         self.flows_are_kept = False
-        self._unpriced_logged: set[str] = set()
 
     def load(self, loader: Loader) -> None:
         # Help texts are single lines: on a script reload mitmproxy keeps an option's value only
@@ -280,6 +280,11 @@ class GenAITelemetry:
         except TelemetryStartError as error:
             log.error("genai: telemetry is off: %s", error)
 
+    def _shows_calls(self) -> bool:
+        """Is each call described here (log line, flow comment, captured content)? Then it is
+        parsed here; otherwise the telemetry process parses it, off the event loop."""
+        return self.log_calls or self.flows_are_kept or self.capture_content
+
     def _check_flows_are_kept(self) -> None:
         self.flows_are_kept = ctx.master.addons.get("view") is not None or bool(_option("save_stream_file", None))
 
@@ -297,20 +302,24 @@ class GenAITelemetry:
         providers keep running (the summary starts anew)."""
         if not ctx.master.should_exit.is_set():
             return
-        if self.summary.rows:
-            print(f"\nOpenAI API usage through this proxy:\n{self.summary.table()}\n", flush=True)
-        if self.telemetry is not None:
-            self.telemetry.shutdown()
+        if self.telemetry is None:
+            return
+        self.telemetry.shutdown()  # also brings the telemetry process's final usage summary
+        table = self.telemetry.summary_table()
+        if table is not None:
+            print(f"\nOpenAI API usage through this proxy:\n{table}\n", flush=True)
 
     @command.command("genai.summary")
     def summary_table(self) -> str:
         """Per provider and model: calls, errors, tokens, cost, p50/p95 duration and time to first chunk."""
-        return self.summary.table()
+        table = self.telemetry.summary_table() if self.telemetry else None
+        return table or NO_CALLS
 
     @command.command("genai.reset")
     def reset_summary(self) -> None:
         """Start the usage summary anew."""
-        self.summary.reset()
+        if self.telemetry is not None:
+            self.telemetry.reset_summary()
         log.info("genai: usage summary reset.")
 
     def configure(self, updated: set[str]) -> None:
@@ -340,6 +349,8 @@ class GenAITelemetry:
                 self.prices = PriceTable.load(Path(user_file).expanduser() if user_file else None)
             except ValueError as error:
                 raise exceptions.OptionsError(f"Invalid genai_prices: {error}") from error
+            if self.telemetry is not None:
+                self.telemetry.use_prices(self.prices)
 
     @never_raises
     def request(self, flow: http.HTTPFlow) -> None:
@@ -354,10 +365,13 @@ class GenAITelemetry:
             return
         headers = plain_headers(req.headers)
         body = body_of(req, headers)
-        api_request = protocol.parse_request(endpoint, body)
+        # Parsed here only if it may stream (the include_usage rewrite) or the call is shown here.
+        may_stream = body is not None and b'"stream"' in body
+        api_request = protocol.parse_request(endpoint, body) if may_stream or self._shows_calls() else None
         usage_added = False
         if (
-            api_request.stream
+            api_request is not None
+            and api_request.stream
             and not api_request.include_usage
             and self.stream_usage
             and protocol.adds_include_usage(rule, endpoint)
@@ -377,6 +391,7 @@ class GenAITelemetry:
             rule=rule,
             endpoint=endpoint,
             request=api_request,
+            request_body=body if api_request is None else None,
             api_key=protocol.mask_api_key(headers.get("authorization") or headers.get("api-key")),
             started=time.monotonic(),
             started_ns=time.time_ns(),
@@ -392,7 +407,8 @@ class GenAITelemetry:
         if state is None:
             return
         assert flow.response
-        headers = flow.response.headers
+        headers = state.response_headers = plain_headers(flow.response.headers)
+        state.response_of_headers = flow.response
         if not headers.get("content-type", "").lower().startswith("text/event-stream"):
             return
         accumulator = protocol.stream_accumulator(state.endpoint, state.started, state.content is not None)
@@ -416,22 +432,29 @@ class GenAITelemetry:
             return
         assert flow.response
         status = flow.response.status_code
-        headers = plain_headers(flow.response.headers)
+        if state.response_headers is not None and state.response_of_headers is flow.response:
+            headers = state.response_headers
+        else:  # no responseheaders hook for this response (another addon replaced it)
+            headers = plain_headers(flow.response.headers)
         if state.tap is not None and state.tap.stored is not None and flow.response.raw_content is None:
             flow.response.raw_content = bytes(state.tap.stored)  # only what mitmweb shows; already sent
+        response_body = None
         if state.stream is not None:
             state.stream.finish(time.monotonic())
             result = state.stream.accumulator.result
             if state.content is not None:
                 state.content.output_messages = state.stream.accumulator.output_messages()
             error_type = result.error_type or (str(status) if status >= 400 else None)
-        else:
+        elif self._shows_calls():
             body = body_of(flow.response, headers)
             result = protocol.parse_response(state.endpoint, body)
             error_type = protocol.error_type_for_status(status, body) if status >= 400 else None
             if state.content is not None:
                 state.content.output_messages = protocol.captured_output(state.endpoint, body)
-        self._finish(flow, state, result, status, error_type, headers)
+        else:  # the telemetry process parses it (`protocol.complete`)
+            response_body = body_of(flow.response, headers) or b""
+            result, error_type = protocol.ApiResult(), None
+        self._finish(flow, state, result, status, error_type, headers, response_body)
 
     @never_raises
     def error(self, flow: http.HTTPFlow) -> None:
@@ -442,9 +465,8 @@ class GenAITelemetry:
         result = state.stream.accumulator.result if state.stream else protocol.ApiResult()
         status = flow.response.status_code if flow.response else None
         error_type = classify_flow_error(flow.error.msg, flow.response is not None)
-        self._finish(
-            flow, state, result, status, error_type, plain_headers(flow.response.headers) if flow.response else {}
-        )
+        headers = plain_headers(flow.response.headers) if flow.response else {}
+        self._finish(flow, state, result, status, error_type, headers, None)
 
     def _finish(
         self,
@@ -454,6 +476,7 @@ class GenAITelemetry:
         status: int | None,
         error_type: str | None,
         response_headers: dict[str, str],
+        response_body: bytes | None,
     ) -> None:
         accumulator = state.stream.accumulator if state.stream else None
         exchange = Exchange(
@@ -461,7 +484,9 @@ class GenAITelemetry:
             provider=state.rule.provider,
             server_address=flow.request.host,
             server_port=flow.request.port,
-            request=state.request,
+            request=state.request or ApiRequest(),
+            request_body=state.request_body,
+            response_body=response_body,
             api_key=state.api_key,
             start_time_ns=state.started_ns,
             duration_s=time.monotonic() - state.started,
@@ -473,32 +498,22 @@ class GenAITelemetry:
             trace_headers=state.trace_headers,
             upstream_headers=protocol.upstream_headers(response_headers),
         )
-        exchange.cost_usd = self._cost(exchange)
         exchange.content = state.content
-        if error_type is not None:
+        if self._shows_calls():
+            protocol.complete(exchange)  # a request parsed lazily, if the options changed mid-call
+        if response_body is None:  # otherwise the telemetry process prices it once it is parsed
+            exchange.cost_usd = self.prices.cost_of(exchange)
+        if exchange.error_type is not None or (status or 0) >= 400:
             flow.marked = ":warning:"
         if self.log_calls or self.flows_are_kept:
             summary = protocol.summarize(exchange)
             flow.comment = summary
             if self.log_calls:  # like mitmproxy's own flow lines: quiet at flow_detail=0
                 log.info("genai: %s", summary)
-        self.summary.add(exchange)
         assert self.telemetry is not None
         self.telemetry.record(
             exchange, legacy_metrics=self.legacy_metrics, legacy_completion_id=self.legacy_completion_id
         )
-
-    def _cost(self, exchange: Exchange) -> float | None:
-        """USD from the price table; an unknown model is named in the log once, never priced at 0."""
-        if exchange.usage is None:
-            return None
-        model = exchange.result.response_model or exchange.request_model
-        cost = self.prices.cost(model, exchange.usage)
-        logged = self._unpriced_logged
-        if cost is None and model and model not in logged and len(logged) < MAX_UNPRICED_MODELS_LOGGED:
-            logged.add(model)
-            log.info("genai: no price for model %r; its calls record no cost (see genai_prices).", model)
-        return cost
 
 
 addons = [GenAITelemetry()]

@@ -8,12 +8,15 @@ count already includes reasoning tokens, so: cost = (input - cached) × input ra
 from __future__ import annotations
 
 import json
+import logging
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from protocol import Usage
+from protocol import Exchange, Usage
+
+log = logging.getLogger("genai")
 
 BUILTIN_PRICES = Path(__file__).resolve().parent / "prices.json"
 # Dated snapshots: gpt-4o-mini-2024-07-18, gpt-4-0613, gpt-3.5-turbo-0125.
@@ -64,6 +67,8 @@ def load_prices(path: Path) -> dict[str, Price]:
 
 
 MAX_RESOLVED_NAMES = 1024
+# Unknown models are named in the log once each, up to this many.
+MAX_UNPRICED_MODELS_LOGGED = 200
 
 
 class PriceTable:
@@ -71,6 +76,7 @@ class PriceTable:
         self.prices = prices
         # Model name as sent → its price: the snapshot-suffix fallback costs a regex per call.
         self._resolved: dict[str, Price | None] = {}
+        self._unpriced_logged: set[str] = set()
 
     @classmethod
     def load(cls, user_file: Path | None = None) -> PriceTable:
@@ -106,3 +112,15 @@ class PriceTable:
             + (usage.output_tokens or 0) * price.output
         )
         return dollars_per_million / 1_000_000
+
+    def cost_of(self, exchange: Exchange) -> float | None:
+        """`cost` of a finished call; an unknown model is named in the log once, never priced at 0."""
+        if exchange.usage is None:
+            return None
+        model = exchange.result.response_model or exchange.request_model
+        cost = self.cost(model, exchange.usage)
+        logged = self._unpriced_logged
+        if cost is None and model and model not in logged and len(logged) < MAX_UNPRICED_MODELS_LOGGED:
+            logged.add(model)
+            log.info("genai: no price for model %r; its calls record no cost (see genai_prices).", model)
+        return cost

@@ -1039,6 +1039,10 @@ class Exchange:
     # The response's `UPSTREAM_HEADERS`, parsed only where they are recorded (`upstream`): the
     # proxy's event loop passes them on as they are.
     upstream_headers: dict[str, str] = field(default_factory=dict)
+    # Bodies passed on unparsed: `complete` turns them into `request`, `result` and `error_type`
+    # in the telemetry process, off the proxy's event loop.
+    request_body: bytes | None = None
+    response_body: bytes | None = None
     cost_usd: float | None = None
     content: CapturedContent | None = None  # only when content capture is on
     # W3C trace context headers the client sent (`traceparent`, `tracestate`).
@@ -1060,6 +1064,22 @@ class Exchange:
     def request_model(self) -> str | None:
         """The model asked for; on Azure a request may name only a deployment, then the response's."""
         return self.request.model or self.result.response_model
+
+
+def complete(exchange: Exchange) -> bool:
+    """Parse the bodies the proxy passed on unparsed; False when there were none."""
+    if exchange.request_body is None and exchange.response_body is None:
+        return False
+    if exchange.request_body is not None:
+        exchange.request = parse_request(exchange.endpoint, exchange.request_body)
+        exchange.request_body = None
+    if exchange.response_body is not None:
+        body, exchange.response_body = exchange.response_body, None
+        exchange.result = parse_response(exchange.endpoint, body)
+        status = exchange.status_code
+        if exchange.error_type is None and status is not None and status >= 400:
+            exchange.error_type = error_type_for_status(status, body)
+    return True
 
 
 def summarize(exchange: Exchange) -> str:

@@ -14,6 +14,7 @@ from protocol import Exchange
 # Durations kept per row for the percentiles: a uniform sample once there are more calls.
 SAMPLE_SIZE = 2048
 MAX_ROWS = 500
+NO_CALLS = "No OpenAI API calls observed yet."
 
 
 class Reservoir:
@@ -88,7 +89,7 @@ class UsageSummary:
     def table(self) -> str:
         """A plain-text table, one line per provider and model, then a total."""
         if not self.rows:
-            return "No OpenAI API calls observed yet."
+            return NO_CALLS
         header: tuple[str, ...] = ("provider", "model", "calls", "errors", "input", "cached", "output")
         header += ("reasoning", "cost USD", "p50 s", "p95 s", "p50 TTFC s", "p95 TTFC s")
         lines = [header]

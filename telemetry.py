@@ -7,8 +7,11 @@ GIL. Exports run on the SDK's background threads; `record` only updates in-memor
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
 import os
+import select
 import signal
 import sys
 import threading
@@ -16,7 +19,7 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any, BinaryIO, TextIO
+from typing import IO, Any, TextIO
 
 from opentelemetry.context import Context
 from opentelemetry.metrics import CallbackOptions, Histogram, Meter, Observation
@@ -40,8 +43,11 @@ from opentelemetry.sdk.trace.export import (
 from opentelemetry.trace import SpanKind, Status, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
+import protocol
 import telemetry_process
+from pricing import PriceTable
 from protocol import Exchange, RateLimits
+from summary import UsageSummary
 
 log = logging.getLogger("genai.telemetry")
 
@@ -475,6 +481,9 @@ class Telemetry:
         self._tracer = self.tracer_provider.get_tracer(SCOPE_NAME)
         self._propagator = TraceContextTextMapPropagator()
         self.bounded = BoundedValues()
+        # Calls passed on unparsed are priced here; the addon sends its table (`use_prices`).
+        self.prices = PriceTable.load()
+        self.summary = UsageSummary()
 
         meter = self.meter_provider.get_meter(SCOPE_NAME)
 
@@ -544,7 +553,10 @@ class Telemetry:
             )
 
     def record(self, exchange: Exchange, *, legacy_metrics: bool, legacy_completion_id: bool) -> None:
-        """Record one finished exchange as metrics and a span. Cheap: no I/O happens here."""
+        """Record one finished exchange as metrics, a span and a summary row. No I/O happens here."""
+        if protocol.complete(exchange):
+            exchange.cost_usd = self.prices.cost_of(exchange)
+        self.summary.add(exchange)
         attributes = _attributes(exchange, self.bounded)
         self.operation_duration.record(exchange.duration_s, attributes)
         if exchange.time_to_first_chunk_s is not None:
@@ -616,6 +628,16 @@ class Telemetry:
             span.set_status(Status(StatusCode.ERROR, exchange.error_type))
         span.end(end_time=exchange.start_time_ns + int(exchange.duration_s * 1e9))
 
+    def use_prices(self, prices: PriceTable) -> None:
+        self.prices = prices
+
+    def summary_table(self) -> str | None:
+        """The usage summary, or None before the first call."""
+        return self.summary.table() if self.summary.rows else None
+
+    def reset_summary(self) -> None:
+        self.summary.reset()
+
     def shutdown(self, budget_s: float = SHUTDOWN_BUDGET_S) -> bool:
         """Flush and close within `budget_s`, even if the collector never answers.
 
@@ -648,8 +670,9 @@ class _LineHandler(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         message = self.format(record).replace("\n", " ")
-        self._stream.write(f"{record.levelno} {message}\n")
-        self._stream.flush()
+        with contextlib.suppress(OSError):  # the parent is gone: nobody to tell
+            self._stream.write(f"{record.levelno} {message}\n")
+            self._stream.flush()
 
 
 def _run_only_when_idle() -> None:
@@ -665,12 +688,15 @@ def _run_only_when_idle() -> None:
         os.nice(19)
 
 
-def serve(batches: BinaryIO, replies: TextIO, shutdown_budget_s: float = SHUTDOWN_BUDGET_S) -> int:
+def serve(batches: IO[bytes], replies: TextIO, shutdown_budget_s: float = SHUTDOWN_BUDGET_S) -> int:
     """The telemetry process (`python telemetry.py`), fed by `telemetry_process.TelemetryProcess`.
 
-    Replies "ready" (or "error REASON" and exits 2), then records every batch from `batches`
-    until the parent closes it, and shuts down within `shutdown_budget_s`. SIGINT is ignored:
-    Ctrl-C in a terminal reaches the whole process group, and the parent decides when to stop.
+    Replies "ready" (or "error REASON" and exits 2). Then it records every call from `batches`,
+    applies the control messages (prices, summary reset), and sends the usage summary back as a
+    "summary JSON" line whenever it changed and the input has paused, or at least once a second.
+    When the parent closes `batches`, it sends the final summary and shuts down within
+    `shutdown_budget_s`. SIGINT is ignored: Ctrl-C in a terminal reaches the whole process group,
+    and the parent decides when to stop.
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _run_only_when_idle()
@@ -685,18 +711,46 @@ def serve(batches: BinaryIO, replies: TextIO, shutdown_budget_s: float = SHUTDOW
         return 2
     replies.write(f"{telemetry_process.READY}\n")
     replies.flush()
+
+    def send_summary() -> None:
+        with contextlib.suppress(OSError):  # the parent is gone: nobody to tell
+            replies.write(f"{telemetry_process.SUMMARY} {json.dumps(instance.summary_table())}\n")
+            replies.flush()
+
     failures: set[str] = set()
-    while (batch := telemetry_process.read_batch(batches)) is not None:
-        for exchange, legacy_metrics, legacy_completion_id in batch:
+    changed_since = 0.0  # when the summary changed first since it was last sent (0: it did not)
+    while True:
+        paused = not select.select([batches], [], [], telemetry_process.SUMMARY_PAUSE_S)[0]
+        if changed_since and (paused or time.monotonic() - changed_since > telemetry_process.SUMMARY_INTERVAL_S):
+            send_summary()
+            changed_since = 0.0
+        if paused:
+            continue
+        batch = telemetry_process.read_batch(batches)
+        if batch is None:
+            break
+        for message in batch:
             try:
-                instance.record(exchange, legacy_metrics=legacy_metrics, legacy_completion_id=legacy_completion_id)
-            except Exception as error:  # one bad exchange must not end the process; say so once per kind
+                match message:
+                    case ("prices", PriceTable() as prices):
+                        instance.use_prices(prices)
+                    case ("reset",):
+                        instance.reset_summary()
+                    case (Exchange() as exchange, bool(legacy_metrics), bool(legacy_completion_id)):
+                        instance.record(
+                            exchange, legacy_metrics=legacy_metrics, legacy_completion_id=legacy_completion_id
+                        )
+                        changed_since = changed_since or time.monotonic()
+            except Exception as error:  # one bad call must not end the process; say so once per kind
                 if type(error).__name__ not in failures:
                     failures.add(type(error).__name__)
                     log.warning("Recording a call failed (%s: %s); others go on.", type(error).__name__, error)
+    send_summary()
     return 0 if instance.shutdown(shutdown_budget_s) else 1
 
 
 if __name__ == "__main__":
     budget = float(sys.argv[1]) if len(sys.argv) > 1 else SHUTDOWN_BUDGET_S
-    sys.exit(serve(sys.stdin.buffer, sys.stdout, budget))
+    # Unbuffered: `serve` waits for input with select(), which cannot see a read-ahead buffer.
+    with open(sys.stdin.fileno(), "rb", buffering=0, closefd=False) as parent_input:
+        sys.exit(serve(parent_input, sys.stdout, budget))

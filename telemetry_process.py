@@ -24,6 +24,7 @@ This module imports no OpenTelemetry: mitmdump's process does not load the SDK a
 import asyncio
 import contextlib
 import fcntl
+import json
 import logging
 import os
 import pickle
@@ -38,6 +39,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import IO, Protocol
 
+from pricing import PriceTable
 from protocol import Exchange
 
 log = logging.getLogger("genai.telemetry")
@@ -53,9 +55,14 @@ SHUTDOWN_BUDGET_S = 2.0
 # The child's own flush gets this share of the budget; the rest covers writing and exiting.
 CHILD_SHUTDOWN_SHARE = 0.8
 FRAME_HEADER = struct.Struct(">I")
-# A batch is a list of these: the exchange and the two legacy-counter options in force for it.
-Submission = tuple[Exchange, bool, bool]
+# A batch is a list of messages: a call (the exchange and the two legacy-counter options in force
+# for it), the price table ("prices", table), or ("reset",) to start the usage summary anew.
+Message = tuple[Exchange, bool, bool] | tuple[str, PriceTable] | tuple[str]
 READY = "ready"
+SUMMARY = "summary"
+# The child sends the usage summary when its input pauses this long, or at least this often.
+SUMMARY_PAUSE_S = 0.1
+SUMMARY_INTERVAL_S = 1.0
 
 
 class TelemetryStartError(RuntimeError):
@@ -67,24 +74,41 @@ class Recorder(Protocol):
 
     def record(self, exchange: Exchange, *, legacy_metrics: bool, legacy_completion_id: bool) -> None: ...
 
+    def use_prices(self, prices: PriceTable) -> None: ...
+
+    def summary_table(self) -> str | None: ...
+
+    def reset_summary(self) -> None: ...
+
     def shutdown(self, budget_s: float = SHUTDOWN_BUDGET_S) -> bool: ...
 
 
-def encode_batch(batch: Sequence[Submission]) -> bytes:
+def encode_batch(batch: Sequence[Message]) -> bytes:
     payload = pickle.dumps(batch, protocol=pickle.HIGHEST_PROTOCOL)
     return FRAME_HEADER.pack(len(payload)) + payload
 
 
-def read_batch(stream: IO[bytes]) -> list[Submission] | None:
+def _read_exactly(stream: IO[bytes], size: int) -> bytes:
+    """`size` bytes, fewer only at the end of the input (an unbuffered pipe returns what it has)."""
+    data = bytearray()
+    while len(data) < size:
+        piece = stream.read(size - len(data))
+        if not piece:
+            break
+        data += piece
+    return bytes(data)
+
+
+def read_batch(stream: IO[bytes]) -> list[Message] | None:
     """The next batch from the parent, or None at the end of the input."""
-    header = stream.read(FRAME_HEADER.size)
+    header = _read_exactly(stream, FRAME_HEADER.size)
     if len(header) < FRAME_HEADER.size:
         return None
     (length,) = FRAME_HEADER.unpack(header)
-    payload = stream.read(length)
+    payload = _read_exactly(stream, length)
     if len(payload) < length:
         return None
-    batch: list[Submission] = pickle.loads(payload)  # our own child's pipe: trusted
+    batch: list[Message] = pickle.loads(payload)  # our own child's pipe: trusted
     return batch
 
 
@@ -94,7 +118,9 @@ class TelemetryProcess:
     def __init__(self, command: Sequence[str] | None = None) -> None:
         self.command = list(command or [sys.executable, str(CHILD_SCRIPT)])
         self.dropped = 0  # calls lost to a stalled or dead child
-        self._pending: list[Submission] = []
+        self._pending: list[Message] = []
+        self._prices: PriceTable | None = None  # sent again to a restarted child
+        self._summary: str | None = None  # the child's latest usage summary
         # Encoded batches the pipe did not take yet, with their number of calls; the first one
         # may be partly written already.
         self._frames: deque[tuple[bytes, int]] = deque()
@@ -144,14 +170,19 @@ class TelemetryProcess:
         )
         self._relay_thread.start()
 
-    @staticmethod
-    def _relay(stdout: IO[bytes], status: list[str], status_read: threading.Event, announce_failure: bool) -> None:
-        """Log records ("LEVELNO message") and, once, the child's status ("ready" or "error REASON")."""
+    def _relay(
+        self, stdout: IO[bytes], status: list[str], status_read: threading.Event, announce_failure: bool
+    ) -> None:
+        """Log records ("LEVELNO message"), usage summaries ("summary JSON") and, once, the child's
+        status ("ready" or "error REASON")."""
         for raw in stdout:
             line = raw.decode(errors="replace").rstrip("\n")
-            level, _, message = line.partition(" ")
-            if level.isdigit():
-                log.log(int(level), "%s", message)
+            kind, _, rest = line.partition(" ")
+            if kind.isdigit():
+                log.log(int(kind), "%s", rest)
+                continue
+            if kind == SUMMARY:
+                self._summary = json.loads(rest)
                 continue
             if not status_read.is_set():
                 status.append(line)
@@ -181,6 +212,8 @@ class TelemetryProcess:
             self.dropped += self._frames.popleft()[1]
             self._sent_of_first = 0
         self._spawn(announce_failure=True)
+        if self._prices is not None:
+            self._frames.appendleft((encode_batch([("prices", self._prices)]), 0))
 
     def shutdown(self, budget_s: float = SHUTDOWN_BUDGET_S) -> bool:
         """Send what is pending, close the child's input and wait for it, `budget_s` in all."""
@@ -210,11 +243,29 @@ class TelemetryProcess:
             log.warning("genai: %d calls could not be handed to the telemetry process at exit.", unsent)
         return process.returncode == 0 and not unsent
 
+    # --- the usage summary and prices, kept in the child ---------------------------------
+
+    def use_prices(self, prices: PriceTable) -> None:
+        """The table the child prices calls with (the addon's genai_prices)."""
+        self._prices = prices
+        self._send(("prices", prices))
+
+    def summary_table(self) -> str | None:
+        """The child's usage summary: as of its last pause in traffic, at most a second old."""
+        return self._summary
+
+    def reset_summary(self) -> None:
+        self._summary = None
+        self._send(("reset",))
+
     # --- the hot path --------------------------------------------------------------------
 
     def record(self, exchange: Exchange, *, legacy_metrics: bool, legacy_completion_id: bool) -> None:
         """Queue one finished exchange; it reaches the child within `FLUSH_INTERVAL_S`."""
-        self._pending.append((exchange, legacy_metrics, legacy_completion_id))
+        self._send((exchange, legacy_metrics, legacy_completion_id))
+
+    def _send(self, message: Message) -> None:
+        self._pending.append(message)
         if len(self._pending) >= MAX_BATCH:
             self.flush()
         elif not self._flush_scheduled:

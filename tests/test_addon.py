@@ -235,7 +235,7 @@ def test_compressed_request_bodies_are_not_rewritten(context):
     metering.request(flow)
     assert flow.request.raw_content == raw
     state = addon_module.in_flight(flow)
-    assert state is not None and state.request.stream  # still observed, from the decoded body
+    assert state is not None and state.request is not None and state.request.stream  # from the decoded body
 
 
 def test_http_errors_record_the_openai_error_code(context, sink):

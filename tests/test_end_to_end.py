@@ -705,7 +705,8 @@ def test_mitmweb_shows_comments_marks_the_stream_view_and_the_summary(world: Wor
         view = web.get(f"/flows/{flows[1]['id']}/response/content/auto.json")
         assert view["view_name"] == "OpenAI stream"
         assert answer in view["text"] and "usage: " in view["text"]
-        table = web.command("genai.summary")
+        # The telemetry process keeps the summary and sends it whenever traffic pauses (~0.15 s).
+        table = world.receiver.wait_for(lambda: t if "e2e-web" in (t := web.command("genai.summary")) else None)
         assert "e2e-web-2024-07-18" in table and table.splitlines()[0].startswith("provider")
         web.command("genai.reset")
         assert web.command("genai.summary") == "No OpenAI API calls observed yet."
