@@ -567,3 +567,49 @@ def test_summary_commands(context):
     assert "gpt-4o-mini" in table and "1,000" in table
     tctx.master.commands.execute("genai.reset")
     assert tctx.master.commands.execute("genai.summary") == "No OpenAI API calls observed yet."
+
+
+def test_where_calls_are_not_shown_the_bodies_are_parsed_by_the_telemetry_process(context, sink, monkeypatch):
+    """mitmdump -q: no log line, no flow view. The hooks keep bodies unparsed; the recorder parses
+    and prices them, with the same result as parsing in the hooks."""
+    metering, _ = context
+    metering.log_calls = False
+    seen: list[protocol.Exchange] = []
+    record = sink.telemetry.record
+
+    def spy(exchange: protocol.Exchange, **options: bool) -> None:
+        seen.append(exchange)
+        assert exchange.request_body is not None and exchange.response_body is not None  # not parsed yet
+        assert exchange.request.model is None and exchange.usage is None
+        record(exchange, **options)
+
+    monkeypatch.setattr(sink.telemetry, "record", spy)
+    recorded = json.loads(load_fixture("test_chat_completion_with_content")["response"]["body"]["string"])
+    flow = chat_flow()
+    metering.request(flow)
+    flow.response = json_response(recorded)
+    metering.responseheaders(flow)
+    metering.response(flow)
+    failed = chat_flow()
+    metering.request(failed)
+    failed.response = json_response({"error": {"code": "model_not_found", "type": "invalid_request_error"}}, 404)
+    metering.response(failed)
+    assert len(seen) == 2 and not flow.comment  # nothing shown, nothing described
+    (span, error_span) = sorted(sink.finished_spans(), key=lambda s: s.attributes.get("http.response.status_code"))
+    usage = recorded["usage"]
+    assert span.attributes["gen_ai.usage.input_tokens"] == usage["prompt_tokens"]
+    assert span.attributes["gen_ai.request.model"] == "gpt-4o-mini"
+    assert span.attributes["gen_ai.usage.cost_usd"] > 0
+    assert error_span.attributes["error.type"] == "model_not_found" and failed.marked
+    assert sink.metric_sum("gen_ai.client.token.usage", gen_ai__token__type="input") == usage["prompt_tokens"]
+    table = sink.telemetry.summary_table()
+    assert table is not None and recorded["model"] in table
+
+
+def test_streamed_requests_are_parsed_in_the_hook_even_when_calls_are_not_shown(context):
+    metering, _ = context
+    metering.log_calls = False
+    flow = chat_flow({**CHAT_REQUEST, "stream": True})
+    metering.request(flow)
+    state = addon_module.in_flight(flow)
+    assert state is not None and state.request is not None and state.usage_added  # the rewrite needs it

@@ -301,20 +301,34 @@ def span_in_trace(world: World, trace_id: str) -> Any:
     return next((s for s in world.receiver.spans() if s.trace_id == trace_id), None)
 
 
-def has_tokens(world: World, model: str, token_type: str, total: int) -> bool:
-    return tokens(world, model, token_type) == total
+def has_tokens(world: World, model: str, token_type: str, total: int, instance: str) -> bool:
+    return tokens(world, model, token_type, instance) == total
 
 
-def test_every_recorded_exchange_yields_exactly_its_recorded_usage(world: World):
+@pytest.mark.parametrize("quiet", [False, True], ids=["calls-shown", "quiet"])
+def test_every_recorded_exchange_yields_exactly_its_recorded_usage(world: World, quiet: bool):
     """Each cassette (chat, Responses, embeddings; plain, streamed, failed) is replayed by the
-    fake; its span carries exactly the recorded numbers and the metrics add up."""
+    fake; its span carries exactly the recorded numbers and the metrics add up. Quiet
+    (flow_detail=0): the hooks pass the bodies on unparsed and the telemetry process parses them."""
+    if not quiet:
+        replay_recordings(world, world.reverse.url, first_trace=1)
+        return
+    with Mitmdump(world.proxy_args("--set", "flow_detail=0"), world.env, world.tmp / "conf-quiet") as proxy:
+        replay_recordings(world, proxy.url, first_trace=len(RECORDED) + 1)
+    assert "genai: " not in proxy.output  # no line per call
+    table = proxy.output.split("OpenAI API usage through this proxy:", 1)[1]
+    assert "gpt-4o-mini" in table  # the summary comes from the telemetry process
+
+
+def replay_recordings(world: World, url: str, first_trace: int) -> None:
     http = world.reverse_client()._client
     expected_totals: dict[tuple[str, str], int] = {}
-    for number, name in enumerate(RECORDED):
+    instance = ""
+    for number, name in enumerate(RECORDED, first_trace):
         request = load_fixture(name)["request"]
-        trace_id = f"{number + 1:032x}"
+        trace_id = f"{number:032x}"
         response = http.post(
-            f"{world.reverse.url}{request['uri'].removeprefix('https://api.openai.com')}",
+            f"{url}{request['uri'].removeprefix('https://api.openai.com')}",
             content=request["body"],
             headers={
                 "authorization": f"Bearer {KEY}",
@@ -325,6 +339,7 @@ def test_every_recorded_exchange_yields_exactly_its_recorded_usage(world: World)
         )
         assert response.content == load_fixture(name)["response"]["body"]["string"].encode()
         span = world.receiver.wait_for(functools.partial(span_in_trace, world, trace_id))
+        instance = span.resource["service.instance.id"]
         recorded = load_fixture(name)["response"]
         if recorded["status"]["code"] >= 400:
             code = json.loads(recorded["body"]["string"])["error"]["code"]
@@ -336,11 +351,12 @@ def test_every_recorded_exchange_yields_exactly_its_recorded_usage(world: World)
         assert span.attributes["gen_ai.usage.input_tokens"] == usage[0], name
         assert span.attributes.get("gen_ai.usage.output_tokens") == usage[1], name
         model = json.loads(request["body"])["model"]
+        assert span.attributes["gen_ai.request.model"] == model, name
         for token_type, value in zip(("input", "output"), usage, strict=True):
             if value is not None:
                 expected_totals[(model, token_type)] = expected_totals.get((model, token_type), 0) + value
     for (model, token_type), total in expected_totals.items():
-        world.receiver.wait_for(functools.partial(has_tokens, world, model, token_type, total))
+        world.receiver.wait_for(functools.partial(has_tokens, world, model, token_type, total, instance))
 
 
 # --- more APIs ----------------------------------------------------------------------------

@@ -879,3 +879,23 @@ def test_observe_mode_makes_no_encoder():
     stream = run_stream([encode_whole(body, "gzip")], "gzip")
     assert stream._encoder is None
     assert stream.accumulator.result.usage == Usage(12, 5, 17, 0, 0)
+
+
+# --- bodies passed on unparsed ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["test_chat_completion_with_content", "test_chat_completion_404"])
+def test_complete_parses_deferred_bodies_like_the_hooks_would(name):
+    recorded = load_fixture(name)
+    request_body = recorded["request"]["body"].encode()
+    response_body = recorded["response"]["body"]["string"].encode()
+    status = recorded["response"]["status"]["code"]
+    deferred = Exchange(CHAT, "openai", "api.openai.com", 443, protocol.ApiRequest(), "k", 0, 1.0, status_code=status)
+    deferred.request_body, deferred.response_body = request_body, response_body
+    assert protocol.complete(deferred) is True
+    assert deferred.request == protocol.parse_request(CHAT, request_body)
+    assert deferred.result == protocol.parse_response(CHAT, response_body)
+    expected_error = protocol.error_type_for_status(status, response_body) if status >= 400 else None
+    assert deferred.error_type == expected_error
+    assert deferred.request_body is None and deferred.response_body is None
+    assert protocol.complete(deferred) is False  # once only

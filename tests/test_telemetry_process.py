@@ -2,6 +2,7 @@
 over OTLP/gRPC to a real receiver."""
 
 import asyncio
+import json
 import logging
 import os
 import signal
@@ -11,7 +12,8 @@ from collections.abc import Iterator
 import pytest
 
 import telemetry_process
-from protocol import Usage
+from pricing import PriceTable
+from protocol import ApiRequest, ApiResult, Exchange, Usage
 from telemetry_process import TelemetryProcess, TelemetryStartError
 from tests.support.otlp_receiver import OTLPReceiver
 from tests.test_telemetry import make_exchange
@@ -159,6 +161,51 @@ def test_ctrl_c_in_the_terminal_does_not_stop_the_child(child: TelemetryProcess,
     record_calls(child, 7)
     assert child.shutdown() is True
     assert len(collector_env.spans()) == 7
+
+
+def test_the_child_keeps_the_usage_summary_and_sends_it_when_traffic_pauses(
+    child: TelemetryProcess, collector_env: OTLPReceiver
+):
+    assert child.summary_table() is None
+    record_calls(child, 4, model="summarized")
+    table = collector_env.wait_for(child.summary_table, timeout=5)
+    row = next(line for line in table.splitlines() if line.startswith("openai") and "gpt-4o-mini-2024" in line)
+    assert row.split()[2] == "4"  # calls (the summary names the response model)
+    child.reset_summary()
+    assert child.summary_table() is None
+    record_calls(child, 1)
+    assert child.shutdown() is True  # the final summary arrives before shutdown returns
+    final = child.summary_table()
+    assert (
+        final is not None and next(line for line in final.splitlines() if "gpt-4o-mini-2024" in line).split()[2] == "1"
+    )
+
+
+def deferred_call(model: str) -> Exchange:
+    """A call as the hooks pass it on when nothing is shown: bodies unparsed, no cost yet."""
+    exchange = make_exchange(request=ApiRequest(), result=ApiResult())
+    exchange.request_body = json.dumps({"model": model, "messages": []}).encode()
+    usage = {"prompt_tokens": 1_000_000, "completion_tokens": 0, "total_tokens": 1_000_000}
+    exchange.response_body = json.dumps({"id": "x", "model": model, "usage": usage}).encode()
+    return exchange
+
+
+def test_the_child_prices_deferred_calls_with_the_table_it_was_sent(
+    child: TelemetryProcess, collector_env: OTLPReceiver, monkeypatch: pytest.MonkeyPatch, tmp_path
+):
+    prices = tmp_path / "prices.json"
+    prices.write_text(json.dumps({"models": {"house-model": {"input": 2.5, "output": 10}}}))
+    child.use_prices(PriceTable.load(prices))
+    child.record(deferred_call("house-model"), legacy_metrics=False, legacy_completion_id=False)
+    monkeypatch.setattr(telemetry_process, "RESTART_INTERVAL_S", 0.0)
+    assert child._process is not None
+    child._process.kill()  # a new child must get the table again
+    child._process.wait()
+    child.record(deferred_call("house-model"), legacy_metrics=False, legacy_completion_id=False)
+    child.record(deferred_call("house-model"), legacy_metrics=False, legacy_completion_id=False)
+    assert child.shutdown() is True
+    costs = [span.attributes.get("gen_ai.usage.cost_usd") for span in collector_env.spans()]
+    assert len(costs) >= 2 and all(cost == pytest.approx(2.5) for cost in costs)  # 1M input tokens at $2.5
 
 
 def test_the_process_wide_recorder_is_started_once(monkeypatch: pytest.MonkeyPatch):
