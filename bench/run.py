@@ -46,6 +46,8 @@ from tests.support.otlp_receiver import OTLPReceiver
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 CHAT = Endpoint("chat", "chat_completions")
+# Part 6: about the share of a core the telemetry process uses at full load (part 1's last column).
+BURN_SHARE = 0.25
 
 
 @dataclass
@@ -55,7 +57,7 @@ class Sizes:
     throughput: dict[int, int] = field(default_factory=lambda: {1: 1500, 16: 3000, 64: 3000})
     # This machine's speed drifts by 10% within a minute (other tenants): many short A/B pairs,
     # each compared side by side, and the median of the pairs.
-    throughput_rounds: int = 7
+    throughput_rounds: int = 9
     warmup: int = 300
     rounds: int = 2
     streams: int = 8
@@ -63,6 +65,7 @@ class Sizes:
     memory_checkpoints: tuple[int, int] = (2000, 50_000)
     big_stream_events: int = 50_000  # of ~1 KB: a 50 MB stream
     collector_requests: int = 3000
+    attribution_rounds: int = 5
 
 
 SMOKE = Sizes(
@@ -75,6 +78,7 @@ SMOKE = Sizes(
     memory_checkpoints=(100, 200),
     big_stream_events=500,
     collector_requests=100,
+    attribution_rounds=1,
 )
 
 
@@ -501,6 +505,55 @@ def collectors(bench: Bench, report: list[str], raw: dict[str, Any]) -> None:
     report.append("")
 
 
+def attribution(bench: Bench, report: list[str], raw: dict[str, Any]) -> None:
+    """Where the addon's cost goes: its hooks alone, and what work on the other core costs."""
+    requests = bench.sizes.throughput[16]
+    hooks_only = [
+        "-s",
+        str(ROOT / "bench" / "hooks_only.py"),
+        "--set",
+        f"genai_hosts=127.0.0.1:{bench.upstream_port}=openai",
+    ]
+    rounds: dict[str, list[dict[str, dict[str, float]]]] = {"hooks": [], "addon": [], "burn": []}
+    with bench.proxy(False) as bare, bench.proxy(False, "live", *hooks_only) as hooks, bench.proxy(True) as addon:
+        for proxy in (bare, hooks, addon):
+            bench.load(proxy.port, 4, bench.sizes.warmup, "plain")
+        for _ in range(bench.sizes.attribution_rounds):
+            for name, proxy in (("hooks", hooks), ("addon", addon)):
+                pair = {"bare": latency_row(bench.measured(bare, 16, requests, "plain"))}
+                pair["addon"] = latency_row(bench.measured(proxy, 16, requests, "plain"))
+                rounds[name].append(pair)
+            pair = {"bare": latency_row(bench.measured(bare, 16, requests, "plain"))}
+            burner = subprocess.Popen([sys.executable, "-m", "bench.burn", str(BURN_SHARE), "600"], cwd=ROOT)
+            try:
+                pair["addon"] = latency_row(bench.measured(bare, 16, requests, "plain"))
+            finally:
+                burner.kill()
+                burner.wait()
+            rounds["burn"].append(pair)
+    raw["attribution"] = rounds
+    report += [
+        "## 6. Where the rest goes (concurrency 16)",
+        "",
+        "Each variant against bare mitmdump run just before it, "
+        f"{bench.sizes.attribution_rounds} rounds, medians of the paired ratios.",
+        "",
+        "| variant | throughput / bare | mitmdump CPU / bare |",
+        "|---|---|---|",
+    ]
+    names = {
+        "hooks": "the addon's hooks only (`bench/hooks_only.py`: calls discarded, no telemetry process)",
+        "addon": "the addon (hooks and telemetry process)",
+        "burn": f"bare mitmdump while another process keeps the other core {BURN_SHARE:.0%} busy (`SCHED_IDLE`)",
+    }
+    for name, pairs in rounds.items():
+        report.append(
+            f"| {names[name]} | {statistics.median(paired(pairs, 'rps', operator.truediv)):.3f} "
+            f"| {statistics.median(paired(pairs, 'cpu_s_per_1000', operator.truediv)):.3f} |"
+        )
+    report.append("")
+
+
 def machine() -> list[str]:
     cpu = next(
         (
@@ -529,7 +582,7 @@ def main() -> None:
     parser.add_argument("--smoke", action="store_true", help="a few hundred requests, to check that it works")
     parser.add_argument("--report", type=Path, help="write the Markdown report here as well")
     parser.add_argument("--raw", type=Path, help="write the raw numbers as JSON here")
-    parser.add_argument("--parts", default="1,2,3,4,5", help="which parts to run, e.g. 1,5 (default: all)")
+    parser.add_argument("--parts", default="1,2,3,4,5,6", help="which parts to run, e.g. 1,5 (default: all)")
     options = parser.parse_args()
     chosen = set(options.parts.split(","))
     sizes = SMOKE if options.smoke else Sizes()
@@ -544,7 +597,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="genai-bench-") as tmp:
         bench = Bench(sizes, Path(tmp))
         try:
-            for number, part in (("1", throughput), ("2", streaming), ("3", memory), ("5", collectors)):
+            parts = (("1", throughput), ("2", streaming), ("3", memory), ("5", collectors), ("6", attribution))
+            for number, part in parts:
                 if number in chosen:
                     started = time.monotonic()
                     part(bench, report, raw)

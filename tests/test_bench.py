@@ -22,6 +22,7 @@ def test_the_benchmark_runs_end_to_end(tmp_path):
         "## 3. Memory",
         "## 4. Cost per unit",
         "## 5. Non-streaming",
+        "## 6. Where the rest goes",
     ):
         assert section in text
     assert "| 16 | 1 |" in text and "throughput addon / bare" in text  # a paired round and the summary
