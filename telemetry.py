@@ -736,6 +736,7 @@ def serve(batches: IO[bytes], replies: TextIO, shutdown_budget_s: float = SHUTDO
                         instance.use_prices(prices)
                     case ("reset",):
                         instance.reset_summary()
+                        changed_since = changed_since or time.monotonic()  # a summary sent before is stale
                     case (Exchange() as exchange, bool(legacy_metrics), bool(legacy_completion_id)):
                         instance.record(
                             exchange, legacy_metrics=legacy_metrics, legacy_completion_id=legacy_completion_id

@@ -3,9 +3,10 @@
 Why a process: in mitmdump's own process the SDK cost about a quarter of the proxy's throughput.
 Each measurement costs microseconds of attribute handling, and encoding spans on the exporter
 thread holds the GIL that mitmproxy's event loop needs (BENCHMARKS.md has the profile). Here the
-hooks only append a finished `Exchange` to a list. Every `FLUSH_INTERVAL_S` (or `MAX_BATCH`
-calls) the list is pickled once and written to the child's stdin without blocking. The child
-(`python telemetry.py`, see `telemetry.serve`) records and exports on the other core.
+hooks only append a finished `Exchange` (whose bodies may still be unparsed) to a list. Every
+`FLUSH_INTERVAL_S` (or `MAX_BATCH` messages) the list is pickled once and written to the child's
+stdin without blocking. The child (`python telemetry.py`, see `telemetry.serve`) parses what is
+left, prices, records, keeps the usage summary and exports, on an otherwise idle core.
 
 - Never blocks the event loop: the pipe is non-blocking; what does not fit waits in a buffer of
   at most `MAX_BUFFERED_BYTES` and goes out with the next flush. Beyond that, calls are dropped
@@ -301,7 +302,7 @@ class TelemetryProcess:
             return
         batch, self._pending = self._pending, []
         if self._buffered_bytes > MAX_BUFFERED_BYTES:
-            self.dropped += len(batch)
+            self.dropped += sum(isinstance(message[0], Exchange) for message in batch)
             if not self._dropping:
                 self._dropping = True
                 log.warning(
@@ -313,7 +314,7 @@ class TelemetryProcess:
             self._dropping = False
             log.info("genai: the telemetry process keeps up again; %d calls were dropped so far.", self.dropped)
         frame = encode_batch(batch)
-        self._frames.append((frame, len(batch)))
+        self._frames.append((frame, sum(isinstance(message[0], Exchange) for message in batch)))
         self._buffered_bytes += len(frame)
 
     def _write_frames(self) -> bool:

@@ -65,7 +65,7 @@ class Sizes:
     memory_checkpoints: tuple[int, int] = (2000, 50_000)
     big_stream_events: int = 50_000  # of ~1 KB: a 50 MB stream
     collector_requests: int = 3000
-    attribution_rounds: int = 5
+    attribution_rounds: int = 7
 
 
 SMOKE = Sizes(
@@ -514,12 +514,18 @@ def attribution(bench: Bench, report: list[str], raw: dict[str, Any]) -> None:
         "--set",
         f"genai_hosts=127.0.0.1:{bench.upstream_port}=openai",
     ]
-    rounds: dict[str, list[dict[str, dict[str, float]]]] = {"hooks": [], "addon": [], "burn": []}
-    with bench.proxy(False) as bare, bench.proxy(False, "live", *hooks_only) as hooks, bench.proxy(True) as addon:
-        for proxy in (bare, hooks, addon):
+    noop = ["-s", str(ROOT / "bench" / "noop_hooks.py")]
+    rounds: dict[str, list[dict[str, dict[str, float]]]] = {"noop": [], "hooks": [], "addon": [], "burn": []}
+    with (
+        bench.proxy(False) as bare,
+        bench.proxy(False, "live", *noop) as no_op,
+        bench.proxy(False, "live", *hooks_only) as hooks,
+        bench.proxy(True) as addon,
+    ):
+        for proxy in (bare, no_op, hooks, addon):
             bench.load(proxy.port, 4, bench.sizes.warmup, "plain")
         for _ in range(bench.sizes.attribution_rounds):
-            for name, proxy in (("hooks", hooks), ("addon", addon)):
+            for name, proxy in (("noop", no_op), ("hooks", hooks), ("addon", addon)):
                 pair = {"bare": latency_row(bench.measured(bare, 16, requests, "plain"))}
                 pair["addon"] = latency_row(bench.measured(proxy, 16, requests, "plain"))
                 rounds[name].append(pair)
@@ -542,6 +548,7 @@ def attribution(bench: Bench, report: list[str], raw: dict[str, Any]) -> None:
         "|---|---|---|",
     ]
     names = {
+        "noop": "a script with the same four hooks doing nothing (`bench/noop_hooks.py`): mitmproxy's own cost",
         "hooks": "the addon's hooks only (`bench/hooks_only.py`: calls discarded, no telemetry process)",
         "addon": "the addon (hooks and telemetry process)",
         "burn": f"bare mitmdump while another process keeps the other core {BURN_SHARE:.0%} busy (`SCHED_IDLE`)",
