@@ -298,8 +298,8 @@ class GenAITelemetry:
             )
 
     def done(self) -> None:
-        """At exit: print the usage summary and flush telemetry. On a script reload: neither, the
-        providers keep running (the summary starts anew)."""
+        """At exit: flush telemetry, then print the usage summary. On a script reload: neither, the
+        telemetry process keeps running, and with it the summary."""
         if not ctx.master.should_exit.is_set():
             return
         if self.telemetry is None:
