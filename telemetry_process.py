@@ -159,8 +159,10 @@ class TelemetryProcess:
         assert process.stdin is not None and process.stdout is not None
         self._stdin_fd = process.stdin.fileno()
         os.set_blocking(self._stdin_fd, False)
-        with contextlib.suppress(OSError):  # a smaller pipe only means more waiting in the buffer
-            fcntl.fcntl(self._stdin_fd, fcntl.F_SETPIPE_SZ, PIPE_SIZE)
+        set_pipe_size = getattr(fcntl, "F_SETPIPE_SZ", None)  # Linux only
+        if set_pipe_size is not None:
+            with contextlib.suppress(OSError):  # a smaller pipe only means more waiting in the buffer
+                fcntl.fcntl(self._stdin_fd, set_pipe_size, PIPE_SIZE)
         self._process = process
         self._started_at = time.monotonic()
         self._relay_thread = threading.Thread(
