@@ -154,6 +154,12 @@ def body_of(message: http.Message, headers: dict[str, str]) -> bytes | None:
     return message.get_content(strict=False) if "content-encoding" in headers else message.raw_content
 
 
+def passed_on_unparsed(body: bytes | None) -> bool:
+    """May this body go to the telemetry process as it is? Not a large one: parsing it here reads
+    only its edges (`protocol.LARGE_BODY`), cheaper than copying megabytes down the pipe."""
+    return body is None or len(body) <= protocol.LARGE_BODY
+
+
 def in_flight(flow: http.HTTPFlow) -> InFlight | None:
     """The bookkeeping of an observed flow, also one seen first by a previous load of this script."""
     return getattr(flow, IN_FLIGHT_ATTRIBUTE, None)
@@ -367,7 +373,8 @@ class GenAITelemetry:
         body = body_of(req, headers)
         # Parsed here only if it may stream (the include_usage rewrite) or the call is shown here.
         may_stream = body is not None and b'"stream"' in body
-        api_request = protocol.parse_request(endpoint, body) if may_stream or self._shows_calls() else None
+        parse_here = may_stream or self._shows_calls() or not passed_on_unparsed(body)
+        api_request = protocol.parse_request(endpoint, body) if parse_here else None
         usage_added = False
         if (
             api_request is not None
@@ -445,15 +452,16 @@ class GenAITelemetry:
             if state.content is not None:
                 state.content.output_messages = state.stream.accumulator.output_messages()
             error_type = result.error_type or (str(status) if status >= 400 else None)
-        elif self._shows_calls():
+        else:
             body = body_of(flow.response, headers)
-            result = protocol.parse_response(state.endpoint, body)
-            error_type = protocol.error_type_for_status(status, body) if status >= 400 else None
-            if state.content is not None:
-                state.content.output_messages = protocol.captured_output(state.endpoint, body)
-        else:  # the telemetry process parses it (`protocol.complete`)
-            response_body = body_of(flow.response, headers) or b""
-            result, error_type = protocol.ApiResult(), None
+            if self._shows_calls() or not passed_on_unparsed(body):
+                result = protocol.parse_response(state.endpoint, body)
+                error_type = protocol.error_type_for_status(status, body) if status >= 400 else None
+                if state.content is not None:
+                    state.content.output_messages = protocol.captured_output(state.endpoint, body)
+            else:  # the telemetry process parses it (`protocol.complete`)
+                response_body = body or b""
+                result, error_type = protocol.ApiResult(), None
         self._finish(flow, state, result, status, error_type, headers, response_body)
 
     @never_raises

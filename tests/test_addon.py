@@ -613,3 +613,22 @@ def test_streamed_requests_are_parsed_in_the_hook_even_when_calls_are_not_shown(
     metering.request(flow)
     state = addon_module.in_flight(flow)
     assert state is not None and state.request is not None and state.usage_added  # the rewrite needs it
+
+
+def test_large_bodies_are_read_at_their_edges_here_not_copied_down_the_pipe(context, sink, monkeypatch):
+    metering, _ = context
+    metering.log_calls = False
+    big = {**CHAT_REQUEST, "messages": [{"role": "user", "content": "x" * (protocol.LARGE_BODY + 1)}]}
+    flow = chat_flow(big)
+    metering.request(flow)
+    state = addon_module.in_flight(flow)
+    assert state is not None and state.request is not None and state.request_body is None
+    seen: list[protocol.Exchange] = []
+    monkeypatch.setattr(sink.telemetry, "record", lambda exchange, **options: seen.append(exchange))
+    recorded = json.loads(load_fixture("test_chat_completion_with_content")["response"]["body"]["string"])
+    flow.response = json_response({**recorded, "padding": "y" * (protocol.LARGE_BODY + 1)})
+    metering.responseheaders(flow)
+    metering.response(flow)
+    (exchange,) = seen
+    assert exchange.response_body is None and exchange.usage is not None
+    assert exchange.usage.input_tokens == recorded["usage"]["prompt_tokens"]
