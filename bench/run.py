@@ -15,6 +15,7 @@ import json
 import operator
 import os
 import platform
+import re
 import statistics
 import subprocess
 import sys
@@ -41,11 +42,12 @@ import telemetry_process
 from protocol import ApiRequest, Endpoint, EventStream, Exchange
 from telemetry import Telemetry
 from tests.support.fake_openai import load_fixture
-from tests.support.mitmdump import ROOT, Mitmdump
+from tests.support.mitmdump import MITMDUMP, ROOT, Mitmdump
 from tests.support.otlp_receiver import OTLPReceiver
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 CHAT = Endpoint("chat", "chat_completions")
+LISTENING = re.compile(r"proxy.* listening at .*:(\d+)")
 # Part 6: about the share of a core the telemetry process uses at full load (part 1's last column).
 BURN_SHARE = 0.25
 
@@ -66,6 +68,7 @@ class Sizes:
     big_stream_events: int = 50_000  # of ~1 KB: a 50 MB stream
     collector_requests: int = 3000
     attribution_rounds: int = 7
+    instruction_requests: int = 300
 
 
 SMOKE = Sizes(
@@ -79,6 +82,7 @@ SMOKE = Sizes(
     big_stream_events=500,
     collector_requests=100,
     attribution_rounds=1,
+    instruction_requests=20,
 )
 
 
@@ -561,6 +565,51 @@ def attribution(bench: Bench, report: list[str], raw: dict[str, Any]) -> None:
     report.append("")
 
 
+def callgrind_instructions(bench: Bench, with_addon: bool, requests: int) -> int:
+    """Instructions mitmdump's process executes for `requests` non-streaming calls, counted by
+    callgrind from a warmed-up proxy (the telemetry process is not traced)."""
+    out = bench.tmp / f"callgrind-{with_addon}.out"
+    command = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", sys.executable, str(MITMDUMP)]
+    if with_addon:
+        command += ["-s", str(ROOT / "addon.py"), "--set", f"genai_hosts=127.0.0.1:{bench.upstream_port}=openai"]
+    command += ["--listen-host", "127.0.0.1", "--listen-port", "0", "--set", f"confdir={bench.tmp / 'cg-conf'}"]
+    command += ["--mode", f"reverse:http://127.0.0.1:{bench.upstream_port}", "--set", "flow_detail=0"]
+    env = {**os.environ, "OTEL_EXPORTER_OTLP_ENDPOINT": bench.collector.endpoint}
+    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        assert process.stdout is not None
+        port = next(int(match.group(1)) for line in process.stdout if (match := LISTENING.search(line)))
+        bench.load(port, 2, 20, "plain", timeout=120)  # warm up: imports, caches, connections
+        subprocess.run(["callgrind_control", "--zero", str(process.pid)], check=True, capture_output=True)
+        bench.load(port, 4, requests, "plain", timeout=120)
+        subprocess.run(["callgrind_control", "--dump", str(process.pid)], check=True, capture_output=True)
+    finally:
+        process.terminate()
+        process.wait(120)
+    dumps = sorted(bench.tmp.glob(f"{out.name}.*"))  # the --dump file; the one at exit has no suffix
+    return int(re.search(r"^summary: (\d+)", dumps[0].read_text(), re.M).group(1))  # type: ignore[union-attr]
+
+
+def instructions(bench: Bench, report: list[str], raw: dict[str, Any]) -> None:
+    """Part 7: CPU work as instructions, which do not drift with the machine as timings do."""
+    requests = bench.sizes.instruction_requests
+    counts = {name: callgrind_instructions(bench, name == "addon", requests) for name in ("bare", "addon")}
+    raw["instructions"] = counts
+    report += [
+        "## 7. Instructions per request in mitmdump's process (callgrind)",
+        "",
+        f"{requests} non-streaming calls, concurrency 4, `flow_detail=0`, counted after a warm-up. Exact and "
+        "repeatable, unlike the timings; under valgrind each flush carries fewer calls than at full speed.",
+        "",
+        "| variant | instructions per request |",
+        "|---|---|",
+        *(f"| {name} | {count / requests:,.0f} |" for name, count in counts.items()),
+        "",
+        f"Addon / bare: {counts['addon'] / counts['bare']:.3f}.",
+        "",
+    ]
+
+
 def machine() -> list[str]:
     cpu = next(
         (
@@ -589,7 +638,7 @@ def main() -> None:
     parser.add_argument("--smoke", action="store_true", help="a few hundred requests, to check that it works")
     parser.add_argument("--report", type=Path, help="write the Markdown report here as well")
     parser.add_argument("--raw", type=Path, help="write the raw numbers as JSON here")
-    parser.add_argument("--parts", default="1,2,3,4,5,6", help="which parts to run, e.g. 1,5 (default: all)")
+    parser.add_argument("--parts", default="1,2,3,4,5,6,7", help="which parts to run, e.g. 1,5 (default: all)")
     options = parser.parse_args()
     chosen = set(options.parts.split(","))
     sizes = SMOKE if options.smoke else Sizes()
@@ -604,7 +653,14 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="genai-bench-") as tmp:
         bench = Bench(sizes, Path(tmp))
         try:
-            parts = (("1", throughput), ("2", streaming), ("3", memory), ("5", collectors), ("6", attribution))
+            parts = (
+                ("1", throughput),
+                ("2", streaming),
+                ("3", memory),
+                ("5", collectors),
+                ("6", attribution),
+                ("7", instructions),
+            )
             for number, part in parts:
                 if number in chosen:
                     started = time.monotonic()

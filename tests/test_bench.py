@@ -3,16 +3,19 @@
 import subprocess
 import sys
 
+import pytest
+
 from tests.support.mitmdump import ROOT
 
 
+@pytest.mark.timeout(420)  # part 7 starts mitmdump twice under valgrind
 def test_the_benchmark_runs_end_to_end(tmp_path):
     report = tmp_path / "report.md"
     subprocess.run(
         [sys.executable, "-m", "bench.run", "--smoke", "--report", str(report)],
         cwd=ROOT,
         check=True,
-        timeout=240,
+        timeout=360,
         capture_output=True,
     )
     text = report.read_text()
@@ -23,6 +26,7 @@ def test_the_benchmark_runs_end_to_end(tmp_path):
         "## 4. Cost per unit",
         "## 5. Non-streaming",
         "## 6. Where the rest goes",
+        "## 7. Instructions per request",
     ):
         assert section in text
     assert "| 16 | 1 |" in text and "throughput addon / bare" in text  # a paired round and the summary
