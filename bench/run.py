@@ -22,7 +22,7 @@ import sys
 import tempfile
 import time
 import timeit
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from importlib.metadata import version
@@ -42,12 +42,11 @@ import telemetry_process
 from protocol import ApiRequest, Endpoint, EventStream, Exchange
 from telemetry import Telemetry
 from tests.support.fake_openai import load_fixture
-from tests.support.mitmdump import MITMDUMP, ROOT, Mitmdump
+from tests.support.mitmdump import ROOT, Mitmdump
 from tests.support.otlp_receiver import OTLPReceiver
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 CHAT = Endpoint("chat", "chat_completions")
-LISTENING = re.compile(r"proxy.* listening at .*:(\d+)")
 # Part 6: about the share of a core the telemetry process uses at full load (part 1's last column).
 BURN_SHARE = 0.25
 
@@ -137,7 +136,9 @@ class Bench:
         self.slow_collector.stop()
 
     @contextmanager
-    def proxy(self, with_addon: bool, collector: str = "live", *extra: str) -> Iterator[Mitmdump]:
+    def proxy(
+        self, with_addon: bool, collector: str = "live", *extra: str, wrapper: Sequence[str] = ()
+    ) -> Iterator[Mitmdump]:
         endpoint = {
             "live": self.collector.endpoint,
             "live, spans off": self.collector.endpoint,
@@ -156,7 +157,11 @@ class Bench:
         if with_addon:
             args += ["--set", f"genai_hosts=127.0.0.1:{self.upstream_port}=openai"]
         name = f"{'addon' if with_addon else 'bare'}-{collector}-{time.monotonic_ns()}"
-        with Mitmdump([*args, *extra], env, self.tmp / name, with_addon=with_addon) as proxy:
+        # Under a wrapper (valgrind) start-up takes half a minute.
+        timeout = 180 if wrapper else 20
+        with Mitmdump(
+            [*args, *extra], env, self.tmp / name, with_addon=with_addon, start_timeout=timeout, wrapper=wrapper
+        ) as proxy:
             yield proxy
 
     def load(self, port: int, concurrency: int, requests: int, mode: str, **options: Any) -> dict[str, Any]:
@@ -569,23 +574,11 @@ def callgrind_instructions(bench: Bench, with_addon: bool, requests: int) -> int
     """Instructions mitmdump's process executes for `requests` non-streaming calls, counted by
     callgrind from a warmed-up proxy (the telemetry process is not traced)."""
     out = bench.tmp / f"callgrind-{with_addon}.out"
-    command = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", sys.executable, str(MITMDUMP)]
-    if with_addon:
-        command += ["-s", str(ROOT / "addon.py"), "--set", f"genai_hosts=127.0.0.1:{bench.upstream_port}=openai"]
-    command += ["--listen-host", "127.0.0.1", "--listen-port", "0", "--set", f"confdir={bench.tmp / 'cg-conf'}"]
-    command += ["--mode", f"reverse:http://127.0.0.1:{bench.upstream_port}", "--set", "flow_detail=0"]
-    env = {**os.environ, "OTEL_EXPORTER_OTLP_ENDPOINT": bench.collector.endpoint}
-    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        assert process.stdout is not None
-        port = next(int(match.group(1)) for line in process.stdout if (match := LISTENING.search(line)))
-        bench.load(port, 2, 20, "plain", timeout=120)  # warm up: imports, caches, connections
-        subprocess.run(["callgrind_control", "--zero", str(process.pid)], check=True, capture_output=True)
-        bench.load(port, 4, requests, "plain", timeout=120)
-        subprocess.run(["callgrind_control", "--dump", str(process.pid)], check=True, capture_output=True)
-    finally:
-        process.terminate()
-        process.wait(120)
+    with bench.proxy(with_addon, wrapper=["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}"]) as proxy:
+        bench.load(proxy.port, 2, 20, "plain", timeout=120)  # warm up: imports, caches, connections
+        subprocess.run(["callgrind_control", "--zero", str(proxy.pid)], check=True, capture_output=True)
+        bench.load(proxy.port, 4, requests, "plain", timeout=120)
+        subprocess.run(["callgrind_control", "--dump", str(proxy.pid)], check=True, capture_output=True)
     dumps = sorted(bench.tmp.glob(f"{out.name}.*"))  # the --dump file; the one at exit has no suffix
     return int(re.search(r"^summary: (\d+)", dumps[0].read_text(), re.M).group(1))  # type: ignore[union-attr]
 

@@ -41,12 +41,14 @@ class Mitmdump:
         start_timeout: float = 20,
         with_addon: bool = True,
         program: str = "mitmdump",
+        wrapper: Sequence[str] = (),
     ) -> None:
         """`with_addon=False` runs bare mitmdump, the baseline for benchmarks; `program="mitmweb"`
-        runs the web interface instead."""
+        runs the web interface instead; `wrapper` runs it under another program (valgrind)."""
         self.args = list(args)
         self.with_addon = with_addon
         self.program = program
+        self.wrapper = list(wrapper)
         self.env = {**os.environ, **env}
         self.confdir = confdir
         self.start_timeout = start_timeout
@@ -75,8 +77,9 @@ class Mitmdump:
         return "\n".join(self.lines)
 
     def start(self) -> Mitmdump:
+        program = str(MITMDUMP.with_name(self.program))
         command = [
-            str(MITMDUMP.with_name(self.program)),
+            *([*self.wrapper, sys.executable, program] if self.wrapper else [program]),
             *(["-s", str(ROOT / "addon.py")] if self.with_addon else []),
             "--listen-host",
             "127.0.0.1",
