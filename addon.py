@@ -507,8 +507,6 @@ class GenAITelemetry:
             upstream_headers=protocol.upstream_headers(response_headers),
         )
         exchange.content = state.content
-        if self._shows_calls():
-            protocol.complete(exchange)  # a request parsed lazily, if the options changed mid-call
         if response_body is None:  # otherwise the telemetry process prices it once it is parsed
             exchange.cost_usd = self.prices.cost_of(exchange)
         if exchange.error_type is not None or (status or 0) >= 400:
