@@ -132,21 +132,34 @@ class InFlight:
     stream: EventStream | None = None
     tap: StreamTap | None = None
     content: CapturedContent | None = None  # the prompt, when content capture is on
-    # `plain_headers` of the response, read once in `responseheaders`, and the response they are of.
+    # `picked_headers` of the response, read once in `responseheaders`, and the response they are of.
     response_headers: dict[str, str] | None = None
     response_of_headers: http.Response | None = None
 
 
-def plain_headers(headers: http.Headers) -> dict[str, str]:
-    """The headers as a dict with lower-case names (the first of repeated ones wins).
+# The header fields the hooks read, by lower-case name; `picked_headers` decodes only these.
+REQUEST_HEADERS = {
+    name.encode(): name for name in ("content-encoding", "authorization", "api-key", "traceparent", "tracestate")
+}
+RESPONSE_HEADERS = {name.encode(): name for name in ("content-type", "content-encoding", *protocol.UPSTREAM_HEADERS)}
+
+
+def picked_headers(headers: http.Headers, names: dict[bytes, str]) -> dict[str, str]:
+    """The fields named in `names`, as a dict with lower-case names (the first of repeated ones wins).
 
     mitmproxy's `Headers.get` lowercases and compares every field on each lookup, about 3 µs on a
-    typical response; the addon looks up a dozen names per call, so it reads all fields once here.
+    typical response, and a response from OpenAI carries twenty fields or more: the hooks read
+    the fields once, and decode only those they use. Most names arrive in lower case already
+    (HTTP/2 requires it), so only the others are lowercased.
     """
-    return {
-        name.lower().decode("latin-1"): value.decode("utf-8", "surrogateescape")
-        for name, value in reversed(headers.fields)
-    }
+    picked: dict[str, str] = {}
+    for raw_name, value in headers.fields:
+        name = names.get(raw_name)
+        if name is None and not raw_name.islower():
+            name = names.get(raw_name.lower())
+        if name is not None and name not in picked:
+            picked[name] = value.decode("utf-8", "surrogateescape")
+    return picked
 
 
 def body_of(message: http.Message, headers: dict[str, str]) -> bytes | None:
@@ -369,7 +382,7 @@ class GenAITelemetry:
         rule = protocol.match_host(self.rules, req.host, req.port)
         if rule is None:
             return
-        headers = plain_headers(req.headers)
+        headers = picked_headers(req.headers, REQUEST_HEADERS)
         body = body_of(req, headers)
         # Parsed here only if it may stream (the include_usage rewrite) or the call is shown here.
         may_stream = body is not None and b'"stream"' in body
@@ -414,7 +427,7 @@ class GenAITelemetry:
         if state is None:
             return
         assert flow.response
-        headers = state.response_headers = plain_headers(flow.response.headers)
+        headers = state.response_headers = picked_headers(flow.response.headers, RESPONSE_HEADERS)
         state.response_of_headers = flow.response
         if not headers.get("content-type", "").lower().startswith("text/event-stream"):
             return
@@ -442,7 +455,7 @@ class GenAITelemetry:
         if state.response_headers is not None and state.response_of_headers is flow.response:
             headers = state.response_headers
         else:  # no responseheaders hook for this response (another addon replaced it)
-            headers = plain_headers(flow.response.headers)
+            headers = picked_headers(flow.response.headers, RESPONSE_HEADERS)
         if state.tap is not None and state.tap.stored is not None and flow.response.raw_content is None:
             flow.response.raw_content = bytes(state.tap.stored)  # only what mitmweb shows; already sent
         response_body = None
@@ -473,7 +486,7 @@ class GenAITelemetry:
         result = state.stream.accumulator.result if state.stream else protocol.ApiResult()
         status = flow.response.status_code if flow.response else None
         error_type = classify_flow_error(flow.error.msg, flow.response is not None)
-        headers = plain_headers(flow.response.headers) if flow.response else {}
+        headers = picked_headers(flow.response.headers, RESPONSE_HEADERS) if flow.response else {}
         self._finish(flow, state, result, status, error_type, headers, None)
 
     def _finish(

@@ -165,6 +165,7 @@ _KEY_SCHEME = re.compile(r"^(sk-(?:[a-z]{1,10}-)?)")
 _MIN_SECRET_FOR_SUFFIX = 16
 
 
+@functools.lru_cache(maxsize=256)  # a proxy sees the same few keys on every call
 def mask_api_key(credential: str | None) -> str:
     """Keep at most the scheme prefix (`sk-`, `sk-proj-`, ...) and the last 4 characters.
 

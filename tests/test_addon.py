@@ -632,3 +632,22 @@ def test_large_bodies_are_read_at_their_edges_here_not_copied_down_the_pipe(cont
     (exchange,) = seen
     assert exchange.response_body is None and exchange.usage is not None
     assert exchange.usage.input_tokens == recorded["usage"]["prompt_tokens"]
+
+
+def test_picked_headers_reads_only_the_named_fields_in_any_case_first_one_wins():
+    headers = http.Headers(
+        [
+            (b"Content-Type", b"application/json"),
+            (b"X-RateLimit-Remaining-Tokens", b"149984"),
+            (b"set-cookie", b"secret=1"),
+            (b"x-ratelimit-remaining-tokens", b"1"),
+            (b"x-request-id", "req_\u00e9".encode()),
+        ]
+    )
+    picked = addon_module.picked_headers(headers, addon_module.RESPONSE_HEADERS)
+    assert picked == {
+        "content-type": "application/json",
+        "x-ratelimit-remaining-tokens": "149984",
+        "x-request-id": "req_\u00e9",
+    }
+    assert addon_module.picked_headers(headers, addon_module.REQUEST_HEADERS) == {}
