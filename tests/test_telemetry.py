@@ -6,13 +6,15 @@ import time
 from typing import Any
 
 import pytest
+from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader, MetricExportResult
-from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
 import telemetry
-from protocol import ApiRequest, ApiResult, Endpoint, Exchange, Usage
+from protocol import ApiRequest, ApiResult, CapturedContent, Endpoint, Exchange, Usage
 from telemetry import Telemetry
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -493,3 +495,58 @@ def test_after_a_failure_batches_wait_without_trying_the_collector(monkeypatch):
     guarded.export(spans[2:])  # the pause is over: everything goes out
     assert attempts == [1, 4]
     assert inner.received == ["s0", "s1", "s2", "s3"]
+
+
+def test_span_encoder_encodes_exactly_as_the_sdk_and_reuses_repeated_values(sink):
+    instance, spans, _ = sink
+    variants = [
+        make_exchange(),
+        make_exchange(request=ApiRequest(model="gpt-4o-mini", temperature=1)),  # int, not the float below
+        make_exchange(request=ApiRequest(model="gpt-4o-mini", temperature=1.0, stop_sequences=["END", "STOP"])),
+        make_exchange(
+            trace_headers={"traceparent": f"00-{TRACE_ID}-{PARENT_ID}-01", "tracestate": "vendor=abc,other=1"},
+            request=ApiRequest(model="gpt-4o", stream=True),
+            time_to_first_chunk_s=0.25,
+        ),
+        make_exchange(status_code=429, error_type="rate_limit_exceeded", result=ApiResult()),
+        make_exchange(endpoint=Endpoint("embeddings", "embeddings"), request=ApiRequest(model="e", dimensions=8)),
+    ]
+    content = make_exchange()
+    content.content = CapturedContent(input_messages='[{"role": "user"}]', output_messages="[]")
+    for exchange in [*variants, content]:
+        record(instance, exchange)
+    instance.tracer_provider.force_flush()
+    finished = spans.get_finished_spans()
+    assert len(finished) == 7
+    encoder = telemetry.SpanEncoder(max_cached=40)  # small: the cache also starts afresh on the way
+    first = encoder(finished)
+    assert first == encode_spans(finished)
+    assert encoder(finished) == encode_spans(finished)  # now mostly from the cache
+    assert 0 < len(encoder._encoded) <= 40
+    temperatures = [
+        attribute.value
+        for resource_spans in first.resource_spans
+        for span in resource_spans.scope_spans[0].spans[1:3]
+        for attribute in span.attributes
+        if attribute.key == "gen_ai.request.temperature"
+    ]
+    assert [value.WhichOneof("value") for value in temperatures] == ["int_value", "double_value"]
+
+
+def test_span_encoder_leaves_spans_with_events_to_the_sdk():
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    with provider.get_tracer("t").start_as_current_span("s", attributes={"a": [1, 2]}) as span:
+        span.add_event("e", {"k": "v"})
+    finished = exporter.get_finished_spans()
+    assert telemetry.SpanEncoder()(finished) == encode_spans(finished)
+
+
+def test_the_otlp_span_exporter_uses_the_span_encoder(monkeypatch):
+    monkeypatch.setenv("OTEL_TRACES_EXPORTER", "otlp")
+    (guarded,) = telemetry._span_exporters()
+    try:
+        assert isinstance(guarded._inner.encode, telemetry.SpanEncoder)  # type: ignore[attr-defined]
+    finally:
+        guarded.shutdown()
