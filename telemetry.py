@@ -207,6 +207,12 @@ _SPAN_KINDS = {
     SpanKind.CONSUMER: Span.SpanKind.SPAN_KIND_CONSUMER,
 }
 
+_STATUS_CODES = {
+    StatusCode.UNSET: ProtoStatus.STATUS_CODE_UNSET,
+    StatusCode.OK: ProtoStatus.STATUS_CODE_OK,
+    StatusCode.ERROR: ProtoStatus.STATUS_CODE_ERROR,
+}
+
 
 def _any_value(value: Any) -> AnyValue:
     """A span or resource attribute value (the SDK allows these types and sequences of them)."""
@@ -291,7 +297,7 @@ class SpanEncoder:
             kind=_SPAN_KINDS[span.kind],
             start_time_unix_nano=span.start_time or 0,
             end_time_unix_nano=span.end_time or 0,
-            status=ProtoStatus(code=span.status.status_code.value, message=span.status.description or ""),
+            status=ProtoStatus(code=_STATUS_CODES[span.status.status_code], message=span.status.description or ""),
             dropped_attributes_count=span.dropped_attributes,
             flags=flags,
         )
