@@ -55,10 +55,10 @@ BURN_SHARE = 0.25
 class Sizes:
     """How much work each part does; --smoke shrinks all of it."""
 
-    throughput: dict[int, int] = field(default_factory=lambda: {1: 1500, 16: 3000, 64: 3000})
+    throughput: dict[int, int] = field(default_factory=lambda: {1: 1000, 16: 2000, 64: 2000})
     # This machine's speed drifts by 10% within a minute (other tenants): many short A/B pairs,
     # each compared side by side, and the median of the pairs.
-    throughput_rounds: int = 9
+    throughput_rounds: int = 15
     warmup: int = 300
     rounds: int = 2
     streams: int = 8
@@ -67,7 +67,7 @@ class Sizes:
     big_stream_events: int = 50_000  # of ~1 KB: a 50 MB stream
     collector_requests: int = 3000
     attribution_rounds: int = 7
-    instruction_requests: int = 300
+    instruction_requests: int = 200
 
 
 SMOKE = Sizes(
@@ -514,21 +514,36 @@ def collectors(bench: Bench, report: list[str], raw: dict[str, Any]) -> None:
     report.append("")
 
 
+ATTRIBUTION_NAMES = {
+    "noop": "a script with the same four hooks doing nothing (`bench/noop_hooks.py`): mitmproxy's own cost",
+    "hooks": "the addon's hooks only (`bench/hooks_only.py`: calls discarded, no telemetry process)",
+    "addon": "the addon (hooks and telemetry process)",
+    "burn": f"bare mitmdump while another process keeps the other core {BURN_SHARE:.0%} busy (`SCHED_IDLE`)",
+}
+
+
+def attribution_scripts(bench: Bench) -> dict[str, list[str]]:
+    """mitmdump arguments of parts 6 and 7's variants between bare mitmdump and the addon."""
+    return {
+        "noop": ["-s", str(ROOT / "bench" / "noop_hooks.py")],
+        "hooks": [
+            "-s",
+            str(ROOT / "bench" / "hooks_only.py"),
+            "--set",
+            f"genai_hosts=127.0.0.1:{bench.upstream_port}=openai",
+        ],
+    }
+
+
 def attribution(bench: Bench, report: list[str], raw: dict[str, Any]) -> None:
     """Where the addon's cost goes: its hooks alone, and what work on the other core costs."""
     requests = bench.sizes.throughput[16]
-    hooks_only = [
-        "-s",
-        str(ROOT / "bench" / "hooks_only.py"),
-        "--set",
-        f"genai_hosts=127.0.0.1:{bench.upstream_port}=openai",
-    ]
-    noop = ["-s", str(ROOT / "bench" / "noop_hooks.py")]
+    scripts = attribution_scripts(bench)
     rounds: dict[str, list[dict[str, dict[str, float]]]] = {"noop": [], "hooks": [], "addon": [], "burn": []}
     with (
         bench.proxy(False) as bare,
-        bench.proxy(False, "live", *noop) as no_op,
-        bench.proxy(False, "live", *hooks_only) as hooks,
+        bench.proxy(False, "live", *scripts["noop"]) as no_op,
+        bench.proxy(False, "live", *scripts["hooks"]) as hooks,
         bench.proxy(True) as addon,
     ):
         for proxy in (bare, no_op, hooks, addon):
@@ -556,25 +571,20 @@ def attribution(bench: Bench, report: list[str], raw: dict[str, Any]) -> None:
         "| variant | throughput / bare | mitmdump CPU / bare |",
         "|---|---|---|",
     ]
-    names = {
-        "noop": "a script with the same four hooks doing nothing (`bench/noop_hooks.py`): mitmproxy's own cost",
-        "hooks": "the addon's hooks only (`bench/hooks_only.py`: calls discarded, no telemetry process)",
-        "addon": "the addon (hooks and telemetry process)",
-        "burn": f"bare mitmdump while another process keeps the other core {BURN_SHARE:.0%} busy (`SCHED_IDLE`)",
-    }
     for name, pairs in rounds.items():
         report.append(
-            f"| {names[name]} | {statistics.median(paired(pairs, 'rps', operator.truediv)):.3f} "
+            f"| {ATTRIBUTION_NAMES[name]} | {statistics.median(paired(pairs, 'rps', operator.truediv)):.3f} "
             f"| {statistics.median(paired(pairs, 'cpu_s_per_1000', operator.truediv)):.3f} |"
         )
     report.append("")
 
 
-def callgrind_instructions(bench: Bench, with_addon: bool, requests: int) -> int:
+def callgrind_instructions(bench: Bench, with_addon: bool, requests: int, *extra: str) -> int:
     """Instructions mitmdump's process executes for `requests` non-streaming calls, counted by
     callgrind from a warmed-up proxy (the telemetry process is not traced)."""
-    out = bench.tmp / f"callgrind-{with_addon}.out"
-    with bench.proxy(with_addon, wrapper=["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}"]) as proxy:
+    out = bench.tmp / f"callgrind-{time.monotonic_ns()}.out"
+    wrapper = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}"]
+    with bench.proxy(with_addon, "live", *extra, wrapper=wrapper) as proxy:
         bench.load(proxy.port, 2, 20, "plain", timeout=120)  # warm up: imports, caches, connections
         subprocess.run(["callgrind_control", "--zero", str(proxy.pid)], check=True, capture_output=True)
         bench.load(proxy.port, 4, requests, "plain", timeout=120)
@@ -584,23 +594,46 @@ def callgrind_instructions(bench: Bench, with_addon: bool, requests: int) -> int
 
 
 def instructions(bench: Bench, report: list[str], raw: dict[str, Any]) -> None:
-    """Part 7: CPU work as instructions, which do not drift with the machine as timings do."""
+    """Part 7: CPU work as instructions, which do not drift with the machine as timings do; the
+    variants of part 6 split the addon's share exactly."""
     requests = bench.sizes.instruction_requests
-    counts = {name: callgrind_instructions(bench, name == "addon", requests) for name in ("bare", "addon")}
+    variants: dict[str, tuple[bool, list[str]]] = {
+        "bare": (False, []),
+        "noop": (False, attribution_scripts(bench)["noop"]),
+        "hooks": (False, attribution_scripts(bench)["hooks"]),
+        "addon": (True, []),
+    }
+    counts = {
+        name: callgrind_instructions(bench, with_addon, requests, *extra)
+        for name, (with_addon, extra) in variants.items()
+    }
     raw["instructions"] = counts
+    bare = counts["bare"]
+    steps = {
+        "noop": "mitmproxy calling a script's hooks (no-op script)",
+        "hooks": "the addon's hooks (calls discarded)",
+        "addon": "handing calls to the telemetry process",
+    }
     report += [
         "## 7. Instructions per request in mitmdump's process (callgrind)",
         "",
         f"{requests} non-streaming calls, concurrency 4, `flow_detail=0`, counted after a warm-up. Exact and "
-        "repeatable, unlike the timings; under valgrind each flush carries fewer calls than at full speed.",
+        "repeatable, unlike the timings. Under valgrind each 50 ms flush to the telemetry process carries fewer "
+        "calls than at full speed, so the last step is overstated.",
         "",
-        "| variant | instructions per request |",
-        "|---|---|",
-        *(f"| {name} | {count / requests:,.0f} |" for name, count in counts.items()),
-        "",
-        f"Addon / bare: {counts['addon'] / counts['bare']:.3f}.",
-        "",
+        "| variant | instructions per request | / bare | added by this step |",
+        "|---|---|---|---|",
+        f"| bare mitmdump | {bare / requests:,.0f} | 1.000 | |",
     ]
+    previous = bare
+    for name, step in steps.items():
+        count = counts[name]
+        report.append(
+            f"| {ATTRIBUTION_NAMES[name]} | {count / requests:,.0f} | {count / bare:.3f} "
+            f"| {step}: {(count - previous) / bare:+.1%} |"
+        )
+        previous = count
+    report += ["", f"Addon / bare: {counts['addon'] / bare:.3f}.", ""]
 
 
 def machine() -> list[str]:

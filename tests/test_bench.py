@@ -8,7 +8,7 @@ import pytest
 from tests.support.mitmdump import ROOT
 
 
-@pytest.mark.timeout(420)  # part 7 starts mitmdump twice under valgrind
+@pytest.mark.timeout(600)  # part 7 starts mitmdump twice under valgrind
 def test_the_benchmark_runs_end_to_end(tmp_path):
     report = tmp_path / "report.md"
     subprocess.run(
