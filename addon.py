@@ -44,6 +44,7 @@ DEFAULT_HOSTS = [
 CAPTURE_CONTENT_VARIABLE = "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"
 # Trace context headers longer than this are not W3C-valid anyway; ignore them.
 MAX_TRACE_HEADER_LENGTH = 512
+MAX_REMEMBERED_HOSTS = 1024
 
 
 # The per-flow bookkeeping lives on the flow object itself, not in the addon instance: when
@@ -121,6 +122,8 @@ class InFlight:
     """Bookkeeping for one observed flow between its `request` and `response`/`error` hooks."""
 
     rule: HostRule
+    host: str
+    port: int
     endpoint: Endpoint
     request: ApiRequest | None  # None: not parsed here, `request_body` goes to the telemetry process
     request_body: bytes | None
@@ -212,6 +215,8 @@ def classify_flow_error(message: str, had_response: bool) -> str:
 class GenAITelemetry:
     def __init__(self) -> None:
         self.rules: list[HostRule] = [protocol.parse_host_rule(entry) for entry in DEFAULT_HOSTS]
+        # The rule for each (host, port) seen: glob matching costs a microsecond or more per rule.
+        self._rule_for: dict[tuple[str, int], HostRule | None] = {}
         self.telemetry: Recorder | None = None
         self.prices = PriceTable.load()
         self.capture_content = False  # genai_capture_content or its environment variable
@@ -350,6 +355,7 @@ class GenAITelemetry:
                 except ValueError as error:
                     raise exceptions.OptionsError(f"Invalid genai_hosts entry {entry!r}: {error}") from error
             self.rules = rules
+            self._rule_for = {}
         if "genai_capture_content" in updated:
             from_environment = os.environ.get(CAPTURE_CONTENT_VARIABLE, "").strip().lower() == "true"
             self.capture_content = bool(ctx.options.genai_capture_content) or from_environment
@@ -371,6 +377,16 @@ class GenAITelemetry:
             if self.telemetry is not None:
                 self.telemetry.use_prices(self.prices)
 
+    def _rule(self, host: str, port: int) -> HostRule | None:
+        try:
+            return self._rule_for[host, port]
+        except KeyError:
+            pass
+        if len(self._rule_for) >= MAX_REMEMBERED_HOSTS:  # a client may name any number of hosts
+            self._rule_for.clear()
+        rule = self._rule_for[host, port] = protocol.match_host(self.rules, host, port)
+        return rule
+
     @never_raises
     def request(self, flow: http.HTTPFlow) -> None:
         if flow.response or flow.error or not flow.live or self.telemetry is None:
@@ -379,7 +395,8 @@ class GenAITelemetry:
         endpoint = protocol.classify_endpoint(req.method, req.path)
         if endpoint is None:
             return
-        rule = protocol.match_host(self.rules, req.host, req.port)
+        host, port = req.host, req.port
+        rule = self._rule(host, port)
         if rule is None:
             return
         headers = picked_headers(req.headers, REQUEST_HEADERS)
@@ -409,6 +426,8 @@ class GenAITelemetry:
         }
         state = InFlight(
             rule=rule,
+            host=host,
+            port=port,
             endpoint=endpoint,
             request=api_request,
             request_body=body if api_request is None else None,
@@ -503,8 +522,8 @@ class GenAITelemetry:
         exchange = Exchange(
             endpoint=state.endpoint,
             provider=state.rule.provider,
-            server_address=flow.request.host,
-            server_port=flow.request.port,
+            server_address=state.host,
+            server_port=state.port,
             request=state.request or ApiRequest(),
             request_body=state.request_body,
             response_body=response_body,

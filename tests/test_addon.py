@@ -148,6 +148,30 @@ def test_configured_hosts_with_globs_and_providers(context, sink):
     assert span.attributes["server.address"] == "llm.example.com"
 
 
+def test_host_decisions_are_remembered_bounded_and_forgotten_on_reconfigure(context, sink, monkeypatch):
+    metering, tctx = context
+    tctx.configure(metering, genai_hosts=["*.example.com=vllm"])
+    matched: list[str] = []
+    real_match = protocol.match_host
+
+    def counting_match(rules: list[protocol.HostRule], host: str, port: int) -> protocol.HostRule | None:
+        matched.append(host)
+        return real_match(rules, host, port)
+
+    monkeypatch.setattr(protocol, "match_host", counting_match)
+    for _ in range(3):
+        metering.request(chat_flow(host="llm.example.com"))
+    assert matched == ["llm.example.com"]
+    tctx.configure(metering, genai_hosts=["other.example.org=vllm"])
+    flow = chat_flow(host="llm.example.com")
+    metering.request(flow)
+    assert addon_module.in_flight(flow) is None  # no longer a configured host
+    monkeypatch.setattr(addon_module, "MAX_REMEMBERED_HOSTS", 5)
+    for number in range(12):
+        metering.request(chat_flow(host=f"h{number}.example.net"))
+    assert len(metering._rule_for) <= 5
+
+
 def test_bad_host_entries_are_refused(context):
     metering, tctx = context
     with pytest.raises(exceptions.OptionsError, match="Invalid genai_hosts entry 'a:99999'"):
