@@ -263,9 +263,19 @@ class SpanEncoder:
     def __call__(self, spans: Sequence[ReadableSpan]) -> ExportTraceServiceRequest:
         if any(span.events or span.links for span in spans):
             return encode_spans(spans)
-        grouped: dict[Resource, dict[SdkScope | None, list[ReadableSpan]]] = {}
+        # Grouped by resource and scope as the SDK does, but by identity first: a Resource hashes
+        # by serializing its attributes to JSON, and all spans of a provider share one.
+        by_identity: dict[int, tuple[Resource, dict[SdkScope | None, list[ReadableSpan]]]] = {}
         for span in spans:
-            grouped.setdefault(span.resource, {}).setdefault(span.instrumentation_scope, []).append(span)
+            entry = by_identity.get(id(span.resource))
+            if entry is None:
+                entry = by_identity[id(span.resource)] = (span.resource, {})
+            entry[1].setdefault(span.instrumentation_scope, []).append(span)
+        grouped: dict[Resource, dict[SdkScope | None, list[ReadableSpan]]] = {}
+        for resource, by_scope in by_identity.values():
+            merged = grouped.setdefault(resource, {})
+            for scope, scope_spans in by_scope.items():
+                merged.setdefault(scope, []).extend(scope_spans)
         # Built in place: a message handed to a parent's constructor is copied, with all its attributes.
         request = ExportTraceServiceRequest()
         for resource, by_scope in grouped.items():

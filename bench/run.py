@@ -40,7 +40,7 @@ import addon as addon_module
 import protocol
 import telemetry_process
 from protocol import ApiRequest, Endpoint, EventStream, Exchange
-from telemetry import Telemetry
+from telemetry import SpanEncoder, Telemetry
 from tests.support.fake_openai import load_fixture
 from tests.support.mitmdump import ROOT, Mitmdump
 from tests.support.otlp_receiver import OTLPReceiver
@@ -49,6 +49,8 @@ CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 CHAT = Endpoint("chat", "chat_completions")
 # Part 6: about the share of a core the telemetry process uses at full load (part 1's last column).
 BURN_SHARE = 0.25
+# Part 4: spans encoded per export, as the telemetry process's exporter does (up to 512).
+SPANS_PER_BATCH = 200
 
 
 @dataclass
@@ -452,9 +454,15 @@ def in_process(report: list[str], raw: dict[str, Any]) -> None:
     attributes: dict[str, str | int] = {"gen_ai.operation.name": "chat", "gen_ai.provider.name": "openai"}
     attributes |= {"server.address": "api.openai.com"}
     attributes |= {"server.port": 443, "gen_ai.request.model": "gpt-4o-mini", "gen_ai.response.model": "gpt-4o-mini"}
-    record()
+    # Spans of distinct calls (own ids and durations), so that the encoder's cache sees what it
+    # sees live: repeated attributes next to unique ones.
+    for number in range(SPANS_PER_BATCH):
+        exchange.result.response_id = f"chatcmpl-{number}"
+        exchange.result.usage = protocol.Usage(input_tokens=100 + number, output_tokens=10 + number % 50)
+        exchange.duration_s = 0.5 + number / 1000
+        record()
     telemetry.tracer_provider.force_flush()
-    finished = spans.get_finished_spans()
+    batch = spans.get_finished_spans()[-SPANS_PER_BATCH:]
     cases = {
         "telemetry process: record one call (metrics and span)": (record, lambda: json.loads(body)),
         "observe, one chat SSE chunk": (per_chunk, lambda: json.loads(data)),
@@ -462,10 +470,13 @@ def in_process(report: list[str], raw: dict[str, Any]) -> None:
             lambda: histogram.record(1.0, attributes),
             lambda: json.loads(data),
         ),
-        "telemetry process: OTLP-encode one of our spans (exporter thread)": (
-            lambda: encode_spans(finished[:1]).SerializeToString(),
-            lambda: json.loads(body),
+    }
+    per_span = {
+        # A new encoder for each batch: its cache starts empty, as it never is live.
+        "telemetry process: OTLP-encode one of our spans (`SpanEncoder`, exporter thread)": lambda spans: SpanEncoder()(
+            spans
         ),
+        "the same with the SDK's `encode_spans`, for comparison": encode_spans,
     }
     hooks_us = hooks_per_call_us(2000)
     floor_us = min(timeit.repeat(lambda: json.loads(body), number=2000, repeat=5)) / 2000 * 1e6
@@ -481,6 +492,12 @@ def in_process(report: list[str], raw: dict[str, Any]) -> None:
     for name, (work, floor) in cases.items():
         work_us = min(timeit.repeat(work, number=2000, repeat=5)) / 2000 * 1e6
         floor_us = min(timeit.repeat(floor, number=2000, repeat=5)) / 2000 * 1e6
+        raw[name] = {"addon_us": work_us, "json_loads_us": floor_us}
+        report.append(f"| {name} | {work_us:.1f} | {floor_us:.1f} | {work_us / floor_us:.1f}× |")
+    floor_us = min(timeit.repeat(lambda: json.loads(body), number=2000, repeat=5)) / 2000 * 1e6
+    for name, encode in per_span.items():
+        work_us = min(timeit.repeat(lambda: encode(batch).SerializeToString(), number=5, repeat=5))  # noqa: B023
+        work_us = work_us / 5 / len(batch) * 1e6
         raw[name] = {"addon_us": work_us, "json_loads_us": floor_us}
         report.append(f"| {name} | {work_us:.1f} | {floor_us:.1f} | {work_us / floor_us:.1f}× |")
     report.append("")
@@ -518,7 +535,10 @@ ATTRIBUTION_NAMES = {
     "noop": "a script with the same four hooks doing nothing (`bench/noop_hooks.py`): mitmproxy's own cost",
     "hooks": "the addon's hooks only (`bench/hooks_only.py`: calls discarded, no telemetry process)",
     "addon": "the addon (hooks and telemetry process)",
-    "burn": f"bare mitmdump while another process keeps the other core {BURN_SHARE:.0%} busy (`SCHED_IDLE`)",
+    "burn": f"bare mitmdump while another process spins on the other core {BURN_SHARE:.0%} of the time "
+    "(`SCHED_IDLE`, `bench/burn.py`)",
+    "churn": f"the same, building and dropping Python objects (a few MB) {BURN_SHARE:.0%} of the time, "
+    "like the telemetry process",
 }
 
 
@@ -539,7 +559,13 @@ def attribution(bench: Bench, report: list[str], raw: dict[str, Any]) -> None:
     """Where the addon's cost goes: its hooks alone, and what work on the other core costs."""
     requests = bench.sizes.throughput[16]
     scripts = attribution_scripts(bench)
-    rounds: dict[str, list[dict[str, dict[str, float]]]] = {"noop": [], "hooks": [], "addon": [], "burn": []}
+    rounds: dict[str, list[dict[str, dict[str, float]]]] = {
+        "noop": [],
+        "hooks": [],
+        "addon": [],
+        "burn": [],
+        "churn": [],
+    }
     with (
         bench.proxy(False) as bare,
         bench.proxy(False, "live", *scripts["noop"]) as no_op,
@@ -553,14 +579,15 @@ def attribution(bench: Bench, report: list[str], raw: dict[str, Any]) -> None:
                 pair = {"bare": latency_row(bench.measured(bare, 16, requests, "plain"))}
                 pair["addon"] = latency_row(bench.measured(proxy, 16, requests, "plain"))
                 rounds[name].append(pair)
-            pair = {"bare": latency_row(bench.measured(bare, 16, requests, "plain"))}
-            burner = subprocess.Popen([sys.executable, "-m", "bench.burn", str(BURN_SHARE), "600"], cwd=ROOT)
-            try:
-                pair["addon"] = latency_row(bench.measured(bare, 16, requests, "plain"))
-            finally:
-                burner.kill()
-                burner.wait()
-            rounds["burn"].append(pair)
+            for name, work in (("burn", "spin"), ("churn", "objects")):
+                pair = {"bare": latency_row(bench.measured(bare, 16, requests, "plain"))}
+                burner = subprocess.Popen([sys.executable, "-m", "bench.burn", str(BURN_SHARE), "600", work], cwd=ROOT)
+                try:
+                    pair["addon"] = latency_row(bench.measured(bare, 16, requests, "plain"))
+                finally:
+                    burner.kill()
+                    burner.wait()
+                rounds[name].append(pair)
     raw["attribution"] = rounds
     report += [
         "## 6. Where the rest goes (concurrency 16)",

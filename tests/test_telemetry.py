@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader, MetricExportResult
+from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -516,8 +517,13 @@ def test_span_encoder_encodes_exactly_as_the_sdk_and_reuses_repeated_values(sink
     for exchange in [*variants, content]:
         record(instance, exchange)
     instance.tracer_provider.force_flush()
-    finished = spans.get_finished_spans()
-    assert len(finished) == 7
+    other = InMemorySpanExporter()
+    other_provider = TracerProvider(resource=Resource.create({"service.name": "other"}))
+    other_provider.add_span_processor(SimpleSpanProcessor(other))
+    other_provider.get_tracer("other", "1.0").start_span("s", attributes={"n": 1}).end()
+    own = spans.get_finished_spans()
+    finished = (own[0], *other.get_finished_spans(), *own[1:])  # two resources, interleaved
+    assert len(finished) == 8
     encoder = telemetry.SpanEncoder(max_cached=40)  # small: the cache also starts afresh on the way
     first = encoder(finished)
     assert first == encode_spans(finished)
@@ -527,6 +533,7 @@ def test_span_encoder_encodes_exactly_as_the_sdk_and_reuses_repeated_values(sink
         attribute.value
         for resource_spans in first.resource_spans
         for span in resource_spans.scope_spans[0].spans[1:3]
+        if resource_spans.scope_spans[0].scope.name == telemetry.SCOPE_NAME
         for attribute in span.attributes
         if attribute.key == "gen_ai.request.temperature"
     ]
