@@ -57,10 +57,10 @@ SPANS_PER_BATCH = 200
 class Sizes:
     """How much work each part does; --smoke shrinks all of it."""
 
-    throughput: dict[int, int] = field(default_factory=lambda: {1: 1000, 16: 2000, 64: 2000})
+    throughput: dict[int, int] = field(default_factory=lambda: {1: 600, 16: 1200, 64: 1200})
     # This machine's speed drifts by 10% within a minute (other tenants): many short A/B pairs,
     # each compared side by side, and the median of the pairs.
-    throughput_rounds: int = 15
+    throughput_rounds: int = 25
     warmup: int = 300
     rounds: int = 2
     streams: int = 8
