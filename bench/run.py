@@ -692,9 +692,12 @@ def main() -> None:
     parser.add_argument("--report", type=Path, help="write the Markdown report here as well")
     parser.add_argument("--raw", type=Path, help="write the raw numbers as JSON here")
     parser.add_argument("--parts", default="1,2,3,4,5,6,7", help="which parts to run, e.g. 1,5 (default: all)")
+    parser.add_argument("--rounds", type=int, help="paired rounds per concurrency in part 1 (default: 25)")
     options = parser.parse_args()
     chosen = set(options.parts.split(","))
     sizes = SMOKE if options.smoke else Sizes()
+    if options.rounds:
+        sizes.throughput_rounds = options.rounds
     report = [
         "# Benchmark: mitmdump + addon against bare mitmdump",
         "",
