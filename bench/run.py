@@ -534,6 +534,7 @@ def collectors(bench: Bench, report: list[str], raw: dict[str, Any]) -> None:
 ATTRIBUTION_NAMES = {
     "noop": "a script with the same four hooks doing nothing (`bench/noop_hooks.py`): mitmproxy's own cost",
     "hooks": "the addon's hooks only (`bench/hooks_only.py`: calls discarded, no telemetry process)",
+    "discarding": "the addon with a telemetry process that discards every batch (`bench/discarding_telemetry.py`)",
     "addon": "the addon (hooks and telemetry process)",
     "burn": f"bare mitmdump while another process spins on the other core {BURN_SHARE:.0%} of the time "
     "(`SCHED_IDLE`, `bench/burn.py`)",
@@ -546,12 +547,10 @@ def attribution_scripts(bench: Bench) -> dict[str, list[str]]:
     """mitmdump arguments of parts 6 and 7's variants between bare mitmdump and the addon."""
     return {
         "noop": ["-s", str(ROOT / "bench" / "noop_hooks.py")],
-        "hooks": [
-            "-s",
-            str(ROOT / "bench" / "hooks_only.py"),
-            "--set",
-            f"genai_hosts=127.0.0.1:{bench.upstream_port}=openai",
-        ],
+        **{
+            name: ["-s", str(ROOT / "bench" / script), "--set", f"genai_hosts=127.0.0.1:{bench.upstream_port}=openai"]
+            for name, script in (("hooks", "hooks_only.py"), ("discarding", "discarding_telemetry.py"))
+        },
     }
 
 
@@ -562,6 +561,7 @@ def attribution(bench: Bench, report: list[str], raw: dict[str, Any]) -> None:
     rounds: dict[str, list[dict[str, dict[str, float]]]] = {
         "noop": [],
         "hooks": [],
+        "discarding": [],
         "addon": [],
         "burn": [],
         "churn": [],
@@ -570,12 +570,13 @@ def attribution(bench: Bench, report: list[str], raw: dict[str, Any]) -> None:
         bench.proxy(False) as bare,
         bench.proxy(False, "live", *scripts["noop"]) as no_op,
         bench.proxy(False, "live", *scripts["hooks"]) as hooks,
+        bench.proxy(False, "live", *scripts["discarding"]) as discarding,
         bench.proxy(True) as addon,
     ):
-        for proxy in (bare, no_op, hooks, addon):
+        for proxy in (bare, no_op, hooks, discarding, addon):
             bench.load(proxy.port, 4, bench.sizes.warmup, "plain")
         for _ in range(bench.sizes.attribution_rounds):
-            for name, proxy in (("noop", no_op), ("hooks", hooks), ("addon", addon)):
+            for name, proxy in (("noop", no_op), ("hooks", hooks), ("discarding", discarding), ("addon", addon)):
                 pair = {"bare": latency_row(bench.measured(bare, 16, requests, "plain"))}
                 pair["addon"] = latency_row(bench.measured(proxy, 16, requests, "plain"))
                 rounds[name].append(pair)
@@ -692,12 +693,12 @@ def main() -> None:
     parser.add_argument("--report", type=Path, help="write the Markdown report here as well")
     parser.add_argument("--raw", type=Path, help="write the raw numbers as JSON here")
     parser.add_argument("--parts", default="1,2,3,4,5,6,7", help="which parts to run, e.g. 1,5 (default: all)")
-    parser.add_argument("--rounds", type=int, help="paired rounds per concurrency in part 1 (default: 25)")
+    parser.add_argument("--rounds", type=int, help="paired rounds in parts 1 (per concurrency) and 6 (default: 25, 7)")
     options = parser.parse_args()
     chosen = set(options.parts.split(","))
     sizes = SMOKE if options.smoke else Sizes()
     if options.rounds:
-        sizes.throughput_rounds = options.rounds
+        sizes.throughput_rounds = sizes.attribution_rounds = options.rounds
     report = [
         "# Benchmark: mitmdump + addon against bare mitmdump",
         "",
