@@ -215,7 +215,10 @@ _STATUS_CODES = {
 
 
 def _any_value(value: Any) -> AnyValue:
-    """A span or resource attribute value (the SDK allows these types and sequences of them)."""
+    """A span or resource attribute value (the SDK allows these types and sequences of them, where
+    an item may also be None)."""
+    if value is None:
+        return AnyValue()
     if isinstance(value, bool):
         return AnyValue(bool_value=value)
     if isinstance(value, str):
@@ -230,7 +233,9 @@ def _any_value(value: Any) -> AnyValue:
 
 
 def _length_delimited(field_number: int, payload: bytes) -> bytes:
-    """`payload` as one protobuf field of wire type 2: tag, length as a varint, bytes."""
+    """`payload` as one protobuf field of wire type 2: tag, length as a varint, bytes (fields
+    numbered below 16 only, whose tag is one byte)."""
+    assert field_number < 16
     out = bytearray([field_number << 3 | 2])
     size = len(payload)
     while size > 0x7F:

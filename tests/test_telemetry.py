@@ -520,7 +520,7 @@ def test_span_encoder_encodes_exactly_as_the_sdk_and_reuses_repeated_values(sink
     other = InMemorySpanExporter()
     other_provider = TracerProvider(resource=Resource.create({"service.name": "other"}))
     other_provider.add_span_processor(SimpleSpanProcessor(other))
-    other_provider.get_tracer("other", "1.0").start_span("s", attributes={"n": 1}).end()
+    other_provider.get_tracer("other", "1.0").start_span("s", attributes={"n": 1, "mixed": ["a", None]}).end()
     own = spans.get_finished_spans()
     finished = (own[0], *other.get_finished_spans(), *own[1:])  # two resources, interleaved
     assert len(finished) == 8
