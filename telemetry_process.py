@@ -303,20 +303,25 @@ class TelemetryProcess:
         if not self._pending:
             return
         batch, self._pending = self._pending, []
-        if self._buffered_bytes > MAX_BUFFERED_BYTES:
-            self.dropped += sum(isinstance(message[0], Exchange) for message in batch)
+        calls = sum(isinstance(message[0], Exchange) for message in batch)
+        over_bound = self._buffered_bytes > MAX_BUFFERED_BYTES
+        if over_bound and calls:
+            self.dropped += calls
             if not self._dropping:
                 self._dropping = True
                 log.warning(
                     "genai: the telemetry process is not keeping up; calls are dropped until it does "
                     "(traffic is unaffected)."
                 )
-            return
-        if self._dropping:
+            # Prices and summary resets still go: they are few, and losing one would go unnoticed.
+            batch, calls = [message for message in batch if not isinstance(message[0], Exchange)], 0
+            if not batch:
+                return
+        elif self._dropping and not over_bound:
             self._dropping = False
             log.info("genai: the telemetry process keeps up again; %d calls were dropped so far.", self.dropped)
         frame = encode_batch(batch)
-        self._frames.append((frame, sum(isinstance(message[0], Exchange) for message in batch)))
+        self._frames.append((frame, calls))
         self._buffered_bytes += len(frame)
 
     def _write_frames(self) -> bool:

@@ -2,6 +2,7 @@
 over OTLP/gRPC to a real receiver."""
 
 import asyncio
+import io
 import json
 import logging
 import os
@@ -123,6 +124,10 @@ def test_a_stalled_child_never_blocks_and_buffers_only_up_to_the_bound(
         record_calls(child, 20_000)
         assert child.dropped > 0
         assert child._buffered_bytes <= 256 * 1024 + 64 * 1024  # the bound plus one batch
+        child.reset_summary()  # a control message is never dropped with the calls
+        child.flush()
+        assert child._frames and child._frames[-1][1] == 0
+        assert telemetry_process.read_batch(io.BytesIO(child._frames[-1][0])) == [("reset",)]
     finally:
         os.kill(child._process.pid, signal.SIGCONT)
     assert child.shutdown(budget_s=30) is True
