@@ -24,7 +24,7 @@ from mitmproxy.addonmanager import Loader
 
 import protocol
 from pricing import PriceTable
-from protocol import ApiRequest, CapturedContent, Endpoint, EventStream, Exchange, HostRule
+from protocol import ApiRequest, CapturedContent, Endpoint, EventStream, HostRule
 from summary import NO_CALLS
 from telemetry_process import Recorder, TelemetryStartError, get_recorder
 
@@ -125,8 +125,7 @@ class InFlight:
     host: str
     port: int
     endpoint: Endpoint
-    request: ApiRequest | None  # None: not parsed here, `request_body` goes to the telemetry process
-    request_body: bytes | None
+    request: ApiRequest | bytes | None  # parsed here, or the body for the telemetry process (None: no body)
     api_key: str
     started: float  # time.monotonic() when the request went upstream
     started_ns: int  # the same moment on the wall clock, for the span
@@ -429,8 +428,7 @@ class GenAITelemetry:
             host=host,
             port=port,
             endpoint=endpoint,
-            request=api_request,
-            request_body=body if api_request is None else None,
+            request=body if api_request is None else api_request,
             api_key=protocol.mask_api_key(headers.get("authorization") or headers.get("api-key")),
             started=time.monotonic(),
             started_ns=time.time_ns(),
@@ -477,13 +475,13 @@ class GenAITelemetry:
             headers = picked_headers(flow.response.headers, RESPONSE_HEADERS)
         if state.tap is not None and state.tap.stored is not None and flow.response.raw_content is None:
             flow.response.raw_content = bytes(state.tap.stored)  # only what mitmweb shows; already sent
-        response_body = None
+        result: protocol.ApiResult | bytes
         if state.stream is not None:
             state.stream.finish(time.monotonic())
-            result = state.stream.accumulator.result
+            streamed = state.stream.accumulator.result
             if state.content is not None:
                 state.content.output_messages = state.stream.accumulator.output_messages()
-            error_type = result.error_type or (str(status) if status >= 400 else None)
+            result, error_type = streamed, streamed.error_type or (str(status) if status >= 400 else None)
         else:
             body = body_of(flow.response, headers)
             if self._shows_calls() or not passed_on_unparsed(body):
@@ -491,10 +489,9 @@ class GenAITelemetry:
                 error_type = protocol.error_type_for_status(status, body) if status >= 400 else None
                 if state.content is not None:
                     state.content.output_messages = protocol.captured_output(state.endpoint, body)
-            else:  # the telemetry process parses it (`protocol.complete`)
-                response_body = body or b""
-                result, error_type = protocol.ApiResult(), None
-        self._finish(flow, state, result, status, error_type, headers, response_body)
+            else:  # the telemetry process parses it (`protocol.exchange_of`)
+                result, error_type = body or b"", None
+        self._finish(flow, state, result, status, error_type, headers)
 
     @never_raises
     def error(self, flow: http.HTTPFlow) -> None:
@@ -506,51 +503,48 @@ class GenAITelemetry:
         status = flow.response.status_code if flow.response else None
         error_type = classify_flow_error(flow.error.msg, flow.response is not None)
         headers = picked_headers(flow.response.headers, RESPONSE_HEADERS) if flow.response else {}
-        self._finish(flow, state, result, status, error_type, headers, None)
+        self._finish(flow, state, result, status, error_type, headers)
 
     def _finish(
         self,
         flow: http.HTTPFlow,
         state: InFlight,
-        result: protocol.ApiResult,
+        result: protocol.ApiResult | bytes,
         status: int | None,
         error_type: str | None,
         response_headers: dict[str, str],
-        response_body: bytes | None,
     ) -> None:
         accumulator = state.stream.accumulator if state.stream else None
-        exchange = Exchange(
-            endpoint=state.endpoint,
-            provider=state.rule.provider,
-            server_address=state.host,
-            server_port=state.port,
-            request=state.request or ApiRequest(),
-            request_body=state.request_body,
-            response_body=response_body,
-            api_key=state.api_key,
-            start_time_ns=state.started_ns,
-            duration_s=time.monotonic() - state.started,
-            result=result,
-            status_code=status,
-            error_type=error_type,
-            time_to_first_chunk_s=accumulator.time_to_first_chunk if accumulator else None,
-            chunk_intervals_s=accumulator.chunk_intervals if accumulator else (),
-            trace_headers=state.trace_headers,
-            upstream_headers=protocol.upstream_headers(response_headers),
+        call = protocol.FinishedCall(
+            state.endpoint,
+            state.rule.provider,
+            state.host,
+            state.port,
+            state.api_key,
+            state.started_ns,
+            time.monotonic() - state.started,
+            status,
+            error_type,
+            state.request,
+            result,
+            protocol.upstream_headers(response_headers),
+            state.trace_headers,
+            accumulator.time_to_first_chunk if accumulator else None,
+            accumulator.chunk_intervals if accumulator else (),
+            state.content,
         )
-        exchange.content = state.content
-        if response_body is None:  # otherwise the telemetry process prices it once it is parsed
-            exchange.cost_usd = self.prices.cost_of(exchange)
-        if exchange.error_type is not None or (status or 0) >= 400:
+        if error_type is not None or (status or 0) >= 400:
             flow.marked = ":warning:"
-        if self.log_calls or self.flows_are_kept:
+        if self.log_calls or self.flows_are_kept:  # the bodies were parsed here (`_shows_calls`)
+            exchange = protocol.exchange_of(call)
+            exchange.cost_usd = self.prices.cost_of(exchange, quiet=True)
             summary = protocol.summarize(exchange)
             flow.comment = summary
             if self.log_calls:  # like mitmproxy's own flow lines: quiet at flow_detail=0
                 log.info("genai: %s", summary)
         assert self.telemetry is not None
-        self.telemetry.record(
-            exchange, legacy_metrics=self.legacy_metrics, legacy_completion_id=self.legacy_completion_id
+        self.telemetry.record_call(
+            call, legacy_metrics=self.legacy_metrics, legacy_completion_id=self.legacy_completion_id
         )
 
 

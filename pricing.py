@@ -113,14 +113,15 @@ class PriceTable:
         )
         return dollars_per_million / 1_000_000
 
-    def cost_of(self, exchange: Exchange) -> float | None:
-        """`cost` of a finished call; an unknown model is named in the log once, never priced at 0."""
+    def cost_of(self, exchange: Exchange, *, quiet: bool = False) -> float | None:
+        """`cost` of a finished call; an unknown model is named in the log once (unless `quiet`:
+        the proxy's summary line is quiet, the telemetry process prices the same call and says it)."""
         if exchange.usage is None:
             return None
         model = exchange.result.response_model or exchange.request_model
         cost = self.cost(model, exchange.usage)
         logged = self._unpriced_logged
-        if cost is None and model and model not in logged and len(logged) < MAX_UNPRICED_MODELS_LOGGED:
+        if cost is None and not quiet and model and model not in logged and len(logged) < MAX_UNPRICED_MODELS_LOGGED:
             logged.add(model)
             log.info("genai: no price for model %r; its calls record no cost (see genai_prices).", model)
         return cost

@@ -52,7 +52,7 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 import protocol
 import telemetry_process
 from pricing import PriceTable
-from protocol import Exchange, RateLimits
+from protocol import Exchange, FinishedCall, RateLimits
 from summary import UsageSummary
 
 log = logging.getLogger("genai.telemetry")
@@ -713,10 +713,14 @@ class Telemetry:
                 name, callbacks=[self.legacy.callback(name)], unit="1", description=description
             )
 
+    def record_call(self, call: FinishedCall, *, legacy_metrics: bool, legacy_completion_id: bool) -> None:
+        """Parse what the proxy passed on unparsed, price and record the call (see `record`)."""
+        exchange = protocol.exchange_of(call)
+        exchange.cost_usd = self.prices.cost_of(exchange)
+        self.record(exchange, legacy_metrics=legacy_metrics, legacy_completion_id=legacy_completion_id)
+
     def record(self, exchange: Exchange, *, legacy_metrics: bool, legacy_completion_id: bool) -> None:
         """Record one finished exchange as metrics, a span and a summary row. No I/O happens here."""
-        if protocol.complete(exchange):
-            exchange.cost_usd = self.prices.cost_of(exchange)
         self.summary.add(exchange)
         attributes = _attributes(exchange, self.bounded)
         self.operation_duration.record(exchange.duration_s, attributes)
@@ -898,9 +902,11 @@ def serve(batches: IO[bytes], replies: TextIO, shutdown_budget_s: float = SHUTDO
                     case ("reset",):
                         instance.reset_summary()
                         changed_since = changed_since or time.monotonic()  # a summary sent before is stale
-                    case (Exchange() as exchange, bool(legacy_metrics), bool(legacy_completion_id)):
-                        instance.record(
-                            exchange, legacy_metrics=legacy_metrics, legacy_completion_id=legacy_completion_id
+                    case (telemetry_process.CALL, tuple() as fields, bool(legacy_metrics), bool(legacy_completion_id)):
+                        instance.record_call(
+                            FinishedCall._make(fields),
+                            legacy_metrics=legacy_metrics,
+                            legacy_completion_id=legacy_completion_id,
                         )
                         changed_since = changed_since or time.monotonic()
             except Exception as error:  # one bad call must not end the process; say so once per kind

@@ -259,7 +259,7 @@ def test_compressed_request_bodies_are_not_rewritten(context):
     metering.request(flow)
     assert flow.request.raw_content == raw
     state = addon_module.in_flight(flow)
-    assert state is not None and state.request is not None and state.request.stream  # from the decoded body
+    assert state is not None and isinstance(state.request, protocol.ApiRequest) and state.request.stream  # decoded
 
 
 def test_http_errors_record_the_openai_error_code(context, sink):
@@ -598,16 +598,15 @@ def test_where_calls_are_not_shown_the_bodies_are_parsed_by_the_telemetry_proces
     and prices them, with the same result as parsing in the hooks."""
     metering, _ = context
     metering.log_calls = False
-    seen: list[protocol.Exchange] = []
-    record = sink.telemetry.record
+    seen: list[protocol.FinishedCall] = []
+    record_call = sink.telemetry.record_call
 
-    def spy(exchange: protocol.Exchange, **options: bool) -> None:
-        seen.append(exchange)
-        assert exchange.request_body is not None and exchange.response_body is not None  # not parsed yet
-        assert exchange.request.model is None and exchange.usage is None
-        record(exchange, **options)
+    def spy(call: protocol.FinishedCall, **options: bool) -> None:
+        seen.append(call)
+        assert isinstance(call.request, bytes) and isinstance(call.result, bytes)  # not parsed yet
+        record_call(call, **options)
 
-    monkeypatch.setattr(sink.telemetry, "record", spy)
+    monkeypatch.setattr(sink.telemetry, "record_call", spy)
     recorded = json.loads(load_fixture("test_chat_completion_with_content")["response"]["body"]["string"])
     flow = chat_flow()
     metering.request(flow)
@@ -636,7 +635,7 @@ def test_streamed_requests_are_parsed_in_the_hook_even_when_calls_are_not_shown(
     flow = chat_flow({**CHAT_REQUEST, "stream": True})
     metering.request(flow)
     state = addon_module.in_flight(flow)
-    assert state is not None and state.request is not None and state.usage_added  # the rewrite needs it
+    assert state is not None and isinstance(state.request, protocol.ApiRequest) and state.usage_added
 
 
 def test_large_bodies_are_read_at_their_edges_here_not_copied_down_the_pipe(context, sink, monkeypatch):
@@ -646,16 +645,16 @@ def test_large_bodies_are_read_at_their_edges_here_not_copied_down_the_pipe(cont
     flow = chat_flow(big)
     metering.request(flow)
     state = addon_module.in_flight(flow)
-    assert state is not None and state.request is not None and state.request_body is None
-    seen: list[protocol.Exchange] = []
-    monkeypatch.setattr(sink.telemetry, "record", lambda exchange, **options: seen.append(exchange))
+    assert state is not None and isinstance(state.request, protocol.ApiRequest)
+    seen: list[protocol.FinishedCall] = []
+    monkeypatch.setattr(sink.telemetry, "record_call", lambda call, **options: seen.append(call))
     recorded = json.loads(load_fixture("test_chat_completion_with_content")["response"]["body"]["string"])
     flow.response = json_response({**recorded, "padding": "y" * (protocol.LARGE_BODY + 1)})
     metering.responseheaders(flow)
     metering.response(flow)
-    (exchange,) = seen
-    assert exchange.response_body is None and exchange.usage is not None
-    assert exchange.usage.input_tokens == recorded["usage"]["prompt_tokens"]
+    (call,) = seen
+    assert isinstance(call.result, protocol.ApiResult) and call.result.usage is not None
+    assert call.result.usage.input_tokens == recorded["usage"]["prompt_tokens"]
 
 
 def test_picked_headers_reads_only_the_named_fields_in_any_case_first_one_wins():

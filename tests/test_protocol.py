@@ -890,17 +890,31 @@ def test_observe_mode_makes_no_encoder():
 
 
 @pytest.mark.parametrize("name", ["test_chat_completion_with_content", "test_chat_completion_404"])
-def test_complete_parses_deferred_bodies_like_the_hooks_would(name):
+def test_exchange_of_parses_deferred_bodies_like_the_hooks_would(name):
     recorded = load_fixture(name)
     request_body = recorded["request"]["body"].encode()
     response_body = recorded["response"]["body"]["string"].encode()
     status = recorded["response"]["status"]["code"]
-    deferred = Exchange(CHAT, "openai", "api.openai.com", 443, protocol.ApiRequest(), "k", 0, 1.0, status_code=status)
-    deferred.request_body, deferred.response_body = request_body, response_body
-    assert protocol.complete(deferred) is True
-    assert deferred.request == protocol.parse_request(CHAT, request_body)
-    assert deferred.result == protocol.parse_response(CHAT, response_body)
+    headers = {"x-request-id": "req_1"}
+    call = protocol.FinishedCall(
+        CHAT, "openai", "api.openai.com", 443, "k", 7, 1.0, status, None, request_body, response_body, headers, {}
+    )
+    exchange = protocol.exchange_of(call)
+    assert exchange.request == protocol.parse_request(CHAT, request_body)
+    assert exchange.result == protocol.parse_response(CHAT, response_body)
     expected_error = protocol.error_type_for_status(status, response_body) if status >= 400 else None
-    assert deferred.error_type == expected_error
-    assert deferred.request_body is None and deferred.response_body is None
-    assert protocol.complete(deferred) is False  # once only
+    assert exchange.error_type == expected_error
+    assert (exchange.status_code, exchange.start_time_ns, exchange.upstream.request_id) == (status, 7, "req_1")
+
+
+def test_exchange_of_keeps_what_the_hooks_parsed():
+    request, result = protocol.ApiRequest(model="m"), protocol.ApiResult(response_id="r", error_type="boom")
+    call = protocol.FinishedCall(
+        CHAT, "azure.ai.openai", "h", 1, "k", 0, 0.5, 500, "boom", request, result, {}, {"traceparent": "t"}, 0.1, [0.2]
+    )
+    exchange = protocol.exchange_of(call)
+    assert exchange.request is request and exchange.result is result and exchange.error_type == "boom"
+    assert (exchange.time_to_first_chunk_s, list(exchange.chunk_intervals_s)) == (0.1, [0.2])
+    assert (exchange.provider, exchange.trace_headers) == ("azure.ai.openai", {"traceparent": "t"})
+    no_body = protocol.exchange_of(call._replace(request=None, result=b"", error_type=None))
+    assert no_body.request == protocol.ApiRequest() and no_body.error_type == "500"

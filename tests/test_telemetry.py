@@ -15,7 +15,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind, StatusCode
 
 import telemetry
-from protocol import ApiRequest, ApiResult, CapturedContent, Endpoint, Exchange, Usage
+from protocol import ApiRequest, ApiResult, CapturedContent, Endpoint, Exchange, FinishedCall, Usage
 from telemetry import Telemetry
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -44,6 +44,27 @@ def make_exchange(**overrides: Any) -> Exchange:
     }
     values.update(overrides)
     return Exchange(**values)
+
+
+def make_call(**overrides: Any) -> FinishedCall:
+    """`make_exchange`'s call as the hooks hand it on, with `overrides` of `FinishedCall` fields."""
+    exchange = make_exchange()
+    call = FinishedCall(
+        exchange.endpoint,
+        exchange.provider,
+        exchange.server_address,
+        exchange.server_port,
+        exchange.api_key,
+        exchange.start_time_ns,
+        exchange.duration_s,
+        exchange.status_code,
+        exchange.error_type,
+        exchange.request,
+        exchange.result,
+        exchange.upstream_headers,
+        exchange.trace_headers,
+    )
+    return call._replace(**overrides)
 
 
 @pytest.fixture

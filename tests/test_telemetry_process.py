@@ -14,10 +14,10 @@ import pytest
 
 import telemetry_process
 from pricing import PriceTable
-from protocol import ApiRequest, ApiResult, Exchange, Usage
+from protocol import ApiRequest, ApiResult, FinishedCall, Usage
 from telemetry_process import TelemetryProcess, TelemetryStartError
 from tests.support.otlp_receiver import OTLPReceiver
-from tests.test_telemetry import make_exchange
+from tests.test_telemetry import make_call, make_exchange
 
 
 @pytest.fixture
@@ -49,7 +49,8 @@ def record_calls(process: TelemetryProcess, count: int, model: str = "gpt-4o-min
         exchange = make_exchange()
         exchange.request.model = model
         exchange.result.response_id = f"chatcmpl-{number}"
-        process.record(exchange, legacy_metrics=True, legacy_completion_id=False)
+        call = make_call(request=exchange.request, result=exchange.result)
+        process.record_call(call, legacy_metrics=True, legacy_completion_id=False)
 
 
 def input_tokens(receiver: OTLPReceiver, model: str) -> float:
@@ -186,13 +187,13 @@ def test_the_child_keeps_the_usage_summary_and_sends_it_when_traffic_pauses(
     )
 
 
-def deferred_call(model: str) -> Exchange:
+def deferred_call(model: str) -> FinishedCall:
     """A call as the hooks pass it on when nothing is shown: bodies unparsed, no cost yet."""
-    exchange = make_exchange(request=ApiRequest(), result=ApiResult())
-    exchange.request_body = json.dumps({"model": model, "messages": []}).encode()
     usage = {"prompt_tokens": 1_000_000, "completion_tokens": 0, "total_tokens": 1_000_000}
-    exchange.response_body = json.dumps({"id": "x", "model": model, "usage": usage}).encode()
-    return exchange
+    return make_call(
+        request=json.dumps({"model": model, "messages": []}).encode(),
+        result=json.dumps({"id": "x", "model": model, "usage": usage}).encode(),
+    )
 
 
 def test_the_child_prices_deferred_calls_with_the_table_it_was_sent(
@@ -201,13 +202,13 @@ def test_the_child_prices_deferred_calls_with_the_table_it_was_sent(
     prices = tmp_path / "prices.json"
     prices.write_text(json.dumps({"models": {"house-model": {"input": 2.5, "output": 10}}}))
     child.use_prices(PriceTable.load(prices))
-    child.record(deferred_call("house-model"), legacy_metrics=False, legacy_completion_id=False)
+    child.record_call(deferred_call("house-model"), legacy_metrics=False, legacy_completion_id=False)
     monkeypatch.setattr(telemetry_process, "RESTART_INTERVAL_S", 0.0)
     assert child._process is not None
     child._process.kill()  # a new child must get the table again
     child._process.wait()
-    child.record(deferred_call("house-model"), legacy_metrics=False, legacy_completion_id=False)
-    child.record(deferred_call("house-model"), legacy_metrics=False, legacy_completion_id=False)
+    child.record_call(deferred_call("house-model"), legacy_metrics=False, legacy_completion_id=False)
+    child.record_call(deferred_call("house-model"), legacy_metrics=False, legacy_completion_id=False)
     assert child.shutdown() is True
     costs = [span.attributes.get("gen_ai.usage.cost_usd") for span in collector_env.spans()]
     assert len(costs) >= 2 and all(cost == pytest.approx(2.5) for cost in costs)  # 1M input tokens at $2.5
@@ -225,11 +226,11 @@ def test_the_process_wide_recorder_is_started_once(monkeypatch: pytest.MonkeyPat
         first.shutdown()
 
 
-def test_exchanges_survive_the_pipe_unchanged():
-    exchange = make_exchange(result=make_exchange().result)
-    exchange.result.usage = Usage(input_tokens=1, output_tokens=2, reasoning_output_tokens=1)
-    exchange.chunk_intervals_s = [0.01, 0.02]
-    frame = telemetry_process.encode_batch([(exchange, True, False)])
+def test_calls_survive_the_pipe_unchanged():
+    result = ApiResult(response_id="r", usage=Usage(input_tokens=1, output_tokens=2, reasoning_output_tokens=1))
+    call = make_call(request=ApiRequest(model="m"), result=result, chunk_intervals_s=[0.01, 0.02])
+    message = (telemetry_process.CALL, tuple(call), True, False)
+    frame = telemetry_process.encode_batch([message])
 
     class Pipe:
         def __init__(self, data: bytes) -> None:
@@ -240,5 +241,5 @@ def test_exchanges_survive_the_pipe_unchanged():
             return piece
 
     pipe = Pipe(frame + frame[:7])  # a whole batch, then a cut-off one
-    assert telemetry_process.read_batch(pipe) == [(exchange, True, False)]  # type: ignore[arg-type]
+    assert telemetry_process.read_batch(pipe) == [message]  # type: ignore[arg-type]
     assert telemetry_process.read_batch(pipe) is None  # type: ignore[arg-type]
