@@ -527,7 +527,7 @@ class GenAITelemetry:
             error_type,
             state.request,
             result,
-            protocol.upstream_headers(response_headers),
+            response_headers,
             state.trace_headers,
             accumulator.time_to_first_chunk if accumulator else None,
             accumulator.chunk_intervals if accumulator else (),

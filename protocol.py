@@ -578,11 +578,6 @@ UPSTREAM_HEADERS = (
 )
 
 
-def upstream_headers(headers: Mapping[str, str]) -> dict[str, str]:
-    """Just the headers `parse_upstream_headers` needs, from lower-case `headers`."""
-    return {name: headers[name] for name in UPSTREAM_HEADERS if name in headers}
-
-
 def parse_upstream_headers(headers: Mapping[str, str]) -> UpstreamInfo:
     request_id = headers.get("x-request-id") or headers.get("apim-request-id")
     processing = headers.get("openai-processing-ms")
@@ -1037,8 +1032,8 @@ class Exchange:
     error_type: str | None = None
     time_to_first_chunk_s: float | None = None
     chunk_intervals_s: Sequence[float] = ()
-    # The response's `UPSTREAM_HEADERS`, parsed only where they are recorded (`upstream`): the
-    # proxy's event loop passes them on as they are.
+    # The response's header fields the proxy read, `UPSTREAM_HEADERS` among them (lower-case
+    # names), parsed only where they are recorded (`upstream`): the proxy passes them on as they are.
     upstream_headers: dict[str, str] = field(default_factory=dict)
     cost_usd: float | None = None
     content: CapturedContent | None = None  # only when content capture is on

@@ -674,3 +674,17 @@ def test_picked_headers_reads_only_the_named_fields_in_any_case_first_one_wins()
         "x-request-id": "req_\u00e9",
     }
     assert addon_module.picked_headers(headers, addon_module.REQUEST_HEADERS) == {}
+
+
+def test_the_response_fields_the_hooks_pick_are_all_the_upstream_parser_reads():
+    recorded = load_fixture("test_chat_completion_streaming")["response"]["headers"]
+    fields = [
+        (name.encode(), (value[0] if isinstance(value, list) else value).encode()) for name, value in recorded.items()
+    ]
+    azure = [(name, b"" if name.lower() == b"x-request-id" else value) for name, value in fields]
+    for headers in (http.Headers(fields), http.Headers([*azure, (b"apim-request-id", b"3f2c1a")])):
+        picked = addon_module.picked_headers(headers, addon_module.RESPONSE_HEADERS)
+        everything = {name.lower(): value for name, value in headers.items()}
+        assert len(picked) < len(everything)
+        assert protocol.parse_upstream_headers(picked) == protocol.parse_upstream_headers(everything)
+        assert protocol.parse_upstream_headers(picked).rate_limits.known()
