@@ -515,7 +515,7 @@ class GenAITelemetry:
         response_headers: dict[str, str],
     ) -> None:
         accumulator = state.stream.accumulator if state.stream else None
-        call = protocol.FinishedCall(
+        call = protocol.FinishedCall(  # in its fields' order: keywords cost twice the time
             state.endpoint,
             state.rule.provider,
             state.host,

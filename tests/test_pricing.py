@@ -1,11 +1,14 @@
 """Cost arithmetic against hand-computed values, model matching and price files."""
 
 import json
+import logging
 
 import pytest
 
 from pricing import BUILTIN_PRICES, Price, PriceTable, load_prices
-from protocol import Usage
+from protocol import ApiRequest, Endpoint, Exchange, Usage
+
+CHAT = Endpoint("chat", "chat_completions")
 
 
 @pytest.fixture(scope="module")
@@ -51,6 +54,16 @@ def test_unknown_models_and_missing_usage_have_no_cost(table):
     assert table.cost("gpt-4o-mini-turbo-x", Usage(10, 10)) is None  # no prefix guessing
     assert table.cost("gpt-4o-mini", None) is None
     assert table.cost(None, Usage(10, 10)) is None
+
+
+def test_an_unknown_model_is_named_once_and_never_when_quiet(caplog):
+    table = PriceTable.load()  # its own memory of what it named
+    caplog.set_level(logging.INFO, logger="genai")
+    exchange = Exchange(CHAT, "openai", "h", 443, ApiRequest(model="my-llama"), "k", 0, 1.0)
+    exchange.result.usage = Usage(10, 10)
+    assert table.cost_of(exchange, quiet=True) is None and "my-llama" not in caplog.text
+    assert table.cost_of(exchange) is None and table.cost_of(exchange) is None
+    assert caplog.text.count("no price for model 'my-llama'") == 1
 
 
 def test_a_user_file_overrides_and_extends(tmp_path):
