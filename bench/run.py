@@ -3,8 +3,9 @@
 Everything runs on loopback: a fast fake upstream (bench/upstream.py), mitmdump in reverse mode
 with and without the addon, and the load generator in its own process (bench/loadgen.py).
 A/B runs alternate (bare, addon, bare, addon) and the report gives ratios measured side by side.
-Usage: python -m bench.run [--smoke] [--report FILE]. --smoke runs a few hundred requests to
-check that the benchmark works; its numbers mean nothing.
+Usage: python -m bench.run [--smoke] [--report FILE] [--raw FILE]. --smoke runs a few hundred
+requests to check that the benchmark works; its numbers mean nothing. --pool RAW... pools part 1
+of earlier runs.
 """
 
 from __future__ import annotations
@@ -216,6 +217,33 @@ def median_interval(values: Sequence[float], confidence: float = 0.9, resamples:
     medians = sorted(statistics.median(chooser.choices(values, k=len(values))) for _ in range(resamples))
     tail = int((1 - confidence) / 2 * resamples)
     return medians[tail], medians[resamples - 1 - tail]
+
+
+def pooled_throughput(raw_files: Sequence[Path]) -> list[str]:
+    """Part 1's per-round throughput ratios of several runs (their `--raw` files), pooled.
+
+    The median of one run moves by more than its own bootstrap interval from run to run (its rounds
+    share the machine's state of the moment), so a firm figure needs the rounds of several runs."""
+    ratios: dict[int, list[float]] = {}
+    for raw_file in raw_files:
+        for key, rounds in json.loads(raw_file.read_text()).items():
+            if key.startswith("throughput_c"):
+                concurrency = int(key.removeprefix("throughput_c"))
+                ratios.setdefault(concurrency, []).extend(paired(rounds, "rps", operator.truediv))
+    lines = [
+        f"Part 1 pooled over {len(raw_files)} runs: " + ", ".join(path.name for path in raw_files),
+        "",
+        "| concurrency | rounds | throughput addon / bare: median (90% interval of the median) | rounds at ≥ 0.95 |",
+        "|---|---|---|---|",
+    ]
+    for concurrency, values in sorted(ratios.items()):
+        low, high = median_interval(values)
+        at_target = sum(value >= 0.95 for value in values) / len(values)
+        lines.append(
+            f"| {concurrency} | {len(values)} | {statistics.median(values):.3f} ({low:.3f}–{high:.3f}) "
+            f"| {at_target:.0%} |"
+        )
+    return lines
 
 
 def throughput(bench: Bench, report: list[str], raw: dict[str, Any]) -> None:
@@ -719,7 +747,13 @@ def main() -> None:
     parser.add_argument("--raw", type=Path, help="write the raw numbers as JSON here")
     parser.add_argument("--parts", default="1,2,3,4,5,6,7", help="which parts to run, e.g. 1,5 (default: all)")
     parser.add_argument("--rounds", type=int, help="paired rounds in parts 1 (per concurrency) and 6 (default: 25, 7)")
+    parser.add_argument(
+        "--pool", type=Path, nargs="+", metavar="RAW", help="only pool part 1 of earlier runs (their --raw files)"
+    )
     options = parser.parse_args()
+    if options.pool:
+        print("\n".join(pooled_throughput(options.pool)))
+        return
     chosen = set(options.parts.split(","))
     sizes = SMOKE if options.smoke else Sizes()
     if options.rounds:

@@ -1,10 +1,12 @@
 """The benchmark's smoke run: it must keep working. It asserts no timing (that is `make bench`)."""
 
+import json
 import subprocess
 import sys
 
 import pytest
 
+from bench.run import pooled_throughput
 from tests.support.mitmdump import ROOT
 
 
@@ -40,3 +42,19 @@ def test_a_short_soak_keeps_every_token_and_span_through_collector_outages():
     )
     assert finished.returncode == 0, finished.stdout + finished.stderr
     assert "collector outages" in finished.stdout and "FAIL" not in finished.stdout
+
+
+def test_pooling_takes_every_round_of_every_run_per_concurrency(tmp_path):
+    def rounds(*addon_rps):
+        return [{"bare": {"rps": 100.0}, "addon": {"rps": rps}} for rps in addon_rps]
+
+    first, second = tmp_path / "first.json", tmp_path / "second.json"
+    first.write_text(json.dumps({"throughput_c1": rounds(90, 96), "throughput_c16": rounds(99), "streaming": []}))
+    second.write_text(json.dumps({"throughput_c1": rounds(97)}))
+    table = pooled_throughput([first, second])
+    assert "pooled over 2 runs: first.json, second.json" in table[0]
+    assert [row.split(" | ")[:3] for row in table[-2:]] == [
+        ["| 1", "3", "0.960 (0.900–0.970)"],
+        ["| 16", "1", "0.990 (0.990–0.990)"],
+    ]
+    assert table[-2].endswith("| 67% |") and table[-1].endswith("| 100% |")
