@@ -1,13 +1,13 @@
-"""The OpenTelemetry SDK in a child process, fed finished exchanges in batches.
+"""The OpenTelemetry SDK in a child process, fed finished calls in batches.
 
 Why a process: in mitmdump's own process the SDK cost about a quarter of the proxy's throughput.
 Each measurement costs microseconds of attribute handling, and encoding spans on the exporter
 thread holds the GIL that mitmproxy's event loop needs (BENCHMARKS.md has the profile). Here the
-hooks only append a finished call (a `protocol.FinishedCall`, whose bodies may still be
-unparsed, as a plain tuple) to a list. Every
-`FLUSH_INTERVAL_S` (or `MAX_BATCH` messages) the list is pickled once and written to the child's
-stdin without blocking. The child (`python telemetry.py`, see `telemetry.serve`) parses what is
-left, prices, records, keeps the usage summary and exports, on an otherwise idle core.
+hooks only append a finished call (a `protocol.FinishedCall` as a plain tuple; its bodies may still
+be unparsed) to a list. Every `FLUSH_INTERVAL_S` (or `MAX_BATCH` messages) the list is pickled once
+and written to the child's stdin without blocking. The child (`python telemetry.py`, see
+`telemetry.serve`) parses what is left, prices, records, keeps the usage summary and exports, on an
+otherwise idle core.
 
 - Never blocks the event loop: the pipe is non-blocking; what does not fit waits in a buffer of
   at most `MAX_BUFFERED_BYTES` and goes out with the next flush. Beyond that, calls are dropped
