@@ -43,7 +43,7 @@ test: lint
 	$(BIN)/python -m pytest
 
 demo: $(VENV)/.dev
-	$(BIN)/python -m tests.support.demo
+	$(BIN)/python -m tools.demo
 
 # The benchmark against bare mitmdump (a few minutes); BENCH_ARGS=--smoke for a quick check.
 BENCH_ARGS ?= --report bench/last-report.md
@@ -58,7 +58,7 @@ soak: $(VENV)/.dev
 # A long property-based fuzz run of the protocol layer: FUZZ_SECONDS per target.
 FUZZ_SECONDS ?= 60
 fuzz: $(VENV)/.dev
-	$(BIN)/python -m tests.fuzz $(FUZZ_SECONDS)
+	$(BIN)/python -m tools.fuzz $(FUZZ_SECONDS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

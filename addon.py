@@ -1,13 +1,13 @@
-"""mitmproxy addon: OpenAI API traffic → OpenTelemetry metrics and spans.
+"""mitmproxy addon: LLM API traffic (OpenAI's and Anthropic's APIs) → OpenTelemetry metrics and spans.
 
 Run it with `mitmdump -s addon.py` (or mitmweb). It only observes, with one deliberate,
-invisible exception: streamed chat completions that did not ask for usage get
+invisible exception: streamed OpenAI chat completions that did not ask for usage get
 `stream_options.include_usage` added upstream, and the extra usage chunk is removed again
 before the client sees it (option `genai_stream_usage`).
 
-Layers: this file is the mitmproxy glue (hooks, options, per-flow bookkeeping); `protocol`
-parses the OpenAI wire format; `telemetry` owns OpenTelemetry and runs in a child process that
-`telemetry_process` starts and feeds.
+Layers, one direction: this file is the mitmproxy glue (hooks, options, per-flow bookkeeping);
+`wire` reads each wire API into plain records; `telemetry` owns OpenTelemetry and runs in a
+child process that `telemetry_process` starts and feeds.
 """
 
 import functools
@@ -22,28 +22,23 @@ from typing import Any, Optional
 from mitmproxy import command, contentviews, ctx, exceptions, http
 from mitmproxy.addonmanager import Loader
 
-import protocol
+import wire
 from pricing import PriceTable
-from protocol import ApiRequest, CapturedContent, Endpoint, EventStream, HostRule
 from summary import NO_CALLS
-from telemetry_process import Recorder, TelemetryStartError, get_recorder
+from telemetry_process import TelemetrySink, TelemetryStartError, telemetry_process
+from wire.call import Call, Endpoint
+from wire.content import MAX_PART_CHARS, CapturedContent
+from wire.describe import describe_stream, summarize
+from wire.headers import MAX_TRACE_HEADER_LENGTH, REQUEST_HEADERS, TRACE_HEADERS, UPSTREAM_HEADERS
+from wire.hosts import DEFAULT_HOSTS, HostRule, match_host, parse_host_rule
+from wire.records import ApiRequest, ApiResult
+from wire.secrets import CREDENTIAL_HEADERS, masked_key_of
+from wire.stream import EventStream
+from wire.values import LARGE_BODY
 
 log = logging.getLogger("genai")
 
-DEFAULT_HOSTS = [
-    "api.openai.com=openai",
-    "*.openai.azure.com=azure.ai.openai",
-    "*.cognitiveservices.azure.com=azure.ai.openai",
-    "api.groq.com=groq",
-    "api.deepseek.com=deepseek",
-    "api.mistral.ai=mistral_ai",
-    "api.x.ai=x_ai",
-    "api.perplexity.ai=perplexity",
-    "openrouter.ai=openrouter",
-]
 CAPTURE_CONTENT_VARIABLE = "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"
-# Trace context headers longer than this are not W3C-valid anyway; ignore them.
-MAX_TRACE_HEADER_LENGTH = 512
 MAX_REMEMBERED_HOSTS = 1024
 
 
@@ -92,15 +87,15 @@ class StreamTap:
         return chunk
 
 
-class OpenAIStreamView(contentviews.Contentview):
-    """mitmweb's view of an OpenAI stream: the reassembled answer, tool calls and usage."""
+class LLMStreamView(contentviews.Contentview):
+    """mitmweb's view of a metered stream: the reassembled answer, thinking, tool calls and usage."""
 
-    name = "OpenAI stream"
+    name = "LLM stream"
 
     def prettify(self, data: bytes, metadata: contentviews.Metadata) -> str:
         endpoint = _observed_endpoint(metadata)
         assert endpoint is not None
-        description = protocol.describe_stream(endpoint, data)
+        description = describe_stream(endpoint, data)
         # What the addon metered, which includes usage it asked for and kept from the client.
         metered = metadata.flow.comment if metadata.flow else ""
         return f"metered: {metered}\n{description}" if metered else description
@@ -114,7 +109,7 @@ def _observed_endpoint(metadata: contentviews.Metadata) -> Endpoint | None:
     flow = metadata.flow
     if not isinstance(flow, http.HTTPFlow):
         return None
-    return protocol.classify_endpoint(flow.request.method, flow.request.path)
+    return wire.endpoint_for(flow.request.method, flow.request.path)
 
 
 @dataclass
@@ -125,11 +120,12 @@ class InFlight:
     host: str
     port: int
     endpoint: Endpoint
-    request: ApiRequest | bytes | None  # parsed here, or the body for the telemetry process (None: no body)
+    request: ApiRequest | None  # parsed here, or None: `request_body` is for the telemetry process
+    request_body: bytes | None
     api_key: str
     started: float  # time.monotonic() when the request went upstream
     started_ns: int  # the same moment on the wall clock, for the span
-    trace_headers: dict[str, str]
+    request_headers: dict[str, str]
     usage_added: bool = False
     stream: EventStream | None = None
     tap: StreamTap | None = None
@@ -140,17 +136,15 @@ class InFlight:
 
 
 # The header fields the hooks read, by lower-case name; `picked_headers` decodes only these.
-REQUEST_HEADERS = {
-    name.encode(): name for name in ("content-encoding", "authorization", "api-key", "traceparent", "tracestate")
-}
-RESPONSE_HEADERS = {name.encode(): name for name in ("content-type", "content-encoding", *protocol.UPSTREAM_HEADERS)}
+REQUEST_FIELDS = {name.encode(): name for name in ("content-encoding", *CREDENTIAL_HEADERS, *REQUEST_HEADERS)}
+RESPONSE_FIELDS = {name.encode(): name for name in ("content-type", "content-encoding", *UPSTREAM_HEADERS)}
 
 
 def picked_headers(headers: http.Headers, names: dict[bytes, str]) -> dict[str, str]:
     """The fields named in `names`, as a dict with lower-case names (the first of repeated ones wins).
 
     mitmproxy's `Headers.get` lowercases and compares every field on each lookup, about 3 µs on a
-    typical response, and a response from OpenAI carries twenty fields or more: the hooks read
+    typical response, and a response from OpenAI or Anthropic carries twenty fields or more: the hooks read
     the fields once, and decode only those they use. Most names arrive in lower case already
     (HTTP/2 requires it), so only the others are lowercased.
     """
@@ -171,8 +165,8 @@ def body_of(message: http.Message, headers: dict[str, str]) -> bytes | None:
 
 def passed_on_unparsed(body: bytes | None) -> bool:
     """May this body go to the telemetry process as it is? Not a large one: parsing it here reads
-    only its edges (`protocol.LARGE_BODY`), cheaper than copying megabytes down the pipe."""
-    return body is None or len(body) <= protocol.LARGE_BODY
+    only its edges (`wire.values.LARGE_BODY`), cheaper than copying megabytes down the pipe."""
+    return body is None or len(body) <= LARGE_BODY
 
 
 def in_flight(flow: http.HTTPFlow) -> InFlight | None:
@@ -211,12 +205,14 @@ def classify_flow_error(message: str, had_response: bool) -> str:
     return "upstream_aborted" if had_response else "connection_error"
 
 
-class GenAITelemetry:
+class GenAIMeter:
+    """The addon: meters the LLM API calls on `genai_hosts` and hands each finished one to telemetry."""
+
     def __init__(self) -> None:
-        self.rules: list[HostRule] = [protocol.parse_host_rule(entry) for entry in DEFAULT_HOSTS]
+        self.rules: list[HostRule] = [parse_host_rule(entry) for entry in DEFAULT_HOSTS]
         # The rule for each (host, port) seen: glob matching costs a microsecond or more per rule.
         self._rule_for: dict[tuple[str, int], HostRule | None] = {}
-        self.telemetry: Recorder | None = None
+        self.telemetry: TelemetrySink | None = None
         self.prices = PriceTable.load()
         self.capture_content = False  # genai_capture_content or its environment variable
         # Options read on every call, kept here: each `ctx.options` read deep-copies the value.
@@ -235,7 +231,8 @@ class GenAITelemetry:
             Sequence[str],
             DEFAULT_HOSTS,
             (
-                "Hosts whose OpenAI-compatible API traffic is metered, as HOST[:PORT][=PROVIDER]. HOST "
+                "Hosts whose LLM API traffic is metered, as HOST[:PORT][=PROVIDER]; the path decides the "
+                "API (/v1/messages: Anthropic's, /chat/completions and others: OpenAI's). HOST "
                 "may be a glob (*.example.com); PROVIDER becomes gen_ai.provider.name (default: openai). "
                 "Append ;stream_usage=on or ;stream_usage=off to decide per host whether streamed "
                 "requests may get stream_options.include_usage (default: on for openai and for Azure "
@@ -267,7 +264,7 @@ class GenAITelemetry:
             False,
             (
                 f"Put prompts and completions on spans (gen_ai.input.messages, gen_ai.output.messages, "
-                f"gen_ai.system_instructions), each text part cut at {protocol.MAX_PART_CHARS} characters. "
+                f"gen_ai.system_instructions), each text part cut at {MAX_PART_CHARS} characters. "
                 f"Off: no prompt or completion text leaves the proxy. {CAPTURE_CONTENT_VARIABLE}=true also "
                 f"turns it on."
             ),
@@ -297,9 +294,9 @@ class GenAITelemetry:
                 "store_streamed_bodies keeps every streamed body whole instead."
             ),
         )
-        contentviews.add(OpenAIStreamView)
+        contentviews.add(LLMStreamView)
         try:
-            self.telemetry = get_recorder()
+            self.telemetry = telemetry_process()
         except TelemetryStartError as error:
             log.error("genai: telemetry is off: %s", error)
 
@@ -330,7 +327,7 @@ class GenAITelemetry:
         self.telemetry.shutdown()  # also brings the telemetry process's final usage summary
         table = self.telemetry.summary_table()
         if table is not None:
-            print(f"\nOpenAI API usage through this proxy:\n{table}\n", flush=True)
+            print(f"\nLLM API usage through this proxy:\n{table}\n", flush=True)
 
     @command.command("genai.summary")
     def summary_table(self) -> str:
@@ -350,7 +347,7 @@ class GenAITelemetry:
             rules = []
             for entry in ctx.options.genai_hosts:
                 try:
-                    rules.append(protocol.parse_host_rule(entry))
+                    rules.append(parse_host_rule(entry))
                 except ValueError as error:
                     raise exceptions.OptionsError(f"Invalid genai_hosts entry {entry!r}: {error}") from error
             self.rules = rules
@@ -383,7 +380,7 @@ class GenAITelemetry:
             pass
         if len(self._rule_for) >= MAX_REMEMBERED_HOSTS:  # a client may name any number of hosts
             self._rule_for.clear()
-        rule = self._rule_for[host, port] = protocol.match_host(self.rules, host, port)
+        rule = self._rule_for[host, port] = match_host(self.rules, host, port)
         return rule
 
     @never_raises
@@ -391,50 +388,51 @@ class GenAITelemetry:
         if flow.response or flow.error or not flow.live or self.telemetry is None:
             return
         req = flow.request
-        endpoint = protocol.classify_endpoint(req.method, req.path)
+        endpoint = wire.endpoint_for(req.method, req.path)
         if endpoint is None:
             return
         host, port = req.host, req.port
         rule = self._rule(host, port)
         if rule is None:
             return
-        headers = picked_headers(req.headers, REQUEST_HEADERS)
+        api = endpoint.api
+        headers = picked_headers(req.headers, REQUEST_FIELDS)
         body = body_of(req, headers)
         # Parsed here only if it may stream (the include_usage rewrite) or the call is shown here.
         may_stream = body is not None and b'"stream"' in body
         parse_here = may_stream or self._shows_calls() or not passed_on_unparsed(body)
-        api_request = protocol.parse_request(endpoint, body) if parse_here else None
+        api_request = api.parse_request(body) if parse_here else None
         usage_added = False
         if (
             api_request is not None
             and api_request.stream
             and not api_request.include_usage
             and self.stream_usage
-            and protocol.adds_include_usage(rule, endpoint)
+            and api.may_request_usage(rule, endpoint)
             and "content-encoding" not in headers
             and body
         ):
-            rewritten = protocol.request_with_include_usage(body, api_request)
+            rewritten = api.request_with_usage(body, api_request)
             if rewritten is not None:
                 req.content = rewritten
                 usage_added = True
-        trace_headers = {
-            name: value
-            for name in ("traceparent", "tracestate")
-            if (value := headers.get(name)) and len(value) <= MAX_TRACE_HEADER_LENGTH
-        }
         state = InFlight(
             rule=rule,
             host=host,
             port=port,
             endpoint=endpoint,
-            request=body if api_request is None else api_request,
-            api_key=protocol.mask_api_key(headers.get("authorization") or headers.get("api-key")),
+            request=api_request,
+            request_body=None if api_request is not None else body,
+            api_key=masked_key_of(headers),
             started=time.monotonic(),
             started_ns=time.time_ns(),
-            trace_headers=trace_headers,
+            request_headers={
+                name: value
+                for name in REQUEST_HEADERS
+                if (value := headers.get(name)) and (name not in TRACE_HEADERS or len(value) <= MAX_TRACE_HEADER_LENGTH)
+            },
             usage_added=usage_added,
-            content=protocol.captured_input(endpoint, body) if self.capture_content else None,
+            content=api.captured_input(body) if self.capture_content else None,
         )
         setattr(flow, IN_FLIGHT_ATTRIBUTE, state)
 
@@ -444,11 +442,11 @@ class GenAITelemetry:
         if state is None:
             return
         assert flow.response
-        headers = state.response_headers = picked_headers(flow.response.headers, RESPONSE_HEADERS)
+        headers = state.response_headers = picked_headers(flow.response.headers, RESPONSE_FIELDS)
         state.response_of_headers = flow.response
         if not headers.get("content-type", "").lower().startswith("text/event-stream"):
             return
-        accumulator = protocol.stream_accumulator(state.endpoint, state.started, state.content is not None)
+        accumulator = state.endpoint.api.stream_accumulator(state.started, state.content is not None)
         stream = EventStream(headers.get("content-encoding"), accumulator)
         state.stream = stream
         # A copy of the streamed body, unless mitmproxy keeps it itself (store_streamed_bodies).
@@ -468,30 +466,23 @@ class GenAITelemetry:
         if state is None:
             return
         assert flow.response
-        status = flow.response.status_code
         if state.response_headers is not None and state.response_of_headers is flow.response:
             headers = state.response_headers
         else:  # no responseheaders hook for this response (another addon replaced it)
-            headers = picked_headers(flow.response.headers, RESPONSE_HEADERS)
+            headers = picked_headers(flow.response.headers, RESPONSE_FIELDS)
         if state.tap is not None and state.tap.stored is not None and flow.response.raw_content is None:
             flow.response.raw_content = bytes(state.tap.stored)  # only what mitmweb shows; already sent
-        result: protocol.ApiResult | bytes
+        call = self._call(state, flow.response.status_code, None, headers)
         if state.stream is not None:
             state.stream.finish(time.monotonic())
-            streamed = state.stream.accumulator.result
+            call.result = state.stream.accumulator.result
             if state.content is not None:
                 state.content.output_messages = state.stream.accumulator.output_messages()
-            result, error_type = streamed, streamed.error_type or (str(status) if status >= 400 else None)
         else:
-            body = body_of(flow.response, headers)
-            if self._shows_calls() or not passed_on_unparsed(body):
-                result = protocol.parse_response(state.endpoint, body)
-                error_type = protocol.error_type_for_status(status, body) if status >= 400 else None
-                if state.content is not None:
-                    state.content.output_messages = protocol.captured_output(state.endpoint, body)
-            else:  # the telemetry process parses it (`protocol.exchange_of`)
-                result, error_type = body or b"", None
-        self._finish(flow, state, result, status, error_type, headers)
+            call.response_body = body_of(flow.response, headers) or b""
+            if state.content is not None:
+                state.content.output_messages = state.endpoint.api.captured_output(call.response_body)
+        self._finish(flow, call)
 
     @never_raises
     def error(self, flow: http.HTTPFlow) -> None:
@@ -499,46 +490,47 @@ class GenAITelemetry:
         if state is None:
             return
         assert flow.error
-        result = state.stream.accumulator.result if state.stream else protocol.ApiResult()
         status = flow.response.status_code if flow.response else None
-        error_type = classify_flow_error(flow.error.msg, flow.response is not None)
-        headers = picked_headers(flow.response.headers, RESPONSE_HEADERS) if flow.response else {}
-        self._finish(flow, state, result, status, error_type, headers)
+        headers = picked_headers(flow.response.headers, RESPONSE_FIELDS) if flow.response else {}
+        call = self._call(state, status, classify_flow_error(flow.error.msg, flow.response is not None), headers)
+        if state.stream is not None:
+            call.result = state.stream.accumulator.result
+        self._finish(flow, call)
 
-    def _finish(
-        self,
-        flow: http.HTTPFlow,
-        state: InFlight,
-        result: protocol.ApiResult | bytes,
-        status: int | None,
-        error_type: str | None,
-        response_headers: dict[str, str],
-    ) -> None:
+    def _call(
+        self, state: InFlight, status: int | None, flow_error: str | None, response_headers: dict[str, str]
+    ) -> Call:
         accumulator = state.stream.accumulator if state.stream else None
-        call = protocol.FinishedCall(  # in its fields' order: keywords cost twice the time
-            state.endpoint,
-            state.rule.provider,
-            state.host,
-            state.port,
-            state.api_key,
-            state.started_ns,
-            time.monotonic() - state.started,
-            status,
-            error_type,
-            state.request,
-            result,
-            response_headers,
-            state.trace_headers,
-            accumulator.time_to_first_chunk if accumulator else None,
-            accumulator.chunk_intervals if accumulator else (),
-            state.content,
+        return Call(
+            endpoint=state.endpoint,
+            provider=state.rule.provider,
+            server_address=state.host,
+            server_port=state.port,
+            api_key=state.api_key,
+            start_time_ns=state.started_ns,
+            duration_s=time.monotonic() - state.started,
+            status_code=status,
+            flow_error=flow_error,
+            request=state.request or ApiRequest(),
+            result=ApiResult(),
+            request_body=state.request_body,
+            request_headers=state.request_headers,
+            response_headers=response_headers,
+            time_to_first_chunk_s=accumulator.time_to_first_chunk if accumulator else None,
+            chunk_intervals_s=accumulator.chunk_intervals if accumulator else (),
+            content=state.content,
         )
-        if error_type is not None or (status or 0) >= 400:
+
+    def _finish(self, flow: http.HTTPFlow, call: Call) -> None:
+        """Describe the call where it is shown, and hand it to telemetry. Its bodies are parsed
+        here only if it is shown here, or too large to copy (`passed_on_unparsed`)."""
+        if self._shows_calls() or not passed_on_unparsed(call.response_body):
+            call.parse_bodies()
+        if call.error_type is not None:
             flow.marked = ":warning:"
-        if self.log_calls or self.flows_are_kept:  # the bodies were parsed here (`_shows_calls`)
-            exchange = protocol.exchange_of(call)
-            exchange.cost_usd = self.prices.cost_of(exchange, quiet=True)
-            summary = protocol.summarize(exchange)
+        if self.log_calls or self.flows_are_kept:
+            call.cost_usd = self.prices.cost_of(call, quiet=True)  # the telemetry process names unknown models
+            summary = summarize(call)
             flow.comment = summary
             if self.log_calls:  # like mitmproxy's own flow lines: quiet at flow_detail=0
                 log.info("genai: %s", summary)
@@ -548,4 +540,4 @@ class GenAITelemetry:
         )
 
 
-addons = [GenAITelemetry()]
+addons = [GenAIMeter()]

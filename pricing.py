@@ -1,8 +1,9 @@
-"""What a call costs: a price table per model, and the arithmetic that avoids double counting.
+"""What a call costs: price tables by provider and model, and one formula for every provider.
 
-Prices are USD per 1M tokens. OpenAI's input count already includes cached tokens and its output
-count already includes reasoning tokens, so: cost = (input - cached) × input rate
-+ cached × cached rate + output × output rate. Reasoning tokens are billed as output.
+Prices are USD per 1M tokens. The usage record's input already includes cache reads and cache
+writes and its output includes reasoning (`wire.records.Usage`), so for every provider:
+cost = uncached input × input rate + cache reads × cache-read rate + cache writes × their
+rate (5-minute or 1-hour) + output × output rate. A rate a model does not list is its input rate.
 """
 
 from __future__ import annotations
@@ -14,20 +15,48 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from protocol import Exchange, Usage
+from wire.call import Call
+from wire.records import Usage
 
 log = logging.getLogger("genai")
 
 BUILTIN_PRICES = Path(__file__).resolve().parent / "prices.json"
-# Dated snapshots: gpt-4o-mini-2024-07-18, gpt-4-0613, gpt-3.5-turbo-0125.
-_SNAPSHOT_SUFFIX = re.compile(r"-(?:\d{4}-\d{2}-\d{2}|\d{4})$")
+# Dated snapshots and aliases: gpt-4o-mini-2024-07-18, gpt-4-0613, claude-sonnet-4-20250514,
+# claude-3-5-haiku-latest.
+_SNAPSHOT_SUFFIX = re.compile(r"-(?:\d{4}-\d{2}-\d{2}|\d{8}|\d{4}|latest)$")
+# Providers billed at another provider's list prices.
+PRICED_AS = {"azure.ai.openai": "openai"}
+ANY_PROVIDER = ""  # the section of a price file's top-level "models"
 
 
 @dataclass(frozen=True)
 class Price:
     input: float
     output: float
-    cached_input: float | None = None
+    cached_input: float | None = None  # cache reads
+    cache_write: float | None = None  # cache writes (5-minute ones where the API splits them)
+    cache_write_1h: float | None = None
+
+    def cost(self, usage: Usage) -> float | None:
+        """USD for this usage, or None without an input count (never a guessed 0)."""
+        if usage.input_tokens is None:
+            return None
+        read = min(usage.cache_read_tokens or 0, usage.input_tokens)
+        write = min(usage.cache_write_tokens or 0, usage.input_tokens - read)
+        write_1h = min(usage.cache_write_1h_tokens or 0, write)
+        write_rate = self.input if self.cache_write is None else self.cache_write
+        dollars_per_million = (
+            (usage.input_tokens - read - write) * self.input
+            + read * (self.input if self.cached_input is None else self.cached_input)
+            + (write - write_1h) * write_rate
+            + write_1h * (write_rate if self.cache_write_1h is None else self.cache_write_1h)
+            + (usage.output_tokens or 0) * self.output
+        )
+        return dollars_per_million / 1_000_000
+
+
+_RATES = ("input", "output", "cached_input", "cache_write", "cache_write_1h")
+Sections = dict[str, dict[str, Price]]
 
 
 def _rate(model: str, entry: dict[str, Any], name: str, required: bool) -> float | None:
@@ -39,31 +68,44 @@ def _rate(model: str, entry: dict[str, Any], name: str, required: bool) -> float
     return float(value)
 
 
-def load_prices(path: Path) -> dict[str, Price]:
-    """A price file: `{"models": {"MODEL": {"input": .., "cached_input": .., "output": ..}}}`.
+def _models(path: Path, models: Any, where: str) -> dict[str, Price]:
+    if not isinstance(models, dict):
+        raise ValueError(f"price file {path}: {where} must map model names to prices")
+    prices = {}
+    for model, entry in models.items():
+        if not isinstance(entry, dict):
+            raise ValueError(f"price file {path}: model {model!r} needs an object with input and output")
+        unknown = set(entry) - set(_RATES)
+        if unknown:
+            raise ValueError(f"price file {path}: model {model!r} has unknown rates {sorted(unknown)}; known: {_RATES}")
+        try:
+            rates = {name: _rate(model, entry, name, name in ("input", "output")) for name in _RATES}
+        except ValueError as error:
+            raise ValueError(f"price file {path}: {error}") from error
+        prices[model.lower()] = Price(**rates)  # type: ignore[arg-type]
+    return prices
 
-    Raises ValueError naming the file and the problem.
+
+def load_prices(path: Path) -> Sections:
+    """A price file: `{"models": {MODEL: RATES}, "providers": {PROVIDER: {MODEL: RATES}}}`, both
+    optional; RATES is `{"input", "output"[, "cached_input", "cache_write", "cache_write_1h"]}`.
+    "models" apply to every provider. Raises ValueError naming the file and the problem.
     """
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as error:
         raise ValueError(f"cannot read price file {path}: {error}") from error
-    models = data.get("models") if isinstance(data, dict) else None
-    if not isinstance(models, dict):
-        raise ValueError(f"price file {path} needs an object 'models' mapping model names to prices")
-    prices = {}
-    for model, entry in models.items():
-        if not isinstance(entry, dict):
-            raise ValueError(f"price file {path}: model {model!r} needs an object with input and output")
-        try:
-            prices[model.lower()] = Price(
-                input=_rate(model, entry, "input", True) or 0.0,
-                output=_rate(model, entry, "output", True) or 0.0,
-                cached_input=_rate(model, entry, "cached_input", False),
-            )
-        except ValueError as error:
-            raise ValueError(f"price file {path}: {error}") from error
-    return prices
+    if not isinstance(data, dict) or not ({"models", "providers"} & set(data)):
+        raise ValueError(f"price file {path} needs an object 'models' or 'providers' mapping model names to prices")
+    sections: Sections = {}
+    if "models" in data:
+        sections[ANY_PROVIDER] = _models(path, data["models"], "'models'")
+    providers = data.get("providers", {})
+    if not isinstance(providers, dict):
+        raise ValueError(f"price file {path}: 'providers' must map provider names to models")
+    for provider, models in providers.items():
+        sections[str(provider)] = _models(path, models, f"provider {provider!r}")
+    return sections
 
 
 MAX_RESOLVED_NAMES = 1024
@@ -72,56 +114,57 @@ MAX_UNPRICED_MODELS_LOGGED = 200
 
 
 class PriceTable:
-    def __init__(self, prices: dict[str, Price]) -> None:
-        self.prices = prices
-        # Model name as sent → its price: the snapshot-suffix fallback costs a regex per call.
-        self._resolved: dict[str, Price | None] = {}
+    def __init__(self, builtin: Sections, user: Sections | None = None) -> None:
+        # The user's file first, then the built-in table: each by provider, then for any provider.
+        self._tables = [table for table in (user, builtin) if table]
+        # (provider, model) as seen → its price: the fallbacks cost a regex and dict look-ups per call.
+        self._resolved: dict[tuple[str, str], Price | None] = {}
         self._unpriced_logged: set[str] = set()
 
     @classmethod
     def load(cls, user_file: Path | None = None) -> PriceTable:
         """The built-in table, overridden and extended by `user_file`."""
-        prices = load_prices(BUILTIN_PRICES)
-        if user_file is not None:
-            prices |= load_prices(user_file)
-        return cls(prices)
+        return cls(load_prices(BUILTIN_PRICES), load_prices(user_file) if user_file is not None else None)
 
-    def lookup(self, model: str | None) -> Price | None:
-        """Exact name first, then the name without a dated snapshot suffix."""
+    def lookup(self, provider: str, model: str | None) -> Price | None:
+        """The provider's price of the model: exact name first, then without a snapshot suffix."""
         if not model:
             return None
-        if model in self._resolved:
-            return self._resolved[model]
-        name = model.lower()
-        price = self.prices.get(name) or self.prices.get(_SNAPSHOT_SUFFIX.sub("", name))
+        key = (provider, model)
+        if key in self._resolved:
+            return self._resolved[key]
+        price = self._find(provider, model.lower())
         if len(self._resolved) >= MAX_RESOLVED_NAMES:  # model names come from clients: stay bounded
             self._resolved.clear()
-        self._resolved[model] = price
+        self._resolved[key] = price
         return price
 
-    def cost(self, model: str | None, usage: Usage | None) -> float | None:
-        """USD for one call, or None when the model or the usage is unknown (never a guessed 0)."""
-        price = self.lookup(model)
-        if price is None or usage is None or usage.input_tokens is None:
-            return None
-        cached = min(usage.cached_input_tokens or 0, usage.input_tokens)
-        cached_rate = price.input if price.cached_input is None else price.cached_input
-        dollars_per_million = (
-            (usage.input_tokens - cached) * price.input
-            + cached * cached_rate
-            + (usage.output_tokens or 0) * price.output
-        )
-        return dollars_per_million / 1_000_000
+    def _find(self, provider: str, name: str) -> Price | None:
+        sections = (provider, PRICED_AS.get(provider), ANY_PROVIDER)
+        for candidate in (name, _SNAPSHOT_SUFFIX.sub("", name)):
+            for table in self._tables:
+                for section in sections:
+                    price = table.get(section, {}).get(candidate) if section is not None else None
+                    if price is not None:
+                        return price
+        return None
 
-    def cost_of(self, exchange: Exchange, *, quiet: bool = False) -> float | None:
+    def cost(self, provider: str, model: str | None, usage: Usage | None) -> float | None:
+        """USD for one call, or None when the model or the usage is unknown (never a guessed 0)."""
+        price = self.lookup(provider, model)
+        return None if price is None or usage is None else price.cost(usage)
+
+    def cost_of(self, call: Call, *, quiet: bool = False) -> float | None:
         """`cost` of a finished call; an unknown model is named in the log once (unless `quiet`:
         the proxy's summary line is quiet, the telemetry process prices the same call and says it)."""
-        if exchange.usage is None:
+        if call.usage is None:
             return None
-        model = exchange.result.response_model or exchange.request_model
-        cost = self.cost(model, exchange.usage)
+        model = call.billed_model
+        cost = self.cost(call.provider, model, call.usage)
         logged = self._unpriced_logged
         if cost is None and not quiet and model and model not in logged and len(logged) < MAX_UNPRICED_MODELS_LOGGED:
             logged.add(model)
-            log.info("genai: no price for model %r; its calls record no cost (see genai_prices).", model)
+            log.info(
+                "genai: no price for model %r of %s; its calls record no cost (see genai_prices).", model, call.provider
+            )
         return cost

@@ -1,6 +1,6 @@
 """The usage summary: per provider and model, what the calls since start (or the last reset) cost.
 
-Pure bookkeeping over finished exchanges (no mitmproxy, no OpenTelemetry), shown by the
+Pure bookkeeping over finished calls (no mitmproxy, no OpenTelemetry), shown by the
 `genai.summary` command and printed when mitmdump exits.
 """
 
@@ -9,12 +9,12 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 
-from protocol import Exchange
+from wire.call import Call
 
 # Durations kept per row for the percentiles: a uniform sample once there are more calls.
 SAMPLE_SIZE = 2048
 MAX_ROWS = 500
-NO_CALLS = "No OpenAI API calls observed yet."
+NO_CALLS = "No LLM API calls observed yet."
 
 
 class Reservoir:
@@ -47,6 +47,7 @@ class Row:
     errors: int = 0
     input_tokens: int = 0
     cached_tokens: int = 0
+    cache_write_tokens: int = 0
     output_tokens: int = 0
     reasoning_tokens: int = 0
     cost_usd: float = 0.0
@@ -62,41 +63,50 @@ class UsageSummary:
     def reset(self) -> None:
         self.rows.clear()
 
-    def add(self, exchange: Exchange) -> None:
-        model = exchange.result.response_model or exchange.request_model or "?"
-        key = (exchange.provider, model)
+    def add(self, call: Call) -> None:
+        key = (call.provider, call.billed_model or "?")
         if key not in self.rows and len(self.rows) >= MAX_ROWS:
-            key = (exchange.provider, "_OTHER")
+            key = (call.provider, "_OTHER")
         row = self.rows.get(key)
         if row is None:
             row = self.rows[key] = Row()
         row.calls += 1
-        row.errors += exchange.error_type is not None
-        row.durations.add(exchange.duration_s)
-        if exchange.time_to_first_chunk_s is not None:
-            row.first_chunks.add(exchange.time_to_first_chunk_s)
-        usage = exchange.usage
+        row.errors += call.error_type is not None
+        row.durations.add(call.duration_s)
+        if call.time_to_first_chunk_s is not None:
+            row.first_chunks.add(call.time_to_first_chunk_s)
+        usage = call.usage
         if usage is not None:
             row.input_tokens += usage.input_tokens or 0
-            row.cached_tokens += usage.cached_input_tokens or 0
+            row.cached_tokens += usage.cache_read_tokens or 0
+            row.cache_write_tokens += usage.cache_write_tokens or 0
             row.output_tokens += usage.output_tokens or 0
-            row.reasoning_tokens += usage.reasoning_output_tokens or 0
-            if exchange.cost_usd is None:
+            row.reasoning_tokens += usage.reasoning_tokens or 0
+            if call.cost_usd is None:
                 row.unpriced_calls += 1
-        if exchange.cost_usd is not None:
-            row.cost_usd += exchange.cost_usd
+        if call.cost_usd is not None:
+            row.cost_usd += call.cost_usd
 
     def table(self) -> str:
         """A plain-text table, one line per provider and model, then a total."""
         if not self.rows:
             return NO_CALLS
-        header: tuple[str, ...] = ("provider", "model", "calls", "errors", "input", "cached", "output")
+        header: tuple[str, ...] = ("provider", "model", "calls", "errors", "input", "cached", "cache write")
+        header += ("output",)
         header += ("reasoning", "cost USD", "p50 s", "p95 s", "p50 TTFC s", "p95 TTFC s")
         lines = [header]
         total = Row()
         for (provider, model), row in sorted(self.rows.items()):
             lines.append((provider, model, *self._cells(row)))
-            for name in ("calls", "errors", "input_tokens", "cached_tokens", "output_tokens", "reasoning_tokens"):
+            for name in (
+                "calls",
+                "errors",
+                "input_tokens",
+                "cached_tokens",
+                "cache_write_tokens",
+                "output_tokens",
+                "reasoning_tokens",
+            ):
                 setattr(total, name, getattr(total, name) + getattr(row, name))
             total.cost_usd += row.cost_usd
             total.unpriced_calls += row.unpriced_calls
@@ -126,6 +136,7 @@ class UsageSummary:
             str(row.errors),
             f"{row.input_tokens:,}",
             f"{row.cached_tokens:,}",
+            f"{row.cache_write_tokens:,}",
             f"{row.output_tokens:,}",
             f"{row.reasoning_tokens:,}",
             f"{row.cost_usd:.6f}",

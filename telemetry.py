@@ -1,33 +1,23 @@
-"""OpenTelemetry side: providers, instruments, exporters, and `record` for a finished exchange.
+"""OpenTelemetry side: providers, instruments, exporters, and `record` for a finished call.
 
-This runs in its own process (`python telemetry.py`, started by `telemetry_process`), so neither
-the SDK's per-measurement work nor span encoding competes with mitmproxy's event loop for the
-GIL. Exports run on the SDK's background threads; `record` only updates in-memory state.
+This runs in the telemetry process (`telemetry_child.py`, started by `telemetry_process`), so
+neither the SDK's per-measurement work nor span encoding competes with mitmproxy's event loop
+for the GIL. Exports run on the SDK's background threads; `record` only updates in-memory state.
 """
 
 from __future__ import annotations
 
-import contextlib
-import json
 import logging
 import os
-import select
-import signal
-import sys
 import threading
 import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import IO, Any, TextIO
+from typing import Any
 
 from opentelemetry.context import Context
-from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.metrics import CallbackOptions, Histogram, Meter, Observation
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
-from opentelemetry.proto.common.v1.common_pb2 import AnyValue, ArrayValue, KeyValue
-from opentelemetry.proto.trace.v1.trace_pb2 import Span, SpanFlags
-from opentelemetry.proto.trace.v1.trace_pb2 import Status as ProtoStatus
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import (
     ConsoleMetricExporter,
@@ -45,17 +35,16 @@ from opentelemetry.sdk.trace.export import (
     SpanExporter,
     SpanExportResult,
 )
-from opentelemetry.sdk.util.instrumentation import InstrumentationScope as SdkScope
 from opentelemetry.trace import SpanKind, Status, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-import protocol
 import telemetry_process
 from pricing import PriceTable
-from protocol import Exchange, FinishedCall, RateLimits
 from summary import UsageSummary
+from wire.call import Call
+from wire.headers import BUDGETS, RateLimits, UpstreamInfo, parse_request_headers
 
-log = logging.getLogger("genai.telemetry")
+log = logging.getLogger("genai")
 
 DEFAULT_SERVICE_NAME = "mitmproxy-genai"
 SCOPE_NAME = "mitmproxy-genai"
@@ -71,12 +60,12 @@ MAX_DISTINCT_VALUES = 500
 MAX_QUEUED_SPANS = 2048
 # After a failed span export, later batches wait this long before the collector is tried again.
 RETRY_AFTER_S = 2.0
-# Encoded attributes kept for reuse by `SpanEncoder`; beyond this many it starts afresh.
-MAX_ENCODED_ATTRIBUTES = 4096
 # The SDK's span queue (OTEL_BSP_MAX_QUEUE_SIZE, SDK default 2048) fills in seconds at a few
 # hundred calls per second while an export hangs; it drops what does not fit.
 DEFAULT_SPAN_QUEUE = 8192
 OVERFLOW_VALUE = "_OTHER"
+# The rate-limit budgets each vendor's headers state, each a pair of gauges.
+RATE_LIMIT_BUDGETS = {"openai": ("requests", "tokens"), "anthropic": BUDGETS}
 
 EXPORTER_CHOICES = ("otlp", "console", "none")
 METRICS_ONLY_EXPORTERS = ("prometheus",)
@@ -199,161 +188,6 @@ class _GuardedMetricExporter(MetricExporter):
         self._inner.shutdown(timeout_millis=timeout_millis, **kwargs)
 
 
-_SPAN_KINDS = {
-    SpanKind.INTERNAL: Span.SpanKind.SPAN_KIND_INTERNAL,
-    SpanKind.SERVER: Span.SpanKind.SPAN_KIND_SERVER,
-    SpanKind.CLIENT: Span.SpanKind.SPAN_KIND_CLIENT,
-    SpanKind.PRODUCER: Span.SpanKind.SPAN_KIND_PRODUCER,
-    SpanKind.CONSUMER: Span.SpanKind.SPAN_KIND_CONSUMER,
-}
-
-_STATUS_CODES = {
-    StatusCode.UNSET: ProtoStatus.STATUS_CODE_UNSET,
-    StatusCode.OK: ProtoStatus.STATUS_CODE_OK,
-    StatusCode.ERROR: ProtoStatus.STATUS_CODE_ERROR,
-}
-
-
-def _any_value(value: Any) -> AnyValue:
-    """A span or resource attribute value (the SDK allows these types and sequences of them, where
-    an item may also be None)."""
-    if value is None:
-        return AnyValue()
-    if isinstance(value, bool):
-        return AnyValue(bool_value=value)
-    if isinstance(value, str):
-        return AnyValue(string_value=value)
-    if isinstance(value, int):
-        return AnyValue(int_value=value)
-    if isinstance(value, float):
-        return AnyValue(double_value=value)
-    if isinstance(value, Sequence):
-        return AnyValue(array_value=ArrayValue(values=[_any_value(item) for item in value]))
-    raise TypeError(f"attribute value of type {type(value).__name__}")
-
-
-def _length_delimited(field_number: int, payload: bytes) -> bytes:
-    """`payload` as one protobuf field of wire type 2: tag, length as a varint, bytes (fields
-    numbered below 16 only, whose tag is one byte)."""
-    assert field_number < 16
-    out = bytearray([field_number << 3 | 2])
-    size = len(payload)
-    while size > 0x7F:
-        out.append(size & 0x7F | 0x80)
-        size >>= 7
-    out.append(size)
-    return bytes(out + payload)
-
-
-SPAN_ATTRIBUTES_FIELD = Span.DESCRIPTOR.fields_by_name["attributes"].number
-
-
-class SpanEncoder:
-    """OTLP encoding of finished spans, equal to the SDK's `encode_spans`, but reusing the encoded
-    form of attribute values that repeat from call to call.
-
-    The SDK builds two protobuf messages per attribute in Python and copies them twice on the way
-    into the request: about 70 µs for one of our spans, the largest share of this process's work
-    per call. Most of our attributes (operation, provider, host, model, masked key, status, finish
-    reasons) are the same on every call: their wire bytes are kept, and a span's attributes are
-    merged in from the joined bytes in one call to protobuf's C parser. Values keep their type in
-    the cache key (1, 1.0 and True are equal in Python, not in OTLP). Spans with events or links
-    (ours have none) go to the SDK's encoder.
-    """
-
-    def __init__(self, max_cached: int = MAX_ENCODED_ATTRIBUTES) -> None:
-        self.max_cached = max_cached
-        self._encoded: dict[tuple[str, type, Any], bytes] = {}
-
-    def __call__(self, spans: Sequence[ReadableSpan]) -> ExportTraceServiceRequest:
-        if any(span.events or span.links for span in spans):
-            return encode_spans(spans)
-        # Grouped by resource and scope as the SDK does, but by identity first: a Resource hashes
-        # by serializing its attributes to JSON, and all spans of a provider share one.
-        by_identity: dict[int, tuple[Resource, dict[SdkScope | None, list[ReadableSpan]]]] = {}
-        for span in spans:
-            entry = by_identity.get(id(span.resource))
-            if entry is None:
-                entry = by_identity[id(span.resource)] = (span.resource, {})
-            entry[1].setdefault(span.instrumentation_scope, []).append(span)
-        grouped: dict[Resource, dict[SdkScope | None, list[ReadableSpan]]] = {}
-        for resource, by_scope in by_identity.values():
-            merged = grouped.setdefault(resource, {})
-            for scope, scope_spans in by_scope.items():
-                merged.setdefault(scope, []).extend(scope_spans)
-        # Built in place: a message handed to a parent's constructor is copied, with all its attributes.
-        request = ExportTraceServiceRequest()
-        for resource, by_scope in grouped.items():
-            resource_spans = request.resource_spans.add(schema_url=resource.schema_url)
-            resource_spans.resource.attributes.extend(_key_values(resource.attributes))
-            for scope, scope_spans in by_scope.items():
-                encoded = resource_spans.scope_spans.add(schema_url=(scope.schema_url if scope else "") or "")
-                if scope is not None:
-                    encoded.scope.name = scope.name
-                    encoded.scope.version = scope.version or ""
-                    encoded.scope.attributes.extend(_key_values(scope.attributes))
-                for span in scope_spans:
-                    self._add_span(encoded.spans, span)
-        return request
-
-    def _add_span(self, spans: Any, span: ReadableSpan) -> None:
-        context = span.get_span_context()
-        assert context is not None
-        parent = span.parent
-        flags: int = SpanFlags.SPAN_FLAGS_CONTEXT_HAS_IS_REMOTE_MASK
-        if parent is not None and parent.is_remote:
-            flags |= SpanFlags.SPAN_FLAGS_CONTEXT_IS_REMOTE_MASK
-        encoded = spans.add(
-            trace_id=context.trace_id.to_bytes(16, "big"),
-            span_id=context.span_id.to_bytes(8, "big"),
-            trace_state=",".join(f"{key}={value}" for key, value in context.trace_state.items()),
-            parent_span_id=parent.span_id.to_bytes(8, "big") if parent else b"",
-            name=span.name,
-            kind=_SPAN_KINDS[span.kind],
-            start_time_unix_nano=span.start_time or 0,
-            end_time_unix_nano=span.end_time or 0,
-            status=ProtoStatus(code=_STATUS_CODES[span.status.status_code], message=span.status.description or ""),
-            dropped_attributes_count=span.dropped_attributes,
-            flags=flags,
-        )
-        encoded.MergeFromString(self._attribute_bytes(span.attributes))
-
-    def _attribute_bytes(self, attributes: Mapping[str, Any] | None) -> bytes:
-        """The span's attributes as wire bytes of its repeated `attributes` field."""
-        parts = []
-        for key, value in (attributes or {}).items():
-            cache_key = (key, type(value), value)
-            entry = self._encoded.get(cache_key)
-            if entry is None:
-                pair = KeyValue(key=key, value=_any_value(value))
-                entry = _length_delimited(SPAN_ATTRIBUTES_FIELD, pair.SerializeToString())
-                if type(value) is not tuple or all(type(item) is str for item in value):
-                    if len(self._encoded) >= self.max_cached:
-                        self._encoded.clear()
-                    self._encoded[cache_key] = entry
-            parts.append(entry)
-        return b"".join(parts)
-
-
-def _key_values(attributes: Mapping[str, Any] | None) -> list[KeyValue]:
-    return [KeyValue(key=key, value=_any_value(value)) for key, value in (attributes or {}).items()]
-
-
-def _otlp_span_exporter() -> SpanExporter:
-    """The OTLP/gRPC span exporter, with `SpanEncoder` in place of the SDK's encoding."""
-    from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
-
-    class Exporter(OTLPSpanExporter):
-        def __init__(self) -> None:
-            super().__init__()
-            self.encode = SpanEncoder()
-
-        def _translate_data(self, data: Sequence[ReadableSpan]) -> ExportTraceServiceRequest:
-            return self.encode(data)
-
-    return Exporter()
-
-
 def _span_exporters() -> list[SpanExporter]:
     exporters: list[SpanExporter] = []
     for name in _exporter_names("OTEL_TRACES_EXPORTER"):
@@ -361,7 +195,9 @@ def _span_exporters() -> list[SpanExporter]:
             exporters.append(ConsoleSpanExporter())
         else:
             outage = _OutageLog("spans", _endpoint("traces"), f"up to {MAX_QUEUED_SPANS} spans wait for it")
-            exporters.append(_GuardedSpanExporter(_otlp_span_exporter(), outage))
+            from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+
+            exporters.append(_GuardedSpanExporter(OTLPSpanExporter(), outage))
     return exporters
 
 
@@ -410,7 +246,7 @@ def build_resource() -> Resource:
     return defaults.merge(OTELResourceDetector().detect())
 
 
-def _quiet_exporter_logs() -> None:
+def quiet_exporter_logs() -> None:
     """The gRPC exporter logs every retry and failure; `_OutageLog` says it once instead.
 
     Also keeps exporter ERROR records away from mitmdump, which exits on errors at start-up.
@@ -444,32 +280,36 @@ class BoundedValues:
         return OVERFLOW_VALUE
 
 
-def _attributes(exchange: Exchange, bounded: BoundedValues) -> dict[str, Any]:
-    """The low-cardinality attributes every metric of an exchange carries."""
+def _attributes(call: Call, bounded: BoundedValues) -> dict[str, Any]:
+    """The low-cardinality attributes every metric of a call carries."""
     attributes: dict[str, Any] = {
-        "gen_ai.operation.name": exchange.operation,
-        "gen_ai.provider.name": exchange.provider,
-        "server.address": bounded("server.address", exchange.server_address),
-        "server.port": exchange.server_port,
+        "gen_ai.operation.name": call.operation,
+        "gen_ai.provider.name": call.provider,
+        "server.address": bounded("server.address", call.server_address),
+        "server.port": call.server_port,
     }
-    if exchange.request_model:
-        attributes["gen_ai.request.model"] = bounded("gen_ai.request.model", exchange.request_model)
-    if exchange.result.response_model:
-        attributes["gen_ai.response.model"] = bounded("gen_ai.response.model", exchange.result.response_model)
-    if exchange.error_type:
-        attributes["error.type"] = bounded("error.type", exchange.error_type)
+    if call.request_model:
+        attributes["gen_ai.request.model"] = bounded("gen_ai.request.model", call.request_model)
+    if call.result.response_model:
+        attributes["gen_ai.response.model"] = bounded("gen_ai.response.model", call.result.response_model)
+    if error_type := call.error_type:
+        attributes["error.type"] = bounded("error.type", error_type)
     return attributes
 
 
-def _span_attributes(exchange: Exchange, metric_attributes: Mapping[str, Any]) -> dict[str, Any]:
-    request, result, usage = exchange.request, exchange.result, exchange.usage
-    upstream, limits = exchange.upstream, exchange.upstream.rate_limits
+def _span_attributes(call: Call, upstream: UpstreamInfo, metric_attributes: Mapping[str, Any]) -> dict[str, Any]:
+    """The span's attributes. The conventions' names where they have one; the API's own (service
+    tier, request id, rate limits, ...) under its vendor's namespace: `openai.*`, `anthropic.*`."""
+    request, result, usage, limits = call.request, call.result, call.usage, upstream.rate_limits
+    vendor = call.endpoint.api.vendor
+    headers = parse_request_headers(call.request_headers)
     candidates: dict[str, Any] = {
         **metric_attributes,
-        "openai.api.type": exchange.endpoint.api_type,
-        "openai.api_key.masked": exchange.api_key,
+        f"{vendor}.api.type": call.endpoint.api.name if vendor == "openai" else None,
+        f"{vendor}.api_key.masked": call.api_key,
         "gen_ai.request.temperature": request.temperature,
         "gen_ai.request.top_p": request.top_p,
+        "gen_ai.request.top_k": request.top_k,
         "gen_ai.request.max_tokens": request.max_tokens,
         "gen_ai.request.frequency_penalty": request.frequency_penalty,
         "gen_ai.request.presence_penalty": request.presence_penalty,
@@ -480,34 +320,44 @@ def _span_attributes(exchange: Exchange, metric_attributes: Mapping[str, Any]) -
         "gen_ai.request.encoding_formats": request.encoding_formats,
         "gen_ai.embeddings.dimension.count": request.dimensions,
         "gen_ai.output.type": request.output_type,
-        "openai.request.service_tier": request.service_tier if request.service_tier != "auto" else None,
+        f"{vendor}.request.service_tier": request.service_tier if request.service_tier != "auto" else None,
+        f"{vendor}.request.thinking.budget_tokens": request.thinking_budget,
+        f"{vendor}.version": headers.api_version,
+        f"{vendor}.beta": headers.betas,
         "gen_ai.response.id": result.response_id,
         "gen_ai.response.finish_reasons": result.finish_reasons or None,
-        "openai.response.service_tier": result.service_tier,
-        "openai.response.system_fingerprint": result.system_fingerprint,
-        "gen_ai.response.time_to_first_chunk": exchange.time_to_first_chunk_s,
-        "http.response.status_code": exchange.status_code,
-        "gen_ai.usage.cost_usd": exchange.cost_usd,
-        "openai.request.id": upstream.request_id,
-        "openai.response.processing_ms": upstream.processing_ms,
-        "openai.ratelimit.remaining_requests": limits.remaining_requests,
-        "openai.ratelimit.remaining_tokens": limits.remaining_tokens,
-        "openai.ratelimit.reset_requests_s": limits.reset_requests_s,
-        "openai.ratelimit.reset_tokens_s": limits.reset_tokens_s,
+        f"{vendor}.response.service_tier": result.service_tier,
+        f"{vendor}.response.system_fingerprint": result.system_fingerprint,
+        "gen_ai.response.time_to_first_chunk": call.time_to_first_chunk_s,
+        "http.response.status_code": call.status_code,
+        "gen_ai.usage.cost_usd": call.cost_usd,
+        f"{vendor}.request.id": upstream.request_id,
+        f"{vendor}.response.processing_ms": upstream.processing_ms,
     }
-    if exchange.content is not None:
+    for budget in BUDGETS:
+        candidates[f"{vendor}.ratelimit.remaining_{budget}"] = getattr(limits, f"remaining_{budget}")
+        candidates[f"{vendor}.ratelimit.reset_{budget}_s"] = getattr(limits, f"reset_{budget}_s")
+    for tool, requests in result.server_tool_requests.items():
+        candidates[f"{vendor}.usage.server_tool_use.{tool}_requests"] = requests
+    if call.content is not None:
         candidates |= {
-            "gen_ai.system_instructions": exchange.content.system_instructions,
-            "gen_ai.input.messages": exchange.content.input_messages,
-            "gen_ai.output.messages": exchange.content.output_messages,
+            "gen_ai.system_instructions": call.content.system_instructions,
+            "gen_ai.input.messages": call.content.input_messages,
+            "gen_ai.output.messages": call.content.output_messages,
         }
     if usage is not None:
         candidates |= {
             "gen_ai.usage.input_tokens": usage.input_tokens,
             "gen_ai.usage.output_tokens": usage.output_tokens,
-            "gen_ai.usage.cache_read.input_tokens": usage.cached_input_tokens,
-            "gen_ai.usage.reasoning.output_tokens": usage.reasoning_output_tokens,
+            "gen_ai.usage.cache_read.input_tokens": usage.cache_read_tokens,
+            "gen_ai.usage.cache_creation.input_tokens": usage.cache_write_tokens,
+            "gen_ai.usage.cache_creation.5m.input_tokens": usage.cache_write_5m_tokens,
+            "gen_ai.usage.cache_creation.1h.input_tokens": usage.cache_write_1h_tokens,
+            "gen_ai.usage.reasoning.output_tokens": usage.reasoning_tokens,
         }
+        for direction, counts in (("input", usage.input_modalities), ("output", usage.output_modalities)):
+            for modality, tokens in counts:
+                candidates[f"gen_ai.usage.{modality}.{direction}_tokens"] = tokens
     return {key: value for key, value in candidates.items() if value is not None}
 
 
@@ -515,20 +365,20 @@ Labels = tuple[tuple[str, str], ...]
 
 
 class LatestValues:
-    """The latest rate limits per attribute set, read by observable gauges at export time."""
+    """The latest rate limits per vendor and attribute set, read by observable gauges at export time."""
 
     def __init__(self) -> None:
-        self._latest: dict[Labels, RateLimits] = {}
+        self._latest: dict[tuple[str, Labels], RateLimits] = {}
         self._lock = threading.Lock()
 
-    def set(self, attributes: Labels, limits: RateLimits) -> None:
+    def set(self, vendor: str, attributes: Labels, limits: RateLimits) -> None:
         with self._lock:
-            self._latest[attributes] = limits
+            self._latest[vendor, attributes] = limits
 
-    def callback(self, field: str) -> Callable[[CallbackOptions], Iterable[Observation]]:
+    def callback(self, vendor: str, field: str) -> Callable[[CallbackOptions], Iterable[Observation]]:
         def observe(options: CallbackOptions) -> Iterable[Observation]:
             with self._lock:
-                latest = list(self._latest.items())
+                latest = [(attributes, limits) for (of, attributes), limits in self._latest.items() if of == vendor]
             return [
                 Observation(value, dict(attributes))
                 for attributes, limits in latest
@@ -592,26 +442,32 @@ class _LatestExperimental:
         self.output_per_call = tokens(f"{prefix}.operation.output_tokens", "Output tokens of one call.")
         self.counters = {
             kind: meter.create_counter(f"{prefix}.usage.{kind}", unit="{token}", description=f"Tokens: {kind}.")
-            # cache_write.input_tokens is left out: OpenAI's usage does not report cache writes.
-            for kind in ("input_tokens", "output_tokens", "cache_read.input_tokens", "reasoning.output_tokens")
+            for kind in (
+                "input_tokens",
+                "output_tokens",
+                "cache_read.input_tokens",
+                "cache_write.input_tokens",
+                "reasoning.output_tokens",
+            )
         }
 
-    def record(self, exchange: Exchange, attributes: Mapping[str, Any]) -> None:
-        self.duration.record(exchange.duration_s, attributes)
-        if exchange.time_to_first_chunk_s is not None:
-            self.time_to_first_chunk.record(exchange.time_to_first_chunk_s, attributes)
-        for interval in exchange.chunk_intervals_s:
+    def record(self, call: Call, attributes: Mapping[str, Any]) -> None:
+        self.duration.record(call.duration_s, attributes)
+        if call.time_to_first_chunk_s is not None:
+            self.time_to_first_chunk.record(call.time_to_first_chunk_s, attributes)
+        for interval in call.chunk_intervals_s:
             self.time_per_output_chunk.record(interval, attributes)
-        usage = exchange.usage
+        usage = call.usage
         if usage is None:
             return
-        # The API does not say which modality the tokens were; the convention's value for that.
+        # The modality of each count is not read yet; the convention's value for that.
         counted = {**attributes, "gen_ai.token.modality": "unknown"}
         for kind, value in (
             ("input_tokens", usage.input_tokens),
             ("output_tokens", usage.output_tokens),
-            ("cache_read.input_tokens", usage.cached_input_tokens),
-            ("reasoning.output_tokens", usage.reasoning_output_tokens),
+            ("cache_read.input_tokens", usage.cache_read_tokens),
+            ("cache_write.input_tokens", usage.cache_write_tokens),
+            ("reasoning.output_tokens", usage.reasoning_tokens),
         ):
             if value is not None:
                 self.counters[kind].add(value, counted)
@@ -633,7 +489,7 @@ class Telemetry:
         resource = build_resource()
         span_exporters = _span_exporters() if span_exporters is None else span_exporters
         metric_readers = _metric_readers() if metric_readers is None else metric_readers
-        _quiet_exporter_logs()
+        quiet_exporter_logs()
         self.tracer_provider = TracerProvider(resource=resource, shutdown_on_exit=False)
         queue_size = None if "OTEL_BSP_MAX_QUEUE_SIZE" in os.environ else DEFAULT_SPAN_QUEUE
         for exporter in span_exporters:
@@ -658,6 +514,12 @@ class Telemetry:
             "gen_ai.client.token.cache_read",
             "{token}",
             "Input tokens served from the prompt cache: a part of the input tokens, not in addition to them.",
+            TOKEN_BUCKETS,
+        )
+        self.cache_write_tokens = histogram(
+            "gen_ai.client.token.cache_write",
+            "{token}",
+            "Input tokens written to the prompt cache: a part of the input tokens, not in addition to them.",
             TOKEN_BUCKETS,
         )
         self.reasoning_tokens = histogram(
@@ -686,18 +548,20 @@ class Telemetry:
         )
         # Rate limits are observed at export time from the latest values: no per-call measurement.
         self.rate_limits = LatestValues()
-        for field, unit, description in (
-            ("remaining_requests", "{request}", "Requests left in the current rate-limit window."),
-            ("remaining_tokens", "{token}", "Tokens left in the current rate-limit window."),
-            ("limit_requests", "{request}", "Requests allowed per rate-limit window."),
-            ("limit_tokens", "{token}", "Tokens allowed per rate-limit window."),
-        ):
-            meter.create_observable_gauge(
-                f"openai.ratelimit.{field}",
-                callbacks=[self.rate_limits.callback(field)],
-                unit=unit,
-                description=description,
-            )
+        for vendor, budgets in RATE_LIMIT_BUDGETS.items():
+            for budget in budgets:
+                unit = "{request}" if budget == "requests" else "{token}"
+                what = budget.replace("_", " ").capitalize()
+                for field, description in (
+                    (f"remaining_{budget}", f"{what} left in the current rate-limit window."),
+                    (f"limit_{budget}", f"{what} allowed per rate-limit window."),
+                ):
+                    meter.create_observable_gauge(
+                        f"{vendor}.ratelimit.{field}",
+                        callbacks=[self.rate_limits.callback(vendor, field)],
+                        unit=unit,
+                        description=description,
+                    )
         self.latest_experimental = _LatestExperimental(meter) if latest_experimental_opted_in() else None
 
         # The original product's counters, summed here and observed at export time: the same
@@ -713,85 +577,86 @@ class Telemetry:
                 name, callbacks=[self.legacy.callback(name)], unit="1", description=description
             )
 
-    def record_call(self, call: FinishedCall, *, legacy_metrics: bool, legacy_completion_id: bool) -> None:
+    def record_call(self, call: Call, *, legacy_metrics: bool, legacy_completion_id: bool) -> None:
         """Parse what the proxy passed on unparsed, price and record the call (see `record`)."""
-        exchange = protocol.exchange_of(call)
-        exchange.cost_usd = self.prices.cost_of(exchange)
-        self.record(exchange, legacy_metrics=legacy_metrics, legacy_completion_id=legacy_completion_id)
+        call.parse_bodies()
+        call.cost_usd = self.prices.cost_of(call)
+        self.record(call, legacy_metrics=legacy_metrics, legacy_completion_id=legacy_completion_id)
 
-    def record(self, exchange: Exchange, *, legacy_metrics: bool, legacy_completion_id: bool) -> None:
-        """Record one finished exchange as metrics, a span and a summary row. No I/O happens here."""
-        self.summary.add(exchange)
-        attributes = _attributes(exchange, self.bounded)
-        self.operation_duration.record(exchange.duration_s, attributes)
-        if exchange.time_to_first_chunk_s is not None:
-            self.time_to_first_chunk.record(exchange.time_to_first_chunk_s, attributes)
-        for interval in exchange.chunk_intervals_s:
+    def record(self, call: Call, *, legacy_metrics: bool, legacy_completion_id: bool) -> None:
+        """Record one finished, parsed call as metrics, a span and a summary row. No I/O happens here."""
+        self.summary.add(call)
+        attributes = _attributes(call, self.bounded)
+        self.operation_duration.record(call.duration_s, attributes)
+        if call.time_to_first_chunk_s is not None:
+            self.time_to_first_chunk.record(call.time_to_first_chunk_s, attributes)
+        for interval in call.chunk_intervals_s:
             self.time_per_output_chunk.record(interval, attributes)
-        usage = exchange.usage
+        usage = call.usage
         if usage is not None:
             for token_type, value in (("input", usage.input_tokens), ("output", usage.output_tokens)):
                 if value is not None:
                     self.token_usage.record(value, attributes | {"gen_ai.token.type": token_type})
-            # Zeros add nothing to these sums; skipping them saves two measurements per call.
-            if usage.cached_input_tokens:
-                self.cache_read_tokens.record(usage.cached_input_tokens, attributes)
-            if usage.reasoning_output_tokens:
-                self.reasoning_tokens.record(usage.reasoning_output_tokens, attributes)
+            # Zeros add nothing to these sums; skipping them saves measurements per call.
+            for histogram, part in (
+                (self.cache_read_tokens, usage.cache_read_tokens),
+                (self.cache_write_tokens, usage.cache_write_tokens),
+                (self.reasoning_tokens, usage.reasoning_tokens),
+            ):
+                if part:
+                    histogram.record(part, attributes)
             if legacy_metrics:
-                self._record_legacy(exchange, legacy_completion_id)
-        if exchange.cost_usd is not None:
-            self.token_cost.record(exchange.cost_usd, attributes)
-        self._record_rate_limits(exchange)
+                self._record_legacy(call, legacy_completion_id)
+        if call.cost_usd is not None:
+            self.token_cost.record(call.cost_usd, attributes)
+        upstream = call.upstream()
+        self._record_rate_limits(call, upstream.rate_limits)
         if self.latest_experimental is not None:
-            self.latest_experimental.record(exchange, attributes)
-        self._record_span(exchange, attributes)
+            self.latest_experimental.record(call, attributes)
+        self._record_span(call, upstream, attributes)
 
-    def _record_rate_limits(self, exchange: Exchange) -> None:
-        limits = exchange.upstream.rate_limits
+    def _record_rate_limits(self, call: Call, limits: RateLimits) -> None:
         if not limits.known():
             return
+        vendor = call.endpoint.api.vendor
         attributes = (
-            ("gen_ai.request.model", self.bounded("gen_ai.request.model", exchange.request_model or "unknown")),
-            ("gen_ai.provider.name", exchange.provider),
-            ("server.address", self.bounded("server.address", exchange.server_address)),
-            ("openai.api_key.masked", self.bounded("openai.api_key.masked", exchange.api_key)),
+            ("gen_ai.request.model", self.bounded("gen_ai.request.model", call.request_model or "unknown")),
+            ("gen_ai.provider.name", call.provider),
+            ("server.address", self.bounded("server.address", call.server_address)),
+            (f"{vendor}.api_key.masked", self.bounded("api_key.masked", call.api_key)),
         )
-        self.rate_limits.set(attributes, limits)
+        self.rate_limits.set(vendor, attributes, limits)
 
-    def _record_legacy(self, exchange: Exchange, with_completion_id: bool) -> None:
-        usage = exchange.usage
+    def _record_legacy(self, call: Call, with_completion_id: bool) -> None:
+        usage = call.usage
         assert usage is not None
         attributes: tuple[tuple[str, str], ...] = (
-            ("model", self.bounded("gen_ai.request.model", exchange.request_model or "unknown")),
-            ("api_key", self.bounded("openai.api_key.masked", exchange.api_key)),
+            ("model", self.bounded("gen_ai.request.model", call.request_model or "unknown")),
+            ("api_key", self.bounded("api_key.masked", call.api_key)),
         )
-        if with_completion_id and exchange.result.response_id:
-            attributes += (("chat_completion_id", exchange.result.response_id),)
-        total = usage.total_tokens
-        if total is None:
-            total = (usage.input_tokens or 0) + (usage.output_tokens or 0)
-        self.legacy.add("tokens_counter", attributes, total)
+        if with_completion_id and call.result.response_id:
+            attributes += (("chat_completion_id", call.result.response_id),)
+        self.legacy.add("tokens_counter", attributes, usage.total_tokens)
         if usage.input_tokens is not None:
             self.legacy.add("prompt_tokens", attributes, usage.input_tokens)
         if usage.output_tokens is not None:
             self.legacy.add("completion_tokens", attributes, usage.output_tokens)
 
-    def _record_span(self, exchange: Exchange, metric_attributes: Mapping[str, Any]) -> None:
+    def _record_span(self, call: Call, upstream: UpstreamInfo, metric_attributes: Mapping[str, Any]) -> None:
         parent: Context | None = None
-        if exchange.trace_headers:
-            parent = self._propagator.extract(carrier=exchange.trace_headers)
-        model = exchange.request_model
+        if "traceparent" in call.request_headers:
+            parent = self._propagator.extract(carrier=call.request_headers)
+        model = call.request_model
         span = self._tracer.start_span(
-            f"{exchange.operation} {model}" if model else exchange.operation,
+            f"{call.operation} {model}" if model else call.operation,
             context=parent,
             kind=SpanKind.CLIENT,
-            attributes=_span_attributes(exchange, metric_attributes),
-            start_time=exchange.start_time_ns,
+            attributes=_span_attributes(call, upstream, metric_attributes),
+            start_time=call.start_time_ns,
         )
-        if exchange.error_type is not None:
-            span.set_status(Status(StatusCode.ERROR, exchange.error_type))
-        span.end(end_time=exchange.start_time_ns + int(exchange.duration_s * 1e9))
+        if (error_type := call.error_type) is not None:
+            span.set_status(Status(StatusCode.ERROR, error_type))
+        span.end(end_time=call.start_time_ns + int(call.duration_s * 1e9))
 
     def use_prices(self, prices: PriceTable) -> None:
         self.prices = prices
@@ -824,101 +689,3 @@ class Telemetry:
             log.warning("OpenTelemetry export did not finish within %.1fs at exit; the rest is dropped.", budget_s)
             return False
         return True
-
-
-class _LineHandler(logging.Handler):
-    """The child's log records, one line each ("LEVELNO message") for the parent to log."""
-
-    def __init__(self, stream: TextIO) -> None:
-        super().__init__()
-        self._stream = stream
-
-    def emit(self, record: logging.LogRecord) -> None:
-        message = self.format(record).replace("\n", " ")
-        with contextlib.suppress(OSError):  # the parent is gone: nobody to tell
-            self._stream.write(f"{record.levelno} {message}\n")
-            self._stream.flush()
-
-
-def _run_only_when_idle() -> None:
-    """Export is background work: the proxy (and the apps beside it) must never wait for it.
-
-    SCHED_IDLE runs this process only on a core that is otherwise idle, and any other process
-    preempts it at once. Nice 19 alone still took scheduler slices from the proxy's clients and
-    upstreams: +2.8 ms at the p99 of calls one at a time, against +0.4 ms with SCHED_IDLE.
-    """
-    try:
-        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
-    except (AttributeError, OSError):  # not Linux
-        os.nice(19)
-
-
-def serve(batches: IO[bytes], replies: TextIO, shutdown_budget_s: float = SHUTDOWN_BUDGET_S) -> int:
-    """The telemetry process (`python telemetry.py`), fed by `telemetry_process.TelemetryProcess`.
-
-    Replies "ready" (or "error REASON" and exits 2). Then it records every call from `batches`,
-    applies the control messages (prices, summary reset), and sends the usage summary back as a
-    "summary JSON" line whenever it changed and the input has paused, or at least once a second.
-    When the parent closes `batches`, it sends the final summary and shuts down within
-    `shutdown_budget_s`. SIGINT is ignored: Ctrl-C in a terminal reaches the whole process group,
-    and the parent decides when to stop.
-    """
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    _run_only_when_idle()
-    handler = _LineHandler(replies)
-    logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
-    _quiet_exporter_logs()
-    try:
-        instance = Telemetry()
-    except ConfigurationError as error:
-        replies.write(f"error {error}\n")
-        replies.flush()
-        return 2
-    replies.write(f"{telemetry_process.READY}\n")
-    replies.flush()
-
-    def send_summary() -> None:
-        with contextlib.suppress(OSError):  # the parent is gone: nobody to tell
-            replies.write(f"{telemetry_process.SUMMARY} {json.dumps(instance.summary_table())}\n")
-            replies.flush()
-
-    failures: set[str] = set()
-    changed_since = 0.0  # when the summary changed first since it was last sent (0: it did not)
-    while True:
-        paused = not select.select([batches], [], [], telemetry_process.SUMMARY_PAUSE_S)[0]
-        if changed_since and (paused or time.monotonic() - changed_since > telemetry_process.SUMMARY_INTERVAL_S):
-            send_summary()
-            changed_since = 0.0
-        if paused:
-            continue
-        batch = telemetry_process.read_batch(batches)
-        if batch is None:
-            break
-        for message in batch:
-            try:
-                match message:
-                    case ("prices", PriceTable() as prices):
-                        instance.use_prices(prices)
-                    case ("reset",):
-                        instance.reset_summary()
-                        changed_since = changed_since or time.monotonic()  # a summary sent before is stale
-                    case (telemetry_process.CALL, tuple() as fields, bool(legacy_metrics), bool(legacy_completion_id)):
-                        instance.record_call(
-                            FinishedCall._make(fields),
-                            legacy_metrics=legacy_metrics,
-                            legacy_completion_id=legacy_completion_id,
-                        )
-                        changed_since = changed_since or time.monotonic()
-            except Exception as error:  # one bad call must not end the process; say so once per kind
-                if type(error).__name__ not in failures:
-                    failures.add(type(error).__name__)
-                    log.warning("Recording a call failed (%s: %s); others go on.", type(error).__name__, error)
-    send_summary()
-    return 0 if instance.shutdown(shutdown_budget_s) else 1
-
-
-if __name__ == "__main__":
-    budget = float(sys.argv[1]) if len(sys.argv) > 1 else SHUTDOWN_BUDGET_S
-    # Unbuffered: `serve` waits for input with select(), which cannot see a read-ahead buffer.
-    with open(sys.stdin.fileno(), "rb", buffering=0, closefd=False) as parent_input:
-        sys.exit(serve(parent_input, sys.stdout, budget))

@@ -1,27 +1,29 @@
-"""The OpenTelemetry SDK in a child process, fed finished calls in batches.
+"""mitmdump's side of the telemetry process: start it, feed it finished calls, restart it.
 
-Why a process: in mitmdump's own process the SDK cost about a quarter of the proxy's throughput.
-Each measurement costs microseconds of attribute handling, and encoding spans on the exporter
-thread holds the GIL that mitmproxy's event loop needs (BENCHMARKS.md has the profile). Here the
-hooks only append a finished call (a `protocol.FinishedCall` as a plain tuple; its bodies may still
-be unparsed) to a list. Every `FLUSH_INTERVAL_S` (or `MAX_BATCH` messages) the list is pickled once
-and written to the child's stdin without blocking. The child (`python telemetry.py`, see
-`telemetry.serve`) parses what is left, prices, records, keeps the usage summary and exports, on an
-otherwise idle core.
+Why a process: in mitmdump's own process the OpenTelemetry SDK cost about a quarter of the
+proxy's throughput. Each measurement costs microseconds of attribute handling, and encoding
+spans on the exporter thread holds the GIL that mitmproxy's event loop needs (BENCHMARKS.md has
+the profile). Here the hooks only append a finished call (a `wire.call.Call`, whose bodies may
+still be unparsed) to a list. Every `FLUSH_INTERVAL_S` (or `MAX_BATCH` messages) the list is
+pickled once and written to the child's stdin without blocking. The child (`telemetry_child.py`)
+parses what is left, prices, records, keeps the usage summary and exports, on an otherwise idle core.
 
-- Never blocks the event loop: the pipe is non-blocking; what does not fit waits in a buffer of
-  at most `MAX_BUFFERED_BYTES` and goes out with the next flush. Beyond that, calls are dropped
-  and counted (one warning per episode), never queued without bound.
+- Never blocks the event loop: the pipe is non-blocking; what does not fit waits in a
+  `FrameQueue` of at most `MAX_BUFFERED_BYTES` and goes out with the next flush. Beyond that,
+  calls are dropped and counted (one warning per episode), never queued without bound.
 - Survives the child: if it dies, it is started again (at most every `RESTART_INTERVAL_S`) and one
   warning says so. Its cumulative metrics then start from zero under a new start time, which
   metric backends treat as a counter reset.
-- The child's log lines (collector outages, ...) come back over its stdout and are logged here,
-  so they appear in mitmdump's output and mitmweb's event log like any other line.
+- The child's replies (log records, usage summaries, its start-up status) come back on a pipe of
+  their own and are logged here, so they appear in mitmdump's output and mitmweb's event log.
+  Its stdout and stderr are mitmdump's: the SDK's console exporters print there.
 - The child ignores SIGINT and exits when its stdin closes, also when mitmdump is killed.
   `shutdown` flushes and waits at most `SHUTDOWN_BUDGET_S` in all.
 
 This module imports no OpenTelemetry: mitmdump's process does not load the SDK at all.
 """
+
+from __future__ import annotations
 
 import asyncio
 import contextlib
@@ -38,15 +40,16 @@ import threading
 import time
 from collections import deque
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Protocol
 
 from pricing import PriceTable
-from protocol import FinishedCall
+from wire.call import Call
 
-log = logging.getLogger("genai.telemetry")
+log = logging.getLogger("genai")
 
-CHILD_SCRIPT = Path(__file__).with_name("telemetry.py")
+CHILD_SCRIPT = Path(__file__).with_name("telemetry_child.py")
 FLUSH_INTERVAL_S = 0.05
 MAX_BATCH = 512
 MAX_BUFFERED_BYTES = 16 * 1024 * 1024  # about 40,000 calls waiting for a stalled child
@@ -57,34 +60,36 @@ SHUTDOWN_BUDGET_S = 2.0
 # The child's own flush gets this share of the budget; the rest covers writing and exiting.
 CHILD_SHUTDOWN_SHARE = 0.8
 FRAME_HEADER = struct.Struct(">I")
-# A batch is a list of messages: a call ("call", the `FinishedCall` as a plain tuple, which pickles
-# in a third of the time, and the two legacy-counter options in force for it), the price table
-# ("prices", table), or ("reset",) to start the usage summary anew.
-CALL = "call"
-Message = tuple[str, tuple[object, ...], bool, bool] | tuple[str, PriceTable] | tuple[str]
-READY = "ready"
-SUMMARY = "summary"
 # The child sends the usage summary when its input pauses this long, or at least this often.
 SUMMARY_PAUSE_S = 0.1
 SUMMARY_INTERVAL_S = 1.0
 
 
-class TelemetryStartError(RuntimeError):
-    """The telemetry process refused its configuration or did not start."""
+# --- the pipe protocol: batches of messages down, reply lines up ---------------------------
 
 
-class Recorder(Protocol):
-    """What the addon needs: `TelemetryProcess`, or an in-process `telemetry.Telemetry` in tests."""
+@dataclass(frozen=True, slots=True)
+class RecordCall:
+    """Record one finished call, with the legacy-counter options in force for it."""
 
-    def record_call(self, call: FinishedCall, *, legacy_metrics: bool, legacy_completion_id: bool) -> None: ...
+    call: Call
+    legacy_metrics: bool
+    legacy_completion_id: bool
 
-    def use_prices(self, prices: PriceTable) -> None: ...
 
-    def summary_table(self) -> str | None: ...
+@dataclass(frozen=True, slots=True)
+class UsePrices:
+    """Price calls with this table from now on (the addon's genai_prices)."""
 
-    def reset_summary(self) -> None: ...
+    prices: PriceTable
 
-    def shutdown(self, budget_s: float = SHUTDOWN_BUDGET_S) -> bool: ...
+
+@dataclass(frozen=True, slots=True)
+class ResetSummary:
+    """Start the usage summary anew."""
+
+
+Message = RecordCall | UsePrices | ResetSummary
 
 
 def encode_batch(batch: Sequence[Message]) -> bytes:
@@ -116,8 +121,130 @@ def read_batch(stream: IO[bytes]) -> list[Message] | None:
     return batch
 
 
+@dataclass(frozen=True)
+class LogReply:
+    level: int
+    message: str
+
+    def line(self) -> str:
+        return f"log {self.level} {self.message.replace(chr(10), ' ')}"
+
+
+@dataclass(frozen=True)
+class SummaryReply:
+    table: str | None
+
+    def line(self) -> str:
+        return f"summary {json.dumps(self.table)}"
+
+
+@dataclass(frozen=True)
+class StatusReply:
+    """Sent once at start-up: ready, or the reason the child refuses its configuration."""
+
+    error: str | None = None
+
+    def line(self) -> str:
+        return "ready" if self.error is None else f"error {self.error.replace(chr(10), ' ')}"
+
+
+Reply = LogReply | SummaryReply | StatusReply
+
+
+def parse_reply(line: str) -> Reply | None:
+    kind, _, rest = line.partition(" ")
+    if kind == "log":
+        level, _, message = rest.partition(" ")
+        return LogReply(int(level), message) if level.isdigit() else None
+    if kind == "summary":
+        return SummaryReply(json.loads(rest))
+    if kind == "ready":
+        return StatusReply()
+    if kind == "error":
+        return StatusReply(rest)
+    return None
+
+
+class FrameQueue:
+    """Encoded batches the pipe did not take yet, with their number of calls and their byte count.
+
+    The first frame may be partly written already; only `drop_partial` may remove it then.
+    """
+
+    def __init__(self) -> None:
+        self._frames: deque[tuple[bytes, int]] = deque()
+        self._written_of_first = 0
+        self.bytes = 0
+
+    def __bool__(self) -> bool:
+        return bool(self._frames)
+
+    def calls(self) -> int:
+        return sum(calls for _, calls in self._frames)
+
+    def append(self, frame: bytes, calls: int) -> None:
+        self._frames.append((frame, calls))
+        self.bytes += len(frame)
+
+    def prepend(self, frame: bytes, calls: int) -> None:
+        """Put a frame first (a restarted child's price table); nothing may be partly written."""
+        assert not self._written_of_first
+        self._frames.appendleft((frame, calls))
+        self.bytes += len(frame)
+
+    def drop_partial(self) -> int:
+        """Forget a partly written first frame (its reader died: a new one cannot read the rest);
+        returns its number of calls."""
+        if not self._written_of_first:
+            return 0
+        frame, calls = self._frames.popleft()
+        self.bytes -= len(frame)
+        self._written_of_first = 0
+        return calls
+
+    def write_to(self, fd: int) -> bool:
+        """Write whole frames while `fd` takes them without blocking; False when its reader is gone."""
+        while self._frames:
+            frame = self._frames[0][0]
+            try:
+                written = os.write(fd, memoryview(frame)[self._written_of_first :])
+            except BlockingIOError:
+                return True
+            except OSError:  # BrokenPipeError: the child is gone
+                return False
+            self._written_of_first += written
+            if self._written_of_first < len(frame):
+                return True
+            self._frames.popleft()
+            self.bytes -= len(frame)
+            self._written_of_first = 0
+        return True
+
+
+# --- the parent's side ---------------------------------------------------------------------
+
+
+class TelemetryStartError(RuntimeError):
+    """The telemetry process refused its configuration or did not start."""
+
+
+class TelemetrySink(Protocol):
+    """Where the addon's finished calls go: a `TelemetryProcess`, or an in-process
+    `telemetry.Telemetry` in tests."""
+
+    def record_call(self, call: Call, *, legacy_metrics: bool, legacy_completion_id: bool) -> None: ...
+
+    def use_prices(self, prices: PriceTable) -> None: ...
+
+    def summary_table(self) -> str | None: ...
+
+    def reset_summary(self) -> None: ...
+
+    def shutdown(self, budget_s: float = SHUTDOWN_BUDGET_S) -> bool: ...
+
+
 class TelemetryProcess:
-    """The parent's side: starts the child, batches submissions, relays its log lines."""
+    """The parent's side: starts the child, batches messages, relays its replies."""
 
     def __init__(self, command: Sequence[str] | None = None) -> None:
         self.command = list(command or [sys.executable, str(CHILD_SCRIPT)])
@@ -125,17 +252,13 @@ class TelemetryProcess:
         self._pending: list[Message] = []
         self._prices: PriceTable | None = None  # sent again to a restarted child
         self._summary: str | None = None  # the child's latest usage summary
-        # Encoded batches the pipe did not take yet, with their number of calls; the first one
-        # may be partly written already.
-        self._frames: deque[tuple[bytes, int]] = deque()
-        self._sent_of_first = 0
-        self._buffered_bytes = 0
+        self.queue = FrameQueue()
         self._flush_scheduled = False
         self._dropping = False
         self._process: subprocess.Popen[bytes] | None = None
         self._stdin_fd = -1
         self._started_at = 0.0
-        self._status: list[str] = []
+        self._status: list[StatusReply] = []
         self._status_read = threading.Event()
         self._relay_thread: threading.Thread | None = None
 
@@ -147,54 +270,57 @@ class TelemetryProcess:
         if not self._status_read.wait(timeout_s):
             self._kill()
             raise TelemetryStartError(f"the telemetry process did not start within {timeout_s:.0f}s")
-        line = self._status[0] if self._status else ""
-        if line != READY:
+        status = self._status[0] if self._status else StatusReply("it exited at start-up (see the lines above)")
+        if status.error is not None:
             self._kill()
-            raise TelemetryStartError(line.removeprefix("error ") or "it exited at start-up (see the lines above)")
+            raise TelemetryStartError(status.error)
 
     def _spawn(self, announce_failure: bool) -> None:
         self._status = []
         self._status_read = threading.Event()
         child_budget = f"{SHUTDOWN_BUDGET_S * CHILD_SHUTDOWN_SHARE:.2f}"
-        process = subprocess.Popen(
-            [*self.command, child_budget], stdin=subprocess.PIPE, stdout=subprocess.PIPE, close_fds=True
-        )
-        assert process.stdin is not None and process.stdout is not None
+        replies_read, replies_write = os.pipe()
+        try:
+            process = subprocess.Popen(
+                [*self.command, str(replies_write), child_budget],
+                stdin=subprocess.PIPE,
+                close_fds=True,
+                pass_fds=(replies_write,),
+            )
+        finally:
+            os.close(replies_write)  # the child holds its copy: the pipe ends when the child does
+        assert process.stdin is not None
         self._stdin_fd = process.stdin.fileno()
         os.set_blocking(self._stdin_fd, False)
         set_pipe_size = getattr(fcntl, "F_SETPIPE_SZ", None)  # Linux only
         if set_pipe_size is not None:
-            with contextlib.suppress(OSError):  # a smaller pipe only means more waiting in the buffer
+            with contextlib.suppress(OSError):  # a smaller pipe only means more waiting in the queue
                 fcntl.fcntl(self._stdin_fd, set_pipe_size, PIPE_SIZE)
         self._process = process
         self._started_at = time.monotonic()
         self._relay_thread = threading.Thread(
             target=self._relay,
-            args=(process.stdout, self._status, self._status_read, announce_failure),
-            name="genai-telemetry-log",
+            args=(os.fdopen(replies_read, "rb"), self._status, self._status_read, announce_failure),
+            name="genai-telemetry-replies",
             daemon=True,
         )
         self._relay_thread.start()
 
     def _relay(
-        self, stdout: IO[bytes], status: list[str], status_read: threading.Event, announce_failure: bool
+        self, replies: IO[bytes], status: list[StatusReply], status_read: threading.Event, announce_failure: bool
     ) -> None:
-        """Log records ("LEVELNO message"), usage summaries ("summary JSON") and, once, the child's
-        status ("ready" or "error REASON")."""
-        for raw in stdout:
-            line = raw.decode(errors="replace").rstrip("\n")
-            kind, _, rest = line.partition(" ")
-            if kind.isdigit():
-                log.log(int(kind), "%s", rest)
-                continue
-            if kind == SUMMARY:
-                self._summary = json.loads(rest)
-                continue
-            if not status_read.is_set():
-                status.append(line)
-                status_read.set()
-                if announce_failure and line != READY:
-                    log.error("genai: the telemetry process did not start again: %s", line.removeprefix("error "))
+        with replies:
+            for raw in replies:
+                match parse_reply(raw.decode(errors="replace").rstrip("\n")):
+                    case LogReply(level, message):
+                        log.log(level, "%s", message)
+                    case SummaryReply(table):
+                        self._summary = table
+                    case StatusReply() as reply if not status_read.is_set():
+                        status.append(reply)
+                        status_read.set()
+                        if announce_failure and reply.error is not None:
+                            log.error("genai: the telemetry process did not start again: %s", reply.error)
         status_read.set()
 
     def _kill(self) -> None:
@@ -203,7 +329,7 @@ class TelemetryProcess:
             self._process.wait()
 
     def _restart(self) -> None:
-        """The child is gone: start another, at most every RESTART_INTERVAL_S; until then, buffer."""
+        """The child is gone: start another, at most every RESTART_INTERVAL_S; until then, queue."""
         assert self._process is not None
         if time.monotonic() - self._started_at < RESTART_INTERVAL_S:
             return
@@ -214,12 +340,10 @@ class TelemetryProcess:
         self._kill()
         if self._process.stdin:
             self._process.stdin.close()
-        if self._sent_of_first:  # the dead child got part of this batch: the new one cannot read the rest
-            self.dropped += self._frames.popleft()[1]
-            self._sent_of_first = 0
+        self.dropped += self.queue.drop_partial()
         self._spawn(announce_failure=True)
         if self._prices is not None:
-            self._frames.appendleft((encode_batch([("prices", self._prices)]), 0))
+            self.queue.prepend(encode_batch([UsePrices(self._prices)]), 0)
 
     def shutdown(self, budget_s: float = SHUTDOWN_BUDGET_S) -> bool:
         """Send what is pending, close the child's input and wait for it, `budget_s` in all."""
@@ -228,11 +352,11 @@ class TelemetryProcess:
             return True
         deadline = time.monotonic() + budget_s
         self._pending_to_frames()
-        while self._frames and time.monotonic() < deadline and process.poll() is None:
+        while self.queue and time.monotonic() < deadline and process.poll() is None:
             select.select([], [self._stdin_fd], [], max(deadline - time.monotonic(), 0))
-            if not self._write_frames():
+            if not self.queue.write_to(self._stdin_fd):
                 break
-        unsent = sum(count for _, count in self._frames)
+        unsent = self.queue.calls()
         if process.stdin:
             process.stdin.close()
         self._process = None
@@ -241,7 +365,9 @@ class TelemetryProcess:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
-            log.warning("OpenTelemetry export did not finish within %.1fs at exit; the rest is dropped.", budget_s)
+            log.warning(
+                "genai: OpenTelemetry export did not finish within %.1fs at exit; the rest is dropped.", budget_s
+            )
             return False
         if self._relay_thread is not None:
             self._relay_thread.join(max(deadline - time.monotonic(), 0.1))  # the child's last log lines
@@ -254,7 +380,7 @@ class TelemetryProcess:
     def use_prices(self, prices: PriceTable) -> None:
         """The table the child prices calls with (the addon's genai_prices)."""
         self._prices = prices
-        self._send(("prices", prices))
+        self._send(UsePrices(prices))
 
     def summary_table(self) -> str | None:
         """The child's usage summary: as of its last pause in traffic, at most a second old."""
@@ -262,13 +388,13 @@ class TelemetryProcess:
 
     def reset_summary(self) -> None:
         self._summary = None
-        self._send(("reset",))
+        self._send(ResetSummary())
 
     # --- the hot path --------------------------------------------------------------------
 
-    def record_call(self, call: FinishedCall, *, legacy_metrics: bool, legacy_completion_id: bool) -> None:
+    def record_call(self, call: Call, *, legacy_metrics: bool, legacy_completion_id: bool) -> None:
         """Queue one finished call; it reaches the child within `FLUSH_INTERVAL_S`."""
-        self._send((CALL, tuple(call), legacy_metrics, legacy_completion_id))
+        self._send(RecordCall(call, legacy_metrics, legacy_completion_id))
 
     def _send(self, message: Message) -> None:
         self._pending.append(message)
@@ -289,7 +415,7 @@ class TelemetryProcess:
             self.flush()
         except Exception as error:  # a timer callback must not take mitmproxy's loop down
             log.warning("genai: telemetry flush failed (%s: %s).", type(error).__name__, error)
-        if self._frames and not self._flush_scheduled:
+        if self.queue and not self._flush_scheduled:
             self._flush_scheduled = True
             asyncio.get_running_loop().call_later(FLUSH_INTERVAL_S, self._scheduled_flush)
 
@@ -299,15 +425,15 @@ class TelemetryProcess:
             self._pending.clear()
             return
         self._pending_to_frames()
-        if not self._write_frames():
+        if not self.queue.write_to(self._stdin_fd):
             self._restart()
 
     def _pending_to_frames(self) -> None:
         if not self._pending:
             return
         batch, self._pending = self._pending, []
-        calls = sum(message[0] == CALL for message in batch)
-        over_bound = self._buffered_bytes > MAX_BUFFERED_BYTES
+        calls = sum(isinstance(message, RecordCall) for message in batch)
+        over_bound = self.queue.bytes > MAX_BUFFERED_BYTES
         if over_bound and calls:
             self.dropped += calls
             if not self._dropping:
@@ -317,40 +443,20 @@ class TelemetryProcess:
                     "(traffic is unaffected)."
                 )
             # Prices and summary resets still go: they are few, and losing one would go unnoticed.
-            batch, calls = [message for message in batch if message[0] != CALL], 0
+            batch, calls = [message for message in batch if not isinstance(message, RecordCall)], 0
             if not batch:
                 return
         elif self._dropping and not over_bound:
             self._dropping = False
             log.info("genai: the telemetry process keeps up again; %d calls were dropped so far.", self.dropped)
-        frame = encode_batch(batch)
-        self._frames.append((frame, calls))
-        self._buffered_bytes += len(frame)
-
-    def _write_frames(self) -> bool:
-        """Write whole frames while the pipe takes them; False when the child is gone."""
-        while self._frames:
-            frame = self._frames[0][0]
-            try:
-                written = os.write(self._stdin_fd, memoryview(frame)[self._sent_of_first :])
-            except BlockingIOError:
-                return True
-            except OSError:  # BrokenPipeError: the child is gone
-                return False
-            self._sent_of_first += written
-            if self._sent_of_first < len(frame):
-                return True
-            self._frames.popleft()
-            self._buffered_bytes -= len(frame)
-            self._sent_of_first = 0
-        return True
+        self.queue.append(encode_batch(batch), calls)
 
 
-_instance: Recorder | None = None
+_instance: TelemetrySink | None = None
 _instance_lock = threading.Lock()
 
 
-def get_recorder() -> Recorder:
+def telemetry_process() -> TelemetrySink:
     """The process-wide telemetry process, started on first use; raises TelemetryStartError.
 
     Kept here, in a module mitmproxy does not re-import on a script reload, so a reload keeps

@@ -46,12 +46,12 @@ import protocol
 import telemetry_process
 from protocol import ApiRequest, Endpoint, EventStream, Exchange
 from telemetry import SpanEncoder, Telemetry
-from tests.support.fake_openai import load_fixture
-from tests.support.mitmdump import ROOT, Mitmdump
-from tests.support.otlp_receiver import OTLPReceiver
+from harness.fake_openai import load_fixture
+from harness.mitmdump import ROOT, Mitmdump
+from harness.otlp_receiver import OTLPReceiver
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-CHAT = Endpoint("chat", "chat_completions")
+CHAT = Endpoint(openai_chat.API)
 # Part 6: about the share of a core the telemetry process uses at full load (part 1's last column).
 BURN_SHARE = 0.25
 # Part 4: spans encoded per export, as the telemetry process's exporter does (up to 512).
@@ -483,7 +483,7 @@ def in_process(report: list[str], raw: dict[str, Any]) -> None:
     telemetry = Telemetry(span_exporters=[spans], metric_readers=[InMemoryMetricReader()])
     request = ApiRequest(model="gpt-4o-mini")
     exchange = Exchange(CHAT, "openai", "api.openai.com", 443, request, "sk-...abcd", 0, 0.5)
-    exchange.result = protocol.parse_response(CHAT, body)
+    exchange.result = CHAT.api.parse_response(body)
 
     def record() -> None:
         telemetry.record(exchange, legacy_metrics=True, legacy_completion_id=False)
@@ -494,7 +494,7 @@ def in_process(report: list[str], raw: dict[str, Any]) -> None:
         b'"system_fingerprint":"fp_0ba0d124f1","choices":[{"index":0,"delta":{"content":" test"},"logprobs":null,'
         b'"finish_reason":null}]}\n\n'
     )
-    stream = EventStream(None, protocol.ChatStreamAccumulator(0.0))
+    stream = EventStream(None, ChatStreamAccumulator(0.0))
 
     def per_chunk() -> None:
         stream.observe(chunk, 1.0)

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from bench.run import SMOKE, Bench, memory_kb
-from tests.support.otlp_receiver import OTLPReceiver
+from harness.otlp_receiver import OTLPReceiver
 
 BATCH = 1500  # requests between collector restarts: fewer than the 2,048 spans kept in an outage
 INPUT_TOKENS, OUTPUT_TOKENS = 12, 5

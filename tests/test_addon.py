@@ -6,6 +6,7 @@ import logging
 from collections.abc import Iterator
 from typing import Any
 
+import protocol
 import pytest
 from mitmproxy import contentviews, exceptions, http
 from mitmproxy.addons.proxyauth import ProxyAuth
@@ -15,10 +16,9 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 import addon as addon_module
-import protocol
 import telemetry
 import telemetry_process
-from tests.support.fake_openai import ChatScript, ResponsesScript, compact, encode_whole, load_fixture
+from harness.fake_openai import ChatScript, ResponsesScript, compact, encode_whole, load_fixture
 
 KEY = "sk-proj-Zq8xKp3mW7vR2tY9nL4bH6cJ1dF5gS0a"
 CHAT_REQUEST = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Say this is a test"}]}
@@ -152,9 +152,9 @@ def test_host_decisions_are_remembered_bounded_and_forgotten_on_reconfigure(cont
     metering, tctx = context
     tctx.configure(metering, genai_hosts=["*.example.com=vllm"])
     matched: list[str] = []
-    real_match = protocol.match_host
+    real_match = match_host
 
-    def counting_match(rules: list[protocol.HostRule], host: str, port: int) -> protocol.HostRule | None:
+    def counting_match(rules: list[HostRule], host: str, port: int) -> HostRule | None:
         matched.append(host)
         return real_match(rules, host, port)
 
@@ -259,7 +259,7 @@ def test_compressed_request_bodies_are_not_rewritten(context):
     metering.request(flow)
     assert flow.request.raw_content == raw
     state = addon_module.in_flight(flow)
-    assert state is not None and isinstance(state.request, protocol.ApiRequest) and state.request.stream  # decoded
+    assert state is not None and isinstance(state.request, ApiRequest) and state.request.stream  # decoded
 
 
 def test_http_errors_record_the_openai_error_code(context, sink):
@@ -491,7 +491,7 @@ def test_default_hosts_name_the_known_providers(context):
         "eastus.openai.azure.com": "azure.ai.openai",
     }
     for host, provider in expected.items():
-        rule = protocol.match_host(metering.rules, host, 443)
+        rule = match_host(metering.rules, host, 443)
         assert rule is not None and rule.provider == provider
 
 
@@ -635,25 +635,25 @@ def test_streamed_requests_are_parsed_in_the_hook_even_when_calls_are_not_shown(
     flow = chat_flow({**CHAT_REQUEST, "stream": True})
     metering.request(flow)
     state = addon_module.in_flight(flow)
-    assert state is not None and isinstance(state.request, protocol.ApiRequest) and state.usage_added
+    assert state is not None and isinstance(state.request, ApiRequest) and state.usage_added
 
 
 def test_large_bodies_are_read_at_their_edges_here_not_copied_down_the_pipe(context, sink, monkeypatch):
     metering, _ = context
     metering.log_calls = False
-    big = {**CHAT_REQUEST, "messages": [{"role": "user", "content": "x" * (protocol.LARGE_BODY + 1)}]}
+    big = {**CHAT_REQUEST, "messages": [{"role": "user", "content": "x" * (LARGE_BODY + 1)}]}
     flow = chat_flow(big)
     metering.request(flow)
     state = addon_module.in_flight(flow)
-    assert state is not None and isinstance(state.request, protocol.ApiRequest)
+    assert state is not None and isinstance(state.request, ApiRequest)
     seen: list[protocol.FinishedCall] = []
     monkeypatch.setattr(sink.telemetry, "record_call", lambda call, **options: seen.append(call))
     recorded = json.loads(load_fixture("test_chat_completion_with_content")["response"]["body"]["string"])
-    flow.response = json_response({**recorded, "padding": "y" * (protocol.LARGE_BODY + 1)})
+    flow.response = json_response({**recorded, "padding": "y" * (LARGE_BODY + 1)})
     metering.responseheaders(flow)
     metering.response(flow)
     (call,) = seen
-    assert isinstance(call.result, protocol.ApiResult) and call.result.usage is not None
+    assert isinstance(call.result, ApiResult) and call.result.usage is not None
     assert call.result.usage.input_tokens == recorded["usage"]["prompt_tokens"]
 
 

@@ -7,7 +7,7 @@ import sys
 import pytest
 
 from bench.run import pooled_throughput
-from tests.support.mitmdump import ROOT
+from harness.mitmdump import ROOT
 
 
 @pytest.mark.timeout(660)  # part 7 starts mitmdump four times under valgrind

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import yaml
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
-
 from protocol import ApiRequest, ApiResult, Endpoint, Exchange, Usage
+
 from telemetry import Telemetry
 
 DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
@@ -18,9 +18,9 @@ def emitted_prometheus_names() -> set[str]:
     """Every metric the addon emits (one rich exchange, opt-in names too), as Prometheus spells the base."""
     reader = InMemoryMetricReader()
     telemetry = Telemetry(span_exporters=[], metric_readers=[reader])
-    usage = Usage(input_tokens=10, output_tokens=5, total_tokens=15, cached_input_tokens=4, reasoning_output_tokens=2)
+    usage = Usage(input_tokens=10, output_tokens=5, cache_read_tokens=4, reasoning_tokens=2)
     exchange = Exchange(
-        Endpoint("chat", "chat_completions"),
+        Endpoint(openai_chat.API),
         "openai",
         "api.openai.com",
         443,

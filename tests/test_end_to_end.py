@@ -26,11 +26,11 @@ from typing import Any
 import openai
 import pytest
 
-from tests.support.certs import PKI, make_pki
-from tests.support.connect_forwarder import ConnectForwarder
-from tests.support.fake_openai import FIXTURES, ChatScript, FakeOpenAI, load_fixture, raw_scenario
-from tests.support.mitmdump import MITMDUMP, ROOT, Mitmdump, reverse_args
-from tests.support.otlp_receiver import SPAN_KIND_CLIENT, OTLPReceiver
+from harness.certs import PKI, make_pki
+from harness.connect_forwarder import ConnectForwarder
+from harness.fake_openai import FIXTURES, ChatScript, FakeOpenAI, load_fixture, raw_scenario
+from harness.mitmdump import MITMDUMP, ROOT, Mitmdump, reverse_args
+from harness.otlp_receiver import SPAN_KIND_CLIENT, OTLPReceiver
 
 SECRET = "Xw9Qm2Lk7Rt4Vb8Np3Hs6Jd1Fg5Zc0Ya"
 KEY = f"sk-proj-{SECRET}"

@@ -3,7 +3,7 @@
 import pytest
 from hypothesis import settings
 
-from tests import fuzz
+from tools import fuzz
 
 
 @pytest.mark.parametrize("name", list(fuzz.TARGETS))

@@ -4,11 +4,11 @@ import json
 import logging
 
 import pytest
-
-from pricing import BUILTIN_PRICES, Price, PriceTable, load_prices
 from protocol import ApiRequest, Endpoint, Exchange, Usage
 
-CHAT = Endpoint("chat", "chat_completions")
+from pricing import BUILTIN_PRICES, Price, PriceTable, load_prices
+
+CHAT = Endpoint(openai_chat.API)
 
 
 @pytest.fixture(scope="module")
@@ -23,13 +23,13 @@ def test_cost_of_a_plain_call(table):
 
 def test_cached_tokens_are_priced_at_the_cached_rate_and_not_counted_twice(table):
     # 1,000 input of which 800 cached: 200 × $0.15 + 800 × $0.075 = $0.00009; 100 out × $0.60 = $0.00006
-    usage = Usage(input_tokens=1000, output_tokens=100, cached_input_tokens=800)
+    usage = Usage(input_tokens=1000, output_tokens=100, cache_read_tokens=800)
     assert table.cost("gpt-4o-mini", usage) == pytest.approx(0.00015)
 
 
 def test_reasoning_tokens_are_output_and_not_counted_twice(table):
     # o3: $2 in, $8 out. 100 in, 1,000 out of which 900 reasoning: 0.0002 + 0.008
-    usage = Usage(input_tokens=100, output_tokens=1000, reasoning_output_tokens=900)
+    usage = Usage(input_tokens=100, output_tokens=1000, reasoning_tokens=900)
     assert table.cost("o3", usage) == pytest.approx(0.0082)
 
 
@@ -41,7 +41,7 @@ def test_dated_snapshots_match_their_model(table):
 
 
 def test_a_model_without_a_cached_rate_bills_cached_tokens_as_input(table):
-    usage = Usage(input_tokens=1_000_000, output_tokens=0, cached_input_tokens=500_000)
+    usage = Usage(input_tokens=1_000_000, output_tokens=0, cache_read_tokens=500_000)
     assert table.cost("gpt-4", usage) == pytest.approx(30.0)
 
 
@@ -50,17 +50,17 @@ def test_embeddings_cost_input_only(table):
 
 
 def test_unknown_models_and_missing_usage_have_no_cost(table):
-    assert table.cost("my-local-llama", Usage(10, 10)) is None
-    assert table.cost("gpt-4o-mini-turbo-x", Usage(10, 10)) is None  # no prefix guessing
+    assert table.cost("my-local-llama", Usage(input_tokens=10, output_tokens=10)) is None
+    assert table.cost("gpt-4o-mini-turbo-x", Usage(input_tokens=10, output_tokens=10)) is None  # no prefix guessing
     assert table.cost("gpt-4o-mini", None) is None
-    assert table.cost(None, Usage(10, 10)) is None
+    assert table.cost(None, Usage(input_tokens=10, output_tokens=10)) is None
 
 
 def test_an_unknown_model_is_named_once_and_never_when_quiet(caplog):
     table = PriceTable.load()  # its own memory of what it named
     caplog.set_level(logging.INFO, logger="genai")
     exchange = Exchange(CHAT, "openai", "h", 443, ApiRequest(model="my-llama"), "k", 0, 1.0)
-    exchange.result.usage = Usage(10, 10)
+    exchange.result.usage = Usage(input_tokens=10, output_tokens=10)
     assert table.cost_of(exchange, quiet=True) is None and "my-llama" not in caplog.text
     assert table.cost_of(exchange) is None and table.cost_of(exchange) is None
     assert caplog.text.count("no price for model 'my-llama'") == 1
@@ -73,7 +73,7 @@ def test_a_user_file_overrides_and_extends(tmp_path):
     )
     table = PriceTable.load(user)
     assert table.lookup("gpt-4o-mini") == Price(input=1.0, output=2.0)
-    assert table.cost("llama-3-70b", Usage(2_000_000, 2_000_000)) == pytest.approx(2.0)
+    assert table.cost("llama-3-70b", Usage(input_tokens=2_000_000, output_tokens=2_000_000)) == pytest.approx(2.0)
     assert table.lookup("gpt-4.1") is not None  # the rest of the built-in table stays
 
 

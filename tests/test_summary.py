@@ -1,9 +1,10 @@
 """The usage summary table."""
 
 from protocol import ApiRequest, ApiResult, Endpoint, Exchange, Usage
+
 from summary import Reservoir, UsageSummary
 
-CHAT = Endpoint("chat", "chat_completions")
+CHAT = Endpoint(openai_chat.API)
 
 
 def exchange(model: str, duration: float, usage: Usage | None, cost: float | None = None, **extra) -> Exchange:
@@ -25,10 +26,25 @@ def exchange(model: str, duration: float, usage: Usage | None, cost: float | Non
 
 def test_rows_add_up_per_provider_and_model():
     summary = UsageSummary()
-    summary.add(exchange("gpt-4o-mini", 1.0, Usage(100, 10, 110, 40, 0), cost=0.001))
-    summary.add(exchange("gpt-4o-mini", 3.0, Usage(50, 5, 55, 0, 2), cost=0.002, time_to_first_chunk_s=0.25))
+    summary.add(
+        exchange(
+            "gpt-4o-mini",
+            1.0,
+            Usage(input_tokens=100, output_tokens=10, cache_read_tokens=40, reasoning_tokens=0),
+            cost=0.001,
+        )
+    )
+    summary.add(
+        exchange(
+            "gpt-4o-mini",
+            3.0,
+            Usage(input_tokens=50, output_tokens=5, cache_read_tokens=0, reasoning_tokens=2),
+            cost=0.002,
+            time_to_first_chunk_s=0.25,
+        )
+    )
     summary.add(exchange("gpt-4o-mini", 2.0, None, error_type="rate_limit_exceeded"))
-    summary.add(exchange("my-llama", 0.5, Usage(7, 3, 10)))
+    summary.add(exchange("my-llama", 0.5, Usage(input_tokens=7, output_tokens=3)))
     row = summary.rows[("openai", "gpt-4o-mini")]
     assert (row.calls, row.errors, row.input_tokens, row.cached_tokens, row.output_tokens, row.reasoning_tokens) == (
         3,
@@ -54,7 +70,7 @@ def test_rows_add_up_per_provider_and_model():
 def test_reset_and_empty():
     summary = UsageSummary()
     assert summary.table() == "No OpenAI API calls observed yet."
-    summary.add(exchange("m", 1.0, Usage(1, 1)))
+    summary.add(exchange("m", 1.0, Usage(input_tokens=1, output_tokens=1)))
     summary.reset()
     assert summary.table() == "No OpenAI API calls observed yet."
 

@@ -13,9 +13,9 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
+from protocol import ApiRequest, ApiResult, CapturedContent, Endpoint, Exchange, FinishedCall, Usage
 
 import telemetry
-from protocol import ApiRequest, ApiResult, CapturedContent, Endpoint, Exchange, FinishedCall, Usage
 from telemetry import Telemetry
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -24,7 +24,7 @@ PARENT_ID = "00f067aa0ba902b7"
 
 def make_exchange(**overrides: Any) -> Exchange:
     values: dict[str, Any] = {
-        "endpoint": Endpoint("chat", "chat_completions"),
+        "endpoint": Endpoint(openai_chat.API),
         "provider": "openai",
         "server_address": "api.openai.com",
         "server_port": 443,
@@ -36,7 +36,7 @@ def make_exchange(**overrides: Any) -> Exchange:
             response_id="chatcmpl-123",
             response_model="gpt-4o-mini-2024-07-18",
             finish_reasons=["stop"],
-            usage=Usage(input_tokens=100, output_tokens=20, total_tokens=120, cached_input_tokens=64),
+            usage=Usage(input_tokens=100, output_tokens=20, cache_read_tokens=64),
             system_fingerprint="fp_1",
             service_tier="default",
         ),
@@ -332,9 +332,7 @@ def test_shutdown_is_bounded_when_the_collector_never_answers():
 def test_cost_cached_and_reasoning_are_recorded_next_to_tokens(sink):
     instance, spans, reader = sink
     result = make_exchange().result
-    result.usage = Usage(
-        input_tokens=100, output_tokens=20, total_tokens=120, cached_input_tokens=64, reasoning_output_tokens=8
-    )
+    result.usage = Usage(input_tokens=100, output_tokens=20, cache_read_tokens=64, reasoning_tokens=8)
     record(instance, make_exchange(result=result, cost_usd=0.0123))
     found = points(reader)
     ((_, unit, _, cost),) = found["gen_ai.client.token.cost"]
@@ -390,7 +388,7 @@ def test_the_latest_experimental_names_are_opt_in(monkeypatch):
     reader = InMemoryMetricReader()
     instance = Telemetry(span_exporters=[], metric_readers=[reader])
     result = make_exchange().result
-    result.usage = Usage(input_tokens=100, output_tokens=20, cached_input_tokens=64, reasoning_output_tokens=8)
+    result.usage = Usage(input_tokens=100, output_tokens=20, cache_read_tokens=64, reasoning_tokens=8)
     record(instance, make_exchange(result=result, time_to_first_chunk_s=0.2, chunk_intervals_s=[0.1]))
     found = points(reader)
     counters = {
@@ -435,9 +433,9 @@ def test_azure_request_without_a_model_takes_the_response_model(sink):
 def test_embeddings_spans_carry_their_parameters(sink):
     instance, spans, reader = sink
     exchange = make_exchange(
-        endpoint=Endpoint("embeddings", "embeddings"),
+        endpoint=Endpoint(openai_embeddings.API),
         request=ApiRequest(model="text-embedding-3-small", dimensions=256, encoding_formats=["base64"]),
-        result=ApiResult(response_model="text-embedding-3-small", usage=Usage(input_tokens=9, total_tokens=9)),
+        result=ApiResult(response_model="text-embedding-3-small", usage=Usage(input_tokens=9)),
     )
     record(instance, exchange)
     instance.tracer_provider.force_flush()
@@ -454,7 +452,7 @@ def test_hostile_model_names_cannot_create_unbounded_series(caplog):
     instance = Telemetry(span_exporters=[], metric_readers=[reader])
     instance.bounded.limit = 5
     for i in range(50):
-        result = ApiResult(response_model=f"resp-{i}", usage=Usage(1, 1))
+        result = ApiResult(response_model=f"resp-{i}", usage=Usage(input_tokens=1, output_tokens=1))
         record(
             instance, make_exchange(request=ApiRequest(model=f"random-{i}"), result=result, api_key=f"sk-...{i:04d}")
         )
@@ -531,7 +529,7 @@ def test_span_encoder_encodes_exactly_as_the_sdk_and_reuses_repeated_values(sink
             time_to_first_chunk_s=0.25,
         ),
         make_exchange(status_code=429, error_type="rate_limit_exceeded", result=ApiResult()),
-        make_exchange(endpoint=Endpoint("embeddings", "embeddings"), request=ApiRequest(model="e", dimensions=8)),
+        make_exchange(endpoint=Endpoint(openai_embeddings.API), request=ApiRequest(model="e", dimensions=8)),
     ]
     content = make_exchange()
     content.content = CapturedContent(input_messages='[{"role": "user"}]', output_messages="[]")

@@ -11,12 +11,12 @@ import sys
 from collections.abc import Iterator
 
 import pytest
+from protocol import ApiRequest, ApiResult, FinishedCall, Usage
 
 import telemetry_process
+from harness.otlp_receiver import OTLPReceiver
 from pricing import PriceTable
-from protocol import ApiRequest, ApiResult, FinishedCall, Usage
 from telemetry_process import TelemetryProcess, TelemetryStartError
-from tests.support.otlp_receiver import OTLPReceiver
 from tests.test_telemetry import make_call, make_exchange
 
 
@@ -227,7 +227,7 @@ def test_the_process_wide_recorder_is_started_once(monkeypatch: pytest.MonkeyPat
 
 
 def test_calls_survive_the_pipe_unchanged():
-    result = ApiResult(response_id="r", usage=Usage(input_tokens=1, output_tokens=2, reasoning_output_tokens=1))
+    result = ApiResult(response_id="r", usage=Usage(input_tokens=1, output_tokens=2, reasoning_tokens=1))
     call = make_call(request=ApiRequest(model="m"), result=result, chunk_intervals_s=[0.01, 0.02])
     message = (telemetry_process.CALL, tuple(call), True, False)
     frame = telemetry_process.encode_batch([message])

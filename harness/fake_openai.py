@@ -42,7 +42,7 @@ import brotli
 import yaml
 from backports import zstd
 
-FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "recorded"
+FIXTURES = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "recorded"
 CREATED = 1731368639
 WORDS = ["This", " is", " a", " test", "."]
 RESPONSE_HEADERS = {

@@ -2,9 +2,9 @@
 
 import pytest
 
-import sse
-from sse import SSEFramer
-from tests.support.fake_openai import encode_whole
+from harness.fake_openai import encode_whole
+from wire import sse
+from wire.sse import SSEFramer
 
 # --- SSE framing --------------------------------------------------------------------------
 

@@ -12,7 +12,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 MITMDUMP = Path(sys.executable).parent / "mitmdump"
 # The proxy's own line (mitmweb also prints "Web server listening at ...").
 _LISTENING = re.compile(r"proxy.* listening at (?:http://)?\[?([0-9.:a-f]+)\]?:(\d+)")

@@ -1,8 +1,8 @@
 """Regenerate docs/mitmweb.png, the README's picture of mitmweb with the addon.
 
-Needs Chromium (Debian: apt-get install chromium). Run: .venv/bin/python -m docs.screenshot
+Needs Chromium (Debian: apt-get install chromium). Run: .venv/bin/python -m tools.screenshot
 It starts the demo's fake upstream and mitmweb with the addon, makes a few SDK calls, opens the
-streamed call in the OpenAI stream view and saves a headless screenshot.
+streamed call in the LLM stream view and saves a headless screenshot.
 """
 
 from __future__ import annotations
@@ -19,9 +19,9 @@ from pathlib import Path
 import openai
 from openai.types.chat import ChatCompletionMessageParam
 
-from tests.support.certs import make_pki
-from tests.support.fake_openai import FakeOpenAI
-from tests.support.mitmdump import ROOT, Mitmdump, reverse_args
+from harness.certs import make_pki
+from harness.fake_openai import FakeOpenAI
+from harness.mitmdump import ROOT, Mitmdump, reverse_args
 
 PASSWORD = "screenshot"
 

@@ -1,4 +1,5 @@
-"""The pure protocol layer against the recorded OpenAI exchanges and hostile input."""
+"""OpenAI's wire APIs (chat completions, completions, Responses, embeddings) against the recorded
+exchanges and hostile input."""
 
 import gzip
 import json
@@ -9,10 +10,17 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import protocol
-import sse
-from protocol import EventStream, Exchange, Usage
-from tests.support.fake_openai import FIXTURES, ChatScript, encode_whole, load_fixture
+import wire
+from harness.fake_openai import FIXTURES, ChatScript, encode_whole, load_fixture
+from wire import openai_chat, openai_embeddings, openai_responses, sse, values
+from wire.call import Endpoint
+from wire.content import MAX_PART_CHARS, TRUNCATED, CapturedContent
+from wire.hosts import parse_host_rule
+from wire.openai_chat import ChatStreamAccumulator, request_with_include_usage
+from wire.openai_responses import ResponsesStreamAccumulator
+from wire.records import Usage
+from wire.stream import EventStream
+from wire.values import LARGE_BODY, MAX_LABEL_LENGTH
 
 CHAT_FIXTURES = sorted(p.stem for p in FIXTURES.glob("test_chat_completion*.yaml"))
 ENCODINGS = ["gzip", "deflate", "br", "zstd"]
@@ -42,16 +50,21 @@ def expected_from_stream_text(text: str) -> dict:
     return {"id": chunks[0]["id"], "usage": usage, "finish_reasons": [reasons[i] for i in sorted(reasons)]}
 
 
-CHAT = protocol.Endpoint("chat", "chat_completions")
-RESPONSES = protocol.Endpoint("chat", "responses")
+CHAT = Endpoint(openai_chat.API)
+RESPONSES = Endpoint(openai_responses.API)
+
+
+def error_type_of(endpoint: Endpoint, status: int, body: bytes) -> str:
+    """`error.type` of a failed plain response: the API's error code, else the status."""
+    return endpoint.api.parse_response(body).error_type or str(status)
 
 
 def chat_stream(encoding: str | None = None, started: float = 0.0) -> EventStream:
-    return EventStream(encoding, protocol.ChatStreamAccumulator(started))
+    return EventStream(encoding, ChatStreamAccumulator(started))
 
 
-def run_stream(pieces: list[bytes], encoding: str | None = None, endpoint: protocol.Endpoint = CHAT) -> EventStream:
-    stream = EventStream(encoding, protocol.stream_accumulator(endpoint, 0.0))
+def run_stream(pieces: list[bytes], encoding: str | None = None, endpoint: Endpoint = CHAT) -> EventStream:
+    stream = EventStream(encoding, endpoint.api.stream_accumulator(0.0))
     for i, piece in enumerate(pieces):
         stream.observe(piece, now=float(i + 1))
     stream.finish(now=float(len(pieces) + 1))
@@ -93,7 +106,7 @@ def test_the_fixtures_cover_plain_streamed_and_failed_calls():
 @pytest.mark.parametrize("name", PLAIN_FIXTURES)
 def test_plain_response_yields_its_recorded_usage_ids_and_finish_reasons(name):
     recorded = json.loads(body_of(name))
-    result = protocol.parse_response(CHAT, body_of(name))
+    result = CHAT.api.parse_response(body_of(name))
     if "error" in recorded:
         assert result.usage is None
         assert result.error_type == recorded["error"]["code"]
@@ -104,9 +117,8 @@ def test_plain_response_yields_its_recorded_usage_ids_and_finish_reasons(name):
     assert result.usage == Usage(
         input_tokens=recorded["usage"]["prompt_tokens"],
         output_tokens=recorded["usage"]["completion_tokens"],
-        total_tokens=recorded["usage"]["total_tokens"],
-        cached_input_tokens=recorded["usage"].get("prompt_tokens_details", {}).get("cached_tokens"),
-        reasoning_output_tokens=recorded["usage"].get("completion_tokens_details", {}).get("reasoning_tokens"),
+        cache_read_tokens=recorded["usage"].get("prompt_tokens_details", {}).get("cached_tokens"),
+        reasoning_tokens=recorded["usage"].get("completion_tokens_details", {}).get("reasoning_tokens"),
     )
 
 
@@ -116,7 +128,7 @@ def test_a_known_recording_gives_known_numbers():
     result = stream.accumulator.result
     assert result.response_id == "chatcmpl-ASYMZ4oSykiIFK4lXLReDiKyAjsQl"
     assert result.response_model == "gpt-4-0613"
-    assert result.usage == Usage(12, 5, 17, 0, 0)
+    assert result.usage == Usage(input_tokens=12, output_tokens=5, cache_read_tokens=0, reasoning_tokens=0)
     assert result.finish_reasons == ["stop"]
     assert stream.accumulator.done
 
@@ -165,7 +177,7 @@ def test_unknown_or_stacked_encoding_is_left_alone():
 def test_an_unterminated_last_event_is_still_read_at_the_end():
     body = b'data: {"id":"x","choices":[],"usage":{"prompt_tokens":3,"completion_tokens":4,"total_tokens":7}}'
     stream = run_stream([body])
-    assert stream.accumulator.result.usage == Usage(3, 4, 7)
+    assert stream.accumulator.result.usage == Usage(input_tokens=3, output_tokens=4)
 
 
 # --- timing -------------------------------------------------------------------------------
@@ -192,7 +204,7 @@ def test_tool_call_deltas_count_as_output():
 
 def test_include_usage_is_added_and_other_stream_options_are_kept():
     body = json.dumps({"model": "m", "stream": True, "stream_options": {"include_obfuscation": False}}).encode()
-    rewritten = json.loads(protocol.request_with_include_usage(body, protocol.parse_request(CHAT, body)) or b"")
+    rewritten = json.loads(request_with_include_usage(body, CHAT.api.parse_request(body)) or b"")
     assert rewritten["stream_options"] == {"include_obfuscation": False, "include_usage": True}
     assert rewritten["model"] == "m"
 
@@ -202,7 +214,7 @@ def test_include_usage_is_added_and_other_stream_options_are_kept():
     [b"not json", b"[1,2]", b'{"stream":"true"}', b'{"stream":false}', b'{"stream":true,"stream_options":"x"}', b""],
 )
 def test_include_usage_rewrite_refuses_what_it_cannot_safely_change(body):
-    assert protocol.request_with_include_usage(body, protocol.parse_request(CHAT, body)) is None
+    assert request_with_include_usage(body, CHAT.api.parse_request(body)) is None
 
 
 @pytest.mark.parametrize("encoding", ["identity", *ENCODINGS])
@@ -226,7 +238,9 @@ def test_strip_gives_the_client_the_stream_it_would_get_without_include_usage(en
     if encoding != "identity":
         received = sse.incremental_decoder(encoding)(received)  # type: ignore[misc]
     assert received == without
-    assert stream.accumulator.result.usage == Usage(9, 5, 14, 0, 0)  # 8 + one prompt word; 5 chunks
+    assert stream.accumulator.result.usage == Usage(
+        input_tokens=9, output_tokens=5, cache_read_tokens=0, reasoning_tokens=0
+    )  # 8 + one prompt word; 5 chunks
 
 
 def test_strip_releases_each_event_as_soon_as_it_is_complete():
@@ -254,7 +268,7 @@ def test_an_error_inside_a_stream_sets_the_error_type():
 
 def test_request_parameters_are_read_from_a_recorded_request():
     request = json.loads(load_fixture("test_chat_completion_extra_params")["request"]["body"])
-    parsed = protocol.parse_request(CHAT, json.dumps(request).encode())
+    parsed = CHAT.api.parse_request(json.dumps(request).encode())
     assert parsed.model == request["model"]
     assert parsed.seed == request.get("seed")
     assert parsed.temperature == request.get("temperature")
@@ -264,8 +278,7 @@ def test_request_parameters_are_read_from_a_recorded_request():
 
 
 def test_request_parsing_normalizes_stop_and_output_type():
-    parsed = protocol.parse_request(
-        CHAT,
+    parsed = CHAT.api.parse_request(
         b'{"model":"m","stop":"END","n":2,"stream":true,"response_format":{"type":"json_schema"},'
         b'"stream_options":{"include_usage":true},"max_completion_tokens":9}',
     )
@@ -277,8 +290,8 @@ def test_request_parsing_normalizes_stop_and_output_type():
 
 
 def test_hostile_model_names_are_length_capped():
-    parsed = protocol.parse_request(CHAT, json.dumps({"model": "m" * 10_000}).encode())
-    assert parsed.model is not None and len(parsed.model) == protocol.MAX_LABEL_LENGTH
+    parsed = CHAT.api.parse_request(json.dumps({"model": "m" * 10_000}).encode())
+    assert parsed.model is not None and len(parsed.model) == MAX_LABEL_LENGTH
 
 
 @pytest.mark.parametrize(
@@ -292,72 +305,7 @@ def test_hostile_model_names_are_length_capped():
     ],
 )
 def test_error_type_is_the_openai_code_else_the_status(status, body, expected):
-    assert protocol.error_type_for_status(status, body) == expected
-
-
-@pytest.mark.parametrize(
-    ("entry", "host", "port", "provider"),
-    [
-        ("api.openai.com=openai", "api.openai.com", None, "openai"),
-        ("localhost:8000", "localhost", 8000, "openai"),
-        ("*.openai.azure.com=azure.ai.openai", "*.openai.azure.com", None, "azure.ai.openai"),
-        ("[::1]:8000=vllm", "::1", 8000, "vllm"),
-        ("API.Groq.com=groq", "api.groq.com", None, "groq"),
-    ],
-)
-def test_host_rules_parse(entry, host, port, provider):
-    assert protocol.parse_host_rule(entry) == protocol.HostRule(host, port, provider)
-
-
-def test_host_rules_take_a_stream_usage_switch():
-    assert protocol.parse_host_rule("localhost:8000=vllm;stream_usage=on").stream_usage is True
-    assert protocol.parse_host_rule("api.openai.com;stream_usage=off").stream_usage is False
-
-
-@pytest.mark.parametrize(
-    "entry", ["", "=openai", "host:99999", "host:abc", "host=Bad Provider", "a b", "h;stream_usage=maybe", "h;x=1"]
-)
-def test_bad_host_rules_are_refused_with_a_reason(entry):
-    with pytest.raises(ValueError, match=r"\w"):
-        protocol.parse_host_rule(entry)
-
-
-def test_host_rules_match_globs_and_ports():
-    rules = [protocol.parse_host_rule(e) for e in ["*.example.com=x", "localhost:8000=vllm"]]
-    assert protocol.match_host(rules, "Eu.Example.com", 443).provider == "x"  # type: ignore[union-attr]
-    assert protocol.match_host(rules, "localhost", 8000).provider == "vllm"  # type: ignore[union-attr]
-    assert protocol.match_host(rules, "localhost", 8001) is None
-    assert protocol.match_host(rules, "example.com.evil.net", 443) is None
-
-
-@pytest.mark.parametrize(
-    ("method", "path", "operation", "api_type"),
-    [
-        ("POST", "/v1/chat/completions", "chat", "chat_completions"),
-        ("POST", "/openai/v1/chat/completions?api-version=1", "chat", "chat_completions"),
-        ("POST", "/v1/chat/completions/", "chat", "chat_completions"),
-        ("POST", "/v1/responses", "chat", "responses"),
-        ("POST", "/v1/completions", "text_completion", "completions"),
-        ("POST", "/v1/embeddings", "embeddings", "embeddings"),
-        ("POST", "/api/v1/chat/completions", "chat", "chat_completions"),
-        ("GET", "/v1/chat/completions", None, None),
-        ("POST", "/v1/models", None, None),
-        ("POST", "/v1/chat/completions/abc/messages", None, None),
-        ("GET", "/v1/responses/resp_123", None, None),
-    ],
-)
-def test_endpoints_are_classified(method, path, operation, api_type):
-    endpoint = protocol.classify_endpoint(method, path)
-    assert (endpoint.operation, endpoint.api_type) == (operation, api_type) if endpoint else operation is None
-
-
-def test_azure_deployment_paths_name_the_deployment_and_api_version():
-    endpoint = protocol.classify_endpoint(
-        "POST", "/openai/deployments/my-gpt4o/chat/completions?api-version=2024-10-21"
-    )
-    assert endpoint == protocol.Endpoint("chat", "chat_completions", "my-gpt4o", "2024-10-21", False)
-    v1 = protocol.classify_endpoint("POST", "/openai/v1/embeddings")
-    assert v1 is not None and v1.azure_v1 and v1.deployment is None
+    assert error_type_of(CHAT, status, body) == expected
 
 
 @pytest.mark.parametrize(
@@ -376,69 +324,18 @@ def test_azure_deployment_paths_name_the_deployment_and_api_version():
     ],
 )
 def test_include_usage_is_added_only_where_the_server_is_known_to_accept_it(entry, path, expected):
-    endpoint = protocol.classify_endpoint("POST", path)
+    endpoint = wire.endpoint_for("POST", path)
     assert endpoint is not None
-    assert protocol.adds_include_usage(protocol.parse_host_rule(entry), endpoint) is expected
-
-
-SECRET = "Zq8xKp3mW7vR2tY9nL4bH6cJ1dF5gS0a"
-
-
-@pytest.mark.parametrize(
-    ("credential", "masked"),
-    [
-        (f"Bearer sk-proj-{SECRET}", f"sk-proj-...{SECRET[-4:]}"),
-        (f"Bearer sk-{SECRET}", f"sk-...{SECRET[-4:]}"),
-        (f"bearer sk-svcacct-{SECRET}", f"sk-svcacct-...{SECRET[-4:]}"),
-        (SECRET, f"...{SECRET[-4:]}"),
-        ("Bearer sk-short", "sk-..."),
-        ("Bearer test_openai_api_key", "..._key"),
-        (None, "none"),
-        ("Bearer ", "none"),
-    ],
-)
-def test_api_keys_keep_only_scheme_and_last_four(credential, masked):
-    assert protocol.mask_api_key(credential) == masked
-
-
-def test_no_eight_character_piece_of_a_key_survives_masking():
-    masked = protocol.mask_api_key(f"Bearer sk-proj-{SECRET}")
-    pieces = {SECRET[i : i + 8] for i in range(len(SECRET) - 7)}
-    assert not any(piece in masked for piece in pieces)
-
-
-def test_summary_line_names_model_tokens_timing_and_errors():
-    exchange = Exchange(
-        endpoint=CHAT,
-        provider="openai",
-        server_address="api.openai.com",
-        server_port=443,
-        request=protocol.ApiRequest(model="gpt-4o-mini", stream=True),
-        api_key="sk-...abcd",
-        start_time_ns=0,
-        duration_s=1.2345,
-        result=protocol.ApiResult(response_model="gpt-4o-mini-2024-07-18", usage=Usage(100, 20, 120, 64, 8)),
-        time_to_first_chunk_s=0.25,
-    )
-    line = protocol.summarize(exchange)
-    assert line == (
-        "chat gpt-4o-mini-2024-07-18 · 100 in / 20 out (64 cached, 8 reasoning) · 1.234s · first chunk 0.250s"
-    )
-    exchange.result.usage = None
-    exchange.error_type, exchange.status_code = "rate_limit_exceeded", 429
-    assert protocol.summarize(exchange).endswith("error rate_limit_exceeded (429)")
-
-
-# --- property-based -----------------------------------------------------------------------
+    assert endpoint.api.may_request_usage(parse_host_rule(entry), endpoint) is expected
 
 
 @settings(max_examples=300, deadline=None)
 @given(st.binary(max_size=2000))
 def test_arbitrary_bytes_never_raise_out_of_the_parsers(data):
-    protocol.parse_request(CHAT, data)
-    protocol.parse_response(CHAT, data)
-    protocol.request_with_include_usage(data, protocol.parse_request(CHAT, data))
-    protocol.error_type_for_status(500, data)
+    CHAT.api.parse_request(data)
+    CHAT.api.parse_response(data)
+    request_with_include_usage(data, CHAT.api.parse_request(data))
+    error_type_of(CHAT, 500, data)
     for encoding in [None, *ENCODINGS]:
         stream = chat_stream(encoding, started=0)
         try:
@@ -493,7 +390,7 @@ def test_corrupt_compressed_data_turns_the_strip_into_pass_through():
 
 RESPONSES_FIXTURES = sorted(p.stem for p in FIXTURES.glob("test_responses*.yaml"))
 EMBEDDINGS_FIXTURES = sorted(p.stem for p in FIXTURES.glob("test_embeddings*.yaml"))
-EMBEDDINGS = protocol.Endpoint("embeddings", "embeddings")
+EMBEDDINGS = Endpoint(openai_embeddings.API)
 
 
 def recorded_responses_usage(text: str) -> dict | None:
@@ -508,9 +405,8 @@ def responses_usage(recorded: dict) -> Usage:
     return Usage(
         input_tokens=recorded["input_tokens"],
         output_tokens=recorded["output_tokens"],
-        total_tokens=recorded["total_tokens"],
-        cached_input_tokens=recorded["input_tokens_details"]["cached_tokens"],
-        reasoning_output_tokens=recorded["output_tokens_details"]["reasoning_tokens"],
+        cache_read_tokens=recorded["input_tokens_details"]["cached_tokens"],
+        reasoning_tokens=recorded["output_tokens_details"]["reasoning_tokens"],
     )
 
 
@@ -526,7 +422,7 @@ def test_responses_api_exchange_yields_its_recorded_usage(name):
     if is_stream(name):
         result = run_stream(split_randomly(text.encode(), 5), endpoint=RESPONSES).accumulator.result
     else:
-        result = protocol.parse_response(RESPONSES, text.encode())
+        result = RESPONSES.api.parse_response(text.encode())
     if recorded is None:
         assert result.usage is None and result.error_type == "model_not_found"
         return
@@ -536,10 +432,8 @@ def test_responses_api_exchange_yields_its_recorded_usage(name):
 
 
 def test_responses_reasoning_tokens_are_part_of_output():
-    result = protocol.parse_response(
-        RESPONSES, body_of("test_responses_create_reports_reasoning_tokens[content_mode0]")
-    )
-    assert result.usage == Usage(44, 288, 332, 0, 9)
+    result = RESPONSES.api.parse_response(body_of("test_responses_create_reports_reasoning_tokens[content_mode0]"))
+    assert result.usage == Usage(input_tokens=44, output_tokens=288, cache_read_tokens=0, reasoning_tokens=9)
     assert result.response_model is not None and result.response_model.startswith("gpt-5.4")
 
 
@@ -547,13 +441,15 @@ def test_responses_reasoning_tokens_are_part_of_output():
 def test_compressed_responses_stream_is_read(encoding):
     body = body_of("test_responses_create_streaming[content_mode0]")
     stream = run_stream(split_randomly(encode_whole(body, encoding), 9), encoding, RESPONSES)
-    assert stream.accumulator.result.usage == Usage(22, 6, 28, 0, 0)
+    assert stream.accumulator.result.usage == Usage(
+        input_tokens=22, output_tokens=6, cache_read_tokens=0, reasoning_tokens=0
+    )
     assert stream.accumulator.done
 
 
 def test_responses_first_chunk_is_the_first_delta_and_each_delta_is_a_chunk():
     events = sse_events_of(body_of("test_responses_create_streaming[content_mode0]"))
-    stream = EventStream(None, protocol.ResponsesStreamAccumulator(started=0.0))
+    stream = EventStream(None, ResponsesStreamAccumulator(started=0.0))
     for i, event in enumerate(events):
         stream.observe(event, now=float(i + 1))
     deltas = [i for i, e in enumerate(events) if e.startswith(b"event: response.output_text.delta")]
@@ -592,26 +488,24 @@ def test_an_incomplete_response_reports_why():
             "usage": {"input_tokens": 5, "output_tokens": 16, "total_tokens": 21},
         }
     ).encode()
-    result = protocol.parse_response(RESPONSES, body)
-    assert result.finish_reasons == ["max_output_tokens"] and result.usage == Usage(5, 16, 21)
+    result = RESPONSES.api.parse_response(body)
+    assert result.finish_reasons == ["max_output_tokens"] and result.usage == Usage(input_tokens=5, output_tokens=16)
 
 
 @pytest.mark.parametrize("name", EMBEDDINGS_FIXTURES)
 def test_embeddings_exchange_yields_input_tokens_only(name):
     recorded = json.loads(body_of(name))
-    result = protocol.parse_response(EMBEDDINGS, body_of(name))
+    result = EMBEDDINGS.api.parse_response(body_of(name))
     if "error" in recorded:
         assert result.error_type == recorded["error"]["code"] and result.usage is None
         return
-    assert result.usage == Usage(
-        input_tokens=recorded["usage"]["prompt_tokens"], total_tokens=recorded["usage"]["total_tokens"]
-    )
+    assert result.usage == Usage(input_tokens=recorded["usage"]["prompt_tokens"])
     assert result.response_model == recorded["model"]
 
 
 def test_embeddings_request_parameters():
     body = load_fixture("test_embeddings_with_dimensions")["request"]["body"]
-    request = protocol.parse_request(EMBEDDINGS, body.encode())
+    request = EMBEDDINGS.api.parse_request(body.encode())
     assert request.model == "text-embedding-3-small" and request.dimensions == json.loads(body)["dimensions"]
 
 
@@ -623,7 +517,9 @@ def test_legacy_completion_streams_are_stripped_and_counted():
     sent = [piece for i in range(0, len(upstream), 17) for piece in stream.filter(upstream[i : i + 17], now=1)]
     sent += stream.filter(b"", now=2)
     assert b"".join(sent) == "".join(ChatScript(request, legacy=True).stream_events()).encode()
-    assert stream.accumulator.result.usage == Usage(13, 4, 17, 0, 0)  # 8 + 5 prompt words; 4 chunks
+    assert stream.accumulator.result.usage == Usage(
+        input_tokens=13, output_tokens=4, cache_read_tokens=0, reasoning_tokens=0
+    )  # 8 + 5 prompt words; 4 chunks
     assert stream.accumulator.time_to_first_chunk == 1
 
 
@@ -643,50 +539,6 @@ def test_azure_opening_chunk_passes_and_azure_streams_are_counted():
 
 
 # --- upstream headers ---------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("text", "seconds"),
-    [
-        ("8.64s", 8.64),
-        ("132ms", 0.132),
-        ("1m3s", 63.0),
-        ("2h0m0s", 7200.0),
-        ("0s", 0.0),
-        ("6m0s", 360.0),
-        ("", None),
-        ("soon", None),
-        ("1m3", None),
-        ("-1s", None),
-    ],
-)
-def test_rate_limit_reset_durations(text, seconds):
-    assert protocol.parse_reset_duration(text) == (pytest.approx(seconds) if seconds is not None else None)
-
-
-def test_rate_limit_headers_of_a_recorded_response():
-    headers = {
-        k.lower(): v[0] if isinstance(v, list) else v
-        for k, v in load_fixture("test_chat_completion_streaming")["response"]["headers"].items()
-    }
-    info = protocol.parse_upstream_headers(headers)
-    assert info.rate_limits == protocol.RateLimits(10000, 9999, 8.64, 10000, 9978, 0.132)
-    assert info.request_id == "req_c367cf360ee88481fb7cd6c5d45bf9dc"
-    assert info.processing_ms == 207
-
-
-@pytest.mark.parametrize(
-    "headers",
-    [
-        {"x-ratelimit-remaining-tokens": "9" * 40, "x-request-id": "<script>" * 30, "openai-processing-ms": "fast"},
-        {"x-ratelimit-remaining-tokens": "²", "x-ratelimit-reset-tokens": "٣s"},  # found by `make fuzz`
-    ],
-)
-def test_hostile_rate_limit_and_request_id_headers_are_ignored(headers):
-    assert protocol.parse_upstream_headers(headers) == protocol.UpstreamInfo()
-
-
-# --- content capture ----------------------------------------------------------------------
 
 
 def test_chat_input_becomes_system_instructions_and_messages():
@@ -711,7 +563,7 @@ def test_chat_input_becomes_system_instructions_and_messages():
             ]
         }
     ).encode()
-    content = protocol.captured_input(CHAT, body)
+    content = CHAT.api.captured_input(body)
     assert json.loads(content.system_instructions or "") == [{"type": "text", "content": "Be brief."}]
     assert json.loads(content.input_messages or "") == [
         {"role": "user", "parts": [{"type": "text", "content": "What is in"}, {"type": "image_url"}]},
@@ -721,7 +573,7 @@ def test_chat_input_becomes_system_instructions_and_messages():
 
 
 def test_responses_input_and_instructions():
-    content = protocol.captured_input(RESPONSES, b'{"instructions":"Be brief.","input":"Say this is a test"}')
+    content = RESPONSES.api.captured_input(b'{"instructions":"Be brief.","input":"Say this is a test"}')
     assert json.loads(content.system_instructions or "") == [{"type": "text", "content": "Be brief."}]
     assert json.loads(content.input_messages or "") == [
         {"role": "user", "parts": [{"type": "text", "content": "Say this is a test"}]}
@@ -729,12 +581,10 @@ def test_responses_input_and_instructions():
 
 
 def test_plain_outputs_of_recordings_are_captured():
-    chat = json.loads(protocol.captured_output(CHAT, body_of("test_chat_completion_tool_calls_no_content")) or "")
+    chat = json.loads(CHAT.api.captured_output(body_of("test_chat_completion_tool_calls_no_content")) or "")
     assert chat[0]["finish_reason"] == "tool_calls"
     assert {part["type"] for part in chat[0]["parts"]} == {"tool_call"}
-    responses = json.loads(
-        protocol.captured_output(RESPONSES, body_of("test_responses_create_basic[content_mode0]")) or ""
-    )
+    responses = json.loads(RESPONSES.api.captured_output(body_of("test_responses_create_basic[content_mode0]")) or "")
     assert responses == [
         {
             "role": "assistant",
@@ -756,7 +606,7 @@ def test_plain_outputs_of_recordings_are_captured():
 )
 def test_streamed_output_is_reassembled_from_the_deltas(name, endpoint):
     text = body_of(name).decode()
-    stream = EventStream(None, protocol.stream_accumulator(endpoint, 0.0, capture_content=True))
+    stream = EventStream(None, endpoint.api.stream_accumulator(0.0, capture_content=True))
     for piece in split_randomly(text.encode(), 13):
         stream.observe(piece, now=1)
     messages = json.loads(stream.accumulator.output_messages() or "")
@@ -779,11 +629,9 @@ def test_streamed_output_is_reassembled_from_the_deltas(name, endpoint):
 
 
 def test_captured_text_is_capped():
-    content = protocol.captured_input(
-        CHAT, json.dumps({"messages": [{"role": "user", "content": "x" * 100_000}]}).encode()
-    )
+    content = CHAT.api.captured_input(json.dumps({"messages": [{"role": "user", "content": "x" * 100_000}]}).encode())
     (message,) = json.loads(content.input_messages or "")
-    assert len(message["parts"][0]["content"]) == protocol.MAX_PART_CHARS + len(protocol.TRUNCATED)
+    assert len(message["parts"][0]["content"]) == MAX_PART_CHARS + len(TRUNCATED)
 
 
 def test_without_capture_no_output_is_kept():
@@ -795,16 +643,14 @@ def test_a_large_body_is_summarized_from_its_edges_without_a_full_parse(monkeypa
     embeddings = json.loads(body_of("test_embeddings_with_batch_input"))
     embeddings["data"] = embeddings["data"] * 40  # ~4 MB, like a real batch
     body = json.dumps(embeddings).encode()
-    assert len(body) > protocol.LARGE_BODY
+    assert len(body) > LARGE_BODY
 
     def no_full_parse(*args):
         raise AssertionError("a large body must not be parsed whole")
 
-    monkeypatch.setattr(protocol, "_load_json_object", no_full_parse)
-    result = protocol.parse_response(EMBEDDINGS, body)
-    assert result.usage == Usage(
-        input_tokens=embeddings["usage"]["prompt_tokens"], total_tokens=embeddings["usage"]["total_tokens"]
-    )
+    monkeypatch.setattr(values, "load_json_object", no_full_parse)
+    result = EMBEDDINGS.api.parse_response(body)
+    assert result.usage == Usage(input_tokens=embeddings["usage"]["prompt_tokens"])
     assert result.response_model == embeddings["model"]
 
 
@@ -815,11 +661,11 @@ def test_a_large_chat_body_keeps_its_id_and_usage():
         "choices": [{"index": 0, "message": {"content": "x" * 2_000_000}}],
         "usage": {"prompt_tokens": 5, "completion_tokens": 500_000, "total_tokens": 500_005},
     }
-    result = protocol.parse_response(CHAT, json.dumps(answer).encode())
+    result = CHAT.api.parse_response(json.dumps(answer).encode())
     assert (result.response_id, result.response_model, result.usage) == (
         "chatcmpl-big",
         "gpt-4o",
-        Usage(5, 500_000, 500_005),
+        Usage(input_tokens=5, output_tokens=500_000),
     )
 
 
@@ -833,7 +679,7 @@ def test_strip_mode_passes_a_trailing_fragment_that_is_not_an_event(tail):
 
 def test_include_usage_is_inserted_and_the_clients_bytes_are_otherwise_kept():
     body = b'{ "model" : "gpt-4o",\n  "messages": [{"role": "user", "content": "h\\u00e9"}], "stream": true }'
-    rewritten = protocol.request_with_include_usage(body, protocol.parse_request(CHAT, body))
+    rewritten = request_with_include_usage(body, CHAT.api.parse_request(body))
     assert rewritten == b'{"stream_options":{"include_usage":true},' + body[1:]
     assert json.loads(rewritten)["stream_options"] == {"include_usage": True}
 
@@ -845,32 +691,22 @@ def big_request(**members) -> bytes:
 
 def test_a_large_request_is_read_and_rewritten_without_a_full_parse(monkeypatch):
     body = big_request(model="gpt-4o", stream=True, temperature=0.5)
-    assert len(body) > protocol.LARGE_BODY
+    assert len(body) > LARGE_BODY
 
     def no_full_parse(*args):
         raise AssertionError("a large body must not be parsed whole")
 
-    monkeypatch.setattr(protocol, "_load_json_object", no_full_parse)
-    request = protocol.parse_request(CHAT, body)
+    monkeypatch.setattr(values, "load_json_object", no_full_parse)
+    request = CHAT.api.parse_request(body)
     assert (request.model, request.stream, request.temperature) == ("gpt-4o", True, 0.5)
-    rewritten = protocol.request_with_include_usage(body, protocol.parse_request(CHAT, body))
+    rewritten = request_with_include_usage(body, CHAT.api.parse_request(body))
     assert rewritten == b'{"stream_options":{"include_usage":true},' + body[1:]
-    assert protocol.captured_input(CHAT, body) == protocol.CapturedContent()  # not captured: too large
+    assert CHAT.api.captured_input(body) == CapturedContent()  # not captured: too large
 
 
 def test_a_large_request_that_has_stream_options_is_left_alone():
     body = big_request(model="gpt-4o", stream=True, stream_options={"include_obfuscation": False})
-    assert protocol.request_with_include_usage(body, protocol.parse_request(CHAT, body)) is None
-
-
-def test_a_recorded_stream_is_described_for_people():
-    text = protocol.describe_stream(CHAT, body_of("test_chat_completion_multiple_tools_streaming_with_content"))
-    assert text.startswith("chat (chat_completions) · model gpt-4o-mini")
-    assert "usage: " in text and "output" in text
-    assert "finish: tool_calls" in text
-    assert text.count("→ tool call get_current_weather(") == 2
-    responses = protocol.describe_stream(RESPONSES, body_of("test_responses_create_streaming[content_mode0]"))
-    assert "This is a test." in responses and "usage: 22 input (0 cached), 6 output (0 reasoning)" in responses
+    assert request_with_include_usage(body, CHAT.api.parse_request(body)) is None
 
 
 def test_observe_mode_makes_no_encoder():
@@ -878,38 +714,9 @@ def test_observe_mode_makes_no_encoder():
     body = body_of("test_chat_completion_streaming")
     stream = run_stream([encode_whole(body, "gzip")], "gzip")
     assert stream._encoder is None
-    assert stream.accumulator.result.usage == Usage(12, 5, 17, 0, 0)
+    assert stream.accumulator.result.usage == Usage(
+        input_tokens=12, output_tokens=5, cache_read_tokens=0, reasoning_tokens=0
+    )
 
 
 # --- bodies passed on unparsed ------------------------------------------------------------
-
-
-@pytest.mark.parametrize("name", ["test_chat_completion_with_content", "test_chat_completion_404"])
-def test_exchange_of_parses_deferred_bodies_like_the_hooks_would(name):
-    recorded = load_fixture(name)
-    request_body = recorded["request"]["body"].encode()
-    response_body = recorded["response"]["body"]["string"].encode()
-    status = recorded["response"]["status"]["code"]
-    headers = {"x-request-id": "req_1"}
-    call = protocol.FinishedCall(
-        CHAT, "openai", "api.openai.com", 443, "k", 7, 1.0, status, None, request_body, response_body, headers, {}
-    )
-    exchange = protocol.exchange_of(call)
-    assert exchange.request == protocol.parse_request(CHAT, request_body)
-    assert exchange.result == protocol.parse_response(CHAT, response_body)
-    expected_error = protocol.error_type_for_status(status, response_body) if status >= 400 else None
-    assert exchange.error_type == expected_error
-    assert (exchange.status_code, exchange.start_time_ns, exchange.upstream.request_id) == (status, 7, "req_1")
-
-
-def test_exchange_of_keeps_what_the_hooks_parsed():
-    request, result = protocol.ApiRequest(model="m"), protocol.ApiResult(response_id="r", error_type="boom")
-    call = protocol.FinishedCall(
-        CHAT, "azure.ai.openai", "h", 1, "k", 0, 0.5, 500, "boom", request, result, {}, {"traceparent": "t"}, 0.1, [0.2]
-    )
-    exchange = protocol.exchange_of(call)
-    assert exchange.request is request and exchange.result is result and exchange.error_type == "boom"
-    assert (exchange.time_to_first_chunk_s, list(exchange.chunk_intervals_s)) == (0.1, [0.2])
-    assert (exchange.provider, exchange.trace_headers) == ("azure.ai.openai", {"traceparent": "t"})
-    no_body = protocol.exchange_of(call._replace(request=None, result=b"", error_type=None))
-    assert no_body.request == protocol.ApiRequest() and no_body.error_type == "500"

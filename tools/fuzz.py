@@ -1,7 +1,7 @@
 """`make fuzz`: a long property-based fuzz run of everything that parses network input.
 
 Not part of `make test` (which runs the same properties briefly). Prints the executions reached
-per target; the README records a run. Usage: python -m tests.fuzz [seconds per target, default 60]
+per target; the README records a run. Usage: python -m tools.fuzz [seconds per target, default 60]
 """
 
 from __future__ import annotations
@@ -14,19 +14,30 @@ from collections.abc import Callable
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import protocol
-import sse
-from protocol import EventStream
+import wire
+from wire import sse
+from wire.call import Endpoint
+from wire.headers import parse_request_headers, parse_upstream_headers
+from wire.openai_chat import ChatStreamAccumulator
+from wire.secrets import mask_api_key
+from wire.stream import EventStream
 
-ENDPOINTS = [
-    protocol.Endpoint("chat", "chat_completions"),
-    protocol.Endpoint("chat", "responses"),
-    protocol.Endpoint("text_completion", "completions"),
-    protocol.Endpoint("embeddings", "embeddings"),
-]
+ENDPOINTS = [Endpoint(api) for _, api in wire.ROUTES]
+STREAMED = [endpoint for endpoint in ENDPOINTS if endpoint.api.name != "embeddings"]
 
-# JSON-ish bytes reach deeper than uniform noise: fragments of real OpenAI payloads, shuffled.
+# JSON-ish bytes reach deeper than uniform noise: fragments of real OpenAI and Anthropic payloads, shuffled.
 FRAGMENTS = [
+    b"event: message_start\n",
+    b'data: {"type":"message_start","message":{"id":"msg_1","model":"claude","usage":{"input_tokens":3,',
+    b'"cache_read_input_tokens":2,"cache_creation":{"ephemeral_5m_input_tokens":1},"output_tokens":1}}}',
+    b"event: content_block_delta\n",
+    b'data: {"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"hi"}   }',
+    b'{"type":"content_block_start","index":0,"content_block":{"type":"tool_use","id":"t","name":"f"}}',
+    b'{"type":"input_json_delta","partial_json":"{\\"a\\":"}',
+    b'data: {"type":"message_delta","delta":{"stop_reason":"end_turn"},"usage":{"output_tokens":5}}',
+    b"event: ping\n",
+    b'data: {"type": "ping"}',
+    b'{"type":"error","error":{"type":"overloaded_error"}}',
     b'{"choices":[',
     b'{"index":0,"delta":{"content":"hi"},"finish_reason":null}',
     b'],"usage":null}',
@@ -68,25 +79,24 @@ class Counter:
 
 def target_parsers(counter: Counter) -> Callable[[], None]:
     @given(payloads, st.sampled_from(ENDPOINTS))
-    def run(data: bytes, endpoint: protocol.Endpoint) -> None:
+    def run(data: bytes, endpoint: Endpoint) -> None:
         counter.executions += 1
-        protocol.parse_request(endpoint, data)
-        protocol.parse_response(endpoint, data)
-        protocol.request_with_include_usage(data, protocol.parse_request(endpoint, data))
-        protocol.error_type_for_status(500, data)
-        protocol.captured_input(endpoint, data)
-        protocol.captured_output(endpoint, data)
-        protocol.mask_api_key(data.decode("latin-1"))
+        api = endpoint.api
+        api.request_with_usage(data, api.parse_request(data))
+        api.parse_response(data)
+        api.captured_input(data)
+        api.captured_output(data)
+        mask_api_key(data.decode("latin-1"))
 
     return run
 
 
 def target_streams(counter: Counter) -> Callable[[], None]:
-    @given(payloads, splits, st.sampled_from(ENDPOINTS[:3]), st.booleans())
-    def run(data: bytes, sizes: list[int], endpoint: protocol.Endpoint, capture: bool) -> None:
+    @given(payloads, splits, st.sampled_from(STREAMED), st.booleans())
+    def run(data: bytes, sizes: list[int], endpoint: Endpoint, capture: bool) -> None:
         counter.executions += 1
-        observed = EventStream(None, protocol.stream_accumulator(endpoint, 0.0, capture))
-        filtered = EventStream(None, protocol.stream_accumulator(endpoint, 0.0, capture))
+        observed = EventStream(None, endpoint.api.stream_accumulator(0.0, capture))
+        filtered = EventStream(None, endpoint.api.stream_accumulator(0.0, capture))
         sent: list[bytes] = []
         for piece in pieces(data, sizes):
             observed.observe(piece, now=1.0)
@@ -105,13 +115,13 @@ def target_compressed_streams(counter: Counter) -> Callable[[], None]:
     @given(payloads, splits, st.sampled_from(["gzip", "deflate", "br", "zstd"]))
     def run(data: bytes, sizes: list[int], encoding: str) -> None:
         counter.executions += 1
-        stream = EventStream(encoding, protocol.ChatStreamAccumulator(0.0))
+        stream = EventStream(encoding, ChatStreamAccumulator(0.0))
         try:
             for piece in pieces(data, sizes):
                 stream.observe(piece, now=1.0)
         except sse.DECODE_ERRORS:
             pass  # not a valid compressed stream; the addon's tap then passes it through untouched
-        filtered = EventStream(encoding, protocol.ChatStreamAccumulator(0.0))
+        filtered = EventStream(encoding, ChatStreamAccumulator(0.0))
         out = [chunk for piece in pieces(data, sizes) for chunk in filtered.filter(piece, now=1.0)]
         out += filtered.filter(b"", now=2.0)
         assert all(out)
@@ -121,14 +131,25 @@ def target_compressed_streams(counter: Counter) -> Callable[[], None]:
 
 def target_headers(counter: Counter) -> Callable[[], None]:
     names = st.sampled_from(
-        ["x-ratelimit-remaining-tokens", "x-ratelimit-reset-tokens", "x-request-id", "openai-processing-ms", "x"]
+        [
+            "x-ratelimit-remaining-tokens",
+            "x-ratelimit-reset-tokens",
+            "x-request-id",
+            "request-id",
+            "openai-processing-ms",
+            "anthropic-ratelimit-input-tokens-remaining",
+            "anthropic-ratelimit-requests-reset",
+            "anthropic-version",
+            "anthropic-beta",
+            "x",
+        ]
     )
 
-    @given(st.dictionaries(names, st.text(max_size=80), max_size=5))
-    def run(headers: dict[str, str]) -> None:
+    @given(st.dictionaries(names, st.text(max_size=80), max_size=5), st.floats(0, 4e9))
+    def run(headers: dict[str, str], now_s: float) -> None:
         counter.executions += 1
-        info = protocol.parse_upstream_headers(headers)
-        json.dumps(info.request_id)
+        info = parse_upstream_headers(headers, now_s)
+        json.dumps([info.request_id, vars(info.rate_limits), vars(parse_request_headers(headers))])
 
     return run
 

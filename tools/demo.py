@@ -13,10 +13,10 @@ from pathlib import Path
 import openai
 from openai.types.chat import ChatCompletionChunk, ChatCompletionMessageParam
 
-from tests.support.certs import make_pki
-from tests.support.fake_openai import FakeOpenAI
-from tests.support.mitmdump import Mitmdump, reverse_args
-from tests.support.otlp_receiver import OTLPReceiver
+from harness.certs import make_pki
+from harness.fake_openai import FakeOpenAI
+from harness.mitmdump import Mitmdump, reverse_args
+from harness.otlp_receiver import OTLPReceiver
 
 DEMO_KEY = "sk-proj-demo0000000000000000000000000000000000WXYZ"
 

@@ -1,0 +1,61 @@
+"""Calls told for people: the summary line and mitmweb's stream view."""
+
+from harness.fake_openai import load_fixture
+from harness.recordings import load_anthropic
+from wire import anthropic_messages, openai_chat, openai_responses
+from wire.call import Call, Endpoint
+from wire.describe import describe_stream, summarize
+from wire.records import ApiRequest, ApiResult, Usage
+
+CHAT = Endpoint(openai_chat.API)
+
+
+def body_of(name: str) -> bytes:
+    return load_fixture(name)["response"]["body"]["string"].encode()
+
+
+def test_summary_line_names_model_tokens_timing_and_errors():
+    call = Call(
+        endpoint=CHAT,
+        provider="openai",
+        server_address="api.openai.com",
+        server_port=443,
+        request=ApiRequest(model="gpt-4o-mini", stream=True),
+        api_key="sk-...abcd",
+        start_time_ns=0,
+        duration_s=1.2345,
+        result=ApiResult(
+            response_model="gpt-4o-mini-2024-07-18",
+            usage=Usage(input_tokens=100, output_tokens=20, cache_read_tokens=64, reasoning_tokens=8),
+        ),
+        time_to_first_chunk_s=0.25,
+    )
+    assert summarize(call) == (
+        "chat gpt-4o-mini-2024-07-18 · 100 in / 20 out (64 cached, 8 reasoning) · 1.234s · first chunk 0.250s"
+    )
+    call.result = ApiResult(usage=Usage(input_tokens=1100, output_tokens=5, cache_write_tokens=1000))
+    assert "1100 in / 5 out (1000 cache write)" in summarize(call)
+    call.result, call.status_code = ApiResult(error_type="rate_limit_exceeded"), 429
+    assert summarize(call).endswith("error rate_limit_exceeded (429)")
+
+
+def test_a_recorded_stream_is_described_for_people():
+    text = describe_stream(CHAT, body_of("test_chat_completion_multiple_tools_streaming_with_content"))
+    assert text.startswith("chat (chat_completions) · model gpt-4o-mini")
+    assert "usage: " in text and "output" in text
+    assert "finish: tool_calls" in text
+    assert text.count("→ tool call get_current_weather(") == 2
+    responses = describe_stream(
+        Endpoint(openai_responses.API), body_of("test_responses_create_streaming[content_mode0]")
+    )
+    assert "This is a test." in responses and "usage: 22 input (0 cached), 6 output (0 reasoning)" in responses
+
+
+def test_an_anthropic_stream_is_described_with_its_text_and_usage():
+    text = describe_stream(
+        Endpoint(anthropic_messages.API), load_anthropic("test_sync_messages_create_streaming").response_body
+    )
+    assert text.startswith("chat (messages) · model claude-sonnet-4-20250514")
+    assert "id msg_01VY8H3oPFs4WWVnJXFDxNhU" in text
+    assert "usage: 13 input (0 cached), 5 output (0 reasoning)" in text
+    assert "finish: end_turn" in text and "\nHello.\n" in text + "\n"

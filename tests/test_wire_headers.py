@@ -1,0 +1,89 @@
+"""Header fields: request ids, rate limits (OpenAI's durations, Anthropic's moments), API versions."""
+
+from datetime import UTC, datetime
+
+import pytest
+
+from harness.fake_openai import load_fixture
+from harness.recordings import load_anthropic
+from wire.headers import (
+    RateLimits,
+    UpstreamInfo,
+    parse_request_headers,
+    parse_reset_duration,
+    parse_upstream_headers,
+)
+
+NOW = 1_700_000_000.0
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [
+        ("8.64s", 8.64),
+        ("132ms", 0.132),
+        ("1m3s", 63.0),
+        ("2h0m0s", 7200.0),
+        ("0s", 0.0),
+        ("6m0s", 360.0),
+        ("", None),
+        ("soon", None),
+        ("1m3", None),
+        ("-1s", None),
+    ],
+)
+def test_rate_limit_reset_durations(text, seconds):
+    assert parse_reset_duration(text) == (pytest.approx(seconds) if seconds is not None else None)
+
+
+def test_rate_limit_headers_of_a_recorded_response():
+    headers = {
+        k.lower(): v[0] if isinstance(v, list) else v
+        for k, v in load_fixture("test_chat_completion_streaming")["response"]["headers"].items()
+    }
+    info = parse_upstream_headers(headers, NOW)
+    assert info.rate_limits == RateLimits(10000, 9999, 8.64, 10000, 9978, 0.132)
+    assert info.request_id == "req_c367cf360ee88481fb7cd6c5d45bf9dc"
+    assert info.processing_ms == 207
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"x-ratelimit-remaining-tokens": "9" * 40, "x-request-id": "<script>" * 30, "openai-processing-ms": "fast"},
+        {"x-ratelimit-remaining-tokens": "²", "x-ratelimit-reset-tokens": "٣s"},  # found by `make fuzz`
+        {"anthropic-ratelimit-requests-reset": "tomorrow", "anthropic-ratelimit-tokens-reset": "2026-03-03T03:03:04"},
+        {"anthropic-ratelimit-input-tokens-remaining": "-5", "request-id": "req 1"},
+    ],
+)
+def test_hostile_rate_limit_and_request_id_headers_are_ignored(headers):
+    assert parse_upstream_headers(headers, NOW) == UpstreamInfo()
+
+
+# --- content capture ----------------------------------------------------------------------
+
+
+def test_anthropic_rate_limits_of_a_recorded_response_reset_in_seconds_from_the_calls_end():
+    headers = load_anthropic("test_sync_messages_create_streaming").response_headers
+    end = datetime(2026, 3, 3, 3, 3, 3, 500_000, tzinfo=UTC).timestamp()  # half a second before the resets
+    info = parse_upstream_headers(headers, end)
+    limits = info.rate_limits
+    assert (limits.limit_requests, limits.remaining_requests, limits.reset_requests_s) == (1000, 999, 0.5)
+    assert (limits.limit_input_tokens, limits.remaining_input_tokens) == (450000, 450000)
+    assert (limits.limit_output_tokens, limits.remaining_output_tokens, limits.reset_output_tokens_s) == (
+        90000,
+        90000,
+        0.5,
+    )
+    assert info.request_id == headers["request-id"]
+    assert parse_upstream_headers(headers, end + 60).rate_limits.reset_requests_s == 0.0  # past: no negative wait
+
+
+def test_anthropic_version_and_betas_are_read_bounded():
+    info = parse_request_headers(
+        {"anthropic-version": "2023-06-01", "anthropic-beta": "claude-code-20250219, oauth-2025-04-20,," + "x," * 50}
+    )
+    assert info.api_version == "2023-06-01"
+    assert info.betas is not None and info.betas[:2] == ["claude-code-20250219", "oauth-2025-04-20"]
+    assert len(info.betas) == 32
+    assert parse_request_headers({}) == type(info)()

@@ -1,0 +1,49 @@
+"""The pure wire layer: what LLM API traffic says, as plain records. No mitmproxy, no
+OpenTelemetry, no I/O.
+
+The registry below maps a request's route to its wire API. Adding an API is one new module
+(a `WireApi` subclass and its stream accumulator) plus one line in `ROUTES`.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from urllib.parse import parse_qs
+
+from wire import anthropic_messages, openai_chat, openai_completions, openai_embeddings, openai_responses
+from wire.call import Endpoint, WireApi
+
+# By the route's ending, under any prefix (`/v1`, `/openai/v1`, `/anthropic/v1`, Azure's
+# deployments); the longest ending first: "/chat/completions" must win over "/completions".
+ROUTES: tuple[tuple[str, WireApi], ...] = (
+    ("/v1/messages", anthropic_messages.API),
+    ("/chat/completions", openai_chat.API),
+    ("/responses", openai_responses.API),
+    ("/completions", openai_completions.API),
+    ("/embeddings", openai_embeddings.API),
+)
+_AZURE_DEPLOYMENT = re.compile(r"/openai/deployments/([^/]{1,128})/")
+
+
+def endpoint_for(method: str, path: str) -> Endpoint | None:
+    """The observed endpoint of `METHOD path` (with its query string), or None: not inference."""
+    return _endpoint_of_path(path) if method == "POST" else None
+
+
+# Every request passes here; clients call the same few paths over and over.
+@functools.lru_cache(maxsize=1024)
+def _endpoint_of_path(path: str) -> Endpoint | None:
+    route, _, query = path.partition("?")
+    route = route.rstrip("/")
+    for ending, api in ROUTES:
+        if route.endswith(ending):
+            deployment = _AZURE_DEPLOYMENT.search(route + "/")
+            versions = parse_qs(query).get("api-version") if query else None
+            return Endpoint(
+                api=api,
+                deployment=deployment.group(1) if deployment else None,
+                api_version=versions[0][:32] if versions else None,
+                azure_v1="/openai/v1/" in route + "/",
+            )
+    return None

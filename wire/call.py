@@ -1,0 +1,143 @@
+"""The interface every wire API implements, the endpoint a request calls, and the one record of a
+finished call."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from wire.content import CapturedContent
+from wire.headers import UpstreamInfo, parse_upstream_headers
+from wire.hosts import HostRule
+from wire.records import ApiRequest, ApiResult, Usage
+from wire.stream import StreamAccumulator
+
+
+class WireApi:
+    """One wire API (OpenAI chat completions, Anthropic messages, ...): how to read it.
+
+    One stateless instance per API, chosen once per flow by the registry (`wire.endpoint_for`)
+    from the request's method and path. Every parser takes bytes off the network and must never
+    raise on them: a malformed body gives an empty result.
+    """
+
+    name: str  # e.g. chat_completions, messages (OpenAI's spans carry it as openai.api.type)
+    operation: str  # gen_ai.operation.name: chat | text_completion | embeddings
+    vendor: str  # the namespace of the API's own span attributes and gauges: openai | anthropic
+
+    def __reduce__(self) -> str:
+        """Pickled by name: each module's instance is its `API`, the same object after unpickling."""
+        return "API"
+
+    def __repr__(self) -> str:
+        return f"<wire API {self.name}>"
+
+    def parse_request(self, body: bytes | None) -> ApiRequest:
+        raise NotImplementedError
+
+    def parse_response(self, body: bytes | None) -> ApiResult:
+        """A plain (not streamed) response body, also an error body (`ApiResult.error_type`)."""
+        raise NotImplementedError
+
+    def stream_accumulator(self, started: float, capture_content: bool = False) -> StreamAccumulator:
+        raise NotImplementedError
+
+    def captured_input(self, body: bytes | None) -> CapturedContent:
+        """System instructions and input messages of a request; bodies over LARGE_BODY give none."""
+        raise NotImplementedError
+
+    def captured_output(self, body: bytes | None) -> str | None:
+        """The output messages of a plain response; bodies over LARGE_BODY give none."""
+        raise NotImplementedError
+
+    def may_request_usage(self, rule: HostRule, endpoint: Endpoint) -> bool:
+        """May the addon ask this upstream for usage the client's streamed request did not ask for?"""
+        return False
+
+    def request_with_usage(self, body: bytes, request: ApiRequest) -> bytes | None:
+        """The request body asking for usage, or None when it is unsafe to touch."""
+        return None
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """What an observed request calls: the wire API, and Azure OpenAI's routing."""
+
+    api: WireApi
+    deployment: str | None = None  # Azure /openai/deployments/{deployment}/...
+    api_version: str | None = None  # Azure ?api-version=...
+    azure_v1: bool = False  # Azure /openai/v1/... (no api-version needed)
+
+    @property
+    def operation(self) -> str:
+        return self.api.operation
+
+
+@dataclass(slots=True, kw_only=True)
+class Call:
+    """One observed call, finished: everything the telemetry layer records.
+
+    Built by the proxy's hooks and handed to the telemetry process. Its bodies may still be
+    unparsed (`request_body`, `response_body`): `parse_bodies` is the one place they are read,
+    in the proxy when the call is shown there (log line, flow comment), else in the telemetry
+    process, off mitmproxy's event loop.
+    """
+
+    endpoint: Endpoint
+    provider: str
+    server_address: str
+    server_port: int
+    api_key: str  # already masked
+    start_time_ns: int  # wall clock, for the span
+    duration_s: float
+    status_code: int | None = None
+    flow_error: str | None = None  # the connection's fate: client_aborted, upstream_aborted, ...
+    request: ApiRequest = field(default_factory=ApiRequest)
+    result: ApiResult = field(default_factory=ApiResult)
+    request_body: bytes | None = None  # still to parse into `request`
+    response_body: bytes | None = None  # still to parse into `result`
+    # The request's `REQUEST_HEADERS` and the response's `UPSTREAM_HEADERS` it carried (lower-case
+    # names), parsed only where they are recorded: the proxy passes them on as they are.
+    request_headers: dict[str, str] = field(default_factory=dict)
+    response_headers: dict[str, str] = field(default_factory=dict)
+    time_to_first_chunk_s: float | None = None
+    chunk_intervals_s: Sequence[float] = ()
+    content: CapturedContent | None = None  # only when content capture is on
+    cost_usd: float | None = None
+
+    def parse_bodies(self) -> Call:
+        api = self.endpoint.api
+        if self.request_body is not None:
+            self.request, self.request_body = api.parse_request(self.request_body), None
+        if self.response_body is not None:
+            self.result, self.response_body = api.parse_response(self.response_body), None
+        return self
+
+    @property
+    def operation(self) -> str:
+        return self.endpoint.operation
+
+    @property
+    def usage(self) -> Usage | None:
+        return self.result.usage
+
+    @property
+    def error_type(self) -> str | None:
+        """Why the call failed: the connection, else the API's error (body or stream), else the status."""
+        if self.flow_error or self.result.error_type:
+            return self.flow_error or self.result.error_type
+        return str(self.status_code) if self.status_code is not None and self.status_code >= 400 else None
+
+    @property
+    def request_model(self) -> str | None:
+        """The model asked for; a request may name none (an Azure deployment), then the response's."""
+        return self.request.model or self.result.response_model
+
+    @property
+    def billed_model(self) -> str | None:
+        """The model that answered and is billed: the response's, else the one asked for."""
+        return self.result.response_model or self.request.model
+
+    def upstream(self) -> UpstreamInfo:
+        end_s = (self.start_time_ns / 1e9) + self.duration_s
+        return parse_upstream_headers(self.response_headers, end_s)

@@ -1,0 +1,78 @@
+"""Calls told as a person reads them: the one-line summary and mitmweb's stream view."""
+
+from __future__ import annotations
+
+import json
+
+from wire.call import Call, Endpoint
+from wire.stream import EventStream
+
+
+def summarize(call: Call) -> str:
+    """One human line: operation, model, tokens, cost, duration, time to first content chunk, error."""
+    parts = [f"{call.operation} {call.billed_model or '?'}"]
+    usage = call.usage
+    if usage is not None:
+        tokens = f"{usage.input_tokens or 0} in / {usage.output_tokens or 0} out"
+        extras = []
+        if usage.cache_read_tokens:
+            extras.append(f"{usage.cache_read_tokens} cached")
+        if usage.cache_write_tokens:
+            extras.append(f"{usage.cache_write_tokens} cache write")
+        if usage.reasoning_tokens:
+            extras.append(f"{usage.reasoning_tokens} reasoning")
+        parts.append(tokens + (f" ({', '.join(extras)})" if extras else ""))
+    elif call.request.stream and call.error_type is None:
+        parts.append("usage unavailable")
+    if call.cost_usd is not None:
+        parts.append(f"${call.cost_usd:.6f}")
+    parts.append(f"{call.duration_s:.3f}s")
+    if call.time_to_first_chunk_s is not None:
+        parts.append(f"first chunk {call.time_to_first_chunk_s:.3f}s")
+    error_type = call.error_type
+    if error_type is not None:
+        status = f" ({call.status_code})" if call.status_code else ""
+        parts.append(f"error {error_type}{status}")
+    return " · ".join(parts)
+
+
+def describe_stream(endpoint: Endpoint, body: bytes) -> str:
+    """A streamed response told as a person reads it: the reassembled answer, tool calls, usage.
+
+    For mitmweb's contentview; `body` is the decoded stream.
+    """
+    stream = EventStream(None, endpoint.api.stream_accumulator(0.0, capture_content=True))
+    stream.observe(body, 0.0)
+    stream.finish(0.0)
+    result = stream.accumulator.result
+    lines = [f"{endpoint.operation} ({endpoint.api.name}) · model {result.response_model or '?'}"]
+    if result.response_id:
+        lines.append(f"id {result.response_id}")
+    usage = result.usage
+    if usage is not None:
+        cache_write = f", {usage.cache_write_tokens} cache write" if usage.cache_write_tokens else ""
+        lines.append(
+            f"usage: {usage.input_tokens or 0} input ({usage.cache_read_tokens or 0} cached{cache_write}), "
+            f"{usage.output_tokens or 0} output ({usage.reasoning_tokens or 0} reasoning)"
+        )
+    else:
+        lines.append("usage: not in this stream")
+    if result.error_type:
+        lines.append(f"error: {result.error_type}")
+    if result.finish_reasons:
+        lines.append(f"finish: {', '.join(result.finish_reasons)}")
+    messages = json.loads(stream.accumulator.output_messages() or "[]")
+    for number, message in enumerate(messages):
+        lines.append("")
+        lines.append(f"assistant{f' (choice {number})' if len(messages) > 1 else ''}:")
+        for part in message.get("parts", []):
+            kind = part.get("type")
+            if kind == "text":
+                lines.append(part.get("content", ""))
+            elif kind == "reasoning":
+                lines.append(f"(thinking) {part.get('content', '')}")
+            elif kind == "tool_call":
+                lines.append(f"→ tool call {part.get('name')}({part.get('arguments')})  [{part.get('id')}]")
+            elif kind:
+                lines.append(f"[{kind}]")
+    return "\n".join(lines)

@@ -1,0 +1,153 @@
+"""What the header fields of a call say beyond the bodies: request ids, rate limits, API versions.
+
+OpenAI and its compatible servers send `x-ratelimit-*` with durations (`6ms`, `1m3s`) as reset
+times; Anthropic sends `anthropic-ratelimit-*` with RFC 3339 times, turned here into seconds
+from the moment the call ended.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from datetime import datetime
+
+from wire.values import label, labels
+
+# Rate-limit budgets and where each provider family states them.
+BUDGETS = ("requests", "tokens", "input_tokens", "output_tokens")
+_OPENAI_LIMITS = {"requests": "x-ratelimit-%s-requests", "tokens": "x-ratelimit-%s-tokens"}
+_ANTHROPIC_LIMITS = {budget: f"anthropic-ratelimit-{budget.replace('_', '-')}-%s" for budget in BUDGETS}
+
+
+@dataclass
+class RateLimits:
+    """Rate-limit headroom of the call's key, per budget; reset times in seconds from the call's end."""
+
+    limit_requests: int | None = None
+    remaining_requests: int | None = None
+    reset_requests_s: float | None = None
+    limit_tokens: int | None = None
+    remaining_tokens: int | None = None
+    reset_tokens_s: float | None = None
+    limit_input_tokens: int | None = None
+    remaining_input_tokens: int | None = None
+    reset_input_tokens_s: float | None = None
+    limit_output_tokens: int | None = None
+    remaining_output_tokens: int | None = None
+    reset_output_tokens_s: float | None = None
+
+    def known(self) -> bool:
+        return any(getattr(self, item.name) is not None for item in fields(self))
+
+
+_DURATION_PART = re.compile(r"([0-9]{1,12}(?:\.[0-9]{1,9})?)(ms|h|m|s)")
+_DURATION = re.compile(r"(?:[0-9]{1,12}(?:\.[0-9]{1,9})?(?:ms|h|m|s))+")
+_DURATION_UNITS = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
+
+
+def parse_reset_duration(text: str | None) -> float | None:
+    """`8.64s`, `132ms`, `1m3s`, `2h0m0s` → seconds; None if it is not such a duration."""
+    if not text:
+        return None
+    text = text.strip()
+    if not _DURATION.fullmatch(text):
+        return None
+    return sum(float(number) * _DURATION_UNITS[unit] for number, unit in _DURATION_PART.findall(text))
+
+
+def parse_reset_time(text: str | None, now_s: float) -> float | None:
+    """An RFC 3339 time (`2026-03-03T03:03:04Z`) as seconds after `now_s` (epoch seconds, at least 0)."""
+    if not text or len(text) > 40:
+        return None
+    try:
+        moment = datetime.fromisoformat(text.strip())
+    except ValueError:
+        return None
+    if moment.tzinfo is None:
+        return None
+    return max(moment.timestamp() - now_s, 0.0)
+
+
+def _header_count(headers: Mapping[str, str], name: str) -> int | None:
+    """A count of up to 18 ASCII digits (Unicode digits pass `isdigit` but are no header count)."""
+    value = headers.get(name)
+    if value is None:
+        return None
+    value = value.strip()
+    return int(value) if 0 < len(value) <= 18 and value.isascii() and value.isdigit() else None
+
+
+def parse_rate_limits(headers: Mapping[str, str], now_s: float) -> RateLimits:
+    limits = RateLimits()
+    for budget, pattern in _OPENAI_LIMITS.items():
+        setattr(limits, f"limit_{budget}", _header_count(headers, pattern % "limit"))
+        setattr(limits, f"remaining_{budget}", _header_count(headers, pattern % "remaining"))
+        setattr(limits, f"reset_{budget}_s", parse_reset_duration(headers.get(pattern % "reset")))
+    for budget, pattern in _ANTHROPIC_LIMITS.items():
+        if (limit := _header_count(headers, pattern % "limit")) is not None:
+            setattr(limits, f"limit_{budget}", limit)
+        if (remaining := _header_count(headers, pattern % "remaining")) is not None:
+            setattr(limits, f"remaining_{budget}", remaining)
+        if (reset := parse_reset_time(headers.get(pattern % "reset"), now_s)) is not None:
+            setattr(limits, f"reset_{budget}_s", reset)
+    return limits
+
+
+@dataclass
+class UpstreamInfo:
+    """What the upstream's headers say beyond the body."""
+
+    request_id: str | None = None  # for support tickets
+    processing_ms: float | None = None  # openai-processing-ms
+    rate_limits: RateLimits = field(default_factory=RateLimits)
+
+
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9_\-]{1,128}$")
+_REQUEST_ID_HEADERS = ("x-request-id", "apim-request-id", "request-id")
+# The response header fields `parse_upstream_headers` reads (lower case).
+UPSTREAM_HEADERS = (
+    *_REQUEST_ID_HEADERS,
+    "openai-processing-ms",
+    *(pattern % part for pattern in _OPENAI_LIMITS.values() for part in ("limit", "remaining", "reset")),
+    *(pattern % part for pattern in _ANTHROPIC_LIMITS.values() for part in ("limit", "remaining", "reset")),
+)
+
+
+def parse_upstream_headers(headers: Mapping[str, str], now_s: float) -> UpstreamInfo:
+    """`now_s`: when the call ended (epoch seconds), for reset times given as a moment."""
+    request_id = next((value for name in _REQUEST_ID_HEADERS if (value := headers.get(name))), None)
+    processing = headers.get("openai-processing-ms")
+    try:
+        processing_ms = float(processing) if processing else None
+    except ValueError:
+        processing_ms = None
+    return UpstreamInfo(
+        request_id=request_id if request_id and _REQUEST_ID.match(request_id) else None,
+        processing_ms=processing_ms,
+        rate_limits=parse_rate_limits(headers, now_s),
+    )
+
+
+# The request header fields a call keeps (besides the key, masked at once): the trace context,
+# and the API version and beta features an Anthropic client asks for.
+TRACE_HEADERS = ("traceparent", "tracestate")
+REQUEST_HEADERS = (*TRACE_HEADERS, "anthropic-version", "anthropic-beta")
+# Trace context headers longer than this are not W3C-valid anyway; ignore them.
+MAX_TRACE_HEADER_LENGTH = 512
+
+
+@dataclass
+class RequestInfo:
+    """What the request's headers say: the API version and the beta features asked for."""
+
+    api_version: str | None = None
+    betas: list[str] | None = None
+
+
+def parse_request_headers(headers: Mapping[str, str]) -> RequestInfo:
+    beta = headers.get("anthropic-beta")
+    return RequestInfo(
+        api_version=label(headers.get("anthropic-version")),
+        betas=labels([item.strip() for item in beta.split(",")], most=32) if beta else None,
+    )

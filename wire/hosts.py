@@ -1,0 +1,83 @@
+"""Which hosts are metered: `genai_hosts` entries, parsed and matched."""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+DEFAULT_PROVIDER = "openai"
+DEFAULT_HOSTS = [
+    "api.openai.com=openai",
+    "*.openai.azure.com=azure.ai.openai",
+    "*.cognitiveservices.azure.com=azure.ai.openai",
+    "api.anthropic.com=anthropic",
+    "api.groq.com=groq",
+    "api.deepseek.com=deepseek",
+    "api.mistral.ai=mistral_ai",
+    "api.x.ai=x_ai",
+    "api.perplexity.ai=perplexity",
+    "openrouter.ai=openrouter",
+]
+
+
+@dataclass(frozen=True)
+class HostRule:
+    """One `genai_hosts` entry: `HOST[:PORT][=PROVIDER][;stream_usage=on|off]`, HOST may be a glob.
+
+    The host says who is billed (the provider); the route of each request says which wire API it
+    speaks, so one host may serve several (`api.deepseek.com` serves OpenAI's chat completions
+    and, under `/anthropic/v1/messages`, Anthropic's Messages API).
+    """
+
+    host_pattern: str
+    port: int | None
+    provider: str
+    stream_usage: bool | None = None  # None: decided by provider
+
+    def matches(self, host: str, port: int) -> bool:
+        if self.port is not None and self.port != port:
+            return False
+        return fnmatch.fnmatchcase(host.lower(), self.host_pattern)
+
+
+_PROVIDER_NAME = re.compile(r"^[a-z0-9_.]{1,64}$")
+_HOST_PATTERN = re.compile(r"^[a-z0-9*?.\-\[\]]{1,253}$")
+_SWITCH = {"on": True, "true": True, "off": False, "false": False}
+
+
+def parse_host_rule(entry: str) -> HostRule:
+    """Parse a `genai_hosts` entry; raise ValueError with a readable reason."""
+    entry, _, flags = entry.strip().partition(";")
+    stream_usage: bool | None = None
+    if flags:
+        name, _, value = flags.strip().partition("=")
+        if name.strip() != "stream_usage" or value.strip().lower() not in _SWITCH:
+            raise ValueError(f"unknown setting {flags.strip()!r}; only stream_usage=on|off is known")
+        stream_usage = _SWITCH[value.strip().lower()]
+    spec, _, provider = entry.partition("=")
+    provider = provider.strip() or DEFAULT_PROVIDER
+    if not _PROVIDER_NAME.match(provider):
+        raise ValueError(f"provider {provider!r} must be 1-64 of a-z, 0-9, '_' or '.'")
+    host, port_text = spec.strip().lower(), ""
+    if host.startswith("["):  # [::1]:8000
+        inner, _, rest = host[1:].partition("]")
+        host, port_text = inner, rest.removeprefix(":")
+    elif host.count(":") == 1:
+        host, port_text = host.split(":")
+    if not host or not (_HOST_PATTERN.match(host) or ":" in host):
+        raise ValueError(f"host {host!r} is not a host name, address or glob")
+    port: int | None = None
+    if port_text:
+        if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+            raise ValueError(f"port {port_text!r} is not a number from 1 to 65535")
+        port = int(port_text)
+    return HostRule(host, port, provider, stream_usage)
+
+
+def match_host(rules: Sequence[HostRule], host: str, port: int) -> HostRule | None:
+    for rule in rules:
+        if rule.matches(host, port):
+            return rule
+    return None

@@ -1,0 +1,91 @@
+"""What OpenAI's HTTP APIs share: request fields, and usage in the chat-completions shape."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from wire.records import MODALITIES, ApiRequest, Usage
+from wire.values import count, integer, json_members, label, labels, member_pattern, number, obj
+
+# Request members that are plain values and whose names do not also occur nested in messages.
+REQUEST_MEMBERS = member_pattern(
+    "model",
+    "stream",
+    "stream_options",
+    "temperature",
+    "top_p",
+    "max_tokens",
+    "max_completion_tokens",
+    "max_output_tokens",
+    "frequency_penalty",
+    "presence_penalty",
+    "seed",
+    "n",
+    "service_tier",
+    "dimensions",
+    "encoding_format",
+)
+RESPONSE_MEMBERS = member_pattern("id", "model", "usage", "system_fingerprint", "service_tier", "status")
+_OUTPUT_TYPES = {"text": "text", "json_object": "json", "json_schema": "json"}
+
+
+def openai_request(body: bytes | None, *, responses_api: bool = False) -> ApiRequest:
+    """A request of any of OpenAI's HTTP APIs; the Responses API names two members its own way."""
+    data = json_members(body, REQUEST_MEMBERS)
+    if data is None:
+        return ApiRequest()
+    if responses_api:
+        output_format = obj(obj(data.get("text")).get("format")).get("type")
+        max_tokens = data.get("max_output_tokens")
+    else:
+        output_format = obj(data.get("response_format")).get("type")
+        max_tokens = data.get("max_completion_tokens", data.get("max_tokens"))
+    encoding_format = label(data.get("encoding_format"))
+    return ApiRequest(
+        model=label(data.get("model")),
+        stream=data.get("stream") is True,
+        include_usage=obj(data.get("stream_options")).get("include_usage") is True,
+        temperature=number(data.get("temperature")),
+        top_p=number(data.get("top_p")),
+        max_tokens=integer(max_tokens),
+        frequency_penalty=number(data.get("frequency_penalty")),
+        presence_penalty=number(data.get("presence_penalty")),
+        stop_sequences=labels(data.get("stop")),
+        seed=integer(data.get("seed")),
+        choice_count=integer(data.get("n")),
+        service_tier=label(data.get("service_tier")),
+        output_type=_OUTPUT_TYPES.get(str(output_format)),
+        encoding_formats=[encoding_format] if encoding_format else None,
+        dimensions=integer(data.get("dimensions")),
+    )
+
+
+def modalities(details: dict[str, Any]) -> tuple[tuple[str, int], ...]:
+    """`{"text_tokens": 5, "audio_tokens": 3}` → (("text", 5), ("audio", 3)); zeros are left out."""
+    return tuple((kind, value) for kind in MODALITIES if (value := count(details.get(f"{kind}_tokens"))))
+
+
+def openai_usage(value: Any, input_name: str, output_name: str) -> Usage | None:
+    """OpenAI's usage: input already includes cached tokens and cache writes, output reasoning.
+
+    Chat completions, completions and embeddings name the totals `prompt_tokens` /
+    `completion_tokens` with `*_tokens_details`; the Responses API `input_tokens` / `output_tokens`.
+    """
+    if not isinstance(value, dict):
+        return None
+    input_details = obj(value.get(f"{input_name}_details"))
+    output_details = obj(value.get(f"{output_name}_details"))
+    usage = Usage(
+        input_tokens=count(value.get(input_name)),
+        output_tokens=count(value.get(output_name)),
+        cache_read_tokens=count(input_details.get("cached_tokens")),
+        cache_write_tokens=count(input_details.get("cache_write_tokens")),
+        reasoning_tokens=count(output_details.get("reasoning_tokens")),
+        input_modalities=modalities(input_details),
+        output_modalities=modalities(output_details),
+    )
+    return None if usage.input_tokens is None and usage.output_tokens is None else usage
+
+
+def chat_usage(value: Any) -> Usage | None:
+    return openai_usage(value, "prompt_tokens", "completion_tokens")

@@ -1,0 +1,162 @@
+"""OpenAI's Responses API (`POST …/responses`): typed events, usage in the terminal event."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from wire.call import WireApi
+from wire.content import (
+    CapturedContent,
+    Part,
+    dump_messages,
+    openai_content_parts,
+    openai_tool_call_part,
+    text_part,
+    tool_response_part,
+)
+from wire.openai_common import RESPONSE_MEMBERS, openai_request, openai_usage
+from wire.records import ApiRequest, ApiResult, Usage
+from wire.sse import SSEEvent
+from wire.stream import StreamAccumulator
+from wire.values import error_label, error_type_from_object, json_members, label, load_json_object, obj, small_json
+
+_LIFECYCLE = {"response.created", "response.in_progress", "response.queued"}
+_TERMINAL = {"response.completed", "response.incomplete", "response.failed"}
+
+
+def responses_usage(value: Any) -> Usage | None:
+    return openai_usage(value, "input_tokens", "output_tokens")
+
+
+def finish_reason(response: dict[str, Any]) -> str | None:
+    """A Responses API status as a chat-style finish reason."""
+    status = response.get("status")
+    if status == "completed":
+        output = response.get("output")
+        calls_tools = isinstance(output, list) and any(
+            isinstance(item, dict) and str(item.get("type", "")).endswith("_call") for item in output
+        )
+        return "tool_calls" if calls_tools else "stop"
+    if status == "incomplete":
+        return label(obj(response.get("incomplete_details")).get("reason")) or "incomplete"
+    return label(status) if status in ("failed", "cancelled") else None
+
+
+def update_result(response: dict[str, Any], result: ApiResult) -> ApiResult:
+    """Fold a response object (whole, or as a lifecycle event carries it) into `result`."""
+    result.response_id = label(response.get("id")) or result.response_id
+    result.response_model = label(response.get("model")) or result.response_model
+    result.service_tier = label(response.get("service_tier")) or result.service_tier
+    result.usage = responses_usage(response.get("usage")) or result.usage
+    reason = finish_reason(response)
+    if reason:
+        result.finish_reasons = [reason]
+    error = response.get("error")
+    if isinstance(error, dict):
+        result.error_type = error_label(error.get("code")) or error_label(error.get("type")) or "error"
+    return result
+
+
+def output_messages(response: dict[str, Any]) -> list[dict[str, Any]]:
+    parts: list[Part] = []
+    for item in response.get("output") or []:
+        if not isinstance(item, dict):
+            continue
+        if item.get("type") == "message":
+            parts += openai_content_parts(item.get("content"))
+        elif str(item.get("type", "")).endswith("_call"):
+            parts.append(openai_tool_call_part(item))
+    reason = finish_reason(response)
+    return [{"role": "assistant", "parts": parts, "finish_reason": reason or "stop"}] if parts else []
+
+
+def input_messages(data: dict[str, Any]) -> tuple[list[Part], list[dict[str, Any]]]:
+    system = openai_content_parts(data.get("instructions"))
+    items = data.get("input")
+    if isinstance(items, str):
+        return system, [{"role": "user", "parts": [text_part(items)]}]
+    inputs: list[dict[str, Any]] = []
+    for item in items if isinstance(items, list) else []:
+        if not isinstance(item, dict):
+            continue
+        kind = item.get("type", "message")
+        if kind == "function_call_output":
+            inputs.append({"role": "tool", "parts": [tool_response_part(item.get("call_id"), item.get("output", ""))]})
+        elif kind == "function_call":
+            inputs.append({"role": "assistant", "parts": [openai_tool_call_part(item)]})
+        elif kind == "message":
+            role = str(item.get("role", "user"))
+            if role in ("system", "developer"):
+                system += openai_content_parts(item.get("content"))
+            else:
+                inputs.append({"role": role[:32], "parts": openai_content_parts(item.get("content"))})
+    return system, inputs
+
+
+class ResponsesStreamAccumulator(StreamAccumulator):
+    """Responses API streams: `event: <type>` / `data: {json}` pairs; usage in the terminal event.
+
+    Only lifecycle, terminal and error events are parsed as JSON; a delta is known by its type.
+    The terminal event carries the whole response, so captured output is read from it.
+    """
+
+    def __init__(self, started: float, capture_content: bool = False) -> None:
+        super().__init__(started, capture_content)
+        self._final_output: str | None = None
+
+    def output_messages(self) -> str | None:
+        return self._final_output
+
+    def consume(self, event: SSEEvent, now: float) -> None:
+        kind = event.event
+        if kind is None and event.data:  # servers that put the type only in the JSON
+            kind = str(obj(load_json_object(event.data)).get("type"))
+        if not kind:
+            return
+        if kind.endswith(".delta"):
+            self.output_chunk(now)
+        elif kind in _LIFECYCLE or kind in _TERMINAL:
+            response = obj(obj(load_json_object(event.data)).get("response"))
+            update_result(response, self.result)
+            if kind in _TERMINAL:
+                self.done = True
+                if self.capture_content:
+                    self._final_output = dump_messages(output_messages(response))
+        elif kind == "error":
+            data = obj(load_json_object(event.data))
+            self.result.error_type = (
+                error_label(data.get("code"))
+                or error_type_from_object(data)
+                or error_label(data.get("type"))
+                or "error"
+            )
+
+
+class Responses(WireApi):
+    name = "responses"
+    operation = "chat"
+    vendor = "openai"
+
+    def parse_request(self, body: bytes | None) -> ApiRequest:
+        return openai_request(body, responses_api=True)
+
+    def parse_response(self, body: bytes | None) -> ApiResult:
+        data = json_members(body, RESPONSE_MEMBERS)
+        if data is None:
+            return ApiResult()
+        if set(data) - {"error"}:  # a response object, not an error envelope
+            return update_result(data, ApiResult())
+        return ApiResult(error_type=error_type_from_object(data))
+
+    def stream_accumulator(self, started: float, capture_content: bool = False) -> StreamAccumulator:
+        return ResponsesStreamAccumulator(started, capture_content)
+
+    def captured_input(self, body: bytes | None) -> CapturedContent:
+        system, inputs = input_messages(small_json(body))
+        return CapturedContent(system_instructions=dump_messages(system), input_messages=dump_messages(inputs))
+
+    def captured_output(self, body: bytes | None) -> str | None:
+        return dump_messages(output_messages(small_json(body)))
+
+
+API = Responses()

@@ -1,0 +1,73 @@
+"""The provider-neutral records every wire API parses into: usage, request, result.
+
+Each API module maps its own field names into these; nothing downstream knows them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+MODALITIES = ("text", "audio", "image")
+
+
+@dataclass(frozen=True)
+class Usage:
+    """Tokens as billed, the same meaning for every API.
+
+    `input_tokens` is all input: cache reads and cache writes are part of it (Anthropic reports
+    them beside its `input_tokens`; its module adds them in, OpenAI's already includes them).
+    `output_tokens` is all output, reasoning included. The others are parts of these totals,
+    never to be added to them. Modality counts are given where the API reports them.
+    """
+
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    cache_read_tokens: int | None = None
+    cache_write_tokens: int | None = None
+    cache_write_5m_tokens: int | None = None  # of cache_write_tokens, where the API splits it
+    cache_write_1h_tokens: int | None = None
+    reasoning_tokens: int | None = None
+    input_modalities: tuple[tuple[str, int], ...] = ()  # (modality, tokens), modality in MODALITIES
+    output_modalities: tuple[tuple[str, int], ...] = ()
+
+    @property
+    def total_tokens(self) -> int:
+        return (self.input_tokens or 0) + (self.output_tokens or 0)
+
+
+@dataclass
+class ApiRequest:
+    """What the client asked for, as far as telemetry cares."""
+
+    model: str | None = None
+    stream: bool = False
+    include_usage: bool = False  # OpenAI's stream_options.include_usage
+    temperature: float | None = None
+    top_p: float | None = None
+    top_k: float | None = None
+    max_tokens: int | None = None
+    frequency_penalty: float | None = None
+    presence_penalty: float | None = None
+    stop_sequences: list[str] | None = None
+    seed: int | None = None
+    choice_count: int | None = None
+    service_tier: str | None = None
+    output_type: str | None = None
+    encoding_formats: list[str] | None = None
+    dimensions: int | None = None
+    thinking_budget: int | None = None  # Anthropic's thinking.budget_tokens
+
+
+@dataclass
+class ApiResult:
+    """What the upstream answered, from a JSON body or a whole stream."""
+
+    response_id: str | None = None
+    response_model: str | None = None
+    finish_reasons: list[str] = field(default_factory=list)
+    usage: Usage | None = None
+    system_fingerprint: str | None = None
+    service_tier: str | None = None
+    error_type: str | None = None
+    # Server-side tool uses billed per request (Anthropic's web search and fetch), by tool.
+    server_tool_requests: dict[str, int] = field(default_factory=dict)
