@@ -12,11 +12,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import telemetry_process
 from addon import addons  # noqa: F401  (mitmproxy loads `addons` from this script)
 from pricing import PriceTable
-from protocol import FinishedCall
+from wire.call import Call
 
 
 class Discard:
-    def record_call(self, call: FinishedCall, *, legacy_metrics: bool, legacy_completion_id: bool) -> None:
+    def record_call(self, call: Call, *, legacy_metrics: bool, legacy_completion_id: bool) -> None:
         pass
 
     def use_prices(self, prices: PriceTable) -> None:

@@ -42,13 +42,16 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 import addon as addon_module
-import protocol
 import telemetry_process
-from protocol import ApiRequest, Endpoint, EventStream, Exchange
-from telemetry import SpanEncoder, Telemetry
 from harness.fake_openai import load_fixture
 from harness.mitmdump import ROOT, Mitmdump
 from harness.otlp_receiver import OTLPReceiver
+from telemetry import Telemetry
+from wire import anthropic_messages, openai_chat
+from wire.call import Call, Endpoint
+from wire.openai_chat import ChatStreamAccumulator
+from wire.records import ApiRequest, Usage
+from wire.stream import EventStream
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 CHAT = Endpoint(openai_chat.API)
@@ -443,7 +446,7 @@ def hooks_per_call_us(calls: int, repeat: int = 5) -> float:
         )
         return tflow.tflow(req=request), http.Response.make(200, body, response_headers)
 
-    async def run(metering: addon_module.GenAITelemetry) -> float:
+    async def run(metering: addon_module.GenAIMeter) -> float:
         best = float("inf")
         for _ in range(repeat):
             flows = [call() for _ in range(calls)]
@@ -460,7 +463,7 @@ def hooks_per_call_us(calls: int, repeat: int = 5) -> float:
     with environment(OTEL_TRACES_EXPORTER="none", OTEL_METRICS_EXPORTER="none"):
         recorder = telemetry_process.TelemetryProcess()
         recorder.start()
-    metering = addon_module.GenAITelemetry()
+    metering = addon_module.GenAIMeter()
     try:
         with taddons.context(metering):  # type: ignore[no-untyped-call]
             metering.telemetry = recorder
@@ -481,12 +484,20 @@ def in_process(report: list[str], raw: dict[str, Any]) -> None:
     body = load_fixture("test_chat_completion_with_content")["response"]["body"]["string"].encode()
     spans = InMemorySpanExporter()
     telemetry = Telemetry(span_exporters=[spans], metric_readers=[InMemoryMetricReader()])
-    request = ApiRequest(model="gpt-4o-mini")
-    exchange = Exchange(CHAT, "openai", "api.openai.com", 443, request, "sk-...abcd", 0, 0.5)
-    exchange.result = CHAT.api.parse_response(body)
+    call = Call(
+        endpoint=CHAT,
+        provider="openai",
+        server_address="api.openai.com",
+        server_port=443,
+        api_key="sk-...abcd",
+        start_time_ns=0,
+        duration_s=0.5,
+        request=ApiRequest(model="gpt-4o-mini"),
+        result=CHAT.api.parse_response(body),
+    )
 
     def record() -> None:
-        telemetry.record(exchange, legacy_metrics=True, legacy_completion_id=False)
+        telemetry.record(call, legacy_metrics=True, legacy_completion_id=False)
 
     chunk = (
         b'data: {"id":"chatcmpl-AbC","object":"chat.completion.chunk","created":1731368639,'
@@ -499,37 +510,41 @@ def in_process(report: list[str], raw: dict[str, Any]) -> None:
     def per_chunk() -> None:
         stream.observe(chunk, 1.0)
 
+    # As the real API writes it: padded JSON before the closing brace.
+    anthropic_chunk = (
+        b"event: content_block_delta\n"
+        b'data: {"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":" test"}        }\n\n'
+    )
+    anthropic_stream = EventStream(None, anthropic_messages.API.stream_accumulator(0.0))
+
+    def per_anthropic_chunk() -> None:
+        anthropic_stream.observe(anthropic_chunk, 1.0)
+
     data = chunk[6:-2]
     reader = InMemoryMetricReader()
     histogram = MeterProvider(metric_readers=[reader]).get_meter("bench").create_histogram("h")
     attributes: dict[str, str | int] = {"gen_ai.operation.name": "chat", "gen_ai.provider.name": "openai"}
     attributes |= {"server.address": "api.openai.com"}
     attributes |= {"server.port": 443, "gen_ai.request.model": "gpt-4o-mini", "gen_ai.response.model": "gpt-4o-mini"}
-    # Spans of distinct calls (own ids and durations), so that the encoder's cache sees what it
-    # sees live: repeated attributes next to unique ones.
+    # Spans of distinct calls (own ids and durations), as the exporter sees them live.
     for number in range(SPANS_PER_BATCH):
-        exchange.result.response_id = f"chatcmpl-{number}"
-        exchange.result.usage = protocol.Usage(input_tokens=100 + number, output_tokens=10 + number % 50)
-        exchange.duration_s = 0.5 + number / 1000
+        call.result.response_id = f"chatcmpl-{number}"
+        call.result.usage = Usage(input_tokens=100 + number, output_tokens=10 + number % 50)
+        call.duration_s = 0.5 + number / 1000
         record()
     telemetry.tracer_provider.force_flush()
     batch = spans.get_finished_spans()[-SPANS_PER_BATCH:]
     cases = {
         "telemetry process: record one call (metrics and span)": (record, lambda: json.loads(body)),
         "observe, one chat SSE chunk": (per_chunk, lambda: json.loads(data)),
+        "observe, one Anthropic SSE chunk": (per_anthropic_chunk, lambda: json.loads(anthropic_chunk[33:-2])),
         "one histogram measurement in the OpenTelemetry SDK (6 attributes)": (
             lambda: histogram.record(1.0, attributes),
             lambda: json.loads(data),
         ),
     }
-
-    def with_a_new_encoder(spans: Sequence[ReadableSpan]) -> ExportTraceServiceRequest:
-        """Its cache starts empty for each batch, as it never is live: a pessimistic figure."""
-        return SpanEncoder()(spans)
-
     per_span: dict[str, Callable[[Sequence[ReadableSpan]], ExportTraceServiceRequest]] = {
-        "telemetry process: OTLP-encode one of our spans (`SpanEncoder`, exporter thread)": with_a_new_encoder,
-        "the same with the SDK's `encode_spans`, for comparison": encode_spans,
+        "telemetry process: OTLP-encode one of our spans (the SDK's `encode_spans`, exporter thread)": encode_spans,
     }
     hooks_us = hooks_per_call_us(2000)
     floor_us = min(timeit.repeat(lambda: json.loads(body), number=2000, repeat=5)) / 2000 * 1e6

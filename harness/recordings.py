@@ -29,7 +29,7 @@ class Recording:
 
 
 def _headers(raw: dict[str, list[str]] | None) -> dict[str, str]:
-    return {name.lower(): values[0] if isinstance(values, list) else str(values) for name, values in (raw or {}).items()}
+    return {name.lower(): value[0] if isinstance(value, list) else str(value) for name, value in (raw or {}).items()}
 
 
 @cache

@@ -6,7 +6,6 @@ import logging
 from collections.abc import Iterator
 from typing import Any
 
-import protocol
 import pytest
 from mitmproxy import contentviews, exceptions, http
 from mitmproxy.addons.proxyauth import ProxyAuth
@@ -19,6 +18,12 @@ import addon as addon_module
 import telemetry
 import telemetry_process
 from harness.fake_openai import ChatScript, ResponsesScript, compact, encode_whole, load_fixture
+from harness.recordings import load_anthropic
+from wire.call import Call
+from wire.headers import parse_upstream_headers
+from wire.hosts import HostRule, match_host
+from wire.records import ApiRequest
+from wire.values import LARGE_BODY
 
 KEY = "sk-proj-Zq8xKp3mW7vR2tY9nL4bH6cJ1dF5gS0a"
 CHAT_REQUEST = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Say this is a test"}]}
@@ -58,8 +63,8 @@ def sink(monkeypatch: pytest.MonkeyPatch) -> Iterator[Sink]:
 
 
 @pytest.fixture
-def context(sink: Sink) -> Iterator[tuple[addon_module.GenAITelemetry, Any]]:
-    metering = addon_module.GenAITelemetry()
+def context(sink: Sink) -> Iterator[tuple[addon_module.GenAIMeter, Any]]:
+    metering = addon_module.GenAIMeter()
     with taddons.context(metering) as tctx:
         yield metering, tctx
 
@@ -84,7 +89,7 @@ def json_response(body: dict[str, Any], status: int = 200) -> http.Response:
     return http.Response.make(status, compact(body).encode(), {"content-type": "application/json"})
 
 
-def stream_through(metering: addon_module.GenAITelemetry, flow: http.HTTPFlow, upstream: bytes, piece: int) -> bytes:
+def stream_through(metering: addon_module.GenAIMeter, flow: http.HTTPFlow, upstream: bytes, piece: int) -> bytes:
     """Run the response hooks as mitmproxy does for a streamed body; return what the client got."""
     metering.responseheaders(flow)
     assert flow.response is not None and callable(flow.response.stream)
@@ -158,7 +163,7 @@ def test_host_decisions_are_remembered_bounded_and_forgotten_on_reconfigure(cont
         matched.append(host)
         return real_match(rules, host, port)
 
-    monkeypatch.setattr(protocol, "match_host", counting_match)
+    monkeypatch.setattr(addon_module, "match_host", counting_match)
     for _ in range(3):
         metering.request(chat_flow(host="llm.example.com"))
     assert matched == ["llm.example.com"]
@@ -318,7 +323,7 @@ def test_a_bug_in_a_hook_never_reaches_mitmproxy(context, caplog, monkeypatch):
     def explode(*args: Any, **kwargs: Any) -> None:
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(protocol, "parse_response", explode)
+    monkeypatch.setattr(addon_module, "summarize", explode)
     flow.response = json_response({})
     metering.response(flow)  # must not raise
     assert "response hook failed (RuntimeError: boom); the flow is unaffected" in caplog.text
@@ -530,14 +535,14 @@ def test_content_is_captured_only_when_asked(context, sink, monkeypatch):
     [("", None, True), ("0.0.0.0", None, True), ("127.0.0.1", None, False), ("", "user:pass", False)],
 )
 def test_a_warning_when_listening_on_all_interfaces_without_auth(sink, caplog, listen_host, proxyauth, warned):
-    metering = addon_module.GenAITelemetry()
+    metering = addon_module.GenAIMeter()
     with taddons.context(metering, ProxyAuth()) as tctx:
         tctx.configure(metering, listen_host=listen_host, proxyauth=proxyauth)
         metering.running()
     assert ("listens on all interfaces without proxy authentication" in caplog.text) is warned
 
 
-def streamed_and_kept(metering: addon_module.GenAITelemetry, upstream: bytes, body: dict[str, Any]) -> bytes | None:
+def streamed_and_kept(metering: addon_module.GenAIMeter, upstream: bytes, body: dict[str, Any]) -> bytes | None:
     flow = chat_flow(body)
     metering.request(flow)
     flow.response = sse_response()
@@ -549,7 +554,7 @@ def streamed_and_kept(metering: addon_module.GenAITelemetry, upstream: bytes, bo
 def test_streamed_bodies_are_kept_for_mitmweb_up_to_the_limit(sink):
     body = {**CHAT_REQUEST, "stream": True, "stream_options": {"include_usage": True}}
     upstream = "".join(ChatScript(body).stream_events()).encode()
-    metering = addon_module.GenAITelemetry()
+    metering = addon_module.GenAIMeter()
     with taddons.context(View(), metering) as tctx:  # a flow view, loaded before scripts as in mitmweb
         metering.running()  # as mitmproxy calls it once every addon is loaded
         assert streamed_and_kept(metering, upstream, body) == upstream
@@ -568,7 +573,7 @@ def test_the_contentview_shows_the_reassembled_stream(context):  # the context r
     body = load_fixture("test_chat_completion_streaming")["response"]["body"]["string"].encode()
     flow = chat_flow({**CHAT_REQUEST, "stream": True})
     flow.response = http.Response.make(200, body, {"content-type": "text/event-stream"})
-    view = addon_module.OpenAIStreamView()
+    view = addon_module.LLMStreamView()
     metadata = contentviews.Metadata(flow=flow, content_type="text/event-stream", http_message=flow.response)
     assert view.render_priority(body, metadata) > 1
     text = view.prettify(body, metadata)
@@ -578,7 +583,7 @@ def test_the_contentview_shows_the_reassembled_stream(context):  # the context r
     other = chat_flow(path="/v1/models")
     other_metadata = contentviews.Metadata(flow=other, content_type="text/event-stream", http_message=other.response)
     assert view.render_priority(body, other_metadata) == 0
-    assert "openai stream" in contentviews.registry  # registered by load()
+    assert "llm stream" in contentviews.registry  # registered by load()
 
 
 def test_summary_commands(context):
@@ -590,7 +595,7 @@ def test_summary_commands(context):
     table = tctx.master.commands.execute("genai.summary")
     assert "gpt-4o-mini" in table and "1,000" in table
     tctx.master.commands.execute("genai.reset")
-    assert tctx.master.commands.execute("genai.summary") == "No OpenAI API calls observed yet."
+    assert tctx.master.commands.execute("genai.summary") == "No LLM API calls observed yet."
 
 
 def test_where_calls_are_not_shown_the_bodies_are_parsed_by_the_telemetry_process(context, sink, monkeypatch):
@@ -598,12 +603,12 @@ def test_where_calls_are_not_shown_the_bodies_are_parsed_by_the_telemetry_proces
     and prices them, with the same result as parsing in the hooks."""
     metering, _ = context
     metering.log_calls = False
-    seen: list[protocol.FinishedCall] = []
+    seen: list[Call] = []
     record_call = sink.telemetry.record_call
 
-    def spy(call: protocol.FinishedCall, **options: bool) -> None:
+    def spy(call: Call, **options: bool) -> None:
         seen.append(call)
-        assert isinstance(call.request, bytes) and isinstance(call.result, bytes)  # not parsed yet
+        assert call.request_body is not None and call.response_body is not None  # not parsed yet
         record_call(call, **options)
 
     monkeypatch.setattr(sink.telemetry, "record_call", spy)
@@ -646,14 +651,14 @@ def test_large_bodies_are_read_at_their_edges_here_not_copied_down_the_pipe(cont
     metering.request(flow)
     state = addon_module.in_flight(flow)
     assert state is not None and isinstance(state.request, ApiRequest)
-    seen: list[protocol.FinishedCall] = []
+    seen: list[Call] = []
     monkeypatch.setattr(sink.telemetry, "record_call", lambda call, **options: seen.append(call))
     recorded = json.loads(load_fixture("test_chat_completion_with_content")["response"]["body"]["string"])
     flow.response = json_response({**recorded, "padding": "y" * (LARGE_BODY + 1)})
     metering.responseheaders(flow)
     metering.response(flow)
     (call,) = seen
-    assert isinstance(call.result, ApiResult) and call.result.usage is not None
+    assert call.response_body is None and call.result.usage is not None
     assert call.result.usage.input_tokens == recorded["usage"]["prompt_tokens"]
 
 
@@ -667,13 +672,13 @@ def test_picked_headers_reads_only_the_named_fields_in_any_case_first_one_wins()
             (b"x-request-id", "req_\u00e9".encode()),
         ]
     )
-    picked = addon_module.picked_headers(headers, addon_module.RESPONSE_HEADERS)
+    picked = addon_module.picked_headers(headers, addon_module.RESPONSE_FIELDS)
     assert picked == {
         "content-type": "application/json",
         "x-ratelimit-remaining-tokens": "149984",
         "x-request-id": "req_\u00e9",
     }
-    assert addon_module.picked_headers(headers, addon_module.REQUEST_HEADERS) == {}
+    assert addon_module.picked_headers(headers, addon_module.REQUEST_FIELDS) == {}
 
 
 def test_the_response_fields_the_hooks_pick_are_all_the_upstream_parser_reads():
@@ -683,8 +688,128 @@ def test_the_response_fields_the_hooks_pick_are_all_the_upstream_parser_reads():
     ]
     azure = [(name, b"" if name.lower() == b"x-request-id" else value) for name, value in fields]
     for headers in (http.Headers(fields), http.Headers([*azure, (b"apim-request-id", b"3f2c1a")])):
-        picked = addon_module.picked_headers(headers, addon_module.RESPONSE_HEADERS)
+        picked = addon_module.picked_headers(headers, addon_module.RESPONSE_FIELDS)
         everything = {name.lower(): value for name, value in headers.items()}
         assert len(picked) < len(everything)
-        assert protocol.parse_upstream_headers(picked) == protocol.parse_upstream_headers(everything)
-        assert protocol.parse_upstream_headers(picked).rate_limits.known()
+        assert parse_upstream_headers(picked, 0) == parse_upstream_headers(everything, 0)
+        assert parse_upstream_headers(picked, 0).rate_limits.known()
+
+
+# --- Anthropic's Messages API -------------------------------------------------------------
+
+ANTHROPIC_KEY = "sk-ant-api03-Zq8xKp3mW7vR2tY9nL4bH6cJ1dF5gS0a-Xw9Qm2Lk7Rt4Vb8Np3Hs6Jd1Fg5Zc0Ya"
+CLAUDE_CODE_BETAS = (
+    "claude-code-20250219,oauth-2025-04-20,interleaved-thinking-2025-05-14,fine-grained-tool-streaming-2025-05-14,"
+    "context-1m-2025-08-07,context-management-2025-06-27,prompt-caching-scope-2026-01-05,effort-2025-11-24,"
+    "tool-search-2025-10-19"
+)
+
+
+def anthropic_flow(
+    body: bytes, method: str = "POST", path: str = "/v1/messages?beta=true", host: str = "api.anthropic.com", **headers
+) -> http.HTTPFlow:
+    request = tutils.treq(
+        host=host,
+        port=443,
+        scheme=b"https",
+        method=method.encode(),
+        path=path.encode(),
+        headers=http.Headers(
+            **{
+                "x-api-key": ANTHROPIC_KEY,
+                "anthropic-version": "2023-06-01",
+                "content_type": "application/json",
+                "user_agent": "claude-cli/2.1.197 (external, sdk-cli)",
+                **headers,
+            }
+        ),
+        content=body,
+    )
+    return tflow.tflow(req=request)
+
+
+def claude_code_body(model: str = "claude-sonnet-4-5-20250929") -> bytes:
+    return compact(
+        {
+            "model": model,
+            "max_tokens": 32000,
+            "stream": True,
+            "system": [{"type": "text", "text": "You are Claude Code.", "cache_control": {"type": "ephemeral"}}],
+            "messages": [
+                {"role": "user", "content": [{"type": "text", "text": "hi", "cache_control": {"type": "ephemeral"}}]}
+            ],
+            "tools": [{"name": f"Tool{i}", "input_schema": {"type": "object"}} for i in range(9)],
+            "thinking": {"type": "enabled", "budget_tokens": 31999},
+        }
+    ).encode()
+
+
+def test_a_claude_code_session_meters_exactly_its_streamed_message(context, sink):
+    """What Claude Code 2.1 sends, headless through the proxy: two GETs that are not inference, then
+    one streamed POST /v1/messages?beta=true with nine betas, cache_control blocks and nine tools."""
+    metering, _ = context
+    for path in ("/api/claude_code/policy_limits", "/api/claude_code/settings"):
+        flow = anthropic_flow(b"", method="GET", path=path)
+        metering.request(flow)
+        assert addon_module.in_flight(flow) is None
+    upstream = load_anthropic("test_sync_messages_create_streaming").response_body
+    flow = anthropic_flow(claude_code_body(), **{"anthropic-beta": CLAUDE_CODE_BETAS})
+    before = flow.request.content
+    metering.request(flow)
+    assert flow.request.content == before  # Anthropic always sends usage: never rewritten
+    flow.response = sse_response()
+    assert stream_through(metering, flow, upstream, 17) == upstream
+    (span,) = sink.finished_spans()
+    attributes = dict(span.attributes)
+    assert span.name == "chat claude-sonnet-4-5-20250929"
+    assert (attributes["gen_ai.provider.name"], attributes["gen_ai.operation.name"]) == ("anthropic", "chat")
+    assert (attributes["gen_ai.usage.input_tokens"], attributes["gen_ai.usage.output_tokens"]) == (13, 5)
+    assert attributes["gen_ai.response.finish_reasons"] == ("end_turn",)
+    assert attributes["gen_ai.response.id"] == "msg_01VY8H3oPFs4WWVnJXFDxNhU"
+    assert len(attributes["anthropic.beta"]) == 9 and attributes["anthropic.version"] == "2023-06-01"
+    assert attributes["anthropic.request.thinking.budget_tokens"] == 31999
+    assert attributes["anthropic.api_key.masked"] == f"sk-ant-api03-...{ANTHROPIC_KEY[-4:]}"
+    assert "gen_ai.response.time_to_first_chunk" in attributes
+    assert sink.metric_sum("gen_ai.client.token.usage", gen_ai__provider__name="anthropic") == 18
+    assert sink.metric_sum("tokens_counter", api_key=f"sk-ant-api03-...{ANTHROPIC_KEY[-4:]}") == 18
+    assert flow.comment.startswith("chat claude-sonnet-4-20250514 · 13 in / 5 out · $")
+
+
+@pytest.mark.parametrize("path", ["/v1/messages/count_tokens", "/v1/messages/batches", "/v1/messages/batches/b_1"])
+def test_token_counting_and_batches_are_not_metered_as_calls(context, sink, path):
+    metering, _ = context
+    flow = anthropic_flow(claude_code_body(), path=path)
+    metering.request(flow)
+    assert addon_module.in_flight(flow) is None
+
+
+def test_an_anthropic_error_body_gives_its_error_type_and_a_bearer_token_is_masked(context, sink):
+    metering, _ = context
+    token = "sk-ant-oat01-" + "Q" * 60 + "wxyz"
+    flow = anthropic_flow(claude_code_body(), authorization=f"Bearer {token}")
+    flow.request.headers.pop("x-api-key")
+    metering.request(flow)
+    body = {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}
+    flow.response = json_response(body, 529)
+    metering.responseheaders(flow)
+    metering.response(flow)
+    (span,) = sink.finished_spans()
+    assert span.attributes["error.type"] == "overloaded_error" and flow.marked
+    assert span.attributes["anthropic.api_key.masked"] == "sk-ant-oat01-...wxyz"
+    assert "Q" * 8 not in str(dict(span.attributes)) + flow.comment
+
+
+def test_an_anthropic_compatible_path_on_an_openai_compatible_host_is_read_as_anthropic(context, sink):
+    """DeepSeek serves both dialects: the route decides, the host names the provider."""
+    metering, _ = context
+    recorded = load_anthropic("test_sync_messages_create_basic")
+    flow = anthropic_flow(recorded.request_body, path="/anthropic/v1/messages", host="api.deepseek.com")
+    metering.request(flow)
+    flow.response = http.Response.make(200, recorded.response_body, {"content-type": "application/json"})
+    metering.responseheaders(flow)
+    metering.response(flow)
+    (span,) = sink.finished_spans()
+    data = json.loads(recorded.response_body)
+    assert span.attributes["gen_ai.provider.name"] == "deepseek"
+    assert span.attributes["gen_ai.usage.output_tokens"] == data["usage"]["output_tokens"]
+    assert span.attributes["gen_ai.response.finish_reasons"] == (data["stop_reason"],)

@@ -5,9 +5,11 @@ from pathlib import Path
 
 import yaml
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
-from protocol import ApiRequest, ApiResult, Endpoint, Exchange, Usage
 
 from telemetry import Telemetry
+from wire import anthropic_messages, openai_chat
+from wire.call import Call, Endpoint
+from wire.records import ApiRequest, ApiResult, Usage
 
 DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
 # What Prometheus adds to an OpenTelemetry metric name: unit and type suffixes.
@@ -15,30 +17,44 @@ SUFFIXES = ("_bucket", "_sum", "_count", "_total", "_seconds", "_USD", "_ratio")
 
 
 def emitted_prometheus_names() -> set[str]:
-    """Every metric the addon emits (one rich exchange, opt-in names too), as Prometheus spells the base."""
+    """Every metric the addon emits (one rich call of each vendor, opt-in names too), as Prometheus spells the base."""
     reader = InMemoryMetricReader()
     telemetry = Telemetry(span_exporters=[], metric_readers=[reader])
-    usage = Usage(input_tokens=10, output_tokens=5, cache_read_tokens=4, reasoning_tokens=2)
-    exchange = Exchange(
-        Endpoint(openai_chat.API),
-        "openai",
-        "api.openai.com",
-        443,
-        ApiRequest(model="gpt-4o-mini", stream=True),
-        "sk-...abcd",
-        0,
-        0.5,
-        ApiResult(response_model="gpt-4o-mini", usage=usage),
-        time_to_first_chunk_s=0.1,
-        chunk_intervals_s=[0.01],
-        cost_usd=0.001,
-        upstream_headers={
-            f"x-ratelimit-{kind}-{unit}": "1s" if kind == "reset" else "1"
-            for kind in ("limit", "remaining", "reset")
-            for unit in ("requests", "tokens")
-        },
-    )
-    telemetry.record(exchange, legacy_metrics=True, legacy_completion_id=False)
+    usage = Usage(input_tokens=10, output_tokens=5, cache_read_tokens=4, cache_write_tokens=1, reasoning_tokens=2)
+    for endpoint, headers in (
+        (
+            Endpoint(openai_chat.API),
+            {
+                f"x-ratelimit-{kind}-{unit}": "1s" if kind == "reset" else "1"
+                for kind in ("limit", "remaining", "reset")
+                for unit in ("requests", "tokens")
+            },
+        ),
+        (
+            Endpoint(anthropic_messages.API),
+            {
+                f"anthropic-ratelimit-{unit}-{kind}": "1"
+                for kind in ("limit", "remaining")
+                for unit in ("requests", "tokens", "input-tokens", "output-tokens")
+            },
+        ),
+    ):
+        call = Call(
+            endpoint=endpoint,
+            provider="openai",
+            server_address="api.openai.com",
+            server_port=443,
+            request=ApiRequest(model="gpt-4o-mini", stream=True),
+            api_key="sk-...abcd",
+            start_time_ns=0,
+            duration_s=0.5,
+            result=ApiResult(response_model="gpt-4o-mini", usage=usage),
+            time_to_first_chunk_s=0.1,
+            chunk_intervals_s=[0.01],
+            cost_usd=0.001,
+            response_headers=headers,
+        )
+        telemetry.record(call, legacy_metrics=True, legacy_completion_id=False)
     data = reader.get_metrics_data()
     assert data is not None
     return {

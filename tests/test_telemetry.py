@@ -6,23 +6,22 @@ import time
 from typing import Any
 
 import pytest
-from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader, MetricExportResult
-from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
-from protocol import ApiRequest, ApiResult, CapturedContent, Endpoint, Exchange, FinishedCall, Usage
 
 import telemetry
 from telemetry import Telemetry
+from wire import anthropic_messages, openai_chat, openai_embeddings
+from wire.call import Call, Endpoint
+from wire.records import ApiRequest, ApiResult, Usage
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 PARENT_ID = "00f067aa0ba902b7"
 
 
-def make_exchange(**overrides: Any) -> Exchange:
+def make_call(**overrides: Any) -> Call:
     values: dict[str, Any] = {
         "endpoint": Endpoint(openai_chat.API),
         "provider": "openai",
@@ -43,28 +42,7 @@ def make_exchange(**overrides: Any) -> Exchange:
         "status_code": 200,
     }
     values.update(overrides)
-    return Exchange(**values)
-
-
-def make_call(**overrides: Any) -> FinishedCall:
-    """`make_exchange`'s call as the hooks hand it on, with `overrides` of `FinishedCall` fields."""
-    exchange = make_exchange()
-    call = FinishedCall(
-        exchange.endpoint,
-        exchange.provider,
-        exchange.server_address,
-        exchange.server_port,
-        exchange.api_key,
-        exchange.start_time_ns,
-        exchange.duration_s,
-        exchange.status_code,
-        exchange.error_type,
-        exchange.request,
-        exchange.result,
-        exchange.upstream_headers,
-        exchange.trace_headers,
-    )
-    return call._replace(**overrides)
+    return Call(**values)
 
 
 @pytest.fixture
@@ -90,13 +68,13 @@ def points(reader: InMemoryMetricReader) -> dict[str, list[tuple[str, str, dict,
     return found
 
 
-def record(instance: Telemetry, exchange: Exchange, legacy: bool = True, completion_id: bool = False) -> None:
-    instance.record(exchange, legacy_metrics=legacy, legacy_completion_id=completion_id)
+def record(instance: Telemetry, call: Call, legacy: bool = True, completion_id: bool = False) -> None:
+    instance.record(call, legacy_metrics=legacy, legacy_completion_id=completion_id)
 
 
 def test_token_usage_and_duration_follow_the_conventions(sink):
     instance, _, reader = sink
-    record(instance, make_exchange())
+    record(instance, make_call())
     found = points(reader)
     tokens = {attrs["gen_ai.token.type"]: (unit, point) for _, unit, attrs, point in found["gen_ai.client.token.usage"]}
     assert tokens["input"][1].sum == 100 and tokens["output"][1].sum == 20
@@ -119,9 +97,9 @@ def test_token_usage_and_duration_follow_the_conventions(sink):
 def test_metrics_carry_no_per_request_values(sink):
     instance, _, reader = sink
     for i in range(5):
-        result = make_exchange().result
+        result = make_call().result
         result.response_id = f"chatcmpl-{i}"
-        record(instance, make_exchange(result=result, api_key=f"sk-...{i:04d}"))
+        record(instance, make_call(result=result, api_key=f"sk-...{i:04d}"))
     for name, rows in points(reader).items():
         if name.startswith("gen_ai."):
             assert all("chatcmpl" not in str(attrs) and "sk-" not in str(attrs) for _, _, attrs, _ in rows)
@@ -130,12 +108,12 @@ def test_metrics_carry_no_per_request_values(sink):
 
 def test_streams_record_time_to_first_chunk_and_every_chunk_interval(sink):
     instance, _, reader = sink
-    exchange = make_exchange(
+    call = make_call(
         request=ApiRequest(model="gpt-4o-mini", stream=True),
         time_to_first_chunk_s=0.3,
         chunk_intervals_s=[0.01, 0.02, 0.03],
     )
-    record(instance, exchange)
+    record(instance, call)
     found = points(reader)
     ((_, _, _, first),) = found["gen_ai.client.operation.time_to_first_chunk"]
     ((_, _, _, per_chunk),) = found["gen_ai.client.operation.time_per_output_chunk"]
@@ -145,7 +123,7 @@ def test_streams_record_time_to_first_chunk_and_every_chunk_interval(sink):
 
 def test_failed_calls_record_duration_with_error_type_and_no_tokens(sink):
     instance, spans, reader = sink
-    record(instance, make_exchange(result=ApiResult(), status_code=429, error_type="rate_limit_exceeded"))
+    record(instance, make_call(result=ApiResult(error_type="rate_limit_exceeded"), status_code=429))
     found = points(reader)
     assert "gen_ai.client.token.usage" not in found and "tokens_counter" not in found
     ((_, _, attrs, _),) = found["gen_ai.client.operation.duration"]
@@ -158,8 +136,8 @@ def test_failed_calls_record_duration_with_error_type_and_no_tokens(sink):
 
 def test_legacy_counters_keep_the_original_contract(sink):
     instance, _, reader = sink
-    record(instance, make_exchange())
-    record(instance, make_exchange())
+    record(instance, make_call())
+    record(instance, make_call())
     found = points(reader)
     for name, expected in [("tokens_counter", 240), ("prompt_tokens", 200), ("completion_tokens", 40)]:
         ((scope, unit, attrs, point),) = found[name]
@@ -169,14 +147,14 @@ def test_legacy_counters_keep_the_original_contract(sink):
 
 def test_legacy_completion_id_is_opt_in(sink):
     instance, _, reader = sink
-    record(instance, make_exchange(), completion_id=True)
+    record(instance, make_call(), completion_id=True)
     ((_, _, attrs, _),) = points(reader)["tokens_counter"]
     assert attrs["chat_completion_id"] == "chatcmpl-123"
 
 
 def test_legacy_counters_can_be_turned_off(sink):
     instance, _, reader = sink
-    record(instance, make_exchange(), legacy=False)
+    record(instance, make_call(), legacy=False)
     found = points(reader)
     assert "tokens_counter" not in found and "gen_ai.client.token.usage" in found
 
@@ -185,27 +163,27 @@ def test_legacy_total_falls_back_to_input_plus_output():
     usage = Usage(input_tokens=3, output_tokens=4)
     reader = InMemoryMetricReader()
     instance = Telemetry(span_exporters=[], metric_readers=[reader])
-    record(instance, make_exchange(result=ApiResult(usage=usage)))
+    record(instance, make_call(result=ApiResult(usage=usage)))
     ((_, _, attrs, point),) = points(reader)["tokens_counter"]
     assert point.value == 7 and attrs["model"] == "gpt-4o-mini"
 
 
 def test_span_has_the_genai_attributes_and_follows_the_clients_trace(sink):
     instance, spans, _ = sink
-    exchange = make_exchange(
+    call = make_call(
         request=ApiRequest(model="gpt-4o-mini", stream=True, temperature=0.2, choice_count=2, service_tier="auto"),
-        trace_headers={"traceparent": f"00-{TRACE_ID}-{PARENT_ID}-01"},
+        request_headers={"traceparent": f"00-{TRACE_ID}-{PARENT_ID}-01"},
         time_to_first_chunk_s=0.25,
     )
-    record(instance, exchange)
+    record(instance, call)
     instance.tracer_provider.force_flush()
     (span,) = spans.get_finished_spans()
     assert span.name == "chat gpt-4o-mini"
     assert span.kind == SpanKind.CLIENT
     assert span.parent is not None and format(span.parent.span_id, "016x") == PARENT_ID
     assert format(span.context.trace_id, "032x") == TRACE_ID
-    assert span.start_time == exchange.start_time_ns
-    assert span.end_time == exchange.start_time_ns + 500_000_000
+    assert span.start_time == call.start_time_ns
+    assert span.end_time == call.start_time_ns + 500_000_000
     attributes = dict(span.attributes or {})
     assert attributes == {
         "gen_ai.operation.name": "chat",
@@ -233,7 +211,7 @@ def test_span_has_the_genai_attributes_and_follows_the_clients_trace(sink):
 
 def test_a_malformed_traceparent_starts_a_new_trace(sink):
     instance, spans, _ = sink
-    record(instance, make_exchange(trace_headers={"traceparent": "00-zzzz-1234-01"}))
+    record(instance, make_call(request_headers={"traceparent": "00-zzzz-1234-01"}))
     instance.tracer_provider.force_flush()
     (span,) = spans.get_finished_spans()
     assert span.parent is None
@@ -286,7 +264,7 @@ def test_an_outage_is_one_warning_and_recovery_one_note(caplog, monkeypatch):
     monkeypatch.setattr(telemetry, "RETRY_AFTER_S", 0.0)
     inner = FailingExporter()
     guarded = telemetry._GuardedSpanExporter(inner, telemetry._OutageLog("spans", "http://collector:4317", "kept"))
-    with caplog.at_level(logging.INFO, logger="genai.telemetry"):
+    with caplog.at_level(logging.INFO, logger="genai"):
         results = [guarded.export([]) for _ in range(4)]
         inner.ok = True
         results.append(guarded.export([]))
@@ -320,7 +298,7 @@ class HangingExporter(SpanExporter):
 def test_shutdown_is_bounded_when_the_collector_never_answers():
     hanging = HangingExporter()
     instance = Telemetry(span_exporters=[hanging], metric_readers=[])
-    record(instance, make_exchange())
+    record(instance, make_call())
     started = time.monotonic()
     finished = instance.shutdown(budget_s=0.5)
     elapsed = time.monotonic() - started
@@ -331,9 +309,9 @@ def test_shutdown_is_bounded_when_the_collector_never_answers():
 
 def test_cost_cached_and_reasoning_are_recorded_next_to_tokens(sink):
     instance, spans, reader = sink
-    result = make_exchange().result
+    result = make_call().result
     result.usage = Usage(input_tokens=100, output_tokens=20, cache_read_tokens=64, reasoning_tokens=8)
-    record(instance, make_exchange(result=result, cost_usd=0.0123))
+    record(instance, make_call(result=result, cost_usd=0.0123))
     found = points(reader)
     ((_, unit, _, cost),) = found["gen_ai.client.token.cost"]
     assert unit == "USD" and cost.sum == pytest.approx(0.0123)
@@ -347,7 +325,7 @@ def test_cost_cached_and_reasoning_are_recorded_next_to_tokens(sink):
 
 def test_unknown_cost_is_not_recorded_as_zero(sink):
     instance, _, reader = sink
-    record(instance, make_exchange(cost_usd=None))
+    record(instance, make_call(cost_usd=None))
     assert "gen_ai.client.token.cost" not in points(reader)
 
 
@@ -363,7 +341,7 @@ def test_rate_limit_headroom_becomes_gauges_and_span_attributes(sink):
         "x-ratelimit-remaining-tokens": "29000",
         "x-ratelimit-reset-tokens": "132ms",
     }
-    record(instance, make_exchange(upstream_headers=headers))
+    record(instance, make_call(response_headers=headers))
     found = points(reader)
     expected = {"remaining_requests": 9999, "remaining_tokens": 29000, "limit_requests": 10000, "limit_tokens": 30000}
     for name, value in expected.items():
@@ -387,9 +365,9 @@ def test_the_latest_experimental_names_are_opt_in(monkeypatch):
     monkeypatch.setenv("OTEL_SEMCONV_STABILITY_OPT_IN", "http, gen_ai_latest_experimental")
     reader = InMemoryMetricReader()
     instance = Telemetry(span_exporters=[], metric_readers=[reader])
-    result = make_exchange().result
+    result = make_call().result
     result.usage = Usage(input_tokens=100, output_tokens=20, cache_read_tokens=64, reasoning_tokens=8)
-    record(instance, make_exchange(result=result, time_to_first_chunk_s=0.2, chunk_intervals_s=[0.1]))
+    record(instance, make_call(result=result, time_to_first_chunk_s=0.2, chunk_intervals_s=[0.1]))
     found = points(reader)
     counters = {
         name.removeprefix("gen_ai.client.inference.usage."): rows[0][3].value
@@ -410,18 +388,18 @@ def test_the_latest_experimental_names_are_opt_in(monkeypatch):
 
 def test_without_opt_in_no_unreleased_names(sink):
     instance, _, reader = sink
-    record(instance, make_exchange())
+    record(instance, make_call())
     assert not [name for name in points(reader) if name.startswith("gen_ai.client.inference")]
 
 
 def test_azure_request_without_a_model_takes_the_response_model(sink):
     instance, spans, reader = sink
-    exchange = make_exchange(
-        endpoint=Endpoint("chat", "chat_completions", deployment="prod-gpt", api_version="2024-10-21"),
+    call = make_call(
+        endpoint=Endpoint(openai_chat.API, deployment="prod-gpt", api_version="2024-10-21"),
         provider="azure.ai.openai",
         request=ApiRequest(model=None),
     )
-    record(instance, exchange)
+    record(instance, call)
     instance.tracer_provider.force_flush()
     (span,) = spans.get_finished_spans()
     assert span.name == "chat gpt-4o-mini-2024-07-18"
@@ -432,12 +410,12 @@ def test_azure_request_without_a_model_takes_the_response_model(sink):
 
 def test_embeddings_spans_carry_their_parameters(sink):
     instance, spans, reader = sink
-    exchange = make_exchange(
+    call = make_call(
         endpoint=Endpoint(openai_embeddings.API),
         request=ApiRequest(model="text-embedding-3-small", dimensions=256, encoding_formats=["base64"]),
         result=ApiResult(response_model="text-embedding-3-small", usage=Usage(input_tokens=9)),
     )
-    record(instance, exchange)
+    record(instance, call)
     instance.tracer_provider.force_flush()
     (span,) = spans.get_finished_spans()
     assert span.name == "embeddings text-embedding-3-small"
@@ -453,9 +431,7 @@ def test_hostile_model_names_cannot_create_unbounded_series(caplog):
     instance.bounded.limit = 5
     for i in range(50):
         result = ApiResult(response_model=f"resp-{i}", usage=Usage(input_tokens=1, output_tokens=1))
-        record(
-            instance, make_exchange(request=ApiRequest(model=f"random-{i}"), result=result, api_key=f"sk-...{i:04d}")
-        )
+        record(instance, make_call(request=ApiRequest(model=f"random-{i}"), result=result, api_key=f"sk-...{i:04d}"))
     found = points(reader)
     models = {attrs["gen_ai.request.model"] for _, _, attrs, _ in found["gen_ai.client.operation.duration"]}
     assert models == {f"random-{i}" for i in range(5)} | {"_OTHER"}
@@ -517,62 +493,103 @@ def test_after_a_failure_batches_wait_without_trying_the_collector(monkeypatch):
     assert inner.received == ["s0", "s1", "s2", "s3"]
 
 
-def test_span_encoder_encodes_exactly_as_the_sdk_and_reuses_repeated_values(sink):
-    instance, spans, _ = sink
-    variants = [
-        make_exchange(),
-        make_exchange(request=ApiRequest(model="gpt-4o-mini", temperature=1)),  # int, not the float below
-        make_exchange(request=ApiRequest(model="gpt-4o-mini", temperature=1.0, stop_sequences=["END", "STOP"])),
-        make_exchange(
-            trace_headers={"traceparent": f"00-{TRACE_ID}-{PARENT_ID}-01", "tracestate": "vendor=abc,other=1"},
-            request=ApiRequest(model="gpt-4o", stream=True),
-            time_to_first_chunk_s=0.25,
-        ),
-        make_exchange(status_code=429, error_type="rate_limit_exceeded", result=ApiResult()),
-        make_exchange(endpoint=Endpoint(openai_embeddings.API), request=ApiRequest(model="e", dimensions=8)),
-    ]
-    content = make_exchange()
-    content.content = CapturedContent(input_messages='[{"role": "user"}]', output_messages="[]")
-    for exchange in [*variants, content]:
-        record(instance, exchange)
-    instance.tracer_provider.force_flush()
-    other = InMemorySpanExporter()
-    other_provider = TracerProvider(resource=Resource.create({"service.name": "other"}))
-    other_provider.add_span_processor(SimpleSpanProcessor(other))
-    other_provider.get_tracer("other", "1.0").start_span("s", attributes={"n": 1, "mixed": ["a", None]}).end()
-    own = spans.get_finished_spans()
-    finished = (own[0], *other.get_finished_spans(), *own[1:])  # two resources, interleaved
-    assert len(finished) == 8
-    encoder = telemetry.SpanEncoder(max_cached=40)  # small: the cache also starts afresh on the way
-    first = encoder(finished)
-    assert first == encode_spans(finished)
-    assert encoder(finished) == encode_spans(finished)  # now mostly from the cache
-    assert 0 < len(encoder._encoded) <= 40
-    temperatures = [
-        attribute.value
-        for resource_spans in first.resource_spans
-        for span in resource_spans.scope_spans[0].spans[1:3]
-        if resource_spans.scope_spans[0].scope.name == telemetry.SCOPE_NAME
-        for attribute in span.attributes
-        if attribute.key == "gen_ai.request.temperature"
-    ]
-    assert [value.WhichOneof("value") for value in temperatures] == ["int_value", "double_value"]
+def test_the_otlp_span_exporter_is_the_sdks_own(monkeypatch):
+    from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
 
-
-def test_span_encoder_leaves_spans_with_events_to_the_sdk():
-    exporter = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    with provider.get_tracer("t").start_as_current_span("s", attributes={"a": [1, 2]}) as span:
-        span.add_event("e", {"k": "v"})
-    finished = exporter.get_finished_spans()
-    assert telemetry.SpanEncoder()(finished) == encode_spans(finished)
-
-
-def test_the_otlp_span_exporter_uses_the_span_encoder(monkeypatch):
     monkeypatch.setenv("OTEL_TRACES_EXPORTER", "otlp")
     (guarded,) = telemetry._span_exporters()
     try:
-        assert isinstance(guarded._inner.encode, telemetry.SpanEncoder)  # type: ignore[attr-defined]
+        assert type(guarded._inner) is OTLPSpanExporter  # type: ignore[attr-defined]
     finally:
         guarded.shutdown()
+
+
+def anthropic_call(**overrides: Any) -> Call:
+    values: dict[str, Any] = {
+        "endpoint": Endpoint(anthropic_messages.API),
+        "provider": "anthropic",
+        "server_address": "api.anthropic.com",
+        "request": ApiRequest(model="claude-sonnet-4-5", max_tokens=1024, top_k=5, thinking_budget=2048, stream=True),
+        "api_key": "sk-ant-api03-...abcd",
+        "result": ApiResult(
+            response_id="msg_1",
+            response_model="claude-sonnet-4-5-20250929",
+            finish_reasons=["end_turn"],
+            usage=Usage(
+                input_tokens=1313,
+                output_tokens=50,
+                cache_read_tokens=1000,
+                cache_write_tokens=300,
+                cache_write_5m_tokens=200,
+                cache_write_1h_tokens=100,
+            ),
+            service_tier="standard",
+            server_tool_requests={"web_search": 2},
+        ),
+        "request_headers": {
+            "anthropic-version": "2023-06-01",
+            "anthropic-beta": "claude-code-20250219,oauth-2025-04-20",
+        },
+        "response_headers": {
+            "request-id": "req_011CYf",
+            "anthropic-ratelimit-requests-limit": "1000",
+            "anthropic-ratelimit-requests-remaining": "999",
+            "anthropic-ratelimit-input-tokens-limit": "450000",
+            "anthropic-ratelimit-input-tokens-remaining": "448000",
+            "anthropic-ratelimit-output-tokens-remaining": "89950",
+            "anthropic-ratelimit-tokens-reset": "2023-11-14T22:13:25Z",  # 4.5 s after the call's end
+        },
+    }
+    return make_call(**(values | overrides))
+
+
+def test_an_anthropic_call_records_its_cache_split_and_its_own_attributes(sink):
+    instance, spans, reader = sink
+    record(instance, anthropic_call())
+    found = points(reader)
+    tokens = {attrs["gen_ai.token.type"]: point.sum for _, _, attrs, point in found["gen_ai.client.token.usage"]}
+    assert tokens == {"input": 1313, "output": 50}
+    ((_, _, attrs, read),) = found["gen_ai.client.token.cache_read"]
+    ((_, _, _, write),) = found["gen_ai.client.token.cache_write"]
+    assert (read.sum, write.sum, attrs["gen_ai.provider.name"]) == (1000, 300, "anthropic")
+    legacy = {name: rows[0][3].value for name, rows in found.items() if name in ("tokens_counter", "prompt_tokens")}
+    assert legacy == {"tokens_counter": 1363, "prompt_tokens": 1313}  # total = input (cache included) + output
+    instance.tracer_provider.force_flush()
+    (span,) = spans.get_finished_spans()
+    attributes = dict(span.attributes)
+    assert span.name == "chat claude-sonnet-4-5"
+    assert {key: attributes[key] for key in attributes if key.startswith("gen_ai.usage.")} == {
+        "gen_ai.usage.input_tokens": 1313,
+        "gen_ai.usage.output_tokens": 50,
+        "gen_ai.usage.cache_read.input_tokens": 1000,
+        "gen_ai.usage.cache_creation.input_tokens": 300,
+        "gen_ai.usage.cache_creation.5m.input_tokens": 200,
+        "gen_ai.usage.cache_creation.1h.input_tokens": 100,
+    }
+    assert attributes["gen_ai.request.top_k"] == 5 and attributes["anthropic.request.thinking.budget_tokens"] == 2048
+    assert attributes["anthropic.version"] == "2023-06-01"
+    assert attributes["anthropic.beta"] == ("claude-code-20250219", "oauth-2025-04-20")
+    assert attributes["anthropic.request.id"] == "req_011CYf"
+    assert attributes["anthropic.response.service_tier"] == "standard"
+    assert attributes["anthropic.usage.server_tool_use.web_search_requests"] == 2
+    assert attributes["anthropic.api_key.masked"] == "sk-ant-api03-...abcd"
+    assert attributes["anthropic.ratelimit.remaining_input_tokens"] == 448000
+    assert attributes["anthropic.ratelimit.reset_tokens_s"] == pytest.approx(4.5)
+    assert not any(key.startswith("openai.") for key in attributes)
+
+
+def test_anthropic_rate_limits_become_their_own_gauges(sink):
+    instance, _, reader = sink
+    record(instance, anthropic_call())
+    found = points(reader)
+    for name, value in (
+        ("remaining_requests", 999),
+        ("limit_requests", 1000),
+        ("remaining_input_tokens", 448000),
+        ("limit_input_tokens", 450000),
+        ("remaining_output_tokens", 89950),
+    ):
+        ((_, _, attrs, point),) = found[f"anthropic.ratelimit.{name}"]
+        assert point.value == value and attrs["gen_ai.provider.name"] == "anthropic"
+    assert "anthropic.ratelimit.limit_output_tokens" not in found  # not sent: nothing made up
+    assert not any(name.startswith("openai.ratelimit") for name in found)

@@ -1,5 +1,5 @@
-"""The telemetry child process: a real `python telemetry.py`, fed through its pipe, exporting
-over OTLP/gRPC to a real receiver."""
+"""The telemetry process: a real `python telemetry_child.py`, fed through its pipe, exporting
+over OTLP/gRPC to a real receiver; and the pipe protocol and frame queue it is fed through."""
 
 import asyncio
 import io
@@ -8,16 +8,29 @@ import logging
 import os
 import signal
 import sys
+import time
 from collections.abc import Iterator
 
 import pytest
-from protocol import ApiRequest, ApiResult, FinishedCall, Usage
 
 import telemetry_process
 from harness.otlp_receiver import OTLPReceiver
 from pricing import PriceTable
-from telemetry_process import TelemetryProcess, TelemetryStartError
-from tests.test_telemetry import make_call, make_exchange
+from telemetry_process import (
+    FrameQueue,
+    LogReply,
+    RecordCall,
+    ResetSummary,
+    StatusReply,
+    SummaryReply,
+    TelemetryProcess,
+    TelemetryStartError,
+    parse_reply,
+)
+from tests.test_telemetry import make_call
+from wire.call import Call
+from wire.content import CapturedContent
+from wire.records import ApiRequest, ApiResult, Usage
 
 
 @pytest.fixture
@@ -46,10 +59,9 @@ def child(collector_env: OTLPReceiver) -> Iterator[TelemetryProcess]:
 
 def record_calls(process: TelemetryProcess, count: int, model: str = "gpt-4o-mini") -> None:
     for number in range(count):
-        exchange = make_exchange()
-        exchange.request.model = model
-        exchange.result.response_id = f"chatcmpl-{number}"
-        call = make_call(request=exchange.request, result=exchange.result)
+        call = make_call()
+        call.request.model = model
+        call.result.response_id = f"chatcmpl-{number}"
         process.record_call(call, legacy_metrics=True, legacy_completion_id=False)
 
 
@@ -92,7 +104,7 @@ def test_the_childs_log_records_are_logged_here(monkeypatch: pytest.MonkeyPatch,
     monkeypatch.setenv("OTEL_METRICS_EXPORTER", "none")
     process = TelemetryProcess()
     process.start()
-    with caplog.at_level(logging.INFO, logger="genai.telemetry"):
+    with caplog.at_level(logging.INFO, logger="genai"):
         record_calls(process, 3)
         process.shutdown()
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING and "does not accept spans" in r.message]
@@ -124,11 +136,11 @@ def test_a_stalled_child_never_blocks_and_buffers_only_up_to_the_bound(
     try:
         record_calls(child, 20_000)
         assert child.dropped > 0
-        assert child._buffered_bytes <= 256 * 1024 + 64 * 1024  # the bound plus one batch
+        assert child.queue.bytes <= 256 * 1024 + 64 * 1024  # the bound plus one batch
         child.reset_summary()  # a control message is never dropped with the calls
         child.flush()
-        assert child._frames and child._frames[-1][1] == 0
-        assert telemetry_process.read_batch(io.BytesIO(child._frames[-1][0])) == [("reset",)]
+        assert child.queue and child.queue._frames[-1][1] == 0
+        assert telemetry_process.read_batch(io.BytesIO(child.queue._frames[-1][0])) == [ResetSummary()]
     finally:
         os.kill(child._process.pid, signal.SIGCONT)
     assert child.shutdown(budget_s=30) is True
@@ -146,7 +158,7 @@ def test_a_dead_child_is_started_again(
     first = child._process
     first.kill()
     first.wait()
-    with caplog.at_level(logging.WARNING, logger="genai.telemetry"):
+    with caplog.at_level(logging.WARNING, logger="genai"):
         record_calls(child, 1, model="lost-or-not")  # finds the child gone and starts another
         record_calls(child, 10, model="after-restart")
     assert child._process is not first
@@ -187,12 +199,14 @@ def test_the_child_keeps_the_usage_summary_and_sends_it_when_traffic_pauses(
     )
 
 
-def deferred_call(model: str) -> FinishedCall:
+def deferred_call(model: str) -> Call:
     """A call as the hooks pass it on when nothing is shown: bodies unparsed, no cost yet."""
     usage = {"prompt_tokens": 1_000_000, "completion_tokens": 0, "total_tokens": 1_000_000}
     return make_call(
-        request=json.dumps({"model": model, "messages": []}).encode(),
-        result=json.dumps({"id": "x", "model": model, "usage": usage}).encode(),
+        request=ApiRequest(),
+        result=ApiResult(),
+        request_body=json.dumps({"model": model, "messages": []}).encode(),
+        response_body=json.dumps({"id": "x", "model": model, "usage": usage}).encode(),
     )
 
 
@@ -218,10 +232,10 @@ def test_the_process_wide_recorder_is_started_once(monkeypatch: pytest.MonkeyPat
     monkeypatch.setattr(telemetry_process, "_instance", None)
     monkeypatch.setenv("OTEL_TRACES_EXPORTER", "none")
     monkeypatch.setenv("OTEL_METRICS_EXPORTER", "none")
-    first = telemetry_process.get_recorder()
+    first = telemetry_process.telemetry_process()
     try:
         assert isinstance(first, TelemetryProcess)
-        assert telemetry_process.get_recorder() is first
+        assert telemetry_process.telemetry_process() is first
     finally:
         first.shutdown()
 
@@ -229,7 +243,7 @@ def test_the_process_wide_recorder_is_started_once(monkeypatch: pytest.MonkeyPat
 def test_calls_survive_the_pipe_unchanged():
     result = ApiResult(response_id="r", usage=Usage(input_tokens=1, output_tokens=2, reasoning_tokens=1))
     call = make_call(request=ApiRequest(model="m"), result=result, chunk_intervals_s=[0.01, 0.02])
-    message = (telemetry_process.CALL, tuple(call), True, False)
+    message = RecordCall(call, True, False)
     frame = telemetry_process.encode_batch([message])
 
     class Pipe:
@@ -243,3 +257,96 @@ def test_calls_survive_the_pipe_unchanged():
     pipe = Pipe(frame + frame[:7])  # a whole batch, then a cut-off one
     assert telemetry_process.read_batch(pipe) == [message]  # type: ignore[arg-type]
     assert telemetry_process.read_batch(pipe) is None  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        LogReply(30, "a warning"),
+        SummaryReply("provider  model\n---"),
+        SummaryReply(None),
+        StatusReply(),
+        StatusReply("no"),
+    ],
+)
+def test_replies_survive_their_line_unchanged(reply):
+    assert parse_reply(reply.line()) == reply
+    assert "\n" not in reply.line()
+
+
+def test_a_reply_line_that_is_not_one_is_ignored():
+    assert parse_reply("some stray output") is None
+    assert parse_reply("log x y") is None
+
+
+def test_the_frame_queue_counts_its_bytes_through_partial_writes_and_drops():
+    queue = FrameQueue()
+    read_end, write_end = os.pipe()
+    os.set_blocking(write_end, False)
+    try:
+        big = b"x" * (4 * 1024 * 1024)  # larger than any pipe: written in part
+        queue.append(big, 3)
+        queue.append(b"small", 1)
+        assert queue.bytes == len(big) + 5 and queue.calls() == 4
+        assert queue.write_to(write_end) is True  # the pipe is full: the rest waits
+        assert queue and queue.bytes == len(big) + 5  # nothing whole was written yet
+        assert queue.drop_partial() == 3  # its reader died mid-frame
+        assert queue.bytes == 5 and queue.calls() == 1
+        queue.prepend(b"prices", 0)
+        assert queue.bytes == 11
+        os.close(read_end)
+        assert queue.write_to(write_end) is False  # the reader is gone
+    finally:
+        os.close(write_end)
+
+
+def test_children_killed_mid_frame_lose_only_that_frame_and_the_byte_count_returns_to_zero(
+    child: TelemetryProcess, collector_env: OTLPReceiver, monkeypatch: pytest.MonkeyPatch
+):
+    """The restart bug: a frame half-written to a child that then died was dropped without its
+    bytes leaving the count (and the price table re-sent without adding its bytes), so after a
+    few deaths the count stayed over the bound and every later call was dropped. Here the child
+    is stopped, handed a frame larger than its pipe (written in part), killed, and the next
+    flush starts another, three times over."""
+    monkeypatch.setattr(telemetry_process, "RESTART_INTERVAL_S", 0.0)
+    monkeypatch.setattr(telemetry_process, "MAX_BUFFERED_BYTES", 3 * 1024 * 1024)
+    child.use_prices(PriceTable.load())  # re-sent to every new child, its bytes counted
+    for death in range(3):
+        assert child._process is not None
+        os.kill(child._process.pid, signal.SIGSTOP)
+        doomed = make_call(content=CapturedContent(input_messages="x" * 2_500_000))  # > the 1 MiB pipe
+        doomed.request.model = f"doomed-{death}"
+        child.record_call(doomed, legacy_metrics=False, legacy_completion_id=False)
+        assert child.queue._written_of_first > 0, "the pipe should have taken part of the frame"
+        dead = child._process
+        dead.kill()
+        dead.wait()
+        record_calls(child, 1, model=f"between-{death}")  # finds the child gone: starts another
+        assert child._process is not dead
+    assert child.dropped == 3  # the three half-written frames, nothing else
+    record_calls(child, 50, model="after")
+    deadline = time.monotonic() + 30
+    while child.queue and time.monotonic() < deadline:
+        time.sleep(0.01)
+        child.flush()
+    assert not child.queue and child.queue.bytes == 0
+    assert child.shutdown(budget_s=30) is True
+    spans = collector_env.spans()
+    after = sorted(
+        span.attributes["gen_ai.response.id"] for span in spans if span.attributes["gen_ai.request.model"] == "after"
+    )
+    assert after == sorted(f"chatcmpl-{n}" for n in range(50))
+    assert not any(span.attributes["gen_ai.request.model"].startswith("doomed") for span in spans)
+
+
+def test_console_exporters_print_to_mitmdumps_terminal(monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture):
+    """The child's stdout is the parent's: the SDK's console exporters print a span and metrics there."""
+    monkeypatch.setenv("OTEL_TRACES_EXPORTER", "console")
+    monkeypatch.setenv("OTEL_METRICS_EXPORTER", "console")
+    process = TelemetryProcess()
+    process.start()
+    record_calls(process, 1, model="printed-model")
+    assert process.shutdown(budget_s=10) is True
+    out = capfd.readouterr().out
+    assert '"name": "chat printed-model"' in out  # the span, as ConsoleSpanExporter prints it
+    assert '"name": "gen_ai.client.token.usage"' in out  # and the metrics

@@ -3,6 +3,7 @@
 import json
 import random
 import re
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -32,7 +33,7 @@ def expected_of_stream(body: bytes) -> dict:
     """What the stream says, by the documented rule: each usage field's last value; input is
     input_tokens + cache reads + cache writes."""
     usage: dict = {}
-    expected = {"id": None, "model": None, "stop": []}
+    expected: dict[str, Any] = {"id": None, "model": None, "stop": []}
     for data in data_objects(body):
         if data["type"] == "message_start":
             expected["id"], expected["model"] = data["message"]["id"], data["message"]["model"]
@@ -120,7 +121,14 @@ def test_plain_response_yields_its_recorded_usage_id_model_and_stop_reason(name)
 
 def test_known_recordings_give_known_numbers():
     tool_use = API.parse_response(load_anthropic("test_sync_messages_create_captures_tool_use_content").response_body)
-    assert (tool_use.usage.input_tokens, tool_use.usage.output_tokens) == (386, 34)
+    assert tool_use.usage == Usage(
+        input_tokens=386,
+        output_tokens=34,
+        cache_read_tokens=0,
+        cache_write_tokens=0,
+        cache_write_5m_tokens=0,
+        cache_write_1h_tokens=0,
+    )
     assert tool_use.finish_reasons == ["tool_use"]
     stream = run_stream([load_anthropic("test_sync_messages_create_streaming").response_body])
     assert stream.accumulator.result.usage == Usage(
@@ -322,8 +330,9 @@ def test_input_with_system_blocks_tool_use_tool_results_thinking_and_images():
         ],
     }
     content = API.captured_input(json.dumps(body).encode())
+    assert content.system_instructions is not None and content.input_messages is not None
     assert json.loads(content.system_instructions) == [{"type": "text", "content": "Be brief."}]
-    user, assistant, tool = json.loads(content.input_messages)
+    user, assistant, tool = json.loads(content.input_messages or "")
     assert user["parts"] == [{"type": "text", "content": "Weather?"}, {"type": "image"}]
     assert "AAAA" not in content.input_messages
     assert assistant["parts"] == [
@@ -335,7 +344,7 @@ def test_input_with_system_blocks_tool_use_tool_results_thinking_and_images():
 
 def test_plain_outputs_of_recordings_are_captured():
     tool = json.loads(
-        API.captured_output(load_anthropic("test_sync_messages_create_captures_tool_use_content").response_body)
+        API.captured_output(load_anthropic("test_sync_messages_create_captures_tool_use_content").response_body) or ""
     )
     assert tool == [
         {
@@ -352,7 +361,7 @@ def test_plain_outputs_of_recordings_are_captured():
         }
     ]
     thinking = json.loads(
-        API.captured_output(load_anthropic("test_sync_messages_create_captures_thinking_content").response_body)
+        API.captured_output(load_anthropic("test_sync_messages_create_captures_thinking_content").response_body) or ""
     )
     assert thinking[0]["parts"][0]["type"] == "reasoning" and "17" in thinking[0]["parts"][0]["content"]
 
@@ -365,7 +374,7 @@ def test_streamed_text_is_reassembled_from_the_deltas(name):
         for data in data_objects(body)
         if data["type"] == "content_block_delta" and data["delta"]["type"] == "text_delta"
     )
-    (message,) = json.loads(run_stream(split_randomly(body, 3), capture=True).accumulator.output_messages())
+    (message,) = json.loads(run_stream(split_randomly(body, 3), capture=True).accumulator.output_messages() or "")
     assert message["parts"] == [{"type": "text", "content": expected}]
     assert message["finish_reason"] == expected_of_stream(body)["stop"][0]
 
@@ -397,7 +406,7 @@ def test_a_streamed_tool_call_is_reassembled_with_its_arguments():
         ),
     ]
     accumulator = run_stream([b"".join(events)], capture=True).accumulator
-    assert json.loads(accumulator.output_messages()) == [
+    assert json.loads(accumulator.output_messages() or "") == [
         {
             "role": "assistant",
             "parts": [{"type": "tool_call", "id": "toolu_9", "name": "f", "arguments": '{"city": "SF"}'}],

@@ -1,6 +1,7 @@
 """The one record of a finished call: where its bodies are parsed, and the rules written once."""
 
 import pickle
+from typing import Any
 
 import pytest
 
@@ -14,7 +15,7 @@ MESSAGES = Endpoint(anthropic_messages.API)
 
 
 def call(**fields) -> Call:
-    base = {
+    base: dict[str, Any] = {
         "endpoint": CHAT,
         "provider": "openai",
         "server_address": "api.openai.com",
