@@ -21,14 +21,15 @@ import telemetry_process
 from telemetry import ConfigurationError, Telemetry, quiet_exporter_logs
 from telemetry_process import (
     LogReply,
-    RecordCall,
     Reply,
     ResetSummary,
     StatusReply,
     SummaryReply,
+    UseLegacyOptions,
     UsePrices,
     read_batch,
 )
+from wire.call import Call
 
 log = logging.getLogger("genai")
 
@@ -89,6 +90,7 @@ def serve(batches: IO[bytes], replies: Replies, shutdown_budget_s: float = telem
         return 2
     replies.send(StatusReply())
 
+    legacy = UseLegacyOptions(legacy_metrics=True, legacy_completion_id=False)  # the options' defaults
     failures: set[str] = set()
     changed_since = 0.0  # when the summary changed first since it was last sent (0: it did not)
     while True:
@@ -104,11 +106,13 @@ def serve(batches: IO[bytes], replies: Replies, shutdown_budget_s: float = telem
         for message in batch:
             try:
                 match message:
-                    case RecordCall(call, legacy_metrics, legacy_completion_id):
+                    case Call() as call:
                         instance.record_call(
-                            call, legacy_metrics=legacy_metrics, legacy_completion_id=legacy_completion_id
+                            call, legacy_metrics=legacy.legacy_metrics, legacy_completion_id=legacy.legacy_completion_id
                         )
                         changed_since = changed_since or time.monotonic()
+                    case UseLegacyOptions() as options:
+                        legacy = options
                     case UsePrices(prices):
                         instance.use_prices(prices)
                     case ResetSummary():
@@ -126,8 +130,11 @@ if __name__ == "__main__":
     reply_fd = int(sys.argv[1])
     budget = float(sys.argv[2]) if len(sys.argv) > 2 else telemetry_process.SHUTDOWN_BUDGET_S
     # Unbuffered: `serve` waits for input with select(), which cannot see a read-ahead buffer.
-    with (
-        open(sys.stdin.fileno(), "rb", buffering=0, closefd=False) as parent_input,
-        open(reply_fd, "w", encoding="utf-8") as reply_stream,
-    ):
-        sys.exit(serve(parent_input, Replies(reply_stream), budget))
+    reply_stream = open(reply_fd, "w", encoding="utf-8")  # noqa: SIM115 (closed below, whatever happens)
+    try:
+        with open(sys.stdin.fileno(), "rb", buffering=0, closefd=False) as parent_input:
+            status = serve(parent_input, Replies(reply_stream), budget)
+    finally:
+        with contextlib.suppress(OSError):  # the parent is gone: nobody to tell
+            reply_stream.close()
+    sys.exit(status)

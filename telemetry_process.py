@@ -42,7 +42,7 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Protocol
+from typing import IO, NamedTuple, Protocol
 
 from pricing import PriceTable
 from wire.call import Call
@@ -68,28 +68,26 @@ SUMMARY_INTERVAL_S = 1.0
 # --- the pipe protocol: batches of messages down, reply lines up ---------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class RecordCall:
-    """Record one finished call, with the legacy-counter options in force for it."""
+# A finished `Call` is a message of its own: one is pickled per call on mitmproxy's event loop,
+# and a wrapper around it cost as much again. The options it is recorded with come before it.
+class UseLegacyOptions(NamedTuple):
+    """Record the following calls with these legacy-counter options (the addon's genai_legacy_*)."""
 
-    call: Call
     legacy_metrics: bool
     legacy_completion_id: bool
 
 
-@dataclass(frozen=True, slots=True)
-class UsePrices:
+class UsePrices(NamedTuple):
     """Price calls with this table from now on (the addon's genai_prices)."""
 
     prices: PriceTable
 
 
-@dataclass(frozen=True, slots=True)
-class ResetSummary:
+class ResetSummary(NamedTuple):
     """Start the usage summary anew."""
 
 
-Message = RecordCall | UsePrices | ResetSummary
+Message = Call | UseLegacyOptions | UsePrices | ResetSummary
 
 
 def encode_batch(batch: Sequence[Message]) -> bytes:
@@ -251,6 +249,7 @@ class TelemetryProcess:
         self.dropped = 0  # calls lost to a stalled or dead child
         self._pending: list[Message] = []
         self._prices: PriceTable | None = None  # sent again to a restarted child
+        self._legacy_options: UseLegacyOptions | None = None  # the ones the child has, as last sent
         self._summary: str | None = None  # the child's latest usage summary
         self.queue = FrameQueue()
         self._flush_scheduled = False
@@ -342,8 +341,11 @@ class TelemetryProcess:
             self._process.stdin.close()
         self.dropped += self.queue.drop_partial()
         self._spawn(announce_failure=True)
-        if self._prices is not None:
-            self.queue.prepend(encode_batch([UsePrices(self._prices)]), 0)
+        settings: list[Message] = [UsePrices(self._prices)] if self._prices is not None else []
+        if self._legacy_options is not None:
+            settings.append(self._legacy_options)
+        if settings:
+            self.queue.prepend(encode_batch(settings), 0)
 
     def shutdown(self, budget_s: float = SHUTDOWN_BUDGET_S) -> bool:
         """Send what is pending, close the child's input and wait for it, `budget_s` in all."""
@@ -394,7 +396,11 @@ class TelemetryProcess:
 
     def record_call(self, call: Call, *, legacy_metrics: bool, legacy_completion_id: bool) -> None:
         """Queue one finished call; it reaches the child within `FLUSH_INTERVAL_S`."""
-        self._send(RecordCall(call, legacy_metrics, legacy_completion_id))
+        options = self._legacy_options
+        if options is None or options != (legacy_metrics, legacy_completion_id):
+            self._legacy_options = UseLegacyOptions(legacy_metrics, legacy_completion_id)
+            self._send(self._legacy_options)
+        self._send(call)
 
     def _send(self, message: Message) -> None:
         self._pending.append(message)
@@ -432,7 +438,7 @@ class TelemetryProcess:
         if not self._pending:
             return
         batch, self._pending = self._pending, []
-        calls = sum(isinstance(message, RecordCall) for message in batch)
+        calls = sum(isinstance(message, Call) for message in batch)
         over_bound = self.queue.bytes > MAX_BUFFERED_BYTES
         if over_bound and calls:
             self.dropped += calls
@@ -442,8 +448,8 @@ class TelemetryProcess:
                     "genai: the telemetry process is not keeping up; calls are dropped until it does "
                     "(traffic is unaffected)."
                 )
-            # Prices and summary resets still go: they are few, and losing one would go unnoticed.
-            batch, calls = [message for message in batch if not isinstance(message, RecordCall)], 0
+            # Options, prices and summary resets still go: they are few, and losing one would go unnoticed.
+            batch, calls = [message for message in batch if not isinstance(message, Call)], 0
             if not batch:
                 return
         elif self._dropping and not over_bound:

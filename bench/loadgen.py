@@ -4,7 +4,8 @@ Prints one JSON object: request latencies, per-chunk delays (receipt minus the u
 time stamped in each event), client time to first chunk, errors and the elapsed time.
 Run: python -m bench.loadgen PORT CONCURRENCY REQUESTS MODE [key=value ...]
 MODE: plain | stream | mixed (every other request streams). Keys: chunks, delay_ms,
-event_bytes, include_usage (0/1), timeout (s per request).
+event_bytes, include_usage (0/1), timeout (s per request), api (openai | anthropic: the request's
+wire API).
 """
 
 from __future__ import annotations
@@ -16,12 +17,18 @@ import sys
 import time
 from typing import Any
 
-SENT = re.compile(rb'"content":"(\d+) ([0-9.]+)')
+SENT = re.compile(rb'"(?:content|text)":"(\d+) ([0-9.]+)')
 END_OF_CHUNKED = b"\r\n0\r\n\r\n"
 
 
 def request_bytes(stream: bool, options: dict[str, str]) -> bytes:
-    body: dict[str, object] = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Say this is a test"}]}
+    anthropic = options.get("api") == "anthropic"
+    body: dict[str, object] = {
+        "model": "claude-sonnet-4-5" if anthropic else "gpt-4o-mini",
+        "messages": [{"role": "user", "content": "Say this is a test"}],
+    }
+    if anthropic:
+        body["max_tokens"] = 1024
     if stream:
         body["stream"] = True
         if options.get("include_usage") == "1":
@@ -32,10 +39,13 @@ def request_bytes(stream: bool, options: dict[str, str]) -> bytes:
         for name in ("chunks", "delay_ms", "event_bytes")
         if name in options
     )
-    head = (
-        "POST /v1/chat/completions HTTP/1.1\r\nhost: api.openai.com\r\ncontent-type: application/json\r\n"
-        f"authorization: Bearer sk-bench-0000000000000000000000000000\r\n{extra}content-length: {len(payload)}\r\n\r\n"
-    )
+    if anthropic:
+        route = "POST /v1/messages HTTP/1.1\r\nhost: api.anthropic.com\r\nanthropic-version: 2023-06-01\r\n"
+        key = "x-api-key: sk-ant-api03-bench-000000000000000000000000\r\n"
+    else:
+        route = "POST /v1/chat/completions HTTP/1.1\r\nhost: api.openai.com\r\n"
+        key = "authorization: Bearer sk-bench-0000000000000000000000000000\r\n"
+    head = f"{route}content-type: application/json\r\n{key}{extra}content-length: {len(payload)}\r\n\r\n"
     return head.encode() + payload
 
 

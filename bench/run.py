@@ -78,6 +78,9 @@ class Sizes:
     collector_requests: int = 3000
     attribution_rounds: int = 7
     instruction_requests: int = 200
+    single_core_rounds: int = 9
+    single_core_requests: int = 1200
+    saturation_s: float = 60.0
 
 
 SMOKE = Sizes(
@@ -92,6 +95,9 @@ SMOKE = Sizes(
     collector_requests=100,
     attribution_rounds=1,
     instruction_requests=20,
+    single_core_rounds=1,
+    single_core_requests=100,
+    saturation_s=3.0,
 )
 
 
@@ -174,8 +180,13 @@ class Bench:
         ) as proxy:
             yield proxy
 
-    def load(self, port: int, concurrency: int, requests: int, mode: str, **options: Any) -> dict[str, Any]:
+    def load(
+        self, port: int, concurrency: int, requests: int, mode: str, pin: int | None = None, **options: Any
+    ) -> dict[str, Any]:
+        """One run of the load generator (on CPU `pin` if given)."""
         command = [sys.executable, "-m", "bench.loadgen", str(port), str(concurrency), str(requests), mode]
+        if pin is not None:
+            command = ["taskset", "-c", str(pin), *command]
         command += [f"{key}={value}" for key, value in options.items()]
         finished = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=900, check=True)
         result: dict[str, Any] = json.loads(finished.stdout)
@@ -183,10 +194,12 @@ class Bench:
             raise RuntimeError(f"{len(result['errors'])} failed requests, e.g. {result['errors'][0]}")
         return result
 
-    def measured(self, proxy: Mitmdump, concurrency: int, requests: int, mode: str, **options: Any) -> dict[str, Any]:
+    def measured(
+        self, proxy: Mitmdump, concurrency: int, requests: int, mode: str, pin: int | None = None, **options: Any
+    ) -> dict[str, Any]:
         """One load run; CPU of mitmdump's own process, and of the telemetry process beside it."""
         own_before, children_before = family_cpu_seconds(proxy.pid)
-        result = self.load(proxy.port, concurrency, requests, mode, **options)
+        result = self.load(proxy.port, concurrency, requests, mode, pin, **options)
         own_after, children_after = family_cpu_seconds(proxy.pid)
         result["cpu_per_1000"] = (own_after - own_before) * 1000 / requests
         result["child_cpu_per_1000"] = (children_after - children_before) * 1000 / requests
@@ -318,16 +331,27 @@ def streaming(bench: Bench, report: list[str], raw: dict[str, Any]) -> None:
     results["no proxy"] = bench.load(
         bench.upstream_port, sizes.stream_concurrency, sizes.streams, "stream", include_usage=1, **options
     )
+    variants = (
+        ("bare mitmdump, streaming", False, "openai"),
+        ("addon (client asked for usage)", True, "openai"),
+        ("bare mitmdump, Anthropic stream", False, "anthropic"),
+        ("addon, Anthropic stream", True, "anthropic"),
+    )
     with bench.proxy(False, "live", "--set", "stream_large_bodies=1") as bare, bench.proxy(True) as addon:
         for _ in range(sizes.rounds):
-            results.setdefault("bare mitmdump, streaming", {"chunk_delays": [], "ttfc": []})
-            results.setdefault("addon (client asked for usage)", {"chunk_delays": [], "ttfc": []})
-            for name, proxy in (("bare mitmdump, streaming", bare), ("addon (client asked for usage)", addon)):
+            for name, with_addon, api in variants:
                 run = bench.load(
-                    proxy.port, sizes.stream_concurrency, sizes.streams, "stream", include_usage=1, **options
+                    (addon if with_addon else bare).port,
+                    sizes.stream_concurrency,
+                    sizes.streams,
+                    "stream",
+                    include_usage=1,
+                    api=api,
+                    **options,
                 )
-                results[name]["chunk_delays"] += run["chunk_delays"]
-                results[name]["ttfc"] += run["ttfc"]
+                result = results.setdefault(name, {"chunk_delays": [], "ttfc": []})
+                result["chunk_delays"] += run["chunk_delays"]
+                result["ttfc"] += run["ttfc"]
         rewrite = bench.load(addon.port, sizes.stream_concurrency, sizes.streams, "stream", include_usage=0, **options)
         results["addon, include_usage rewrite + strip"] = rewrite
     for name, result in results.items():
@@ -337,11 +361,14 @@ def streaming(bench: Bench, report: list[str], raw: dict[str, Any]) -> None:
             f"| {percentile(delays, 0.99) * 1000:.3f} "
             f"| {max(delays) * 1000:.3f} | {statistics.median(result['ttfc']) * 1000:.2f} |"
         )
-    bare_delays = results["bare mitmdump, streaming"]["chunk_delays"]
-    for name in ("addon (client asked for usage)", "addon, include_usage rewrite + strip"):
-        delays = results[name]["chunk_delays"]
+    for name, baseline in (
+        ("addon (client asked for usage)", "bare mitmdump, streaming"),
+        ("addon, include_usage rewrite + strip", "bare mitmdump, streaming"),
+        ("addon, Anthropic stream", "bare mitmdump, Anthropic stream"),
+    ):
+        delays, bare_delays = results[name]["chunk_delays"], results[baseline]["chunk_delays"]
         report.append(
-            f"\nAdded by the addon over bare streaming mitmdump, {name}: median "
+            f"\nAdded by the addon over {baseline}, {name}: median "
             f"{(statistics.median(delays) - statistics.median(bare_delays)) * 1000:+.3f} ms, p99 "
             f"{(percentile(delays, 0.99) - percentile(bare_delays, 0.99)) * 1000:+.3f} ms."
         )
@@ -571,6 +598,74 @@ def in_process(report: list[str], raw: dict[str, Any]) -> None:
     report.append("")
 
 
+@contextmanager
+def upstream_on_cpu(bench: Bench, cpu: int) -> Iterator[None]:
+    """The fake upstream on one CPU while the block runs (the load generator is pinned per run)."""
+    before = os.sched_getaffinity(bench.upstream.pid)
+    os.sched_setaffinity(bench.upstream.pid, {cpu})
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(bench.upstream.pid, before)
+
+
+def single_core(bench: Bench, report: list[str], raw: dict[str, Any]) -> None:
+    """Part 8: mitmdump and its telemetry process on one CPU, as in a 1-vCPU container."""
+    sizes = bench.sizes
+    pinned = ["taskset", "-c", "0"]
+    concurrency = 16
+    rounds: list[dict[str, dict[str, float]]] = []
+    with upstream_on_cpu(bench, 1):
+        with bench.proxy(False, wrapper=pinned) as bare, bench.proxy(True, wrapper=pinned) as addon:
+            for proxy in (bare, addon):
+                bench.load(proxy.port, 4, sizes.warmup, "plain", pin=1)
+            for number in range(sizes.single_core_rounds):
+                order = (("bare", bare), ("addon", addon)) if number % 2 == 0 else (("addon", addon), ("bare", bare))
+                rounds.append(
+                    {
+                        name: latency_row(
+                            bench.measured(proxy, concurrency, sizes.single_core_requests, "plain", pin=1)
+                        )
+                        for name, proxy in order
+                    }
+                )
+        spans_before = len(bench.collector.spans())
+        sent = 0
+        with bench.proxy(True, wrapper=pinned) as saturated:
+            started = time.monotonic()
+            while time.monotonic() - started < sizes.saturation_s:
+                bench.load(saturated.port, concurrency, sizes.single_core_requests, "plain", pin=1)
+                sent += sizes.single_core_requests
+            elapsed = time.monotonic() - started
+        deadline = time.monotonic() + 15
+        while len(bench.collector.spans()) - spans_before < sent and time.monotonic() < deadline:
+            time.sleep(0.2)
+        exported = len(bench.collector.spans()) - spans_before
+    dropped = re.findall(r"(\d+) calls were dropped so far|(\d+) calls could not be handed", saturated.output)
+    ratios = paired(rounds, "rps", operator.truediv)
+    low, high = median_interval(ratios)
+    child_per_call_ms = statistics.median(pair["addon"]["child_cpu_s_per_1000"] for pair in rounds)
+    raw["single_core"] = {"rounds": rounds, "sent": sent, "exported": exported, "elapsed_s": elapsed}
+    report += [
+        "## 8. One CPU: mitmdump and its telemetry process pinned to CPU 0",
+        "",
+        f"As in a 1-vCPU container (`taskset -c 0`; the load generator and the upstream on CPU 1). "
+        f"{sizes.single_core_rounds} paired rounds of {sizes.single_core_requests} non-streaming calls at "
+        f"concurrency {concurrency}, then the addon alone at saturation for {sizes.saturation_s:.0f} s.",
+        "",
+        "| throughput addon / bare: median (90% interval) | added p50 ms | added p99 ms "
+        "| telemetry process CPU ms / call | calls sent at saturation | spans exported | exported share |",
+        "|---|---|---|---|---|---|---|",
+        f"| {statistics.median(ratios):.3f} ({low:.3f}–{high:.3f}) "
+        f"| {statistics.median(paired(rounds, 'p50_ms', operator.sub)):+.3f} "
+        f"| {statistics.median(paired(rounds, 'p99_ms', operator.sub)):+.3f} "
+        f"| {child_per_call_ms:.3f} | {sent} in {elapsed:.0f} s | {exported} | {exported / sent:.1%} |",
+        "",
+        f"mitmdump's own words on lost calls: {dropped or 'none'}.",
+        "",
+    ]
+
+
 def collectors(bench: Bench, report: list[str], raw: dict[str, Any]) -> None:
     requests = bench.sizes.collector_requests
     report += [
@@ -760,7 +855,7 @@ def main() -> None:
     parser.add_argument("--smoke", action="store_true", help="a few hundred requests, to check that it works")
     parser.add_argument("--report", type=Path, help="write the Markdown report here as well")
     parser.add_argument("--raw", type=Path, help="write the raw numbers as JSON here")
-    parser.add_argument("--parts", default="1,2,3,4,5,6,7", help="which parts to run, e.g. 1,5 (default: all)")
+    parser.add_argument("--parts", default="1,2,3,4,5,6,7,8", help="which parts to run, e.g. 1,5 (default: all)")
     parser.add_argument("--rounds", type=int, help="paired rounds in parts 1 (per concurrency) and 6 (default: 25, 7)")
     parser.add_argument(
         "--pool", type=Path, nargs="+", metavar="RAW", help="only pool part 1 of earlier runs (their --raw files)"
@@ -791,6 +886,7 @@ def main() -> None:
                 ("5", collectors),
                 ("6", attribution),
                 ("7", instructions),
+                ("8", single_core),
             )
             for number, part in parts:
                 if number in chosen:

@@ -1,4 +1,6 @@
-"""A fast fake OpenAI upstream for benchmarks: asyncio, plain HTTP/1.1, precomputed answers.
+"""A fast fake upstream for benchmarks: asyncio, plain HTTP/1.1, precomputed answers. OpenAI's
+chat completions, and Anthropic's Messages API on `/v1/messages` (streams with `event:` lines,
+padded JSON, a ping and cumulative usage, as the real API sends them).
 
 Every streamed event carries the moment it was sent (`time.monotonic()`, one clock for all
 processes on the machine) in its content, so the load generator can measure per-chunk delay.
@@ -43,6 +45,49 @@ def event(sequence: int, padding: str, include_usage: bool) -> bytes:
     return b"data: " + json.dumps(chunk, separators=(",", ":")).encode() + b"\n\n"
 
 
+def anthropic_event(kind: str, data: dict[str, object]) -> bytes:
+    return b"event: %s\ndata: %s        }\n\n" % (kind.encode(), json.dumps(data, separators=(",", ":")).encode()[:-1])
+
+
+ANTHROPIC_USAGE = {"input_tokens": 12, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0}
+ANTHROPIC_HEAD = [
+    anthropic_event(
+        "message_start",
+        {
+            "type": "message_start",
+            "message": {
+                "id": "msg_bench",
+                "model": "claude-sonnet-4-5",
+                "usage": {**ANTHROPIC_USAGE, "output_tokens": 1},
+            },
+        },
+    ),
+    anthropic_event(
+        "content_block_start", {"type": "content_block_start", "index": 0, "content_block": {"type": "text"}}
+    ),
+    b'event: ping\ndata: {"type": "ping"}\n\n',
+]
+
+
+def anthropic_delta(sequence: int, padding: str) -> bytes:
+    text = f"{sequence} {time.monotonic():.9f} {padding}"
+    return anthropic_event(
+        "content_block_delta",
+        {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": text}},
+    )
+
+
+def anthropic_tail(chunks: int) -> bytes:
+    usage = {**ANTHROPIC_USAGE, "output_tokens": chunks}
+    return (
+        anthropic_event("content_block_stop", {"type": "content_block_stop", "index": 0})
+        + anthropic_event(
+            "message_delta", {"type": "message_delta", "delta": {"stop_reason": "end_turn"}, "usage": usage}
+        )
+        + anthropic_event("message_stop", {"type": "message_stop"})
+    )
+
+
 def chunk(data: bytes) -> bytes:
     return b"%x\r\n%s\r\n" % (len(data), data)
 
@@ -56,8 +101,10 @@ async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
                 name, _, value = line.partition(b":")
                 headers[name.strip().lower()] = value.strip()
             body = await reader.readexactly(int(headers.get(b"content-length", b"0")))
+            anthropic = b" /v1/messages " in head.split(b"\r\n", 1)[0]
             if b'"stream":true' in body.replace(b" ", b""):
-                await stream(writer, headers, include_usage=b'"include_usage":true' in body.replace(b" ", b""))
+                include_usage = b'"include_usage":true' in body.replace(b" ", b"")
+                await stream(writer, headers, include_usage=include_usage, anthropic=anthropic)
             else:
                 writer.write(HEAD % b"application/json" + b"content-length: %d\r\n\r\n" % len(PLAIN) + PLAIN)
                 await writer.drain()
@@ -67,17 +114,27 @@ async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
         writer.close()
 
 
-async def stream(writer: asyncio.StreamWriter, headers: dict[bytes, bytes], include_usage: bool) -> None:
+async def stream(
+    writer: asyncio.StreamWriter, headers: dict[bytes, bytes], include_usage: bool, anthropic: bool
+) -> None:
     chunks = int(headers.get(b"x-bench-chunks", b"200"))
     delay = int(headers.get(b"x-bench-delay-ms", b"10")) / 1000
     padding = "x" * max(int(headers.get(b"x-bench-event-bytes", b"0")) - 200, 0)
     writer.write(HEAD % b"text/event-stream" + b"transfer-encoding: chunked\r\n\r\n")
+    if anthropic:
+        writer.write(chunk(b"".join(ANTHROPIC_HEAD)))
     for sequence in range(chunks):
         if delay and sequence:
             await asyncio.sleep(delay)
-        writer.write(chunk(event(sequence, padding, include_usage)))
+        writer.write(
+            chunk(anthropic_delta(sequence, padding) if anthropic else event(sequence, padding, include_usage))
+        )
         if delay or sequence % 64 == 0:
             await writer.drain()
+    if anthropic:
+        writer.write(chunk(anthropic_tail(chunks)) + b"0\r\n\r\n")
+        await writer.drain()
+        return
     if include_usage:
         usage = {"id": "chatcmpl-bench", "model": "gpt-4o-mini-2024-07-18", "choices": [], "usage": USAGE}
         writer.write(chunk(b"data: " + json.dumps(usage, separators=(",", ":")).encode() + b"\n\n"))

@@ -12,7 +12,14 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-SERVER_NAMES = ["api.openai.com", "localhost", "*.openai.azure.com", "api.groq.com"]
+SERVER_NAMES = [
+    "api.openai.com",
+    "api.anthropic.com",
+    "localhost",
+    "*.openai.azure.com",
+    "api.groq.com",
+    "api.deepseek.com",
+]
 
 
 @dataclass

@@ -1,4 +1,5 @@
-"""A local HTTPS server that answers like api.openai.com, for tests and the demo.
+"""A local HTTPS server that answers like api.openai.com (and, on `/v1/messages`, like
+api.anthropic.com: `harness.fake_anthropic`), for tests and the demo.
 
 It follows the real API where the addon cares: paced SSE streams, `stream_options.include_usage`
 semantics (`"usage":null` on every chunk plus one usage-only chunk), realistic headers, OpenAI
@@ -41,6 +42,8 @@ from urllib.parse import parse_qs
 import brotli
 import yaml
 from backports import zstd
+
+from harness import fake_anthropic
 
 FIXTURES = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "recorded"
 CREATED = 1731368639
@@ -397,7 +400,9 @@ class StreamLog:
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
-    server: FakeOpenAI
+    server: FakeUpstream
+    # The dialect's own response headers for the request being answered (None: OpenAI's).
+    upstream_headers: dict[str, str] | None = None
 
     def setup(self) -> None:
         # TLS handshakes run here, on the connection's own thread, not in accept().
@@ -414,7 +419,10 @@ class _Handler(BaseHTTPRequestHandler):
         headers = {k.lower(): v for k, v in self.headers.items()}
         self.server.received.append(ReceivedRequest("POST", self.path, headers, body))
         encoding = headers.get("x-fake-encoding", "identity")
-        if "x-fake-raw" in headers:
+        self.upstream_headers = None
+        if self.path.partition("?")[0].rstrip("/").endswith("/v1/messages"):
+            self._anthropic(body, headers, encoding)
+        elif "x-fake-raw" in headers:
             self._send_raw(raw_scenario(headers["x-fake-raw"]))
         elif "x-fake-fixture" in headers:
             self._replay(headers["x-fake-fixture"], headers, encoding)
@@ -459,6 +467,40 @@ class _Handler(BaseHTTPRequestHandler):
             not_found = b'{"error":{"message":"unknown path","code":"not_found"}}'
             self._send_whole(404, "application/json", not_found, "identity")
 
+    def _anthropic(self, body: bytes, headers: dict[str, str], encoding: str) -> None:
+        """Anthropic's Messages API: its own headers, error bodies and event stream."""
+        self.upstream_headers = {
+            "request-id": f"req_fake{len(self.server.received):012d}",
+            "anthropic-organization-id": "org-fake",
+            **fake_anthropic.rate_limit_headers(),
+        }
+        delay = int(headers.get("x-fake-chunk-delay-ms", 5)) / 1000
+        if "x-fake-fixture" in headers:
+            status, content_type, recorded = fake_anthropic.recorded_events(headers["x-fake-fixture"])
+            if isinstance(recorded, bytes):
+                self._send_whole(status, content_type, recorded, encoding)
+            else:
+                self._send_stream(recorded, delay, encoding, None, status)
+            return
+        if "x-fake-error" in headers:
+            code, _, kind = headers["x-fake-error"].partition(":")
+            self._send_whole(int(code), "application/json", fake_anthropic.error_body(kind), encoding)
+            return
+        request = json.loads(body or b"{}")
+        script = fake_anthropic.MessagesScript(
+            request,
+            chunks=int(headers.get("x-fake-chunks", len(fake_anthropic.WORDS))),
+            cache_read=int(headers.get("x-fake-cache-read", 0)),
+            cache_write_5m=int(headers.get("x-fake-cache-write-5m", 0)),
+            cache_write_1h=int(headers.get("x-fake-cache-write-1h", 0)),
+            number=len(self.server.received),
+        )
+        if request.get("stream") is True:
+            events = script.stream_events(error=headers.get("x-fake-stream-error"))
+            self._send_stream(events, delay, encoding, script.message_id)
+        else:
+            self._send_whole(200, "application/json", compact(script.message()).encode(), encoding)
+
     def _send_raw(self, scenario: RawScenario) -> None:
         self.close_connection = True
         head = [f"HTTP/1.1 {scenario.status} Fake\r\n"]
@@ -494,8 +536,10 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _common_headers(self, content_type: str, encoding: str) -> None:
         self.send_header("content-type", content_type)
-        self.send_header("x-request-id", f"req_{len(self.server.received):08d}")
-        for name, value in RESPONSE_HEADERS.items():
+        upstream_headers = self.upstream_headers
+        if upstream_headers is None:  # OpenAI's
+            upstream_headers = {"x-request-id": f"req_{len(self.server.received):08d}", **RESPONSE_HEADERS}
+        for name, value in upstream_headers.items():
             self.send_header(name, value)
         if encoding != "identity":
             self.send_header("content-encoding", encoding)
@@ -535,8 +579,8 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.flush()
 
 
-class FakeOpenAI(ThreadingHTTPServer):
-    """`with FakeOpenAI(cert, key) as fake:` serves on 127.0.0.1:`fake.port` until the block ends."""
+class FakeUpstream(ThreadingHTTPServer):
+    """`with FakeUpstream(cert, key) as fake:` serves on 127.0.0.1:`fake.port` until the block ends."""
 
     daemon_threads = True
     request_queue_size = 512  # the listen backlog: hundreds of clients may connect at once
@@ -559,7 +603,7 @@ class FakeOpenAI(ThreadingHTTPServer):
         if not isinstance(sys.exc_info()[1], (ConnectionError, ssl.SSLError, TimeoutError)):
             super().handle_error(request, client_address)
 
-    def __enter__(self) -> FakeOpenAI:
+    def __enter__(self) -> FakeUpstream:
         self._thread.start()
         return self
 

@@ -1,10 +1,11 @@
 """End to end: the real openai SDK → a real mitmdump with the addon → a local HTTPS fake of
 api.openai.com, with telemetry exported over OTLP/gRPC to a real receiver.
 
-Two proxies run for the whole module: reverse mode (client base URL http://127.0.0.1:PORT/v1)
-and regular mode (HTTPS_PROXY, client trusting mitmproxy's CA; mitmdump reaches
-"api.openai.com:443" through a local CONNECT forwarder that ends at the fake). Each test uses
-its own model name, so its metrics can be told apart in the shared receiver.
+Two proxies run for the whole session (`harness.e2e`, the `world` fixture in conftest.py):
+reverse mode (client base URL http://127.0.0.1:PORT/v1) and regular mode (HTTPS_PROXY, client
+trusting mitmproxy's CA; mitmdump reaches "api.openai.com:443" through a local CONNECT forwarder
+that ends at the fake). Each test uses its own model name, so its metrics can be told apart in
+the shared receiver.
 """
 
 import asyncio
@@ -14,117 +15,23 @@ import http.cookiejar
 import json
 import os
 import socket
-import ssl
 import subprocess
 import time
 import urllib.request
-from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import openai
 import pytest
 
-from harness.certs import PKI, make_pki
-from harness.connect_forwarder import ConnectForwarder
-from harness.fake_openai import FIXTURES, ChatScript, FakeOpenAI, load_fixture, raw_scenario
-from harness.mitmdump import MITMDUMP, ROOT, Mitmdump, reverse_args
+from harness.e2e import KEY, SECRET, World, spans_for, tokens, wait_for_tokens
+from harness.fake_openai import FIXTURES, ChatScript, load_fixture, raw_scenario
+from harness.mitmdump import MITMDUMP, ROOT, Mitmdump
 from harness.otlp_receiver import SPAN_KIND_CLIENT, OTLPReceiver
 
-SECRET = "Xw9Qm2Lk7Rt4Vb8Np3Hs6Jd1Fg5Zc0Ya"
-KEY = f"sk-proj-{SECRET}"
 MASKED = f"sk-proj-...{SECRET[-4:]}"
 TRACE_ID = "0af7651916cd43dd8448eb211c80319c"
 PRIVATE_PROMPT = "the launch code is swordfish"
 PARENT_ID = "b7ad6b7169203331"
-
-
-@dataclass
-class World:
-    tmp: Path
-    pki: PKI
-    receiver: OTLPReceiver
-    fake: FakeOpenAI
-    forwarder: ConnectForwarder
-    reverse: Mitmdump
-    regular: Mitmdump
-    env: dict[str, str]
-
-    def proxy_args(self, *extra: str) -> list[str]:
-        return [*reverse_args(self.fake.port, self.pki.ca_cert), *extra]
-
-    def reverse_client(self, proxy: Mitmdump | None = None) -> openai.OpenAI:
-        return openai.OpenAI(base_url=f"{(proxy or self.reverse).url}/v1", api_key=KEY, max_retries=0)
-
-    def direct_client(self) -> openai.OpenAI:
-        """Straight to the fake upstream, no proxy: what the client would get without us."""
-        return openai.OpenAI(
-            base_url=f"https://127.0.0.1:{self.fake.port}/v1",
-            api_key=KEY,
-            max_retries=0,
-            http_client=openai.DefaultHttpxClient(
-                verify=ssl.create_default_context(cafile=str(self.pki.ca_cert)), trust_env=False
-            ),
-        )
-
-
-@pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
-    tmp = tmp_path_factory.mktemp("e2e")
-    pki = make_pki(tmp / "pki")
-    receiver = OTLPReceiver().start()
-    env = {
-        "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint,
-        "OTEL_METRIC_EXPORT_INTERVAL": "300",
-        "OTEL_BSP_SCHEDULE_DELAY": "100",
-        "OTEL_SERVICE_NAME": "e2e-proxy",
-    }
-    with FakeOpenAI(pki.server_cert, pki.server_key) as fake, ConnectForwarder(fake.port) as forwarder:
-        world = World(tmp, pki, receiver, fake, forwarder, None, None, env)  # type: ignore[arg-type]
-        world.reverse = Mitmdump(world.proxy_args(), env, tmp / "conf-reverse").start()
-        world.regular = Mitmdump(
-            [
-                "--mode",
-                f"upstream:http://127.0.0.1:{forwarder.port}",
-                "--set",
-                f"ssl_verify_upstream_trusted_ca={pki.ca_cert}",
-            ],
-            env,
-            tmp / "conf-regular",
-        ).start()
-        try:
-            yield world
-        finally:
-            world.reverse.stop()
-            world.regular.stop()
-            receiver.stop()
-
-
-def tokens(world: World, model: str, token_type: str, instance: str | None = None) -> float:
-    points = world.receiver.latest("gen_ai.client.token.usage", gen_ai__request__model=model)
-    return sum(
-        p.value
-        for p in points
-        if p.attributes["gen_ai.token.type"] == token_type
-        and (instance is None or p.resource["service.instance.id"] == instance)
-    )
-
-
-def wait_for_tokens(world: World, model: str, input_tokens: float, output_tokens: float) -> None:
-    world.receiver.wait_for(
-        lambda: tokens(world, model, "input") == input_tokens and tokens(world, model, "output") == output_tokens
-    )
-
-
-def spans_for(world: World, model: str, count: int = 1) -> list[Any]:
-    return world.receiver.wait_for(
-        lambda: (
-            (found := [s for s in world.receiver.spans() if s.attributes.get("gen_ai.request.model") == model])
-            and len(found) >= count
-            and found
-        )
-    )
 
 
 def messages(text: str = "Say this is a test") -> list[Any]:

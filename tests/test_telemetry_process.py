@@ -19,7 +19,6 @@ from pricing import PriceTable
 from telemetry_process import (
     FrameQueue,
     LogReply,
-    RecordCall,
     ResetSummary,
     StatusReply,
     SummaryReply,
@@ -86,6 +85,19 @@ def test_calls_reach_the_collector_exactly_once(child: TelemetryProcess, collect
     assert child.dropped == 0
 
 
+def test_the_legacy_options_in_force_for_each_call_reach_the_child(
+    child: TelemetryProcess, collector_env: OTLPReceiver
+):
+    record_calls(child, 2, model="legacy-switch")  # legacy_metrics=True
+    for _ in range(3):
+        call = make_call()
+        call.request.model = "legacy-switch"
+        child.record_call(call, legacy_metrics=False, legacy_completion_id=False)
+    assert child.shutdown() is True
+    assert [point.value for point in collector_env.latest("prompt_tokens", model="legacy-switch")] == [2 * 100]
+    assert input_tokens(collector_env, "legacy-switch") == 5 * 100
+
+
 def test_a_bad_configuration_is_refused_with_the_childs_reason(monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setenv("OTEL_TRACES_EXPORTER", "zipkin")
     with pytest.raises(TelemetryStartError, match="OTEL_TRACES_EXPORTER='zipkin' is not supported"):
@@ -114,7 +126,7 @@ def test_the_childs_log_records_are_logged_here(monkeypatch: pytest.MonkeyPatch,
 def test_the_hooks_queue_and_a_timer_sends_one_batch(child: TelemetryProcess, collector_env: OTLPReceiver):
     async def traffic() -> tuple[int, int]:
         record_calls(child, 5)
-        queued = len(child._pending)
+        queued = sum(isinstance(message, Call) for message in child._pending)
         await asyncio.sleep(telemetry_process.FLUSH_INTERVAL_S * 4)
         return queued, len(child._pending)
 
@@ -243,7 +255,7 @@ def test_the_process_wide_recorder_is_started_once(monkeypatch: pytest.MonkeyPat
 def test_calls_survive_the_pipe_unchanged():
     result = ApiResult(response_id="r", usage=Usage(input_tokens=1, output_tokens=2, reasoning_tokens=1))
     call = make_call(request=ApiRequest(model="m"), result=result, chunk_intervals_s=[0.01, 0.02])
-    message = RecordCall(call, True, False)
+    message = call
     frame = telemetry_process.encode_batch([message])
 
     class Pipe:

@@ -14,7 +14,7 @@ import openai
 from openai.types.chat import ChatCompletionChunk, ChatCompletionMessageParam
 
 from harness.certs import make_pki
-from harness.fake_openai import FakeOpenAI
+from harness.fake_openai import FakeUpstream
 from harness.mitmdump import Mitmdump, reverse_args
 from harness.otlp_receiver import OTLPReceiver
 
@@ -31,7 +31,7 @@ def main() -> None:
         "OTEL_BSP_SCHEDULE_DELAY": "200",
         "OTEL_SERVICE_NAME": "genai-demo",
     }
-    with FakeOpenAI(pki.server_cert, pki.server_key) as fake:
+    with FakeUpstream(pki.server_cert, pki.server_key) as fake:
         args = reverse_args(fake.port, pki.ca_cert)
         with Mitmdump(args, env, tmp / "mitmproxy") as proxy:
             print(f"mitmdump -s addon.py is listening at {proxy.url} (reverse proxy to a local fake OpenAI)\n")

@@ -20,7 +20,7 @@ import openai
 from openai.types.chat import ChatCompletionMessageParam
 
 from harness.certs import make_pki
-from harness.fake_openai import FakeOpenAI
+from harness.fake_openai import FakeUpstream
 from harness.mitmdump import ROOT, Mitmdump, reverse_args
 
 PASSWORD = "screenshot"
@@ -37,7 +37,7 @@ def main() -> None:
     pki = make_pki(tmp / "pki")
     web_port = free_port()
     env = {"OTEL_TRACES_EXPORTER": "none", "OTEL_METRICS_EXPORTER": "none"}
-    with FakeOpenAI(pki.server_cert, pki.server_key) as fake:
+    with FakeUpstream(pki.server_cert, pki.server_key) as fake:
         args = [*reverse_args(fake.port, pki.ca_cert), "--web-host", "127.0.0.1"]
         args += ["--web-port", str(web_port), "--set", f"web_password={PASSWORD}", "--set", "web_open_browser=false"]
         args += [f"--set=web_columns={column}" for column in ("icon", "path", "status", "time", "comment")]

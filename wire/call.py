@@ -3,8 +3,10 @@ finished call."""
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
+from typing import Any
 
 from wire.content import CapturedContent
 from wire.headers import UpstreamInfo, parse_upstream_headers
@@ -141,3 +143,30 @@ class Call:
     def upstream(self) -> UpstreamInfo:
         end_s = (self.start_time_ns / 1e9) + self.duration_s
         return parse_upstream_headers(self.response_headers, end_s)
+
+    def __getstate__(self) -> tuple[Any, ...]:
+        """The field values, without a request or result whose body is still to parse.
+
+        Every call is pickled on mitmproxy's event loop. The placeholder records of a call whose
+        bodies go to the telemetry process unparsed cost three quarters of its pickling
+        (3.5 of 5 µs); they are made anew when it is unpickled.
+        """
+        values = list(_call_state(self))
+        if self.request_body is not None:
+            values[_REQUEST] = None
+        if self.response_body is not None:
+            values[_RESULT] = None
+        return tuple(values)
+
+    def __setstate__(self, state: tuple[Any, ...]) -> None:
+        for name, value in zip(_CALL_FIELDS, state, strict=True):
+            object.__setattr__(self, name, value)
+        if self.request is None:
+            self.request = ApiRequest()
+        if self.result is None:
+            self.result = ApiResult()
+
+
+_CALL_FIELDS = tuple(item.name for item in fields(Call))
+_call_state = operator.attrgetter(*_CALL_FIELDS)
+_REQUEST, _RESULT = _CALL_FIELDS.index("request"), _CALL_FIELDS.index("result")

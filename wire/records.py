@@ -5,12 +5,36 @@ Each API module maps its own field names into these; nothing downstream knows th
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import operator
+from dataclasses import dataclass, field, fields
+from typing import Any
 
 MODALITIES = ("text", "audio", "image")
 
 
-@dataclass(frozen=True)
+def pickled_as_tuple[T](cls: type[T]) -> type[T]:
+    """Pickle a slotted dataclass as the tuple of its field values.
+
+    Every finished call is pickled on mitmproxy's event loop with its records; the state a
+    slotted dataclass gets by default looks its fields up on each call.
+    """
+    names = tuple(item.name for item in fields(cls))  # type: ignore[arg-type]
+    state = operator.attrgetter(*names)
+
+    def get_state(self: object) -> tuple[Any, ...]:
+        return state(self)
+
+    def set_state(self: object, values: tuple[Any, ...]) -> None:
+        for name, value in zip(names, values, strict=True):
+            object.__setattr__(self, name, value)
+
+    setattr(cls, "__getstate__", get_state)  # noqa: B010 (mypy does not allow assigning methods)
+    setattr(cls, "__setstate__", set_state)  # noqa: B010
+    return cls
+
+
+@pickled_as_tuple
+@dataclass(frozen=True, slots=True)
 class Usage:
     """Tokens as billed, the same meaning for every API.
 
@@ -35,7 +59,8 @@ class Usage:
         return (self.input_tokens or 0) + (self.output_tokens or 0)
 
 
-@dataclass
+@pickled_as_tuple
+@dataclass(slots=True)
 class ApiRequest:
     """What the client asked for, as far as telemetry cares."""
 
@@ -58,7 +83,8 @@ class ApiRequest:
     thinking_budget: int | None = None  # Anthropic's thinking.budget_tokens
 
 
-@dataclass
+@pickled_as_tuple
+@dataclass(slots=True)
 class ApiResult:
     """What the upstream answered, from a JSON body or a whole stream."""
 

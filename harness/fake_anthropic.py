@@ -1,0 +1,167 @@
+"""What the fake upstream answers to `POST …/v1/messages`, as api.anthropic.com does.
+
+It follows the real API where the addon cares: `event:` lines, `message_start` with the usage
+so far, `ping` written as `{"type": "ping"}`, paced `content_block_delta`s, a `message_delta`
+with the cumulative usage (input and cache counts repeated), `message_stop`; `data:` JSON padded
+with spaces before its closing brace as the real API writes it; Anthropic's error bodies and
+`anthropic-ratelimit-*` headers with RFC 3339 reset times; `request-id`. Test knobs come as
+request headers (the SDK sends them with `extra_headers`):
+
+- `x-fake-fixture: NAME`: replay tests/fixtures/recorded-anthropic/NAME.yaml.
+- `x-fake-chunks: N`, `x-fake-chunk-delay-ms: D`: N text deltas, D ms apart.
+- `x-fake-cache-read: N`, `x-fake-cache-write-5m: N`, `x-fake-cache-write-1h: N`: cache tokens.
+- `x-fake-error: STATUS:TYPE`: an Anthropic error body (529 overloaded_error, 429 rate_limit_error, ...).
+- `x-fake-stream-error: TYPE`: an `event: error` after the second delta, then the stream ends.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from harness.recordings import load_anthropic
+
+WORDS = ["Hello", " from", " a", " fake", " Claude", "."]
+SERVICE_TIER = "standard"
+
+
+def padded(data: dict[str, Any]) -> str:
+    """JSON as the real API writes some events: spaces before the closing brace."""
+    return json.dumps(data, separators=(",", ":"))[:-1] + "      }"
+
+
+def sse(kind: str, data: dict[str, Any]) -> str:
+    body = '{"type": "ping"}' if kind == "ping" else padded(data)
+    return f"event: {kind}\ndata: {body}\n\n"
+
+
+def prompt_tokens(request: dict[str, Any]) -> int:
+    """A deterministic stand-in for the tokenizer: 8 + one per word of text in system and messages."""
+    words = 0
+
+    def count(content: Any) -> None:
+        nonlocal words
+        if isinstance(content, str):
+            words += len(content.split())
+        elif isinstance(content, list):
+            for block in content:
+                if isinstance(block, dict) and block.get("type") == "text":
+                    words += len(str(block.get("text", "")).split())
+
+    count(request.get("system"))
+    for message in request.get("messages") or []:
+        if isinstance(message, dict):
+            count(message.get("content"))
+    return 8 + words
+
+
+def rate_limit_headers(now: datetime | None = None) -> dict[str, str]:
+    moment = (now or datetime.now(UTC)) + timedelta(seconds=30)
+    reset = moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+    headers = {}
+    for budget, limit, remaining in (
+        ("requests", 1000, 999),
+        ("tokens", 540000, 539000),
+        ("input-tokens", 450000, 449000),
+        ("output-tokens", 90000, 90000),
+    ):
+        headers[f"anthropic-ratelimit-{budget}-limit"] = str(limit)
+        headers[f"anthropic-ratelimit-{budget}-remaining"] = str(remaining)
+        headers[f"anthropic-ratelimit-{budget}-reset"] = reset
+    return headers
+
+
+def error_body(kind: str) -> bytes:
+    body = {"type": "error", "error": {"type": kind, "message": f"fake {kind}"}, "request_id": "req_fake"}
+    return json.dumps(body).encode()
+
+
+@dataclass
+class MessagesScript:
+    """One answer to a Messages API request, plain or streamed."""
+
+    request: dict[str, Any]
+    chunks: int = len(WORDS)
+    cache_read: int = 0
+    cache_write_5m: int = 0
+    cache_write_1h: int = 0
+    number: int = 0
+
+    @property
+    def model(self) -> str:
+        return str(self.request.get("model") or "claude-fake")
+
+    @property
+    def message_id(self) -> str:
+        return f"msg_fake{self.number:08d}"
+
+    def texts(self) -> list[str]:
+        return [WORDS[i % len(WORDS)] for i in range(self.chunks)]
+
+    def usage(self, output_tokens: int) -> dict[str, Any]:
+        return {
+            "input_tokens": prompt_tokens(self.request),
+            "cache_creation_input_tokens": self.cache_write_5m + self.cache_write_1h,
+            "cache_read_input_tokens": self.cache_read,
+            "cache_creation": {
+                "ephemeral_5m_input_tokens": self.cache_write_5m,
+                "ephemeral_1h_input_tokens": self.cache_write_1h,
+            },
+            "output_tokens": output_tokens,
+            "service_tier": SERVICE_TIER,
+        }
+
+    def message(self) -> dict[str, Any]:
+        return {
+            "id": self.message_id,
+            "type": "message",
+            "role": "assistant",
+            "model": self.model,
+            "content": [{"type": "text", "text": "".join(self.texts())}],
+            "stop_reason": "end_turn",
+            "stop_sequence": None,
+            "usage": self.usage(self.chunks),
+        }
+
+    def stream_events(self, error: str | None = None) -> list[str]:
+        start = {**self.message(), "content": [], "stop_reason": None, "usage": self.usage(1)}
+        events = [
+            sse("message_start", {"type": "message_start", "message": start}),
+            sse(
+                "content_block_start",
+                {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
+            ),
+            sse("ping", {}),
+        ]
+        for number, text in enumerate(self.texts()):
+            delta = {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": text}}
+            events.append(sse("content_block_delta", delta))
+            if error and number == 1:
+                events.append(sse("error", {"type": "error", "error": {"type": error, "message": f"fake {error}"}}))
+                return events
+        usage = {
+            key: value
+            for key, value in self.usage(self.chunks).items()
+            if key not in ("cache_creation", "service_tier")
+        }
+        events += [
+            sse("content_block_stop", {"type": "content_block_stop", "index": 0}),
+            sse(
+                "message_delta",
+                {"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": None}, "usage": usage},
+            ),
+            sse("message_stop", {"type": "message_stop"}),
+        ]
+        return events
+
+
+def recorded_events(name: str) -> tuple[int, str, list[str] | bytes]:
+    """A recording's status, content type, and its events (streams) or body."""
+    recording = load_anthropic(name)
+    content_type = recording.response_headers.get("content-type", "application/json")
+    if recording.streamed:
+        text = recording.response_body.decode()
+        return recording.status, content_type, [event + "\n\n" for event in text.split("\n\n") if event.strip()]
+    return recording.status, content_type, recording.response_body
