@@ -30,6 +30,7 @@ run: $(VENV)/.runtime
 
 # The flow list gets a comment column: the addon's one line per call.
 web: $(VENV)/.runtime
+	@echo "Open the address mitmweb prints below (http://127.0.0.1:8081/?token=...): without its token the UI answers 403. Or ARGS='--set web_password=SECRET'."
 	$(BIN)/mitmweb -s addon.py --listen-host 127.0.0.1 --listen-port $(PORT) --mode $(MODE) \
 		--web-host 127.0.0.1 --set web_columns=icon --set web_columns=path --set web_columns=status \
 		--set web_columns=time --set web_columns=comment $(ARGS)

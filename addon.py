@@ -47,6 +47,11 @@ MAX_REMEMBERED_HOSTS = 1024
 # mitmproxy neither serializes nor copies such attributes, so saving flows (-w, mitmweb) is safe.
 # (No quoted annotations in this file's dataclasses: mitmproxy loads it outside sys.modules.)
 IN_FLIGHT_ATTRIBUTE = "_genai_in_flight"
+# In the flow's metadata (kept with saved flows): the addon asked the upstream for usage the client
+# did not ask for, and took it out of the client's stream again. The stream view says so.
+USAGE_REMOVED = "genai_usage_removed"
+# Incremental formats that mitmproxy holds back to the end unless a flow is streamed.
+INCREMENTAL_TYPES = ("text/event-stream", "application/x-ndjson")
 
 
 @dataclass
@@ -95,7 +100,8 @@ class LLMStreamView(contentviews.Contentview):
     def prettify(self, data: bytes, metadata: contentviews.Metadata) -> str:
         endpoint = _observed_endpoint(metadata)
         assert endpoint is not None
-        description = describe_stream(endpoint, data)
+        usage_removed = bool(metadata.flow and metadata.flow.metadata.get(USAGE_REMOVED))
+        description = describe_stream(endpoint, data, usage_removed)
         # What the addon metered, which includes usage it asked for and kept from the client.
         metered = metadata.flow.comment if metadata.flow else ""
         return f"metered: {metered}\n{description}" if metered else description
@@ -217,6 +223,7 @@ class GenAIMeter:
         self.capture_content = False  # genai_capture_content or its environment variable
         # Options read on every call, kept here: each `ctx.options` read deep-copies the value.
         self.stream_usage = True
+        self.stream_unmetered = True
         self.legacy_metrics = True
         self.legacy_completion_id = False
         self.log_calls = True  # mitmdump's flow_detail > 0: a log line per call, like its own
@@ -256,6 +263,17 @@ class GenAIMeter:
                 "Ask the upstream for usage on streamed chat completions that did not ask for it "
                 "(stream_options.include_usage), and remove that extra chunk before the client sees it. "
                 "Off: such streams record no token counts."
+            ),
+        )
+        loader.add_option(
+            "genai_stream_unmetered",
+            bool,
+            True,
+            (
+                "Stream every text/event-stream and application/x-ndjson response that is not metered "
+                "(other hosts, other APIs) to the client as it arrives, untouched; mitmproxy otherwise "
+                "holds such a response back until it ends. Such bodies are then not kept for inspection "
+                "unless store_streamed_bodies is set."
             ),
         )
         loader.add_option(
@@ -357,6 +375,8 @@ class GenAIMeter:
             self.capture_content = bool(ctx.options.genai_capture_content) or from_environment
         if "genai_stream_usage" in updated:
             self.stream_usage = ctx.options.genai_stream_usage
+        if "genai_stream_unmetered" in updated:
+            self.stream_unmetered = ctx.options.genai_stream_unmetered
         if "genai_legacy_metrics" in updated:
             self.legacy_metrics = ctx.options.genai_legacy_metrics
         if "genai_legacy_completion_id" in updated:
@@ -416,6 +436,7 @@ class GenAIMeter:
             if rewritten is not None:
                 req.content = rewritten
                 usage_added = True
+                flow.metadata[USAGE_REMOVED] = True
         state = InFlight(
             rule=rule,
             host=host,
@@ -439,9 +460,13 @@ class GenAIMeter:
     @never_raises
     def responseheaders(self, flow: http.HTTPFlow) -> None:
         state = in_flight(flow)
-        if state is None:
-            return
         assert flow.response
+        if state is None:
+            if self.stream_unmetered and not flow.response.stream:
+                content_type = flow.response.headers.get("content-type", "")
+                if content_type.lower().startswith(INCREMENTAL_TYPES):
+                    flow.response.stream = True
+            return
         headers = state.response_headers = picked_headers(flow.response.headers, RESPONSE_FIELDS)
         state.response_of_headers = flow.response
         if not headers.get("content-type", "").lower().startswith("text/event-stream"):

@@ -156,7 +156,8 @@ class PriceTable:
 
     def cost_of(self, call: Call, *, quiet: bool = False) -> float | None:
         """`cost` of a finished call; an unknown model is named in the log once (unless `quiet`:
-        the proxy's summary line is quiet, the telemetry process prices the same call and says it)."""
+        the proxy's summary line is quiet, the telemetry process prices the same call and says it,
+        its lines relayed with the prefix "genai: ")."""
         if call.usage is None:
             return None
         model = call.billed_model
@@ -164,7 +165,5 @@ class PriceTable:
         logged = self._unpriced_logged
         if cost is None and not quiet and model and model not in logged and len(logged) < MAX_UNPRICED_MODELS_LOGGED:
             logged.add(model)
-            log.info(
-                "genai: no price for model %r of %s; its calls record no cost (see genai_prices).", model, call.provider
-            )
+            log.info("no price for model %r of %s; its calls record no cost (see genai_prices).", model, call.provider)
         return cost

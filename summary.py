@@ -10,6 +10,7 @@ import random
 from dataclasses import dataclass, field
 
 from wire.call import Call
+from wire.describe import UNPRICED, format_usd
 
 # Durations kept per row for the percentiles: a uniform sample once there are more calls.
 SAMPLE_SIZE = 2048
@@ -51,6 +52,7 @@ class Row:
     output_tokens: int = 0
     reasoning_tokens: int = 0
     cost_usd: float = 0.0
+    priced_calls: int = 0
     unpriced_calls: int = 0
     durations: Reservoir = field(default_factory=Reservoir)
     first_chunks: Reservoir = field(default_factory=Reservoir)
@@ -86,6 +88,7 @@ class UsageSummary:
                 row.unpriced_calls += 1
         if call.cost_usd is not None:
             row.cost_usd += call.cost_usd
+            row.priced_calls += 1
 
     def table(self) -> str:
         """A plain-text table, one line per provider and model, then a total."""
@@ -109,6 +112,7 @@ class UsageSummary:
             ):
                 setattr(total, name, getattr(total, name) + getattr(row, name))
             total.cost_usd += row.cost_usd
+            total.priced_calls += row.priced_calls
             total.unpriced_calls += row.unpriced_calls
         lines.append(("total", "", *self._cells(total)))
         widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
@@ -122,7 +126,8 @@ class UsageSummary:
         text.insert(1, "  ".join("-" * width for width in widths))
         if total.unpriced_calls:
             text.append(
-                f"{total.unpriced_calls} calls of models without a price are not in the cost (see genai_prices)."
+                f"{total.unpriced_calls} calls of models without a price are not in the cost "
+                f"({UNPRICED}: no price for the model; see genai_prices)."
             )
         return "\n".join(text)
 
@@ -139,7 +144,7 @@ class UsageSummary:
             f"{row.cache_write_tokens:,}",
             f"{row.output_tokens:,}",
             f"{row.reasoning_tokens:,}",
-            f"{row.cost_usd:.6f}",
+            UNPRICED if row.unpriced_calls and not row.priced_calls else format_usd(row.cost_usd),
             seconds(row.durations.percentile(0.5)),
             seconds(row.durations.percentile(0.95)),
             seconds(row.first_chunks.percentile(0.5)),

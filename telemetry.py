@@ -361,7 +361,7 @@ def _span_attributes(call: Call, upstream: UpstreamInfo, metric_attributes: Mapp
     return {key: value for key, value in candidates.items() if value is not None}
 
 
-Labels = tuple[tuple[str, str], ...]
+Labels = tuple[tuple[str, str | int], ...]
 
 
 class LatestValues:
@@ -436,7 +436,10 @@ class _LatestExperimental:
 
         prefix = "gen_ai.client.inference"
         self.duration = duration(f"{prefix}.duration", "GenAI inference duration.")
-        self.time_to_first_chunk = duration(f"{prefix}.time_to_first_chunk", "Time to the first output chunk.")
+        self.time_to_first_chunk = duration(
+            f"{prefix}.time_to_first_chunk",
+            "Time to the first output chunk that carries content (text, reasoning or a tool call).",
+        )
         self.time_per_output_chunk = duration(f"{prefix}.time_per_output_chunk", "Time per output chunk.")
         self.input_per_call = tokens(f"{prefix}.operation.input_tokens", "Input tokens of one call.")
         self.output_per_call = tokens(f"{prefix}.operation.output_tokens", "Output tokens of one call.")
@@ -537,7 +540,8 @@ class Telemetry:
         self.time_to_first_chunk = histogram(
             "gen_ai.client.operation.time_to_first_chunk",
             "s",
-            "Time to receive the first chunk in a streaming operation.",
+            "Time to receive the first chunk with content (text, reasoning or a tool call; not a role-only "
+            "opener or a lifecycle event) in a streaming operation.",
             DURATION_BUCKETS,
         )
         self.time_per_output_chunk = histogram(
@@ -623,6 +627,7 @@ class Telemetry:
             ("gen_ai.request.model", self.bounded("gen_ai.request.model", call.request_model or "unknown")),
             ("gen_ai.provider.name", call.provider),
             ("server.address", self.bounded("server.address", call.server_address)),
+            ("server.port", call.server_port),
             (f"{vendor}.api_key.masked", self.bounded("api_key.masked", call.api_key)),
         )
         self.rate_limits.set(vendor, attributes, limits)

@@ -53,6 +53,9 @@ class _ReplyHandler(logging.Handler):
     def __init__(self, replies: Replies) -> None:
         super().__init__()
         self._replies = replies
+        # The message alone: `logging.basicConfig` would give a handler without a formatter its
+        # "LEVEL:name:message" format, and mitmdump's log adds the level itself.
+        self.setFormatter(logging.Formatter("%(message)s"))
 
     def emit(self, record: logging.LogRecord) -> None:
         self._replies.send(LogReply(record.levelno, self.format(record)))
@@ -121,7 +124,7 @@ def serve(batches: IO[bytes], replies: Replies, shutdown_budget_s: float = telem
             except Exception as error:  # one bad call must not end the process; say so once per kind
                 if type(error).__name__ not in failures:
                     failures.add(type(error).__name__)
-                    log.warning("genai: recording a call failed (%s: %s); others go on.", type(error).__name__, error)
+                    log.warning("recording a call failed (%s: %s); others go on.", type(error).__name__, error)
     replies.send(SummaryReply(instance.summary_table()))
     return 0 if instance.shutdown(shutdown_budget_s) else 1
 

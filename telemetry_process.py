@@ -312,7 +312,7 @@ class TelemetryProcess:
             for raw in replies:
                 match parse_reply(raw.decode(errors="replace").rstrip("\n")):
                     case LogReply(level, message):
-                        log.log(level, "%s", message)
+                        log.log(level, "genai: %s", message)  # the one prefix of the addon's lines
                     case SummaryReply(table):
                         self._summary = table
                     case StatusReply() as reply if not status_read.is_set():

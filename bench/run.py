@@ -171,7 +171,7 @@ class Bench:
         # No flow lines for either variant; the addon's own line per call stays (it is part of its cost).
         args = ["--mode", f"reverse:http://127.0.0.1:{self.upstream_port}", "--set", "flow_detail=0"]
         if with_addon:
-            args += ["--set", f"genai_hosts=127.0.0.1:{self.upstream_port}=openai"]
+            args += ["--set", f"genai_hosts=127.0.0.1:{self.upstream_port}=openai;stream_usage=on"]
         name = f"{'addon' if with_addon else 'bare'}-{collector}-{time.monotonic_ns()}"
         # Under a wrapper (valgrind) start-up takes half a minute.
         timeout = 180 if wrapper else 20
@@ -711,7 +711,12 @@ def attribution_scripts(bench: Bench) -> dict[str, list[str]]:
     return {
         "noop": ["-s", str(ROOT / "bench" / "noop_hooks.py")],
         **{
-            name: ["-s", str(ROOT / "bench" / script), "--set", f"genai_hosts=127.0.0.1:{bench.upstream_port}=openai"]
+            name: [
+                "-s",
+                str(ROOT / "bench" / script),
+                "--set",
+                f"genai_hosts=127.0.0.1:{bench.upstream_port}=openai;stream_usage=on",
+            ]
             for name, script in (("hooks", "hooks_only.py"), ("discarding", "discarding_telemetry.py"))
         },
     }

@@ -12,6 +12,7 @@ as request headers (the SDK sends them with `extra_headers`):
 - `x-fake-encoding: gzip|deflate|br|zstd`: compress the response body.
 - `x-fake-cached-tokens: N`, `x-fake-reasoning-tokens: N`: usage details.
 - `x-fake-raw: NAME`: a fault scenario written byte for byte (`raw_scenario`).
+- `x-fake-usage-null: 1`: `"usage":null` in every chunk although the request did not ask for usage.
 
 Paths: `.../chat/completions`, `.../completions` (legacy), `.../responses`, `.../embeddings`, also
 under Azure's `/openai/deployments/{deployment}/` (which answer with AZURE_DEPLOYED_MODEL, open
@@ -103,6 +104,9 @@ class ChatScript:
     reasoning_tokens: int = 0
     legacy: bool = False  # /v1/completions
     azure: bool = False  # /openai/deployments/...
+    # Some compatible servers send `"usage":null` in every chunk unasked (one is in a recorded
+    # OpenLLMetry exchange), and no usage chunk: `x-fake-usage-null: 1`.
+    usage_null_unasked: bool = False
 
     @property
     def model(self) -> str:
@@ -173,6 +177,7 @@ class ChatScript:
         """The SSE events, exactly as OpenAI frames them for this request."""
         options = self.request.get("stream_options") or {}
         include_usage = options.get("include_usage") is True
+        numbers = iter(range(1_000_000))
 
         def chunk(choices: list[dict[str, Any]], usage: Any = None) -> str:
             body: dict[str, Any] = {
@@ -184,8 +189,11 @@ class ChatScript:
                 "system_fingerprint": "fp_fake",
                 "choices": choices,
             }
-            if include_usage:
+            if include_usage or self.usage_null_unasked:
                 body["usage"] = usage
+            # As the real API: random padding after usage, so `"usage":null` is not the last member.
+            number = next(numbers)
+            body["obfuscation"] = hashlib.sha256(f"{self.response_id}{number}".encode()).hexdigest()[: 3 + number % 9]
             return f"data: {compact(body)}\n\n"
 
         def choice(delta: dict[str, Any], finish: str | None = None) -> list[dict[str, Any]]:
@@ -458,7 +466,13 @@ class _Handler(BaseHTTPRequestHandler):
             else:
                 self._send_whole(200, "application/json", compact(answer.response()).encode(), encoding)
         elif route.endswith("/completions"):
-            script = ChatScript(request, legacy=not route.endswith("/chat/completions"), azure=azure, **knobs)
+            script = ChatScript(
+                request,
+                legacy=not route.endswith("/chat/completions"),
+                azure=azure,
+                usage_null_unasked=headers.get("x-fake-usage-null") == "1",
+                **knobs,
+            )
             if streamed:
                 self._send_stream(script.stream_events(), delay, encoding, script.response_id)
             else:

@@ -19,14 +19,16 @@ _LISTENING = re.compile(r"proxy.* listening at (?:http://)?\[?([0-9.:a-f]+)\]?:(
 
 
 def reverse_args(upstream_port: int, upstream_ca: Path, provider: str = "openai") -> list[str]:
-    """mitmproxy arguments for reverse mode to the local fake upstream, metered as `provider`."""
+    """mitmproxy arguments for reverse mode to the local fake upstream, metered as `provider`. The
+    fake accepts `stream_options` as api.openai.com does, and its entry says so."""
+    switch = ";stream_usage=on" if provider == "openai" else ""
     return [
         "--mode",
         f"reverse:https://127.0.0.1:{upstream_port}",
         "--set",
         f"ssl_verify_upstream_trusted_ca={upstream_ca}",
         "--set",
-        f"genai_hosts=127.0.0.1:{upstream_port}={provider}",
+        f"genai_hosts=127.0.0.1:{upstream_port}={provider}{switch}",
     ]
 
 

@@ -124,7 +124,8 @@ def test_plain_completion_is_recorded_and_summarized(context, sink):
     assert sink.metric_sum("gen_ai.client.token.usage", gen_ai__token__type="input") == usage["prompt_tokens"]
     assert sink.metric_sum("gen_ai.client.token.usage", gen_ai__token__type="output") == usage["completion_tokens"]
     assert sink.metric_sum("tokens_counter", api_key="sk-proj-...gS0a") == usage["total_tokens"]
-    assert flow.comment.startswith(f"chat {recorded['model']} · {usage['prompt_tokens']} in /")
+    assert flow.comment.startswith(f"{usage['prompt_tokens']} in / {usage['completion_tokens']} out")
+    assert flow.comment.endswith(f"chat {recorded['model']}")
     assert not flow.marked
     assert addon_module.in_flight(flow) is None
 
@@ -772,7 +773,8 @@ def test_a_claude_code_session_meters_exactly_its_streamed_message(context, sink
     assert "gen_ai.response.time_to_first_chunk" in attributes
     assert sink.metric_sum("gen_ai.client.token.usage", gen_ai__provider__name="anthropic") == 18
     assert sink.metric_sum("tokens_counter", api_key=f"sk-ant-api03-...{ANTHROPIC_KEY[-4:]}") == 18
-    assert flow.comment.startswith("chat claude-sonnet-4-20250514 · 13 in / 5 out · $")
+    assert flow.comment.startswith("13 in / 5 out · $") and " · first content " in flow.comment
+    assert flow.comment.endswith(" · chat claude-sonnet-4-20250514")
 
 
 @pytest.mark.parametrize("path", ["/v1/messages/count_tokens", "/v1/messages/batches", "/v1/messages/batches/b_1"])
@@ -813,3 +815,44 @@ def test_an_anthropic_compatible_path_on_an_openai_compatible_host_is_read_as_an
     assert span.attributes["gen_ai.provider.name"] == "deepseek"
     assert span.attributes["gen_ai.usage.output_tokens"] == data["usage"]["output_tokens"]
     assert span.attributes["gen_ai.response.finish_reasons"] == (data["stop_reason"],)
+
+
+@pytest.mark.parametrize(
+    ("content_type", "option", "streamed"),
+    [
+        ("text/event-stream; charset=utf-8", True, True),
+        ("application/x-ndjson", True, True),
+        ("application/json", True, False),
+        ("text/event-stream", False, False),
+    ],
+)
+def test_unmetered_incremental_responses_are_streamed_untouched(context, content_type, option, streamed):
+    metering, tctx = context
+    tctx.configure(metering, genai_stream_unmetered=option)
+    flow = chat_flow(host="example.com")  # not a metered host
+    metering.request(flow)
+    flow.response = http.Response.make(200, b"", {"content-type": content_type})
+    metering.responseheaders(flow)
+    assert flow.response.stream is streamed  # True: mitmproxy passes it on as it comes, unchanged
+    assert addon_module.in_flight(flow) is None
+
+
+def test_the_stream_view_says_when_the_proxy_removed_the_usage_it_asked_for(context):
+    metering, _ = context
+    flow = chat_flow({**CHAT_REQUEST, "stream": True})
+    metering.request(flow)
+    assert flow.metadata[addon_module.USAGE_REMOVED] is True
+    upstream = "".join(
+        ChatScript({**CHAT_REQUEST, "stream": True, "stream_options": {"include_usage": True}}).stream_events()
+    ).encode()
+    flow.response = sse_response()
+    client_got = stream_through(metering, flow, upstream, 50)
+    assert b'"usage"' not in client_got
+    flow.response.content = client_got
+    metadata = contentviews.Metadata(flow=flow, content_type="text/event-stream", http_message=flow.response)
+    text = addon_module.LLMStreamView().prettify(client_got, metadata)
+    assert "usage: requested by the proxy and removed from the client's stream" in text
+    assert text.startswith("metered: ") and " in / " in text.splitlines()[0]
+    asked = chat_flow({**CHAT_REQUEST, "stream": True, "stream_options": {"include_usage": True}})
+    metering.request(asked)
+    assert addon_module.USAGE_REMOVED not in asked.metadata

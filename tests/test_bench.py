@@ -13,13 +13,14 @@ from harness.mitmdump import ROOT
 @pytest.mark.timeout(660)  # part 7 starts mitmdump four times under valgrind
 def test_the_benchmark_runs_end_to_end(tmp_path):
     report = tmp_path / "report.md"
-    subprocess.run(
+    finished = subprocess.run(
         [sys.executable, "-m", "bench.run", "--smoke", "--report", str(report)],
         cwd=ROOT,
-        check=True,
         timeout=600,
         capture_output=True,
+        text=True,
     )
+    assert finished.returncode == 0, finished.stderr[-4000:]
     text = report.read_text()
     for section in (
         "## 1. Non-streaming",
@@ -29,11 +30,14 @@ def test_the_benchmark_runs_end_to_end(tmp_path):
         "## 5. Non-streaming",
         "## 6. Where the rest goes",
         "## 7. Instructions per request",
+        "## 8. One CPU",
     ):
         assert section in text
     assert "| 16 | 1 |" in text and "throughput addon / bare" in text  # a paired round and the summary
     assert "| addon: telemetry process |" in text  # its memory, next to mitmdump's
     assert "addon, include_usage rewrite + strip" in text
+    assert "| addon, Anthropic stream |" in text and "| observe, one Anthropic SSE chunk |" in text
+    assert "spans exported" in text  # the single-CPU saturation run counts what reached the collector
 
 
 def test_a_short_soak_keeps_every_token_and_span_through_collector_outages():

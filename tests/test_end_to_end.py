@@ -14,6 +14,7 @@ import http.client
 import http.cookiejar
 import json
 import os
+import re
 import socket
 import subprocess
 import time
@@ -63,7 +64,7 @@ def test_plain_chat_exports_usage_span_and_legacy_counters(world: World):
     ]
     duration = world.receiver.latest("gen_ai.client.operation.duration", gen_ai__request__model="e2e-plain")
     assert duration[0].count == 1 and duration[0].unit == "s"
-    assert world.reverse.wait_for_line(r"genai: chat e2e-plain-2024-07-18 · \d+ in / 4 out")
+    assert world.reverse.wait_for_line(r"genai: \d+ in / 4 out · .* · chat e2e-plain-2024-07-18$")
 
 
 def test_plain_response_reaches_the_client_byte_for_byte(world: World):
@@ -90,8 +91,9 @@ def test_stream_that_did_not_ask_for_usage_is_unchanged_for_the_client_and_still
         direct = b"".join(response.iter_bytes())
 
     assert upstream_saw["stream_options"] == {"include_usage": True}
-    assert proxied == direct
+    assert proxied.split(b"\n\n") == direct.split(b"\n\n")  # chunk by chunk, as without the proxy
     assert b'"usage"' not in proxied and b'"choices":[]' not in proxied
+    assert b'"obfuscation"' in proxied  # the member the real API puts after "usage":null is kept
     expected = ChatScript({"model": model, "messages": messages("stream it")}, chunks=6).usage()
     wait_for_tokens(world, model, expected["prompt_tokens"], expected["completion_tokens"])
     (span,) = spans_for(world, model)
@@ -222,7 +224,7 @@ def test_every_recorded_exchange_yields_exactly_its_recorded_usage(world: World,
         return
     with Mitmdump(world.proxy_args("--set", "flow_detail=0"), world.env, world.tmp / "conf-quiet") as proxy:
         replay_recordings(world, proxy.url, first_trace=len(RECORDED) + 1)
-    assert "genai: " not in proxy.output  # no line per call
+    assert not re.search(r"genai: (\d+ in / |error )", proxy.output)  # no line per call
     table = proxy.output.split("LLM API usage through this proxy:", 1)[1]
     assert "gpt-4o-mini" in table  # the summary comes from the telemetry process
 
@@ -622,8 +624,8 @@ def test_mitmweb_shows_comments_marks_the_stream_view_and_the_summary(world: Wor
         web = WebAPI(web_port)
         flows = web.get("/flows")
         comments = [flow["comment"] for flow in flows]
-        assert len(flows) == 3 and all(comment.startswith("chat e2e-web") for comment in comments)
-        assert "first chunk" in comments[1] and "error rate_limit_exceeded (429)" in comments[2]
+        assert len(flows) == 3 and all(comment.endswith("chat e2e-web-2024-07-18") for comment in comments[:2])
+        assert "first content" in comments[1] and comments[2].startswith("error rate_limit_exceeded (429)")
         assert [bool(flow["marked"]) for flow in flows] == [False, False, True]
         view = web.get(f"/flows/{flows[1]['id']}/response/content/auto.json")
         assert view["view_name"] == "LLM stream"
@@ -696,7 +698,7 @@ def test_with_stream_usage_off_streams_are_timed_but_tokens_never_guessed(world:
                 "gen_ai.client.operation.time_to_first_chunk", gen_ai__request__model="e2e-off"
             )
         )
-        assert proxy.wait_for_line(r"genai: chat e2e-off-2024-07-18 · usage unavailable")
+        assert proxy.wait_for_line(r"genai: usage unavailable · .* · chat e2e-off-2024-07-18$")
     assert tokens(world, "e2e-off", "input") == 0 and tokens(world, "e2e-off", "output") == 0
     assert not world.receiver.latest("tokens_counter", model="e2e-off")
 
@@ -874,3 +876,84 @@ def test_an_unsupported_exporter_setting_stops_mitmdump_with_a_clear_message(wor
     output = finished.stdout + finished.stderr
     assert finished.returncode != 0
     assert "OTEL_TRACES_EXPORTER='zipkin' is not supported; use one of otlp, console, none" in output
+
+
+# --- what a new user trips over (issue 13) --------------------------------------------------
+
+
+def reverse_to_the_fake(world: World) -> list[str]:
+    """Reverse mode to the fake, with the default `genai_hosts` (a `--set` of it adds to the list)."""
+    return [
+        "--mode",
+        f"reverse:https://127.0.0.1:{world.fake.port}",
+        "--set",
+        f"ssl_verify_upstream_trusted_ca={world.pki.ca_cert}",
+    ]
+
+
+def test_a_bare_host_entry_gets_no_rewrite_and_a_server_sending_usage_null_keeps_its_bytes(world: World):
+    """A host added without `=PROVIDER` (or `;stream_usage=on`) is not known to accept
+    `stream_options`: nothing is added upstream, and a server that sends `"usage":null` in every
+    chunk unasked reaches the client byte for byte."""
+    bare_entry = [*reverse_to_the_fake(world), "--set", f"genai_hosts=127.0.0.1:{world.fake.port}"]
+    kwargs: dict[str, Any] = {
+        "model": "e2e-bare-entry",
+        "messages": messages(),
+        "stream": True,
+        "extra_headers": {"x-fake-usage-null": "1", "x-fake-chunks": "5"},
+    }
+    with Mitmdump(bare_entry, world.env, world.tmp / "conf-bare-entry") as proxy:
+        with world.reverse_client(proxy).chat.completions.with_streaming_response.create(**kwargs) as response:
+            proxied = b"".join(response.iter_bytes())
+        assert "stream_options" not in json.loads(world.fake.received[-1].body)
+        with world.direct_client().chat.completions.with_streaming_response.create(**kwargs) as response:
+            direct = b"".join(response.iter_bytes())
+        assert proxied.split(b"\n\n") == direct.split(b"\n\n")
+        assert proxied.count(b'"usage":null') == 7  # the opener, 5 chunks and the finish: all kept
+        (span,) = spans_for(world, "e2e-bare-entry")
+        assert span.attributes["gen_ai.provider.name"] == "openai"
+        assert "gen_ai.usage.input_tokens" not in span.attributes  # no usage came: none is guessed
+
+
+def first_and_last_arrival(proxy: Mitmdump, world: World, model: str) -> tuple[float, float, float]:
+    """A paced stream through `proxy`: when its first and last chunk arrived, and when the fake sent its last."""
+    started = time.monotonic()
+    arrivals: list[float] = []
+    with world.reverse_client(proxy).chat.completions.with_streaming_response.create(
+        model=model,
+        messages=messages(),
+        stream=True,
+        extra_headers={"x-fake-chunks": "8", "x-fake-chunk-delay-ms": "150"},
+    ) as response:
+        for _ in response.iter_bytes():
+            arrivals.append(time.monotonic() - started)
+    log = next(s for s in reversed(world.fake.streams) if s.finished_at)
+    assert log.finished_at is not None
+    return arrivals[0], arrivals[-1], log.finished_at - started
+
+
+def test_streams_the_addon_does_not_meter_are_passed_on_live(world: World):
+    """Traffic to hosts that are not metered is streamed too (genai_stream_unmetered, on by
+    default); mitmproxy alone holds a text/event-stream response back until it ends."""
+    unmetered = reverse_to_the_fake(world)  # 127.0.0.1 is not on the default list
+    with Mitmdump(unmetered, world.env, world.tmp / "conf-unmetered") as proxy:
+        first, last, finished = first_and_last_arrival(proxy, world, "e2e-unmetered")
+        assert first < finished - 0.9 and last - first > 0.9  # chunk by chunk, as they were sent
+    held = [*unmetered, "--set", "genai_stream_unmetered=false"]
+    with Mitmdump(held, world.env, world.tmp / "conf-unmetered-held") as proxy:
+        first, last, finished = first_and_last_arrival(proxy, world, "e2e-unmetered-held")
+        assert first > finished - 0.1  # what the option prevents: everything at the end
+    assert not spans_for_model_now(world, "e2e-unmetered")
+
+
+def spans_for_model_now(world: World, model: str) -> list[Any]:
+    return [s for s in world.receiver.spans() if s.attributes.get("gen_ai.request.model") == model]
+
+
+def test_console_exporters_print_spans_and_metrics_to_mitmdumps_output(world: World):
+    env = {**world.env, "OTEL_TRACES_EXPORTER": "console", "OTEL_METRICS_EXPORTER": "console"}
+    with Mitmdump(world.proxy_args(), env, world.tmp / "conf-console") as proxy:
+        world.reverse_client(proxy).chat.completions.create(model="e2e-console", messages=messages())
+        proxy.wait_for_line(r'"name": "chat e2e-console"', timeout=10)  # the span, as the SDK prints it
+    assert '"name": "gen_ai.client.token.usage"' in proxy.output  # the metrics, flushed at exit
+    assert_no_addon_failure(proxy.output)

@@ -64,7 +64,9 @@ def test_rows_add_up_per_provider_and_model():
     assert gpt[12] == "0.250"
     total = next(line for line in lines if line.startswith("total")).split()
     assert total[1:3] == ["4", "1"]
-    assert "1 calls of models without a price are not in the cost" in table
+    assert "1 calls of models without a price are not in the cost (–: no price for the model" in table
+    llama = next(line for line in lines if "my-llama" in line).split()
+    assert llama[9] == "–"  # unpriced: no cost, not a cost of 0
 
 
 def test_reset_and_empty():

@@ -347,10 +347,11 @@ def test_rate_limit_headroom_becomes_gauges_and_span_attributes(sink):
     for name, value in expected.items():
         ((_, _, attrs, point),) = found[f"openai.ratelimit.{name}"]
         assert point.value == value
-        assert attrs == {
+        assert attrs == {  # server.port as on every histogram
             "gen_ai.request.model": "gpt-4o-mini",
             "gen_ai.provider.name": "openai",
             "server.address": "api.openai.com",
+            "server.port": 443,
             "openai.api_key.masked": "sk-proj-...abcd",
         }
     instance.tracer_provider.force_flush()

@@ -121,6 +121,7 @@ def test_the_childs_log_records_are_logged_here(monkeypatch: pytest.MonkeyPatch,
         process.shutdown()
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING and "does not accept spans" in r.message]
     assert len(warnings) == 1
+    assert warnings[0].message.startswith("genai: OpenTelemetry collector at http://127.0.0.1:9 does not accept spans")
 
 
 def test_the_hooks_queue_and_a_timer_sends_one_batch(child: TelemetryProcess, collector_env: OTLPReceiver):

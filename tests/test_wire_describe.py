@@ -4,7 +4,7 @@ from harness.fake_openai import load_fixture
 from harness.recordings import load_anthropic
 from wire import anthropic_messages, openai_chat, openai_responses
 from wire.call import Call, Endpoint
-from wire.describe import describe_stream, summarize
+from wire.describe import describe_stream, format_usd, summarize
 from wire.records import ApiRequest, ApiResult, Usage
 
 CHAT = Endpoint(openai_chat.API)
@@ -31,12 +31,23 @@ def test_summary_line_names_model_tokens_timing_and_errors():
         time_to_first_chunk_s=0.25,
     )
     assert summarize(call) == (
-        "chat gpt-4o-mini-2024-07-18 · 100 in / 20 out (64 cached, 8 reasoning) · 1.234s · first chunk 0.250s"
+        "100 in / 20 out (64 cached, 8 reasoning) · 1.234s · first content 0.250s · chat gpt-4o-mini-2024-07-18"
     )
     call.result = ApiResult(usage=Usage(input_tokens=1100, output_tokens=5, cache_write_tokens=1000))
     assert "1100 in / 5 out (1000 cache write)" in summarize(call)
     call.result, call.status_code = ApiResult(error_type="rate_limit_exceeded"), 429
-    assert summarize(call).endswith("error rate_limit_exceeded (429)")
+    assert summarize(call).startswith("error rate_limit_exceeded (429) · 1.234s")  # what matters first
+
+
+def test_small_costs_keep_their_digits_and_no_price_is_not_zero():
+    assert [format_usd(cost) for cost in (0.0123, 0.000123, 0.0000042, 4.2e-8, 0.0, None)] == [
+        "0.012300",
+        "0.000123",
+        "0.0000042",
+        "0.000000042",
+        "0.000000",
+        "–",
+    ]
 
 
 def test_a_recorded_stream_is_described_for_people():

@@ -321,6 +321,10 @@ def test_error_type_is_the_openai_code_else_the_status(status, body, expected):
         ("*.openai.azure.com=azure.ai.openai", "/openai/deployments/d/chat/completions?api-version=2024-06-01", False),
         ("*.openai.azure.com=azure.ai.openai", "/openai/deployments/d/chat/completions", False),
         ("*.openai.azure.com=azure.ai.openai", "/openai/v1/chat/completions", True),
+        ("localhost:8000", "/v1/chat/completions", False),  # a bare entry: provider openai, no rewrite
+        ("localhost:8000=openai", "/v1/chat/completions", False),  # not a host known to accept it
+        ("localhost:8000;stream_usage=on", "/v1/chat/completions", True),
+        ("myres.example.com=azure.ai.openai", "/openai/v1/chat/completions", False),  # not Azure's own host
     ],
 )
 def test_include_usage_is_added_only_where_the_server_is_known_to_accept_it(entry, path, expected):
@@ -720,3 +724,33 @@ def test_observe_mode_makes_no_encoder():
 
 
 # --- bodies passed on unparsed ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", STREAM_FIXTURES)
+def test_usage_null_is_removed_wherever_it_stands_and_no_other_byte_changes(name):
+    """The real API puts `"usage":null` before `"obfuscation"` (and other servers before `"choices"`):
+    the strip takes exactly that member and its comma out of every chunk."""
+    blocks = [event + b"\n\n" for event in body_of(name).split(b"\n\n") if event.strip()]
+    with_null = [block for block in blocks if b'"usage":null' in block]
+    for block in with_null:
+        stripped = openai_chat.without_usage_null(block)
+        original = json.loads(block[6:])
+        del original["usage"]
+        assert json.loads(stripped[6:]) == original
+        assert list(json.loads(stripped[6:])) == list(original)  # member order kept
+        assert len(block) - len(stripped) == len(b',"usage":null')
+
+
+@pytest.mark.parametrize(
+    ("block", "expected"),
+    [
+        (b'data: {"id":"c","usage":null,"obfuscation":"x"}\n\n', b'data: {"id":"c","obfuscation":"x"}\n\n'),
+        (b'data: {"usage":null,"id":"c"}\n\n', b'data: {"id":"c"}\n\n'),
+        (b'data: {"id":"c", "usage" : null }\r\n\r\n', b'data: {"id":"c" }\r\n\r\n'),
+        (b'data: {"d":{"usage":null},"usage":null,"e":1}\n\n', b'data: {"d":{"usage":null},"e":1}\n\n'),
+        (b'data: {"d":"\\"usage\\":null","usage":null}\n\n', b'data: {"d":"\\"usage\\":null"}\n\n'),
+        (b'data: {"usage":null}\n\n', b'data: {"usage":null}\n\n'),  # nothing else to keep: left alone
+    ],
+)
+def test_usage_null_removal_is_exact(block, expected):
+    assert openai_chat.without_usage_null(block) == expected

@@ -3,14 +3,32 @@
 from __future__ import annotations
 
 import json
+import math
 
 from wire.call import Call, Endpoint
 from wire.stream import EventStream
 
+UNPRICED = "–"  # no price for the model: no cost is known, which is not a cost of 0
+
+
+def format_usd(cost: float | None) -> str:
+    """A cost in USD with enough digits to show it: `0.001234`, `0.000042`, `0.0000000420`."""
+    if cost is None:
+        return UNPRICED
+    if cost == 0 or cost >= 0.0001:
+        return f"{cost:.6f}"
+    return f"{cost:.{1 - math.floor(math.log10(cost))}f}"
+
 
 def summarize(call: Call) -> str:
-    """One human line: operation, model, tokens, cost, duration, time to first content chunk, error."""
-    parts = [f"{call.operation} {call.billed_model or '?'}"]
+    """One human line, the most useful first (mitmweb's comment column cuts it at its width):
+    the error, tokens, cost, duration, time to the first content chunk, then operation and model
+    (the model is in the flow's path or body anyway)."""
+    parts = []
+    error_type = call.error_type
+    if error_type is not None:
+        status = f" ({call.status_code})" if call.status_code else ""
+        parts.append(f"error {error_type}{status}")
     usage = call.usage
     if usage is not None:
         tokens = f"{usage.input_tokens or 0} in / {usage.output_tokens or 0} out"
@@ -22,24 +40,22 @@ def summarize(call: Call) -> str:
         if usage.reasoning_tokens:
             extras.append(f"{usage.reasoning_tokens} reasoning")
         parts.append(tokens + (f" ({', '.join(extras)})" if extras else ""))
-    elif call.request.stream and call.error_type is None:
+    elif call.request.stream and error_type is None:
         parts.append("usage unavailable")
     if call.cost_usd is not None:
-        parts.append(f"${call.cost_usd:.6f}")
+        parts.append(f"${format_usd(call.cost_usd)}")
     parts.append(f"{call.duration_s:.3f}s")
     if call.time_to_first_chunk_s is not None:
-        parts.append(f"first chunk {call.time_to_first_chunk_s:.3f}s")
-    error_type = call.error_type
-    if error_type is not None:
-        status = f" ({call.status_code})" if call.status_code else ""
-        parts.append(f"error {error_type}{status}")
+        parts.append(f"first content {call.time_to_first_chunk_s:.3f}s")
+    parts.append(f"{call.operation} {call.billed_model or '?'}")
     return " · ".join(parts)
 
 
-def describe_stream(endpoint: Endpoint, body: bytes) -> str:
+def describe_stream(endpoint: Endpoint, body: bytes, usage_removed: bool = False) -> str:
     """A streamed response told as a person reads it: the reassembled answer, tool calls, usage.
 
-    For mitmweb's contentview; `body` is the decoded stream.
+    For mitmweb's contentview; `body` is the decoded stream as the client got it. `usage_removed`:
+    the proxy asked the upstream for usage and took it out of the client's stream again.
     """
     stream = EventStream(None, endpoint.api.stream_accumulator(0.0, capture_content=True))
     stream.observe(body, 0.0)
@@ -55,6 +71,8 @@ def describe_stream(endpoint: Endpoint, body: bytes) -> str:
             f"usage: {usage.input_tokens or 0} input ({usage.cache_read_tokens or 0} cached{cache_write}), "
             f"{usage.output_tokens or 0} output ({usage.reasoning_tokens or 0} reasoning)"
         )
+    elif usage_removed:
+        lines.append("usage: requested by the proxy and removed from the client's stream (see metered)")
     else:
         lines.append("usage: not in this stream")
     if result.error_type:

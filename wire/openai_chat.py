@@ -38,13 +38,51 @@ from wire.values import (
     small_json,
 )
 
-# Providers whose servers are known to accept `stream_options.include_usage`.
-USAGE_REWRITE_PROVIDERS = {"openai", "azure.ai.openai"}
-# Azure OpenAI accepts stream_options from this api-version on (and on the /openai/v1/ paths).
+# The built-in hosts known to accept `stream_options.include_usage`; Azure OpenAI's from this
+# api-version on (and on its /openai/v1/ paths). Any other host only with `;stream_usage=on`.
+USAGE_REWRITE_HOSTS = {"api.openai.com"}
+AZURE_HOSTS = {"*.openai.azure.com", "*.cognitiveservices.azure.com"}
 AZURE_STREAM_OPTIONS_SINCE = "2024-09-01"
 INCLUDE_USAGE_MEMBER = b'"stream_options":{"include_usage":true},'
-# `"usage":null` that include_usage adds to every chunk, as the last member of the object.
-_USAGE_NULL_MEMBER = re.compile(rb',\s*"usage"\s*:\s*null\s*}(\s*(?:\r\n|\n|\r))')
+# `"usage":null`, which include_usage adds to every chunk: where it stands (OpenAI puts it before
+# `"obfuscation"`, others last or before `"choices"`), with the comma that joins it to the rest.
+_USAGE_NULL = re.compile(rb'"usage"\s*:\s*null')
+_USAGE_NULL_AFTER = re.compile(rb',\s*"usage"\s*:\s*null(?=\s*[,}])')
+_USAGE_NULL_FIRST = re.compile(rb'(?<={)\s*"usage"\s*:\s*null\s*,')
+
+
+def _depth_at(data: bytes, end: int) -> int:
+    """How deep in objects and arrays `data[end]` stands (a slow scan, for the rare chunk that has
+    a nested `"usage"` member too)."""
+    depth, in_string, escaped = 0, False, False
+    for byte in data[:end]:
+        if in_string:
+            escaped, in_string = (not escaped and byte == 0x5C), in_string and (escaped or byte != 0x22)
+        elif byte == 0x22:
+            in_string = True
+        elif byte in b"{[":
+            depth += 1
+        elif byte in b"}]":
+            depth -= 1
+    return depth
+
+
+def without_usage_null(block: bytes) -> bytes:
+    """The event block without its top-level `"usage":null` member; no other byte changes."""
+    matches = list(_USAGE_NULL.finditer(block))
+    if len(matches) > 1:  # a nested "usage" too: find the top-level one
+        data_start = block.find(b"{")
+        matches = [m for m in matches if _depth_at(block[data_start:], m.start() - data_start) == 1]
+    if len(matches) != 1:
+        return block
+    start = matches[0].start()
+    after = _USAGE_NULL_AFTER.search(block, max(start - 64, 0))
+    if after is not None and after.end() == matches[0].end():
+        return block[: after.start()] + block[after.end() :]
+    first = _USAGE_NULL_FIRST.search(block, max(start - 64, 0))
+    if first is not None and first.start() <= start:
+        return block[: first.start()] + block[first.end() :]
+    return block
 
 
 def finish_reasons(choices: Any) -> dict[int, str]:
@@ -163,6 +201,7 @@ class ChatStreamAccumulator(StreamAccumulator):
         super().__init__(started, capture_content)
         self._reasons: dict[int, str] = {}
         self._output = StreamedOutput() if capture_content else None
+        self._usage_null = False  # the last chunk consumed had a top-level `"usage": null`
 
     def output_messages(self) -> str | None:
         return self._output.messages() if self._output else None
@@ -174,10 +213,11 @@ class ChatStreamAccumulator(StreamAccumulator):
         """The usage-only chunk goes; so does the `"usage":null` member of every other chunk."""
         if self._consume(parse_sse_event(block), now):
             return b""
-        return _USAGE_NULL_MEMBER.sub(rb"}\1", block, count=1)
+        return without_usage_null(block) if self._usage_null else block
 
     def _consume(self, event: SSEEvent, now: float) -> bool:
         """Record one event; True when it is the usage-only chunk that include_usage adds."""
+        self._usage_null = False
         data = event.data
         if data is None:
             return False
@@ -200,7 +240,9 @@ class ChatStreamAccumulator(StreamAccumulator):
             result.system_fingerprint = label(chunk.get("system_fingerprint"))
         if result.service_tier is None:
             result.service_tier = label(chunk.get("service_tier"))
-        usage = chat_usage(chunk.get("usage"))
+        raw_usage = chunk.get("usage")
+        self._usage_null = raw_usage is None and "usage" in chunk
+        usage = chat_usage(raw_usage)
         if usage is not None:
             result.usage = usage
         choices = chunk.get("choices")
@@ -280,12 +322,13 @@ class ChatCompletions(WireApi):
 
     def may_request_usage(self, rule: HostRule, endpoint: Endpoint) -> bool:
         """Only toward servers known to accept it: some (older Azure api-versions, some compatible
-        servers) answer an unknown `stream_options` with 400. A host entry's `stream_usage` wins."""
+        servers) answer an unknown `stream_options` with 400, and a server that sends `"usage":null`
+        in every chunk unasked would lose those bytes. A host entry's `stream_usage` wins."""
         if rule.stream_usage is not None:
             return rule.stream_usage
-        if rule.provider == "azure.ai.openai":
+        if rule.host_pattern in AZURE_HOSTS:
             return endpoint.azure_v1 or (endpoint.api_version or "") >= AZURE_STREAM_OPTIONS_SINCE
-        return rule.provider in USAGE_REWRITE_PROVIDERS
+        return rule.host_pattern in USAGE_REWRITE_HOSTS
 
     def request_with_usage(self, body: bytes, request: ApiRequest) -> bytes | None:
         return request_with_include_usage(body, request)
