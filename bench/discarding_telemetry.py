@@ -14,7 +14,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import telemetry_process
 from addon import addons  # noqa: F401  (mitmproxy loads `addons` from this script)
 
-DISCARD = "import os\nprint('ready', flush=True)\nwhile os.read(0, 1 << 20):\n    pass\n"
+# Started as `python -c DISCARD REPLY_FD BUDGET`, like the real child: "ready" on the reply pipe.
+DISCARD = "import os, sys\nos.write(int(sys.argv[1]), b'ready\\n')\nwhile os.read(0, 1 << 20):\n    pass\n"
 
 _discarding = telemetry_process.TelemetryProcess([sys.executable, "-c", DISCARD])
 _discarding.start()

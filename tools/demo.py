@@ -1,7 +1,8 @@
 """`make demo`: see the addon work with no API key and no network.
 
-Starts a local fake of api.openai.com, an OTLP/gRPC receiver and `mitmdump -s addon.py` in
-reverse mode, makes a few calls with the real openai SDK, and prints what arrived as telemetry.
+Starts a local fake of api.openai.com and api.anthropic.com, an OTLP/gRPC receiver and
+`mitmdump -s addon.py` in reverse mode, makes a few calls with the real openai and anthropic SDKs,
+and prints what arrived as telemetry.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import anthropic
 import openai
 from openai.types.chat import ChatCompletionChunk, ChatCompletionMessageParam
 
@@ -19,6 +21,7 @@ from harness.mitmdump import Mitmdump, reverse_args
 from harness.otlp_receiver import OTLPReceiver
 
 DEMO_KEY = "sk-proj-demo0000000000000000000000000000000000WXYZ"
+DEMO_ANTHROPIC_KEY = "sk-ant-api03-demo00000000000000000000000000000000000000WXYZ"
 
 
 def main() -> None:
@@ -62,7 +65,22 @@ def main() -> None:
             except openai.RateLimitError as error:
                 print(f"   → {type(error).__name__}")
 
-            receiver.wait_for(lambda: len(receiver.spans()) >= 3)
+            print("4. Anthropic's Messages API, streamed, with cache reads and writes")
+            claude = anthropic.Anthropic(base_url=proxy.url, api_key=DEMO_ANTHROPIC_KEY, max_retries=0)
+            cache = {"x-fake-cache-read": "1000", "x-fake-cache-write-5m": "200", "x-fake-chunk-delay-ms": "60"}
+            with claude.messages.stream(
+                model="claude-sonnet-4-5",
+                max_tokens=64,
+                messages=[{"role": "user", "content": "Say this is a test"}],
+                extra_headers=cache,
+            ) as streamed:
+                billed = streamed.get_final_message().usage
+            print(
+                f"   → {billed.input_tokens} uncached + {billed.cache_read_input_tokens} read + "
+                f"{billed.cache_creation_input_tokens} written input tokens, {billed.output_tokens} out"
+            )
+
+            receiver.wait_for(lambda: len(receiver.spans()) >= 4)
             time.sleep(1.2)  # one more metric export
             print("\nmitmdump's event log:")
             for line in proxy.lines:
@@ -76,6 +94,8 @@ def main() -> None:
         "gen_ai.client.operation.duration",
         "gen_ai.client.operation.time_to_first_chunk",
         "gen_ai.client.operation.time_per_output_chunk",
+        "gen_ai.client.token.cache_read",
+        "gen_ai.client.token.cache_write",
         "tokens_counter",
         "prompt_tokens",
         "completion_tokens",
@@ -89,9 +109,8 @@ def main() -> None:
     for span in receiver.spans():
         usage = span.attributes.get("gen_ai.usage.input_tokens"), span.attributes.get("gen_ai.usage.output_tokens")
         failure = span.attributes.get("error.type", "-")
-        print(
-            f"  {span.name}: tokens in/out {usage}, error {failure}, key {span.attributes.get('openai.api_key.masked')}"
-        )
+        key = span.attributes.get("openai.api_key.masked") or span.attributes.get("anthropic.api_key.masked")
+        print(f"  {span.name}: tokens in/out {usage}, error {failure}, key {key}")
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 
 Needs Chromium (Debian: apt-get install chromium). Run: .venv/bin/python -m tools.screenshot
 It starts the demo's fake upstream and mitmweb with the addon, makes a few SDK calls, opens the
-streamed call in the LLM stream view and saves a headless screenshot.
+streamed call in the LLM stream view (an Anthropic call is in the list too) and saves a headless screenshot.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+import anthropic
 import openai
 from openai.types.chat import ChatCompletionMessageParam
 
@@ -50,6 +51,12 @@ def main() -> None:
                 client.chat.completions.create(model="gpt-4o-mini", messages=question, stream=True, extra_headers=knobs)
             )
             client.embeddings.create(model="text-embedding-3-small", input=["one two three"])
+            claude = anthropic.Anthropic(base_url=proxy.url, api_key="sk-ant-api03-" + "0" * 80 + "WXYZ", max_retries=0)
+            with claude.messages.stream(
+                model="claude-sonnet-4-5", max_tokens=64, messages=[{"role": "user", "content": "Say hello"}]
+            ) as stream:
+                stream.get_final_message()
+            claude.close()
             with contextlib.suppress(openai.RateLimitError):
                 error = {"x-fake-error": "429:rate_limit_exceeded"}
                 client.chat.completions.create(model="gpt-4.1", messages=question, extra_headers=error)
