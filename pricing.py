@@ -118,7 +118,7 @@ class PriceTable:
         # The user's file first, then the built-in table: each by provider, then for any provider.
         self._tables = [table for table in (user, builtin) if table]
         # (provider, model) as seen → its price: the fallbacks cost a regex and dict look-ups per call.
-        self._resolved: dict[tuple[str, str], Price | None] = {}
+        self._resolved: dict[tuple[str, str, str | None], Price | None] = {}
         self._unpriced_logged: set[str] = set()
 
     @classmethod
@@ -126,21 +126,25 @@ class PriceTable:
         """The built-in table, overridden and extended by `user_file`."""
         return cls(load_prices(BUILTIN_PRICES), load_prices(user_file) if user_file is not None else None)
 
-    def lookup(self, provider: str, model: str | None) -> Price | None:
-        """The provider's price of the model: exact name first, then without a snapshot suffix."""
+    def lookup(self, provider: str, model: str | None, vendor: str | None = None) -> Price | None:
+        """The provider's price of the model: exact name first, then without a snapshot suffix.
+
+        `vendor` is the wire API's (`WireApi.vendor`): a gateway or proxy that serves Anthropic's
+        API under a provider name of its own is priced at Anthropic's list prices, when the
+        provider has none of its own for the model.
+        """
         if not model:
             return None
-        key = (provider, model)
+        key = (provider, model, vendor)
         if key in self._resolved:
             return self._resolved[key]
-        price = self._find(provider, model.lower())
+        price = self._find((provider, PRICED_AS.get(provider), vendor, ANY_PROVIDER), model.lower())
         if len(self._resolved) >= MAX_RESOLVED_NAMES:  # model names come from clients: stay bounded
             self._resolved.clear()
         self._resolved[key] = price
         return price
 
-    def _find(self, provider: str, name: str) -> Price | None:
-        sections = (provider, PRICED_AS.get(provider), ANY_PROVIDER)
+    def _find(self, sections: tuple[str | None, ...], name: str) -> Price | None:
         for candidate in (name, _SNAPSHOT_SUFFIX.sub("", name)):
             for table in self._tables:
                 for section in sections:
@@ -149,9 +153,9 @@ class PriceTable:
                         return price
         return None
 
-    def cost(self, provider: str, model: str | None, usage: Usage | None) -> float | None:
+    def cost(self, provider: str, model: str | None, usage: Usage | None, vendor: str | None = None) -> float | None:
         """USD for one call, or None when the model or the usage is unknown (never a guessed 0)."""
-        price = self.lookup(provider, model)
+        price = self.lookup(provider, model, vendor)
         return None if price is None or usage is None else price.cost(usage)
 
     def cost_of(self, call: Call, *, quiet: bool = False) -> float | None:
@@ -161,7 +165,7 @@ class PriceTable:
         if call.usage is None:
             return None
         model = call.billed_model
-        cost = self.cost(call.provider, model, call.usage)
+        cost = self.cost(call.provider, model, call.usage, call.endpoint.api.vendor)
         logged = self._unpriced_logged
         if cost is None and not quiet and model and model not in logged and len(logged) < MAX_UNPRICED_MODELS_LOGGED:
             logged.add(model)

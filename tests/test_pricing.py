@@ -159,6 +159,9 @@ def test_prices_are_looked_up_by_provider(table):
     assert table.cost("openai", "claude-haiku-4-5", usage) is None  # not OpenAI's model
     assert table.cost("azure.ai.openai", "gpt-4o", usage) == pytest.approx(2.5)  # Azure at OpenAI's list price
     assert table.cost("deepseek", "gpt-4o", usage) is None  # another provider's price is not guessed
+    # A gateway serving Anthropic's API under its own name: Anthropic's list price, unless it has its own.
+    assert table.cost("litellm", "claude-haiku-4-5", usage, vendor="anthropic") == pytest.approx(1.0)
+    assert table.cost("litellm", "claude-haiku-4-5", usage, vendor="openai") is None
 
 
 def test_a_user_file_prices_per_provider_with_cache_write_rates(tmp_path):
@@ -186,7 +189,15 @@ def test_a_user_file_prices_per_provider_with_cache_write_rates(tmp_path):
 
 def test_the_builtin_table_covers_the_current_anthropic_models():
     prices = load_prices(BUILTIN_PRICES)["anthropic"]
-    for model in ("claude-opus-4-5", "claude-sonnet-4-5", "claude-haiku-4-5", "claude-sonnet-4", "claude-opus-4-1"):
+    for model in (
+        "claude-opus-4-5",
+        "claude-sonnet-4-5",
+        "claude-haiku-4-5",
+        "claude-sonnet-4",
+        "claude-opus-4-1",
+        "claude-opus-4-8",
+        "claude-sonnet-4-6",
+    ):
         price = prices[model]
         assert price.cached_input == pytest.approx(price.input * 0.1)
         assert price.cache_write == pytest.approx(price.input * 1.25)
