@@ -24,7 +24,7 @@ END_OF_CHUNKED = b"\r\n0\r\n\r\n"
 def request_bytes(stream: bool, options: dict[str, str]) -> bytes:
     anthropic = options.get("api") == "anthropic"
     body: dict[str, object] = {
-        "model": "claude-sonnet-4-5" if anthropic else "gpt-4o-mini",
+        "model": "claude-sonnet-4-6" if anthropic else "gpt-4o-mini",
         "messages": [{"role": "user", "content": "Say this is a test"}],
     }
     if anthropic:

@@ -43,6 +43,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 import addon as addon_module
 import telemetry_process
+from bench.discard import Discard
 from harness.fake_openai import load_fixture
 from harness.mitmdump import ROOT, Mitmdump
 from harness.otlp_receiver import OTLPReceiver
@@ -449,6 +450,32 @@ def environment(**values: str) -> Iterator[None]:
                 os.environ[name] = value
 
 
+def unmetered_hooks_us(calls: int, repeat: int = 5) -> float:
+    """The addon's hooks on a flow it does not meter (another host), a JSON response: what every
+    other flow through the proxy pays, the check for an unmetered stream included."""
+    headers = http.Headers(content_type="application/json", server="other")
+
+    def flow() -> http.HTTPFlow:
+        request = tutils.treq(host="example.com", port=443, scheme=b"https", method=b"POST", path=b"/api/items")
+        made = tflow.tflow(req=request)
+        made.response = http.Response.make(200, b"{}", headers)
+        return made
+
+    metering = addon_module.GenAIMeter()
+    with taddons.context(metering):  # type: ignore[no-untyped-call]
+        metering.telemetry = Discard()
+        best = float("inf")
+        for _ in range(repeat):
+            flows = [flow() for _ in range(calls)]
+            started = time.perf_counter()
+            for each in flows:
+                metering.request(each)
+                metering.responseheaders(each)
+                metering.response(each)
+            best = min(best, time.perf_counter() - started)
+    return best / calls * 1e6
+
+
 def hooks_per_call_us(calls: int, repeat: int = 5) -> float:
     """mitmdump's side of one non-streaming call: the request, responseheaders and response hooks
     as mitmproxy runs them, queueing the exchange for a real telemetry process (exporters off).
@@ -574,8 +601,10 @@ def in_process(report: list[str], raw: dict[str, Any]) -> None:
         "telemetry process: OTLP-encode one of our spans (the SDK's `encode_spans`, exporter thread)": encode_spans,
     }
     hooks_us = hooks_per_call_us(2000)
+    unmetered_us = unmetered_hooks_us(2000)
     floor_us = min(timeit.repeat(lambda: json.loads(body), number=2000, repeat=5)) / 2000 * 1e6
     raw["mitmdump's hooks per non-streaming call"] = {"addon_us": hooks_us, "json_loads_us": floor_us}
+    raw["mitmdump's hooks per unmetered flow"] = {"addon_us": unmetered_us, "json_loads_us": floor_us}
     report += [
         "## 4. Cost per unit of work, in process",
         "",
@@ -583,6 +612,8 @@ def in_process(report: list[str], raw: dict[str, Any]) -> None:
         "|---|---|---|---|",
         f"| mitmdump: the hooks of one non-streaming call, queued for the telemetry process | {hooks_us:.1f} "
         f"| {floor_us:.1f} | {hooks_us / floor_us:.1f}× |",
+        f"| mitmdump: the hooks of a flow that is not metered (another host; the unmetered-stream check) "
+        f"| {unmetered_us:.1f} | {floor_us:.1f} | {unmetered_us / floor_us:.1f}× |",
     ]
     for name, (work, floor) in cases.items():
         work_us = min(timeit.repeat(work, number=2000, repeat=5)) / 2000 * 1e6

@@ -57,7 +57,7 @@ ANTHROPIC_HEAD = [
             "type": "message_start",
             "message": {
                 "id": "msg_bench",
-                "model": "claude-sonnet-4-5",
+                "model": "claude-sonnet-4-6",
                 "usage": {**ANTHROPIC_USAGE, "output_tokens": 1},
             },
         },

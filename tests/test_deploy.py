@@ -1,8 +1,14 @@
-"""The deployment recipes in deploy/: valid YAML, consistent pipelines, and only real metric names."""
+"""The deployment recipes in deploy/: valid YAML, consistent pipelines, only real metric names,
+the rules checked and unit-tested by a real `promtool`, and the Grafana dashboard's structure.
+(`tests/test_end_to_end_prometheus.py` runs every query against a real Prometheus.)"""
 
+import json
 import re
+import shutil
+import subprocess
 from pathlib import Path
 
+import pytest
 import yaml
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
@@ -76,14 +82,32 @@ def test_collector_config_is_valid_and_its_pipelines_name_defined_components():
     assert config["receivers"]["otlp"]["protocols"]["grpc"]["endpoint"].endswith(":4317")
 
 
-def test_prometheus_rules_use_only_metrics_the_addon_emits():
+DASHBOARD = DEPLOY / "grafana" / "genai-dashboard.json"
+LABELS = r"gen_ai_(request_model|response_model|provider_name|token_type|operation_name)"
+
+
+def rule_expressions() -> list[str]:
     rules = yaml.safe_load((DEPLOY / "prometheus-rules.yaml").read_text())
-    expressions = [rule["expr"] for group in rules["groups"] for rule in group["rules"]]
-    used = {name for expr in expressions for name in re.findall(r"\b((?:gen_ai|openai)_[a-zA-Z_]+)\b", expr)}
+    return [rule["expr"] for group in rules["groups"] for rule in group["rules"]]
+
+
+def dashboard_expressions() -> list[str]:
+    dashboard = json.loads(DASHBOARD.read_text())
+    return [target["expr"] for panel in dashboard["panels"] for target in panel["targets"]]
+
+
+def metric_names(expressions: list[str]) -> set[str]:
+    """The addon's metric names an expression uses (not its label names)."""
+    used = {name for expr in expressions for name in re.findall(r"\b((?:gen_ai|openai|anthropic)_[a-zA-Z_]+)\b", expr)}
     used -= {name for expr in expressions for name in re.findall(r"\b(gen_ai_[a-z_]+)\s*[=!~]", expr)}  # labels
-    used = {name for name in used if not re.fullmatch(r"gen_ai_(request_model|provider_name|token_type)", name)}
+    return {name for name in used if not re.fullmatch(LABELS, name)}
+
+
+@pytest.mark.parametrize("source", ["rules", "dashboard"])
+def test_the_rules_and_the_dashboard_use_only_metrics_the_addon_emits(source):
+    used = metric_names(rule_expressions() if source == "rules" else dashboard_expressions())
     emitted = emitted_prometheus_names()
-    assert used, "the rules should use the addon's metrics"
+    assert used, "they should use the addon's metrics"
     for name in used:
         base = name
         while base not in emitted and base.endswith(SUFFIXES):
@@ -93,4 +117,82 @@ def test_prometheus_rules_use_only_metrics_the_addon_emits():
 
 def test_the_guide_names_the_files_it_explains():
     guide = (DEPLOY / "README.md").read_text()
-    assert "otel-collector.yaml" in guide and "prometheus-rules.yaml" in guide
+    for name in ("otel-collector.yaml", "prometheus-rules.yaml", "prometheus-rules.test.yaml", "prometheus.yml"):
+        assert name in guide
+    assert "grafana/genai-dashboard.json" in guide
+
+
+def promtool() -> str:
+    found = shutil.which("promtool")
+    if found is None:
+        pytest.fail("promtool is not installed: .ci/run installs Debian's prometheus (apt-get install prometheus)")
+    return found
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["check", "rules", "prometheus-rules.yaml"],
+        ["check", "config", "prometheus.yml"],
+        ["test", "rules", "prometheus-rules.test.yaml"],
+    ],
+    ids=["check-rules", "check-config", "rule-unit-tests"],
+)
+def test_promtool_accepts_the_rules_and_config_and_the_rule_tests_pass(command):
+    finished = subprocess.run(
+        [promtool(), *command], cwd=DEPLOY, capture_output=True, text=True, timeout=120, check=False
+    )
+    assert finished.returncode == 0, finished.stdout + finished.stderr
+    if command[0] == "test":
+        assert "SUCCESS" in finished.stdout + finished.stderr
+
+
+def test_every_rule_has_a_unit_test():
+    tests = yaml.safe_load((DEPLOY / "prometheus-rules.test.yaml").read_text())["tests"]
+    tested = {case["expr"] for test in tests for case in test.get("promql_expr_test", [])}
+    tested |= {case["alertname"] for test in tests for case in test.get("alert_rule_test", [])}
+    rules = yaml.safe_load((DEPLOY / "prometheus-rules.yaml").read_text())
+    names = {rule.get("record") or rule["alert"] for group in rules["groups"] for rule in group["rules"]}
+    assert names <= tested, f"rules without a test: {sorted(names - tested)}"
+
+
+def test_the_dashboard_is_well_formed():
+    """Grafana cannot be installed here: the JSON model is checked for what Grafana needs."""
+    dashboard = json.loads(DASHBOARD.read_text())
+    variables = {variable["name"] for variable in dashboard["templating"]["list"]}
+    assert {"datasource", "provider", "model", "instance"} <= variables
+    assert dashboard["uid"] and dashboard["schemaVersion"] >= 36
+    ids = [panel["id"] for panel in dashboard["panels"]]
+    assert len(ids) == len(set(ids)) >= 9
+    for panel in dashboard["panels"]:
+        assert panel["datasource"] == {"type": "prometheus", "uid": "${datasource}"}, panel["title"]
+        assert panel["fieldConfig"]["defaults"]["unit"], panel["title"]
+        assert set(panel["gridPos"]) == {"x", "y", "w", "h"} and panel["gridPos"]["x"] + panel["gridPos"]["w"] <= 24
+        assert panel["targets"], panel["title"]
+        for target in panel["targets"]:
+            assert target["expr"] and target["refId"], panel["title"]
+            used = set(re.findall(r"\$(\w+)", target["expr"])) - {"__rate_interval"}
+            assert used <= variables, f"{panel['title']} uses undefined variables {used - variables}"
+    for variable in dashboard["templating"]["list"]:
+        if variable["type"] == "query":
+            assert set(re.findall(r"\$(\w+)", variable["query"]["query"])) <= variables
+    titles = " ".join(panel["title"] for panel in dashboard["panels"]).lower()
+    for topic in (
+        "tokens",
+        "cost per hour",
+        "cost per day",
+        "duration",
+        "first content",
+        "error",
+        "cached",
+        "rate-limit",
+        "provider",
+    ):
+        assert topic in titles, topic
+
+
+def test_the_provisioning_files_point_at_the_dashboard_and_a_prometheus():
+    datasource = yaml.safe_load((DEPLOY / "grafana" / "provisioning" / "datasources" / "prometheus.yaml").read_text())
+    assert datasource["datasources"][0]["type"] == "prometheus"
+    provider = yaml.safe_load((DEPLOY / "grafana" / "provisioning" / "dashboards" / "genai.yaml").read_text())
+    assert provider["providers"][0]["type"] == "file" and provider["providers"][0]["options"]["path"]

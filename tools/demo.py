@@ -69,7 +69,7 @@ def main() -> None:
             claude = anthropic.Anthropic(base_url=proxy.url, api_key=DEMO_ANTHROPIC_KEY, max_retries=0)
             cache = {"x-fake-cache-read": "1000", "x-fake-cache-write-5m": "200", "x-fake-chunk-delay-ms": "60"}
             with claude.messages.stream(
-                model="claude-sonnet-4-5",
+                model="claude-sonnet-4-6",
                 max_tokens=64,
                 messages=[{"role": "user", "content": "Say this is a test"}],
                 extra_headers=cache,

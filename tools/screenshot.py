@@ -53,7 +53,7 @@ def main() -> None:
             client.embeddings.create(model="text-embedding-3-small", input=["one two three"])
             claude = anthropic.Anthropic(base_url=proxy.url, api_key="sk-ant-api03-" + "0" * 80 + "WXYZ", max_retries=0)
             with claude.messages.stream(
-                model="claude-sonnet-4-5", max_tokens=64, messages=[{"role": "user", "content": "Say hello"}]
+                model="claude-sonnet-4-6", max_tokens=64, messages=[{"role": "user", "content": "Say hello"}]
             ) as stream:
                 stream.get_final_message()
             claude.close()

@@ -1,0 +1,21 @@
+"""A telemetry sink that discards every call: the addon's hooks measured without what they hand on."""
+
+from pricing import PriceTable
+from wire.call import Call
+
+
+class Discard:
+    def record_call(self, call: Call, *, legacy_metrics: bool, legacy_completion_id: bool) -> None:
+        pass
+
+    def use_prices(self, prices: PriceTable) -> None:
+        pass
+
+    def summary_table(self) -> str | None:
+        return None
+
+    def reset_summary(self) -> None:
+        pass
+
+    def shutdown(self, budget_s: float = 0) -> bool:
+        return True
