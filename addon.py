@@ -517,7 +517,13 @@ class GenAIMeter:
         assert flow.error
         status = flow.response.status_code if flow.response else None
         headers = picked_headers(flow.response.headers, RESPONSE_FIELDS) if flow.response else {}
-        call = self._call(state, status, classify_flow_error(flow.error.msg, flow.response is not None), headers)
+        flow_error: str | None = classify_flow_error(flow.error.msg, flow.response is not None)
+        if state.stream is not None and state.stream.accumulator.done and flow_error == "client_aborted":
+            # The stream had ended ([DONE], message_stop, response.completed): clients close the
+            # connection as soon as they read that, often before the upstream's last bytes reach
+            # mitmproxy. The call succeeded.
+            flow_error = None
+        call = self._call(state, status, flow_error, headers)
         if state.stream is not None:
             call.result = state.stream.accumulator.result
         self._finish(flow, call)

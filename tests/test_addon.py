@@ -305,6 +305,45 @@ def test_error_hook_records_the_failure_with_its_duration(context, sink, message
     assert addon_module.in_flight(flow) is None
 
 
+@pytest.mark.parametrize(
+    ("upstream", "path"),
+    [
+        (  # as the upstream answers the include_usage the addon adds
+            "".join(
+                ChatScript({**CHAT_REQUEST, "stream": True, "stream_options": {"include_usage": True}}).stream_events()
+            ).encode(),
+            "/v1/chat/completions",
+        ),
+        (load_anthropic("test_sync_messages_create_streaming").response_body, "/v1/messages"),
+    ],
+    ids=["chat", "anthropic"],
+)
+def test_a_client_that_leaves_right_after_the_end_of_the_stream_did_not_abort(context, sink, upstream, path):
+    """SDKs close the connection as soon as they read [DONE] (or message_stop), often before
+    the upstream's last bytes reach mitmproxy, which then reports a client disconnect."""
+    metering, _ = context
+    flow = chat_flow({**CHAT_REQUEST, "stream": True}, path=path)
+    metering.request(flow)
+    flow.response = sse_response()
+    metering.responseheaders(flow)
+    assert callable(flow.response.stream)
+    flow.response.stream(upstream)
+    flow.error = tflow.terr("Client disconnected.")
+    metering.error(flow)
+    (span,) = sink.finished_spans()
+    assert "error.type" not in span.attributes
+    assert span.attributes["gen_ai.usage.output_tokens"] > 0
+    half = chat_flow({**CHAT_REQUEST, "stream": True}, path=path)
+    metering.request(half)
+    half.response = sse_response()
+    metering.responseheaders(half)
+    assert callable(half.response.stream)
+    half.response.stream(upstream[: len(upstream) // 2])  # left mid-stream: aborted
+    half.error = tflow.terr("Client disconnected.")
+    metering.error(half)
+    assert sink.finished_spans()[-1].attributes["error.type"] == "client_aborted"
+
+
 def test_traceparent_from_the_client_becomes_the_parent(context, sink):
     metering, _ = context
     flow = chat_flow()
