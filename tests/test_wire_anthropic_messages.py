@@ -1,7 +1,6 @@
 """Anthropic's Messages API against every recorded exchange and hostile input."""
 
 import json
-import random
 import re
 from typing import Any
 
@@ -10,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from harness.fake_openai import encode_whole
+from harness.pieces import observed, split_randomly
 from harness.recordings import ANTHROPIC_NAMES, load_anthropic
 from wire import anthropic_messages
 from wire.call import Endpoint
@@ -53,21 +53,7 @@ def expected_of_stream(body: bytes) -> dict:
 
 
 def run_stream(pieces: list[bytes], encoding: str | None = None, capture: bool = False) -> EventStream:
-    stream = EventStream(encoding, API.stream_accumulator(0.0, capture))
-    for i, piece in enumerate(pieces):
-        stream.observe(piece, now=float(i + 1))
-    stream.finish(now=float(len(pieces) + 1))
-    return stream
-
-
-def split_randomly(data: bytes, seed: int) -> list[bytes]:
-    rng = random.Random(seed)
-    pieces, position = [], 0
-    while position < len(data):
-        size = rng.randint(1, 40)
-        pieces.append(data[position : position + size])
-        position += size
-    return pieces
+    return observed(EventStream(encoding, API.stream_accumulator(0.0, capture)), pieces)
 
 
 def assert_matches(stream: EventStream, body: bytes) -> None:

@@ -3,7 +3,6 @@ exchanges and hostile input."""
 
 import gzip
 import json
-import random
 import re
 
 import pytest
@@ -12,6 +11,7 @@ from hypothesis import strategies as st
 
 import wire
 from harness.fake_openai import FIXTURES, ChatScript, encode_whole, load_fixture
+from harness.pieces import observed, split_randomly
 from wire import openai_chat, openai_embeddings, openai_responses, sse, values
 from wire.call import Endpoint
 from wire.content import MAX_PART_CHARS, TRUNCATED, CapturedContent
@@ -64,21 +64,7 @@ def chat_stream(encoding: str | None = None, started: float = 0.0) -> EventStrea
 
 
 def run_stream(pieces: list[bytes], encoding: str | None = None, endpoint: Endpoint = CHAT) -> EventStream:
-    stream = EventStream(encoding, endpoint.api.stream_accumulator(0.0))
-    for i, piece in enumerate(pieces):
-        stream.observe(piece, now=float(i + 1))
-    stream.finish(now=float(len(pieces) + 1))
-    return stream
-
-
-def split_randomly(data: bytes, seed: int) -> list[bytes]:
-    rng = random.Random(seed)
-    pieces, position = [], 0
-    while position < len(data):
-        size = rng.randint(1, 40)
-        pieces.append(data[position : position + size])
-        position += size
-    return pieces
+    return observed(EventStream(encoding, endpoint.api.stream_accumulator(0.0)), pieces)
 
 
 def assert_matches_recording(stream: EventStream, text: str) -> None:
@@ -754,3 +740,37 @@ def test_usage_null_is_removed_wherever_it_stands_and_no_other_byte_changes(name
 )
 def test_usage_null_removal_is_exact(block, expected):
     assert openai_chat.without_usage_null(block) == expected
+
+
+def test_cache_writes_and_modalities_are_read_in_both_usage_shapes():
+    chat = {
+        "prompt_tokens": 1200,
+        "completion_tokens": 80,
+        "prompt_tokens_details": {
+            "cached_tokens": 600,
+            "cache_write_tokens": 400,
+            "audio_tokens": 50,
+            "text_tokens": 1150,
+        },
+        "completion_tokens_details": {"reasoning_tokens": 30, "audio_tokens": 0, "text_tokens": 80},
+    }
+    usage = CHAT.api.parse_response(json.dumps({"id": "c", "usage": chat}).encode()).usage
+    assert usage == Usage(
+        input_tokens=1200,  # already includes the cache reads and writes: nothing is added
+        output_tokens=80,
+        cache_read_tokens=600,
+        cache_write_tokens=400,
+        reasoning_tokens=30,
+        input_modalities=(("text", 1150), ("audio", 50)),
+        output_modalities=(("text", 80),),  # a zero count says nothing: left out
+    )
+    responses = {
+        "input_tokens": 900,
+        "output_tokens": 10,
+        "input_tokens_details": {"cached_tokens": 100, "cache_write_tokens": 700},
+        "output_tokens_details": {"reasoning_tokens": 4},
+    }
+    result = RESPONSES.api.parse_response(json.dumps({"id": "r", "status": "completed", "usage": responses}).encode())
+    assert result.usage == Usage(
+        input_tokens=900, output_tokens=10, cache_read_tokens=100, cache_write_tokens=700, reasoning_tokens=4
+    )
