@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
+from typing import Any
 
 from wire.call import Call
 from wire.describe import UNPRICED, format_usd
@@ -43,55 +44,96 @@ class Reservoir:
 
 
 @dataclass
-class Row:
+class Spend:
+    """Who spent it: calls, tokens and cost of one client or one (masked) key."""
+
     calls: int = 0
-    errors: int = 0
     input_tokens: int = 0
-    cached_tokens: int = 0
-    cache_write_tokens: int = 0
     output_tokens: int = 0
-    reasoning_tokens: int = 0
     cost_usd: float = 0.0
     priced_calls: int = 0
     unpriced_calls: int = 0
+
+    def add(self, call: Call) -> None:
+        self.calls += 1
+        if call.usage is not None:
+            self.input_tokens += call.usage.input_tokens or 0
+            self.output_tokens += call.usage.output_tokens or 0
+            self.unpriced_calls += call.cost_usd is None
+        if call.cost_usd is not None:
+            self.cost_usd += call.cost_usd
+            self.priced_calls += 1
+
+    def cost(self) -> str:
+        return UNPRICED if self.unpriced_calls and not self.priced_calls else format_usd(self.cost_usd)
+
+    def cells(self) -> tuple[str, ...]:
+        return str(self.calls), f"{self.input_tokens:,}", f"{self.output_tokens:,}", self.cost()
+
+
+@dataclass
+class Row(Spend):
+    """One provider and model: what a `Spend` counts, and errors, the cache, reasoning and timings."""
+
+    errors: int = 0
+    cached_tokens: int = 0
+    cache_write_tokens: int = 0
+    reasoning_tokens: int = 0
     durations: Reservoir = field(default_factory=Reservoir)
     first_chunks: Reservoir = field(default_factory=Reservoir)
+
+    def add(self, call: Call) -> None:
+        super().add(call)
+        self.errors += call.error_type is not None
+        self.durations.add(call.duration_s)
+        if call.time_to_first_chunk_s is not None:
+            self.first_chunks.add(call.time_to_first_chunk_s)
+        if call.usage is not None:
+            self.cached_tokens += call.usage.cache_read_tokens or 0
+            self.cache_write_tokens += call.usage.cache_write_tokens or 0
+            self.reasoning_tokens += call.usage.reasoning_tokens or 0
+
+
+def _bounded[K](rows: dict[K, Any], key: K, other: K) -> K:
+    """`key`, or `other` once `rows` holds MAX_ROWS others: client names and keys come from clients."""
+    return key if key in rows or len(rows) < MAX_ROWS else other
+
+
+def _render(lines: list[tuple[str, ...]], left: int) -> str:
+    """Columns padded to their widest cell, the first `left` of them left-aligned, a rule under the header."""
+    widths = [max(len(line[i]) for line in lines) for i in range(len(lines[0]))]
+    text = [
+        "  ".join(
+            cell.ljust(width) if i < left else cell.rjust(width)
+            for i, (cell, width) in enumerate(zip(line, widths, strict=True))
+        )
+        for line in lines
+    ]
+    text.insert(1, "  ".join("-" * width for width in widths))
+    return "\n".join(text)
 
 
 class UsageSummary:
     def __init__(self) -> None:
         self.rows: dict[tuple[str, str], Row] = {}
+        self.by_client: dict[str, Spend] = {}
+        self.by_key: dict[str, Spend] = {}
 
     def reset(self) -> None:
         self.rows.clear()
+        self.by_client.clear()
+        self.by_key.clear()
 
-    def add(self, call: Call) -> None:
-        key = (call.provider, call.billed_model or "?")
-        if key not in self.rows and len(self.rows) >= MAX_ROWS:
-            key = (call.provider, "_OTHER")
-        row = self.rows.get(key)
-        if row is None:
-            row = self.rows[key] = Row()
-        row.calls += 1
-        row.errors += call.error_type is not None
-        row.durations.add(call.duration_s)
-        if call.time_to_first_chunk_s is not None:
-            row.first_chunks.add(call.time_to_first_chunk_s)
-        usage = call.usage
-        if usage is not None:
-            row.input_tokens += usage.input_tokens or 0
-            row.cached_tokens += usage.cache_read_tokens or 0
-            row.cache_write_tokens += usage.cache_write_tokens or 0
-            row.output_tokens += usage.output_tokens or 0
-            row.reasoning_tokens += usage.reasoning_tokens or 0
-            if call.cost_usd is None:
-                row.unpriced_calls += 1
-        if call.cost_usd is not None:
-            row.cost_usd += call.cost_usd
-            row.priced_calls += 1
+    def add(self, call: Call, client: str) -> None:
+        """One finished call; `client` is its client's label (`wire.headers.Client.label`)."""
+        for spends, name in ((self.by_client, client), (self.by_key, call.api_key)):
+            spends.setdefault(_bounded(spends, name, "_OTHER"), Spend()).add(call)
+        key = _bounded(self.rows, (call.provider, call.billed_model or "?"), (call.provider, "_OTHER"))
+        self.rows.setdefault(key, Row()).add(call)
 
     def table(self) -> str:
-        """A plain-text table, one line per provider and model, then a total."""
+        """Plain-text tables: one line per provider and model, then a total; then calls, tokens and
+        cost by client and by masked key."""
         if not self.rows:
             return NO_CALLS
         header: tuple[str, ...] = ("provider", "model", "calls", "errors", "input", "cached", "cache write")
@@ -115,20 +157,15 @@ class UsageSummary:
             total.priced_calls += row.priced_calls
             total.unpriced_calls += row.unpriced_calls
         lines.append(("total", "", *self._cells(total)))
-        widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
-        text = [
-            "  ".join(
-                cell.ljust(width) if i < 2 else cell.rjust(width)
-                for i, (cell, width) in enumerate(zip(line, widths, strict=True))
-            )
-            for line in lines
-        ]
-        text.insert(1, "  ".join("-" * width for width in widths))
+        text = [_render(lines, left=2)]
         if total.unpriced_calls:
             text.append(
                 f"{total.unpriced_calls} calls of models without a price are not in the cost "
                 f"({UNPRICED}: no price for the model; see genai_prices)."
             )
+        for title, spends in (("client", self.by_client), ("key", self.by_key)):
+            rows = [(name, *spend.cells()) for name, spend in sorted(spends.items())]
+            text += ["", _render([(title, "calls", "input", "output", "cost USD"), *rows], left=1)]
         return "\n".join(text)
 
     @staticmethod
@@ -144,7 +181,7 @@ class UsageSummary:
             f"{row.cache_write_tokens:,}",
             f"{row.output_tokens:,}",
             f"{row.reasoning_tokens:,}",
-            UNPRICED if row.unpriced_calls and not row.priced_calls else format_usd(row.cost_usd),
+            row.cost(),
             seconds(row.durations.percentile(0.5)),
             seconds(row.durations.percentile(0.95)),
             seconds(row.first_chunks.percentile(0.5)),

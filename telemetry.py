@@ -42,7 +42,7 @@ import telemetry_process
 from pricing import PriceTable
 from summary import UsageSummary
 from wire.call import Call
-from wire.headers import BUDGETS, RateLimits, UpstreamInfo, parse_request_headers
+from wire.headers import BUDGETS, RateLimits, RequestInfo, UpstreamInfo, parse_request_headers
 
 log = logging.getLogger("genai")
 
@@ -297,12 +297,13 @@ def _attributes(call: Call, bounded: BoundedValues) -> dict[str, Any]:
     return attributes
 
 
-def _span_attributes(call: Call, upstream: UpstreamInfo, metric_attributes: Mapping[str, Any]) -> dict[str, Any]:
+def _span_attributes(
+    call: Call, upstream: UpstreamInfo, headers: RequestInfo, metric_attributes: Mapping[str, Any]
+) -> dict[str, Any]:
     """The span's attributes. The conventions' names where they have one; the API's own (service
     tier, request id, rate limits, ...) under its vendor's namespace: `openai.*`, `anthropic.*`."""
     request, result, usage, limits = call.request, call.result, call.usage, upstream.rate_limits
     vendor = call.endpoint.api.vendor
-    headers = parse_request_headers(call.request_headers)
     candidates: dict[str, Any] = {
         **metric_attributes,
         f"{vendor}.api.type": call.endpoint.api.name if vendor == "openai" else None,
@@ -322,6 +323,9 @@ def _span_attributes(call: Call, upstream: UpstreamInfo, metric_attributes: Mapp
         "gen_ai.output.type": request.output_type,
         f"{vendor}.request.service_tier": request.service_tier if request.service_tier != "auto" else None,
         f"{vendor}.request.thinking.budget_tokens": request.thinking_budget,
+        "user_agent.original": headers.user_agent,
+        "user_agent.name": headers.client.name if headers.user_agent else None,
+        "user_agent.version": headers.client.version,
         f"{vendor}.version": headers.api_version,
         f"{vendor}.beta": headers.betas,
         "gen_ai.response.id": result.response_id,
@@ -589,7 +593,8 @@ class Telemetry:
 
     def record(self, call: Call, *, legacy_metrics: bool, legacy_completion_id: bool) -> None:
         """Record one finished, parsed call as metrics, a span and a summary row. No I/O happens here."""
-        self.summary.add(call)
+        headers = parse_request_headers(call.request_headers)
+        self.summary.add(call, headers.client.label)
         attributes = _attributes(call, self.bounded)
         self.operation_duration.record(call.duration_s, attributes)
         if call.time_to_first_chunk_s is not None:
@@ -617,7 +622,7 @@ class Telemetry:
         self._record_rate_limits(call, upstream.rate_limits)
         if self.latest_experimental is not None:
             self.latest_experimental.record(call, attributes)
-        self._record_span(call, upstream, attributes)
+        self._record_span(call, upstream, headers, attributes)
 
     def _record_rate_limits(self, call: Call, limits: RateLimits) -> None:
         if not limits.known():
@@ -647,7 +652,9 @@ class Telemetry:
         if usage.output_tokens is not None:
             self.legacy.add("completion_tokens", attributes, usage.output_tokens)
 
-    def _record_span(self, call: Call, upstream: UpstreamInfo, metric_attributes: Mapping[str, Any]) -> None:
+    def _record_span(
+        self, call: Call, upstream: UpstreamInfo, headers: RequestInfo, metric_attributes: Mapping[str, Any]
+    ) -> None:
         parent: Context | None = None
         if "traceparent" in call.request_headers:
             parent = self._propagator.extract(carrier=call.request_headers)
@@ -656,7 +663,7 @@ class Telemetry:
             f"{call.operation} {model}" if model else call.operation,
             context=parent,
             kind=SpanKind.CLIENT,
-            attributes=_span_attributes(call, upstream, metric_attributes),
+            attributes=_span_attributes(call, upstream, headers, metric_attributes),
             start_time=call.start_time_ns,
         )
         if (error_type := call.error_type) is not None:

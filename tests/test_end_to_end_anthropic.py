@@ -63,6 +63,8 @@ def test_a_plain_message_exports_its_usage_span_and_legacy_counters(world: World
     assert span.attributes["anthropic.api_key.masked"] == MASKED
     assert span.attributes["anthropic.version"] == world.fake.received[-1].headers["anthropic-version"]
     assert span.attributes["gen_ai.request.max_tokens"] == 64
+    assert span.attributes["user_agent.name"] == "anthropic-python"  # the SDK's "Anthropic/Python 2.x"
+    assert span.attributes["user_agent.version"] == anthropic.__version__
     legacy = world.receiver.latest("tokens_counter", model="e2e-claude-plain")
     assert [point.value for point in legacy] == [message.usage.input_tokens + message.usage.output_tokens]
 
@@ -320,6 +322,7 @@ def test_what_claude_code_sends_is_metered_exactly(world: World, monkeypatch: py
     assert span.attributes["gen_ai.usage.input_tokens"] == prompt_tokens(body)
     assert len(span.attributes["anthropic.beta"]) == 9
     assert span.attributes["anthropic.api_key.masked"] == f"sk-ant-oat01-...{OAUTH[-4:]}"
+    assert (span.attributes["user_agent.name"], span.attributes["user_agent.version"]) == ("claude-cli", "2.1.197")
     time.sleep(0.5)
     assert len(world.receiver.spans()) == before + 1  # the GETs are not calls
 

@@ -15,7 +15,7 @@ def call(model: str, duration: float, usage: Usage | None, cost: float | None = 
         server_address="api.openai.com",
         server_port=443,
         request=ApiRequest(model=model),
-        api_key="sk-...",
+        api_key=extra.pop("api_key", "sk-..."),
         start_time_ns=0,
         duration_s=duration,
         result=ApiResult(response_model=model, usage=usage, error_type=extra.pop("error_type", None)),
@@ -32,7 +32,8 @@ def test_rows_add_up_per_provider_and_model():
             1.0,
             Usage(input_tokens=100, output_tokens=10, cache_read_tokens=40, reasoning_tokens=0),
             cost=0.001,
-        )
+        ),
+        "openai-python/1",
     )
     summary.add(
         call(
@@ -41,10 +42,11 @@ def test_rows_add_up_per_provider_and_model():
             Usage(input_tokens=50, output_tokens=5, cache_read_tokens=0, reasoning_tokens=2),
             cost=0.002,
             time_to_first_chunk_s=0.25,
-        )
+        ),
+        "curl/8",
     )
-    summary.add(call("gpt-4o-mini", 2.0, None, error_type="rate_limit_exceeded"))
-    summary.add(call("my-llama", 0.5, Usage(input_tokens=7, output_tokens=3)))
+    summary.add(call("gpt-4o-mini", 2.0, None, error_type="rate_limit_exceeded"), "openai-python/1")
+    summary.add(call("my-llama", 0.5, Usage(input_tokens=7, output_tokens=3)), "openai-python/1")
     row = summary.rows[("openai", "gpt-4o-mini")]
     assert (row.calls, row.errors, row.input_tokens, row.cached_tokens, row.output_tokens, row.reasoning_tokens) == (
         3,
@@ -72,7 +74,7 @@ def test_rows_add_up_per_provider_and_model():
 def test_reset_and_empty():
     summary = UsageSummary()
     assert summary.table() == "No LLM API calls observed yet."
-    summary.add(call("m", 1.0, Usage(input_tokens=1, output_tokens=1)))
+    summary.add(call("m", 1.0, Usage(input_tokens=1, output_tokens=1)), "openai-python/1")
     summary.reset()
     assert summary.table() == "No LLM API calls observed yet."
 
@@ -89,6 +91,34 @@ def test_the_duration_sample_stays_bounded():
 def test_anthropic_rows_show_cache_writes_apart():
     summary = UsageSummary()
     usage = Usage(input_tokens=1313, output_tokens=50, cache_read_tokens=1000, cache_write_tokens=300)
-    summary.add(call("claude-sonnet-4-5", 1.0, usage, cost=0.01, provider="anthropic"))
+    summary.add(call("claude-sonnet-4-5", 1.0, usage, cost=0.01, provider="anthropic"), "claude-cli/2")
     line = next(line for line in summary.table().splitlines() if line.startswith("anthropic")).split()
     assert line[:8] == ["anthropic", "claude-sonnet-4-5", "1", "0", "1,313", "1,000", "300", "50"]
+
+
+def test_who_spent_it_by_client_and_by_key():
+    summary = UsageSummary()
+    usage = Usage(input_tokens=100, output_tokens=10)
+    summary.add(call("gpt-4o", 1.0, usage, cost=0.002, api_key="sk-proj-...AAAA"), "openai-python/1")
+    summary.add(call("gpt-4o", 1.0, usage, cost=0.003, api_key="sk-proj-...BBBB"), "openai-python/1")
+    summary.add(call("claude-x", 1.0, usage, cost=None, api_key="sk-ant-api03-...CCCC"), "claude-cli/2")
+    tables = summary.table().split("\n\n")
+    by_client = tables[1].splitlines()
+    assert by_client[0].split() == ["client", "calls", "input", "output", "cost", "USD"]
+    assert by_client[2].split() == ["claude-cli/2", "1", "100", "10", "–"]  # unpriced, not 0
+    assert by_client[3].split() == ["openai-python/1", "2", "200", "20", "0.005000"]
+    by_key = {line.split()[0]: line.split()[1:] for line in tables[2].splitlines()[2:]}
+    assert by_key == {
+        "sk-ant-api03-...CCCC": ["1", "100", "10", "–"],
+        "sk-proj-...AAAA": ["1", "100", "10", "0.002000"],
+        "sk-proj-...BBBB": ["1", "100", "10", "0.003000"],
+    }
+
+
+def test_clients_and_keys_stay_bounded(monkeypatch):
+    monkeypatch.setattr("summary.MAX_ROWS", 3)
+    summary = UsageSummary()
+    for number in range(10):
+        summary.add(call("m", 1.0, Usage(input_tokens=1, output_tokens=1), api_key=f"k{number}"), f"client-{number}/1")
+    assert len(summary.by_client) == 4 and summary.by_client["_OTHER"].calls == 7
+    assert len(summary.by_key) == 4 and summary.by_key["_OTHER"].calls == 7

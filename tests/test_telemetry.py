@@ -530,6 +530,7 @@ def anthropic_call(**overrides: Any) -> Call:
         "request_headers": {
             "anthropic-version": "2023-06-01",
             "anthropic-beta": "claude-code-20250219,oauth-2025-04-20",
+            "user-agent": "claude-cli/2.1.197 (external, sdk-cli)",
         },
         "response_headers": {
             "request-id": "req_011CYf",
@@ -569,6 +570,10 @@ def test_an_anthropic_call_records_its_cache_split_and_its_own_attributes(sink):
     }
     assert attributes["gen_ai.request.top_k"] == 5 and attributes["anthropic.request.thinking.budget_tokens"] == 2048
     assert attributes["anthropic.version"] == "2023-06-01"
+    assert attributes["user_agent.original"] == "claude-cli/2.1.197 (external, sdk-cli)"
+    assert (attributes["user_agent.name"], attributes["user_agent.version"]) == ("claude-cli", "2.1.197")
+    table = instance.summary_table()
+    assert table is not None and "claude-cli/2" in table and "sk-ant-api03-...abcd" in table  # who spent it
     assert attributes["anthropic.beta"] == ("claude-code-20250219", "oauth-2025-04-20")
     assert attributes["anthropic.request.id"] == "req_011CYf"
     assert attributes["anthropic.response.service_tier"] == "standard"

@@ -87,3 +87,27 @@ def test_anthropic_version_and_betas_are_read_bounded():
     assert info.betas is not None and info.betas[:2] == ["claude-code-20250219", "oauth-2025-04-20"]
     assert len(info.betas) == 32
     assert parse_request_headers({}) == type(info)()
+
+
+@pytest.mark.parametrize(
+    ("user_agent", "name", "version", "client"),
+    [
+        ("OpenAI/Python 1.54.3", "openai-python", "1.54.3", "openai-python/1"),  # the SDKs' form
+        ("AsyncAnthropic/Python 0.75.0", "asyncanthropic-python", "0.75.0", "asyncanthropic-python/0"),
+        ("claude-cli/2.1.197 (external, sdk-cli)", "claude-cli", "2.1.197", "claude-cli/2"),
+        ("codex_cli_rs/0.171.0 (Mac OS 15.1.0; arm64) iTerm.app/3.5.11", "codex_cli_rs", "0.171.0", "codex_cli_rs/0"),
+        ("curl/8.5.0", "curl", "8.5.0", "curl/8"),
+        ("node", "node", None, "node"),
+        ("", "unknown", None, "unknown"),
+        (None, "unknown", None, "unknown"),
+        ("Weird<Name>/x", "weirdname", "x", "weirdname"),
+    ],
+)
+def test_the_client_is_named_by_its_user_agents_product_and_major_version(user_agent, name, version, client):
+    parsed = parse_request_headers({"user-agent": user_agent} if user_agent is not None else {}).client
+    assert (parsed.name, parsed.version, parsed.label) == (name, version, client)
+
+
+def test_the_user_agent_kept_on_spans_is_capped():
+    info = parse_request_headers({"user-agent": "a/1 " + "x" * 1000})
+    assert info.user_agent is not None and len(info.user_agent) == 256

@@ -10,6 +10,7 @@ import json
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import asdict
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -141,6 +142,7 @@ def target_headers(counter: Counter) -> Callable[[], None]:
             "anthropic-ratelimit-requests-reset",
             "anthropic-version",
             "anthropic-beta",
+            "user-agent",
             "x",
         ]
     )
@@ -149,7 +151,8 @@ def target_headers(counter: Counter) -> Callable[[], None]:
     def run(headers: dict[str, str], now_s: float) -> None:
         counter.executions += 1
         info = parse_upstream_headers(headers, now_s)
-        json.dumps([info.request_id, vars(info.rate_limits), vars(parse_request_headers(headers))])
+        request = parse_request_headers(headers)
+        json.dumps([info.request_id, asdict(info.rate_limits), asdict(request), request.client.label])
 
     return run
 

@@ -130,24 +130,58 @@ def parse_upstream_headers(headers: Mapping[str, str], now_s: float) -> Upstream
 
 
 # The request header fields a call keeps (besides the key, masked at once): the trace context,
-# and the API version and beta features an Anthropic client asks for.
+# the client's User-Agent, and the API version and beta features an Anthropic client asks for.
 TRACE_HEADERS = ("traceparent", "tracestate")
-REQUEST_HEADERS = (*TRACE_HEADERS, "anthropic-version", "anthropic-beta")
+REQUEST_HEADERS = (*TRACE_HEADERS, "user-agent", "anthropic-version", "anthropic-beta")
 # Trace context headers longer than this are not W3C-valid anyway; ignore them.
 MAX_TRACE_HEADER_LENGTH = 512
+MAX_USER_AGENT_LENGTH = 256
+UNKNOWN_CLIENT = "unknown"
+_PRODUCT = re.compile(r"[^a-z0-9._\-]")
+
+
+@dataclass
+class Client:
+    """Which program made the call, from its User-Agent: `claude-cli/2.1.197 (external, sdk-cli)`
+    is `claude-cli` 2.1.197; `OpenAI/Python 1.54.3` (the SDKs' form) is `openai-python` 1.54.3."""
+
+    name: str = UNKNOWN_CLIENT
+    version: str | None = None
+
+    @property
+    def label(self) -> str:
+        """Name and major version, `openai-python/1`: few enough distinct values to group by."""
+        major = re.match(r"\d+", self.version or "")
+        return f"{self.name}/{major.group()}" if major else self.name
+
+
+def parse_user_agent(user_agent: str | None) -> Client:
+    words = (user_agent or "").split()
+    if not words:
+        return Client()
+    name, _, version = words[0].partition("/")
+    if version and not version[0].isdigit() and len(words) > 1 and words[1][:1].isdigit():
+        name, version = f"{name}-{version}", words[1]  # "OpenAI/Python 1.54.3"
+    product = _PRODUCT.sub("", name.lower())[:64]
+    return Client(product or UNKNOWN_CLIENT, label(version))
 
 
 @dataclass
 class RequestInfo:
-    """What the request's headers say: the API version and the beta features asked for."""
+    """What the request's headers say: the client, the API version and the beta features asked for."""
 
+    user_agent: str | None = None  # as sent, cut at MAX_USER_AGENT_LENGTH
+    client: Client = field(default_factory=Client)
     api_version: str | None = None
     betas: list[str] | None = None
 
 
 def parse_request_headers(headers: Mapping[str, str]) -> RequestInfo:
     beta = headers.get("anthropic-beta")
+    user_agent = headers.get("user-agent")
     return RequestInfo(
+        user_agent=user_agent[:MAX_USER_AGENT_LENGTH] if user_agent else None,
+        client=parse_user_agent(user_agent),
         api_version=label(headers.get("anthropic-version")),
         betas=labels([item.strip() for item in beta.split(",")], most=32) if beta else None,
     )
