@@ -157,6 +157,21 @@ class MessagesScript:
         return events
 
 
+def claude_code_request(model: str) -> dict[str, Any]:
+    """The shape of what Claude Code 2.1 sends, headless: a stream, system and message blocks with
+    `cache_control`, nine tools, thinking."""
+    ephemeral = {"type": "ephemeral"}
+    return {
+        "model": model,
+        "max_tokens": 32000,
+        "stream": True,
+        "system": [{"type": "text", "text": "You are Claude Code.", "cache_control": ephemeral}],
+        "messages": [{"role": "user", "content": [{"type": "text", "text": "hi", "cache_control": ephemeral}]}],
+        "tools": [{"name": f"Tool{i}", "input_schema": {"type": "object"}} for i in range(9)],
+        "thinking": {"type": "enabled", "budget_tokens": 31999},
+    }
+
+
 def recorded_events(name: str) -> tuple[int, str, list[str] | bytes]:
     """A recording's status, content type, and its events (streams) or body."""
     recording = load_anthropic(name)

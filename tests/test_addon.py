@@ -17,6 +17,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 import addon as addon_module
 import telemetry
 import telemetry_process
+from harness.fake_anthropic import claude_code_request
 from harness.fake_openai import ChatScript, ResponsesScript, compact, encode_whole, load_fixture
 from harness.recordings import load_anthropic
 from wire.call import Call
@@ -769,19 +770,7 @@ def anthropic_flow(
 
 
 def claude_code_body(model: str = "claude-sonnet-4-5-20250929") -> bytes:
-    return compact(
-        {
-            "model": model,
-            "max_tokens": 32000,
-            "stream": True,
-            "system": [{"type": "text", "text": "You are Claude Code.", "cache_control": {"type": "ephemeral"}}],
-            "messages": [
-                {"role": "user", "content": [{"type": "text", "text": "hi", "cache_control": {"type": "ephemeral"}}]}
-            ],
-            "tools": [{"name": f"Tool{i}", "input_schema": {"type": "object"}} for i in range(9)],
-            "thinking": {"type": "enabled", "budget_tokens": 31999},
-        }
-    ).encode()
+    return compact(claude_code_request(model)).encode()
 
 
 def test_a_claude_code_session_meters_exactly_its_streamed_message(context, sink):

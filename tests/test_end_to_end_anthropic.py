@@ -19,7 +19,7 @@ import anthropic
 import pytest
 
 from harness.e2e import World, spans_for, tokens
-from harness.fake_anthropic import prompt_tokens
+from harness.fake_anthropic import claude_code_request, prompt_tokens
 from harness.mitmdump import Mitmdump, reverse_args
 from harness.recordings import ANTHROPIC_NAMES, load_anthropic
 
@@ -297,16 +297,7 @@ def test_what_claude_code_sends_is_metered_exactly(world: World, monkeypatch: py
         "user-agent": "claude-cli/2.1.197 (external, sdk-cli)",
         "content-type": "application/json",
     }
-    body = {
-        "model": "e2e-claude-code",
-        "max_tokens": 32000,
-        "stream": True,
-        "system": [{"type": "text", "text": "You are Claude Code.", "cache_control": {"type": "ephemeral"}}],
-        "messages": [
-            {"role": "user", "content": [{"type": "text", "text": "hi", "cache_control": {"type": "ephemeral"}}]}
-        ],
-        "tools": [{"name": f"Tool{i}", "input_schema": {"type": "object"}} for i in range(9)],
-    }
+    body = claude_code_request("e2e-claude-code")
     before = len(world.receiver.spans())
     trusting_mitmproxy = ssl.create_default_context(cafile=str(world.regular.ca_cert))
     with anthropic.DefaultHttpxClient(proxy=world.regular.url, verify=trusting_mitmproxy, timeout=30) as http:

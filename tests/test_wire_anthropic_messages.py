@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from harness.fake_anthropic import claude_code_request
 from harness.fake_openai import encode_whole
 from harness.pieces import observed, split_randomly
 from harness.recordings import ANTHROPIC_NAMES, load_anthropic
@@ -263,18 +264,7 @@ def test_request_parameters_of_a_recording():
 
 def test_a_claude_code_request_is_read():
     """The shape Claude Code 2.1 sends: system blocks with cache_control, tools, thinking, a service tier."""
-    body = {
-        "model": "claude-sonnet-4-5-20250929",
-        "max_tokens": 32000,
-        "stream": True,
-        "system": [{"type": "text", "text": "You are Claude Code.", "cache_control": {"type": "ephemeral"}}],
-        "messages": [
-            {"role": "user", "content": [{"type": "text", "text": "hi", "cache_control": {"type": "ephemeral"}}]}
-        ],
-        "tools": [{"name": f"Tool{i}", "input_schema": {"type": "object"}} for i in range(9)],
-        "thinking": {"type": "enabled", "budget_tokens": 31999},
-        "metadata": {"user_id": "user_abc"},
-    }
+    body = {**claude_code_request("claude-sonnet-4-5-20250929"), "metadata": {"user_id": "user_abc"}}
     request = API.parse_request(json.dumps(body).encode())
     assert (request.model, request.max_tokens, request.stream, request.thinking_budget) == (
         "claude-sonnet-4-5-20250929",
