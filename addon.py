@@ -132,7 +132,6 @@ class InFlight:
     started: float  # time.monotonic() when the request went upstream
     started_ns: int  # the same moment on the wall clock, for the span
     request_headers: dict[str, str]
-    usage_added: bool = False
     stream: EventStream | None = None
     tap: StreamTap | None = None
     content: CapturedContent | None = None  # the prompt, when content capture is on
@@ -422,7 +421,6 @@ class GenAIMeter:
         may_stream = body is not None and b'"stream"' in body
         parse_here = may_stream or self._shows_calls() or not passed_on_unparsed(body)
         api_request = api.parse_request(body) if parse_here else None
-        usage_added = False
         if (
             api_request is not None
             and api_request.stream
@@ -435,7 +433,6 @@ class GenAIMeter:
             rewritten = api.request_with_usage(body, api_request)
             if rewritten is not None:
                 req.content = rewritten
-                usage_added = True
                 flow.metadata[USAGE_REMOVED] = True
         state = InFlight(
             rule=rule,
@@ -452,7 +449,6 @@ class GenAIMeter:
                 for name in REQUEST_HEADERS
                 if (value := headers.get(name)) and (name not in TRACE_HEADERS or len(value) <= MAX_TRACE_HEADER_LENGTH)
             },
-            usage_added=usage_added,
             content=api.captured_input(body) if self.capture_content else None,
         )
         setattr(flow, IN_FLIGHT_ATTRIBUTE, state)
@@ -479,7 +475,7 @@ class GenAIMeter:
         store_limit = ctx.options.genai_stream_store_limit if keep_copy else 0
         state.tap = StreamTap(
             stream,
-            filtering=state.usage_added and stream.decodable,
+            filtering=bool(flow.metadata.get(USAGE_REMOVED)) and stream.decodable,
             stored=bytearray() if store_limit > 0 else None,
             store_limit=store_limit,
         )
@@ -497,10 +493,10 @@ class GenAIMeter:
             headers = picked_headers(flow.response.headers, RESPONSE_FIELDS)
         if state.tap is not None and state.tap.stored is not None and flow.response.raw_content is None:
             flow.response.raw_content = bytes(state.tap.stored)  # only what mitmweb shows; already sent
+        if state.stream is not None:
+            state.stream.finish(time.monotonic())  # before the call is built: a last event may still count
         call = self._call(state, flow.response.status_code, None, headers)
         if state.stream is not None:
-            state.stream.finish(time.monotonic())
-            call.result = state.stream.accumulator.result
             if state.content is not None:
                 state.content.output_messages = state.stream.accumulator.output_messages()
         else:
@@ -523,14 +519,13 @@ class GenAIMeter:
             # connection as soon as they read that, often before the upstream's last bytes reach
             # mitmproxy. The call succeeded.
             flow_error = None
-        call = self._call(state, status, flow_error, headers)
-        if state.stream is not None:
-            call.result = state.stream.accumulator.result
-        self._finish(flow, call)
+        self._finish(flow, self._call(state, status, flow_error, headers))
 
     def _call(
         self, state: InFlight, status: int | None, flow_error: str | None, response_headers: dict[str, str]
     ) -> Call:
+        """The finished call; a stream's result is what its accumulator gathered, a plain response's
+        is parsed from `response_body` (set by the caller)."""
         accumulator = state.stream.accumulator if state.stream else None
         return Call(
             endpoint=state.endpoint,
@@ -543,7 +538,7 @@ class GenAIMeter:
             status_code=status,
             flow_error=flow_error,
             request=state.request or ApiRequest(),
-            result=ApiResult(),
+            result=accumulator.result if accumulator else ApiResult(),
             request_body=state.request_body,
             request_headers=state.request_headers,
             response_headers=response_headers,

@@ -681,7 +681,7 @@ def test_streamed_requests_are_parsed_in_the_hook_even_when_calls_are_not_shown(
     flow = chat_flow({**CHAT_REQUEST, "stream": True})
     metering.request(flow)
     state = addon_module.in_flight(flow)
-    assert state is not None and isinstance(state.request, ApiRequest) and state.usage_added
+    assert state is not None and isinstance(state.request, ApiRequest) and flow.metadata[addon_module.USAGE_REMOVED]
 
 
 def test_large_bodies_are_read_at_their_edges_here_not_copied_down_the_pipe(context, sink, monkeypatch):
