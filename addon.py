@@ -23,7 +23,7 @@ from mitmproxy import command, contentviews, ctx, exceptions, http
 from mitmproxy.addonmanager import Loader
 
 import wire
-from pricing import PriceTable
+from pricing import Prices
 from summary import NO_CALLS
 from telemetry_process import TelemetrySink, TelemetryStartError, telemetry_process
 from wire.call import Call, Endpoint
@@ -218,7 +218,7 @@ class GenAIMeter:
         # The rule for each (host, port) seen: glob matching costs a microsecond or more per rule.
         self._rule_for: dict[tuple[str, int], HostRule | None] = {}
         self.telemetry: TelemetrySink | None = None
-        self.prices = PriceTable.load()
+        self.prices = Prices()
         self.capture_content = False  # genai_capture_content or its environment variable
         # Options read on every call, kept here: each `ctx.options` read deep-copies the value.
         self.stream_usage = True
@@ -250,8 +250,18 @@ class GenAIMeter:
             Optional[str],  # type: ignore[arg-type]  # noqa: UP045 (mitmproxy's option types are typing forms)
             None,
             (
-                'A JSON price file that overrides or extends the built-in prices.json: {"models": '
-                '{"MODEL": {"input": USD, "cached_input": USD, "output": USD}}}, per 1M tokens.'
+                "A JSON price file over genai-prices' data, for contract prices and local models: "
+                '{"providers": {"PROVIDER": {"MODEL": {"input_mtok": USD, "output_mtok": USD, ...}}}, '
+                '"models": {...}}, USD per 1M tokens (see the README\'s Cost section).'
+            ),
+        )
+        loader.add_option(
+            "genai_prices_update",
+            Optional[str],  # type: ignore[arg-type]  # noqa: UP045
+            None,
+            (
+                "A URL of genai-prices' data (e.g. its GitHub data.json) that the telemetry process "
+                "fetches hourly. Off by default: the bundled snapshot is used and nothing goes to the network."
             ),
         )
         loader.add_option(
@@ -383,10 +393,12 @@ class GenAIMeter:
         if "flow_detail" in updated:
             self.log_calls = _option("flow_detail", 1) > 0
         self._check_flows_are_kept()
-        if "genai_prices" in updated:
-            user_file = ctx.options.genai_prices
+        if "genai_prices" in updated or "genai_prices_update" in updated:
+            user_file, update_url = ctx.options.genai_prices, ctx.options.genai_prices_update
+            if update_url and not update_url.startswith(("https://", "http://")):
+                raise exceptions.OptionsError(f"Invalid genai_prices_update: {update_url!r} is not an http(s) URL")
             try:
-                self.prices = PriceTable.load(Path(user_file).expanduser() if user_file else None)
+                self.prices = Prices.load(Path(user_file).expanduser() if user_file else None, update_url or None)
             except ValueError as error:
                 raise exceptions.OptionsError(f"Invalid genai_prices: {error}") from error
             if self.telemetry is not None:

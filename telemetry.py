@@ -16,6 +16,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
+from genai_prices import UpdatePrices
 from opentelemetry.context import Context
 from opentelemetry.metrics import CallbackOptions, Histogram, Meter, Observation
 from opentelemetry.sdk.metrics import MeterProvider
@@ -39,7 +40,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 import telemetry_process
-from pricing import PriceTable
+from pricing import Prices
 from summary import UsageSummary
 from wire.call import Call
 from wire.headers import BUDGETS, RateLimits, RequestInfo, UpstreamInfo, parse_request_headers
@@ -506,7 +507,8 @@ class Telemetry:
         self._propagator = TraceContextTextMapPropagator()
         self.bounded = BoundedValues()
         # Calls passed on unparsed are priced here; the addon sends its table (`use_prices`).
-        self.prices = PriceTable.load()
+        self.prices = Prices()
+        self._price_updates: UpdatePrices | None = None
         self.summary = UsageSummary()
 
         meter = self.meter_provider.get_meter(SCOPE_NAME)
@@ -670,8 +672,14 @@ class Telemetry:
             span.set_status(Status(StatusCode.ERROR, error_type))
         span.end(end_time=call.start_time_ns + int(call.duration_s * 1e9))
 
-    def use_prices(self, prices: PriceTable) -> None:
+    def use_prices(self, prices: Prices) -> None:
+        """Price calls with `prices`, fetching its updates (if it has a URL) instead of the last's."""
+        if self._price_updates is not None:
+            self._price_updates.stop()  # type: ignore[no-untyped-call]
         self.prices = prices
+        self._price_updates = prices.updates()
+        if self._price_updates is not None:
+            self._price_updates.start()
 
     def summary_table(self) -> str | None:
         """The usage summary, or None before the first call."""

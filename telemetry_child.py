@@ -58,7 +58,9 @@ class _ReplyHandler(logging.Handler):
         self.setFormatter(logging.Formatter("%(message)s"))
 
     def emit(self, record: logging.LogRecord) -> None:
-        self._replies.send(LogReply(record.levelno, self.format(record)))
+        # At most a warning: mitmdump exits on an error logged at start-up, and nothing that
+        # goes wrong here (an export, a price update) may stop the proxy.
+        self._replies.send(LogReply(min(record.levelno, logging.WARNING), self.format(record)))
 
 
 def _run_only_when_idle() -> None:

@@ -44,7 +44,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, NamedTuple, Protocol
 
-from pricing import PriceTable
+from pricing import Prices
 from wire.call import Call
 
 log = logging.getLogger("genai")
@@ -80,7 +80,7 @@ class UseLegacyOptions(NamedTuple):
 class UsePrices(NamedTuple):
     """Price calls with this table from now on (the addon's genai_prices)."""
 
-    prices: PriceTable
+    prices: Prices
 
 
 class ResetSummary(NamedTuple):
@@ -232,7 +232,7 @@ class TelemetrySink(Protocol):
 
     def record_call(self, call: Call, *, legacy_metrics: bool, legacy_completion_id: bool) -> None: ...
 
-    def use_prices(self, prices: PriceTable) -> None: ...
+    def use_prices(self, prices: Prices) -> None: ...
 
     def summary_table(self) -> str | None: ...
 
@@ -248,7 +248,7 @@ class TelemetryProcess:
         self.command = list(command or [sys.executable, str(CHILD_SCRIPT)])
         self.dropped = 0  # calls lost to a stalled or dead child
         self._pending: list[Message] = []
-        self._prices: PriceTable | None = None  # sent again to a restarted child
+        self._prices: Prices | None = None  # sent again to a restarted child
         self._legacy_options: UseLegacyOptions | None = None  # the ones the child has, as last sent
         self._summary: str | None = None  # the child's latest usage summary
         self.queue = FrameQueue()
@@ -379,7 +379,7 @@ class TelemetryProcess:
 
     # --- the usage summary and prices, kept in the child ---------------------------------
 
-    def use_prices(self, prices: PriceTable) -> None:
+    def use_prices(self, prices: Prices) -> None:
         """The table the child prices calls with (the addon's genai_prices)."""
         self._prices = prices
         self._send(UsePrices(prices))

@@ -1,6 +1,6 @@
 """A telemetry sink that discards every call: the addon's hooks measured without what they hand on."""
 
-from pricing import PriceTable
+from pricing import Prices
 from wire.call import Call
 
 
@@ -8,7 +8,7 @@ class Discard:
     def record_call(self, call: Call, *, legacy_metrics: bool, legacy_completion_id: bool) -> None:
         pass
 
-    def use_prices(self, prices: PriceTable) -> None:
+    def use_prices(self, prices: Prices) -> None:
         pass
 
     def summary_table(self) -> str | None:

@@ -32,6 +32,8 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
+from genai_prices import Usage as PricedUsage
+from genai_prices import calc_price
 from mitmproxy import http
 from mitmproxy.test import taddons, tflow, tutils
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
@@ -47,11 +49,12 @@ from bench.discard import Discard
 from harness.fake_openai import load_fixture
 from harness.mitmdump import ROOT, Mitmdump
 from harness.otlp_receiver import OTLPReceiver
+from pricing import Prices
 from telemetry import Telemetry
 from wire import anthropic_messages, openai_chat
 from wire.call import Call, Endpoint
 from wire.openai_chat import ChatStreamAccumulator
-from wire.records import ApiRequest, Usage
+from wire.records import ApiRequest, ApiResult, Usage
 from wire.stream import EventStream
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -574,6 +577,31 @@ def in_process(report: list[str], raw: dict[str, Any]) -> None:
     def per_anthropic_chunk() -> None:
         anthropic_stream.observe(anthropic_chunk, 1.0)
 
+    # Pricing one call, as the proxy's log line and the telemetry process do: the library alone,
+    # and the addon's cached rates per (provider, model, tier).
+    priced = Call(
+        endpoint=CHAT,
+        provider="openai",
+        server_address="api.openai.com",
+        server_port=443,
+        api_key="sk-...abcd",
+        start_time_ns=time.time_ns(),
+        duration_s=0.5,
+        request=ApiRequest(model="gpt-4o-mini"),
+        result=ApiResult(
+            response_model="gpt-4o-mini-2024-07-18",
+            service_tier="default",
+            usage=Usage(input_tokens=1200, output_tokens=300, cache_read_tokens=1024, reasoning_tokens=100),
+        ),
+    )
+    prices = Prices()
+    library_usage = PricedUsage(input_tokens=1200, output_tokens=300, cache_read_tokens=1024)
+
+    def library_price() -> None:
+        calc_price(
+            library_usage, "gpt-4o-mini-2024-07-18", provider_id="openai", price_context={"service_tier": "default"}
+        )
+
     data = chunk[6:-2]
     reader = InMemoryMetricReader()
     histogram = MeterProvider(metric_readers=[reader]).get_meter("bench").create_histogram("h")
@@ -592,6 +620,11 @@ def in_process(report: list[str], raw: dict[str, Any]) -> None:
         "telemetry process: record one call (metrics and span)": (record, lambda: json.loads(body)),
         "observe, one chat SSE chunk": (per_chunk, lambda: json.loads(data)),
         "observe, one Anthropic SSE chunk": (per_anthropic_chunk, lambda: json.loads(anthropic_chunk[33:-2])),
+        "price one call with genai-prices' `calc_price`": (library_price, lambda: json.loads(body)),
+        "price one call with the addon's `Prices.cost_of` (rates cached per model and tier)": (
+            lambda: prices.cost_of(priced),
+            lambda: json.loads(body),
+        ),
         "one histogram measurement in the OpenTelemetry SDK (6 attributes)": (
             lambda: histogram.record(1.0, attributes),
             lambda: json.loads(data),

@@ -523,6 +523,9 @@ def test_a_user_price_file_is_used_and_a_bad_one_refused(context, sink, tmp_path
     prices.write_text("{oops")
     with pytest.raises(exceptions.OptionsError, match="Invalid genai_prices: cannot read price file"):
         tctx.configure(metering, genai_prices=str(prices))
+    tctx.configure(metering, genai_prices=None)
+    with pytest.raises(exceptions.OptionsError, match="Invalid genai_prices_update: 'ftp://x' is not an http"):
+        tctx.configure(metering, genai_prices_update="ftp://x")
 
 
 def test_default_hosts_name_the_known_providers(context):

@@ -15,7 +15,7 @@ import pytest
 
 import telemetry_process
 from harness.otlp_receiver import OTLPReceiver
-from pricing import PriceTable
+from pricing import Prices
 from telemetry_process import (
     FrameQueue,
     LogReply,
@@ -228,7 +228,7 @@ def test_the_child_prices_deferred_calls_with_the_table_it_was_sent(
 ):
     prices = tmp_path / "prices.json"
     prices.write_text(json.dumps({"models": {"house-model": {"input": 2.5, "output": 10}}}))
-    child.use_prices(PriceTable.load(prices))
+    child.use_prices(Prices.load(prices))
     child.record_call(deferred_call("house-model"), legacy_metrics=False, legacy_completion_id=False)
     monkeypatch.setattr(telemetry_process, "RESTART_INTERVAL_S", 0.0)
     assert child._process is not None
@@ -323,7 +323,7 @@ def test_children_killed_mid_frame_lose_only_that_frame_and_the_byte_count_retur
     flush starts another, three times over."""
     monkeypatch.setattr(telemetry_process, "RESTART_INTERVAL_S", 0.0)
     monkeypatch.setattr(telemetry_process, "MAX_BUFFERED_BYTES", 3 * 1024 * 1024)
-    child.use_prices(PriceTable.load())  # re-sent to every new child, its bytes counted
+    child.use_prices(Prices())  # re-sent to every new child, its bytes counted
     for death in range(3):
         assert child._process is not None
         os.kill(child._process.pid, signal.SIGSTOP)
