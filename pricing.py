@@ -57,7 +57,11 @@ REPORTED_KEYS = (
     "cache_write_1h_tokens",
     "output_reasoning_tokens",
     *(f"{direction}_{modality}_tokens" for direction in ("input", "output") for modality in MODALITIES),
+    "web_searches",  # server-side tool uses, billed per use
+    "code_executions",
 )
+# Anthropic's usage.server_tool_use counts → the library's keys.
+SERVER_TOOL_KEYS = {"web_search": "web_searches", "code_execution": "code_executions"}
 # Each reported key's reported ancestors below input and output (which always have room).
 NESTED_IN = {"cache_write_5m_tokens": ("cache_write_tokens",), "cache_write_1h_tokens": ("cache_write_tokens",)}
 PRICE_KEYS = frozenset(unit["price_key"] for unit in unit_data.values())
@@ -82,8 +86,9 @@ MAX_UNPRICED_MODELS_LOGGED = 200
 _price_value: pydantic.TypeAdapter[Decimal | TieredPrices] = pydantic.TypeAdapter(Decimal | TieredPrices)  # type: ignore[arg-type]
 
 
-def usage_counts(usage: Usage) -> dict[str, int]:
-    """The usage record as the library's usage keys, each part at most the whole it belongs to."""
+def usage_counts(usage: Usage, server_tool_requests: Mapping[str, int] | None = None) -> dict[str, int]:
+    """The usage record (and the server-side tool uses, by tool) as the library's usage keys,
+    each part at most the whole it belongs to."""
     total_in = usage.input_tokens or 0
     total_out = usage.output_tokens or 0
     read = min(usage.cache_read_tokens or 0, total_in)
@@ -105,6 +110,9 @@ def usage_counts(usage: Usage) -> dict[str, int]:
         for modality, tokens in parts:
             counts[f"{direction}_{modality}_tokens"] = part = min(tokens, left)
             left -= part
+    for tool, uses in (server_tool_requests or {}).items():
+        if tool in SERVER_TOOL_KEYS:
+            counts[SERVER_TOOL_KEYS[tool]] = uses
     return counts
 
 
@@ -309,7 +317,7 @@ class Prices:
         day = call.start_time_ns // NS_PER_DAY
         price = self.lookup(call.provider, model, call.endpoint.api.vendor, tier_context(call), day)
         if price is not None:
-            return price.cost(usage_counts(usage))
+            return price.cost(usage_counts(usage, call.result.server_tool_requests))
         logged = self._unpriced_logged
         if not quiet and model not in logged and len(logged) < MAX_UNPRICED_MODELS_LOGGED:
             logged.add(model)

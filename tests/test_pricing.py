@@ -143,6 +143,14 @@ def test_anthropic_cache_reads_and_both_kinds_of_write(prices):
     assert cost(prices, "claude-sonnet-4-5", unsplit, **anthropic) == pytest.approx(0.375)
 
 
+def test_anthropic_web_searches_are_billed_per_use(prices):
+    # 1,000 in × 3 + 100 out × 15 = 4,500 per 1M → $0.0045; 3 searches × $10 per 1,000 → $0.03
+    anthropic = call("claude-sonnet-4-5", Usage(input_tokens=1000, output_tokens=100), provider="anthropic")
+    anthropic.endpoint = Endpoint(anthropic_messages.API)
+    anthropic.result.server_tool_requests = {"web_search": 3, "web_fetch": 2}  # fetches cost nothing extra
+    assert prices.cost_of(anthropic) == pytest.approx(0.0345)
+
+
 def test_anthropic_long_context_prices_every_token_at_the_higher_rate(prices):
     anthropic = {"provider": "anthropic", "api": anthropic_messages.API}
     # 200,000 in is the base tier: 200,000 × 3 + 1,000 × 15 → $0.615
@@ -236,7 +244,11 @@ def test_a_user_file_overrides_and_adds_models_per_provider_and_for_any(tmp_path
     # 10,000 in = 4,000 + 3,000 read + 2,000 5 m + 1,000 1 h writes; 1,000 out below the tier:
     # 4,000 × 2 + 3,000 × 0.2 + 2,000 × 2.5 + 1,000 × 4 + 1,000 × 10 = 27,600
     written = Usage(
-        input_tokens=10_000, output_tokens=1000, cache_read_tokens=3000, cache_write_tokens=3000, cache_write_1h_tokens=1000
+        input_tokens=10_000,
+        output_tokens=1000,
+        cache_read_tokens=3000,
+        cache_write_tokens=3000,
+        cache_write_1h_tokens=1000,
     )
     anthropic = {"provider": "anthropic", "api": anthropic_messages.API}
     assert cost(mine, "claude-sonnet-4-5", written, **anthropic) == pytest.approx(0.0276)
@@ -340,6 +352,8 @@ def consistent_usage(rng: random.Random, input_tokens: int) -> dict[str, int]:
         "cache_write_1h_tokens": rng.randint(0, write_),
         "output_reasoning_tokens": rng.randint(0, output),
     }
+    if rng.random() < 0.3:
+        counts["web_searches"] = rng.randint(0, 5)
     if rng.random() < 0.5:
         counts["input_audio_tokens"] = rng.randint(0, input_tokens - read) // 2
         counts["output_image_tokens"] = rng.randint(0, output) // 2
