@@ -25,7 +25,7 @@ from mitmproxy.addonmanager import Loader
 import wire
 from pricing import Prices
 from summary import NO_CALLS
-from telemetry_process import TelemetrySink, TelemetryStartError, telemetry_process
+from telemetry_process import ATTRIBUTIONS, MetricOptions, TelemetrySink, TelemetryStartError, telemetry_process
 from wire.call import Call, Endpoint
 from wire.content import MAX_PART_CHARS, CapturedContent
 from wire.describe import describe_stream, summarize
@@ -223,8 +223,7 @@ class GenAIMeter:
         # Options read on every call, kept here: each `ctx.options` read deep-copies the value.
         self.stream_usage = True
         self.stream_unmetered = True
-        self.legacy_metrics = True
-        self.legacy_completion_id = False
+        self.metric_options = MetricOptions()  # genai_legacy_* and genai_metric_attribution
         self.log_calls = True  # mitmdump's flow_detail > 0: a log line per call, like its own
         # Flows outlive the call (mitmweb's or the console's flow view, or -w): each gets a comment.
         self.flows_are_kept = False
@@ -295,6 +294,17 @@ class GenAIMeter:
                 f"Off: no prompt or completion text leaves the proxy. {CAPTURE_CONTENT_VARIABLE}=true also "
                 f"turns it on."
             ),
+        )
+        loader.add_option(
+            "genai_metric_attribution",
+            str,
+            "none",
+            (
+                "Who spent it, on the token-usage and cost metrics: client adds genai.client (the "
+                "User-Agent's product/major version, at most 500 values); client+key adds the masked "
+                "API key too (one series per key and client: mind the cardinality)."
+            ),
+            choices=ATTRIBUTIONS,
         )
         loader.add_option(
             "genai_legacy_metrics",
@@ -386,10 +396,17 @@ class GenAIMeter:
             self.stream_usage = ctx.options.genai_stream_usage
         if "genai_stream_unmetered" in updated:
             self.stream_unmetered = ctx.options.genai_stream_unmetered
-        if "genai_legacy_metrics" in updated:
-            self.legacy_metrics = ctx.options.genai_legacy_metrics
-        if "genai_legacy_completion_id" in updated:
-            self.legacy_completion_id = ctx.options.genai_legacy_completion_id
+        if {"genai_legacy_metrics", "genai_legacy_completion_id", "genai_metric_attribution"} & updated:
+            if ctx.options.genai_metric_attribution not in ATTRIBUTIONS:
+                raise exceptions.OptionsError(
+                    f"Invalid genai_metric_attribution {ctx.options.genai_metric_attribution!r}: "
+                    f"use one of {', '.join(ATTRIBUTIONS)}"
+                )
+            self.metric_options = MetricOptions(
+                legacy_metrics=ctx.options.genai_legacy_metrics,
+                legacy_completion_id=ctx.options.genai_legacy_completion_id,
+                attribution=ctx.options.genai_metric_attribution,
+            )
         if "flow_detail" in updated:
             self.log_calls = _option("flow_detail", 1) > 0
         self._check_flows_are_kept()
@@ -573,9 +590,7 @@ class GenAIMeter:
             if self.log_calls:  # like mitmproxy's own flow lines: quiet at flow_detail=0
                 log.info("genai: %s", summary)
         assert self.telemetry is not None
-        self.telemetry.record_call(
-            call, legacy_metrics=self.legacy_metrics, legacy_completion_id=self.legacy_completion_id
-        )
+        self.telemetry.record_call(call, self.metric_options)
 
 
 addons = [GenAIMeter()]

@@ -42,6 +42,7 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 import telemetry_process
 from pricing import Prices
 from summary import UsageSummary
+from telemetry_process import MetricOptions
 from wire.call import Call
 from wire.headers import BUDGETS, RateLimits, RequestInfo, UpstreamInfo, parse_request_headers
 
@@ -65,6 +66,8 @@ RETRY_AFTER_S = 2.0
 # hundred calls per second while an export hangs; it drops what does not fit.
 DEFAULT_SPAN_QUEUE = 8192
 OVERFLOW_VALUE = "_OTHER"
+# The bounded client label (`wire.headers.Client.label`, e.g. openai-python/3) as a metric attribute.
+CLIENT_ATTRIBUTE = "genai.client"
 # The rate-limit budgets each vendor's headers state, each a pair of gauges.
 RATE_LIMIT_BUDGETS = {"openai": ("requests", "tokens"), "anthropic": BUDGETS}
 
@@ -299,10 +302,11 @@ def _attributes(call: Call, bounded: BoundedValues) -> dict[str, Any]:
 
 
 def _span_attributes(
-    call: Call, upstream: UpstreamInfo, headers: RequestInfo, metric_attributes: Mapping[str, Any]
+    call: Call, upstream: UpstreamInfo, headers: RequestInfo, metric_attributes: Mapping[str, Any], cache_write: str
 ) -> dict[str, Any]:
-    """The span's attributes. The conventions' names where they have one; the API's own (service
-    tier, request id, rate limits, ...) under its vendor's namespace: `openai.*`, `anthropic.*`."""
+    """The span's attributes. The conventions' names where they have one (`cache_write`: the cache
+    write count's, which differs between versions); the API's own (service tier, request id, rate
+    limits, ...) under its vendor's namespace: `openai.*`, `anthropic.*`."""
     request, result, usage, limits = call.request, call.result, call.usage, upstream.rate_limits
     vendor = call.endpoint.api.vendor
     candidates: dict[str, Any] = {
@@ -355,9 +359,9 @@ def _span_attributes(
             "gen_ai.usage.input_tokens": usage.input_tokens,
             "gen_ai.usage.output_tokens": usage.output_tokens,
             "gen_ai.usage.cache_read.input_tokens": usage.cache_read_tokens,
-            "gen_ai.usage.cache_creation.input_tokens": usage.cache_write_tokens,
-            "gen_ai.usage.cache_creation.5m.input_tokens": usage.cache_write_5m_tokens,
-            "gen_ai.usage.cache_creation.1h.input_tokens": usage.cache_write_1h_tokens,
+            cache_write: usage.cache_write_tokens,
+            cache_write.replace(".input_tokens", ".5m.input_tokens"): usage.cache_write_5m_tokens,
+            cache_write.replace(".input_tokens", ".1h.input_tokens"): usage.cache_write_1h_tokens,
             "gen_ai.usage.reasoning.output_tokens": usage.reasoning_tokens,
         }
         for direction, counts in (("input", usage.input_modalities), ("output", usage.output_modalities)):
@@ -425,64 +429,141 @@ def latest_experimental_opted_in() -> bool:
     return "gen_ai_latest_experimental" in {value.strip() for value in values.split(",")}
 
 
-class _LatestExperimental:
-    """The unreleased GenAI metric names, emitted in addition when the user opts in.
+class Conventions:
+    """The GenAI conventions' own metrics in one version, chosen once: `V1_41` by default,
+    `V0_1_0` under the opt-in. The project's other metrics (cache and reasoning parts, cost,
+    rate limits, legacy counters) are the same under both."""
 
-    Counters per token kind (a subset relation, as in the convention: cache_read is part of
-    input, reasoning part of output) and per-call histograms.
-    """
+    schema_url: str
+    # The span attribute of cache writes (and the prefix of their 5 m / 1 h split).
+    cache_write_attribute: str
 
     def __init__(self, meter: Meter) -> None:
-        def duration(name: str, description: str) -> Histogram:
-            return _histogram(meter, name, "s", description, DURATION_BUCKETS)
+        self._meter = meter
 
-        def tokens(name: str, description: str) -> Histogram:
-            return _histogram(meter, name, "{token}", description, TOKEN_BUCKETS)
+    def _histogram(self, name: str, unit: str, description: str) -> Histogram:
+        buckets = DURATION_BUCKETS if unit == "s" else TOKEN_BUCKETS
+        return _histogram(self._meter, name, unit, description, buckets)
 
-        prefix = "gen_ai.client.inference"
-        self.duration = duration(f"{prefix}.duration", "GenAI inference duration.")
-        self.time_to_first_chunk = duration(
-            f"{prefix}.time_to_first_chunk",
-            "Time to the first output chunk that carries content (text, reasoning or a tool call).",
+    def record(self, call: Call, attributes: Mapping[str, Any], spend: Mapping[str, Any]) -> None:
+        """`spend` is `attributes` and who spent it (genai_metric_attribution), for token usage."""
+        raise NotImplementedError
+
+
+class V1_41(Conventions):  # noqa: N801 (the version's name)
+    """semantic-conventions v1.41: `gen_ai.client.operation.*` and `gen_ai.client.token.usage`."""
+
+    schema_url = "https://opentelemetry.io/schemas/1.41.0"
+    cache_write_attribute = "gen_ai.usage.cache_creation.input_tokens"
+
+    def __init__(self, meter: Meter) -> None:
+        super().__init__(meter)
+        self.token_usage = self._histogram(
+            "gen_ai.client.token.usage", "{token}", "Number of input and output tokens used."
         )
-        self.time_per_output_chunk = duration(f"{prefix}.time_per_output_chunk", "Time per output chunk.")
-        self.input_per_call = tokens(f"{prefix}.operation.input_tokens", "Input tokens of one call.")
-        self.output_per_call = tokens(f"{prefix}.operation.output_tokens", "Output tokens of one call.")
-        self.counters = {
-            kind: meter.create_counter(f"{prefix}.usage.{kind}", unit="{token}", description=f"Tokens: {kind}.")
-            for kind in (
-                "input_tokens",
-                "output_tokens",
-                "cache_read.input_tokens",
-                "cache_write.input_tokens",
-                "reasoning.output_tokens",
-            )
-        }
+        self.duration = self._histogram("gen_ai.client.operation.duration", "s", "GenAI operation duration.")
+        self.time_to_first_chunk = self._histogram(
+            "gen_ai.client.operation.time_to_first_chunk",
+            "s",
+            "Time to receive the first chunk with content (text, reasoning or a tool call; not a role-only "
+            "opener or a lifecycle event) in a streaming operation.",
+        )
+        self.time_per_output_chunk = self._histogram(
+            "gen_ai.client.operation.time_per_output_chunk",
+            "s",
+            "Time between consecutive output chunks after the first, in a streaming operation.",
+        )
 
-    def record(self, call: Call, attributes: Mapping[str, Any]) -> None:
+    def record(self, call: Call, attributes: Mapping[str, Any], spend: Mapping[str, Any]) -> None:
         self.duration.record(call.duration_s, attributes)
         if call.time_to_first_chunk_s is not None:
             self.time_to_first_chunk.record(call.time_to_first_chunk_s, attributes)
         for interval in call.chunk_intervals_s:
             self.time_per_output_chunk.record(interval, attributes)
+        if (usage := call.usage) is not None:
+            for token_type, value in (("input", usage.input_tokens), ("output", usage.output_tokens)):
+                if value is not None:
+                    self.token_usage.record(value, {**spend, "gen_ai.token.type": token_type})
+
+
+def _by_modality(total: int, parts: Sequence[tuple[str, int]]) -> list[tuple[str, int]]:
+    """A token count split by the modality counts the API reported; the rest is `unknown`."""
+    split = [(modality, tokens) for modality, tokens in parts if tokens]
+    rest = total - sum(tokens for _, tokens in split)
+    return [*split, ("unknown", rest)] if rest > 0 or not split else split
+
+
+class V0_1_0(Conventions):  # noqa: N801
+    """semantic-conventions-genai v0.1.0 (`tests/fixtures/semconv-genai-v0.1.0/` holds what the
+    test compares against): inference and embeddings metrics apart, token counters by modality."""
+
+    schema_url = "https://opentelemetry.io/schemas/gen-ai/0.1.0"
+    cache_write_attribute = "gen_ai.usage.cache_write.input_tokens"
+    USAGE_COUNTERS = (
+        "input_tokens",
+        "output_tokens",
+        "cache_read.input_tokens",
+        "cache_write.input_tokens",
+        "reasoning.output_tokens",
+    )
+
+    def __init__(self, meter: Meter) -> None:
+        super().__init__(meter)
+        inference = "gen_ai.client.inference"
+        self.duration = self._histogram(f"{inference}.duration", "s", "GenAI inference duration.")
+        self.time_to_first_chunk = self._histogram(
+            f"{inference}.time_to_first_chunk",
+            "s",
+            "Time to the first output chunk that carries content (text, reasoning or a tool call).",
+        )
+        self.time_per_output_chunk = self._histogram(
+            f"{inference}.time_per_output_chunk", "s", "Time between consecutive output chunks after the first."
+        )
+        self.input_per_call = self._histogram(
+            f"{inference}.operation.input_tokens", "{token}", "Input tokens of one inference operation."
+        )
+        self.output_per_call = self._histogram(
+            f"{inference}.operation.output_tokens", "{token}", "Output tokens of one inference operation."
+        )
+        self.counters = {
+            kind: meter.create_counter(f"{inference}.usage.{kind}", unit="{token}", description=f"Tokens: {kind}.")
+            for kind in self.USAGE_COUNTERS
+        }
+        self.embeddings_duration = self._histogram(
+            "gen_ai.client.embeddings.duration", "s", "GenAI embeddings operation duration."
+        )
+        self.embeddings_input = self._histogram(
+            "gen_ai.client.embeddings.operation.input_tokens", "{token}", "Input tokens of one embeddings operation."
+        )
+
+    def record(self, call: Call, attributes: Mapping[str, Any], spend: Mapping[str, Any]) -> None:
         usage = call.usage
+        if call.operation == "embeddings":
+            self.embeddings_duration.record(call.duration_s, attributes)
+            if usage is not None and usage.input_tokens is not None:
+                self.embeddings_input.record(usage.input_tokens, spend)
+            return
+        self.duration.record(call.duration_s, attributes)
+        if call.time_to_first_chunk_s is not None:
+            self.time_to_first_chunk.record(call.time_to_first_chunk_s, attributes)
+        for interval in call.chunk_intervals_s:
+            self.time_per_output_chunk.record(interval, attributes)
         if usage is None:
             return
-        # The modality of each count is not read yet; the convention's value for that.
-        counted = {**attributes, "gen_ai.token.modality": "unknown"}
-        for kind, value in (
-            ("input_tokens", usage.input_tokens),
-            ("output_tokens", usage.output_tokens),
-            ("cache_read.input_tokens", usage.cache_read_tokens),
-            ("cache_write.input_tokens", usage.cache_write_tokens),
-            ("reasoning.output_tokens", usage.reasoning_tokens),
+        for kind, total, parts in (
+            ("input_tokens", usage.input_tokens, usage.input_modalities),
+            ("output_tokens", usage.output_tokens, usage.output_modalities),
+            ("cache_read.input_tokens", usage.cache_read_tokens, ()),
+            ("cache_write.input_tokens", usage.cache_write_tokens, ()),
+            ("reasoning.output_tokens", usage.reasoning_tokens, ()),
         ):
-            if value is not None:
-                self.counters[kind].add(value, counted)
+            if total is not None:
+                for modality, tokens in _by_modality(total, parts):
+                    self.counters[kind].add(tokens, {**spend, "gen_ai.token.modality": modality})
         if usage.input_tokens is not None:
-            self.input_per_call.record(usage.input_tokens, attributes)
+            self.input_per_call.record(usage.input_tokens, spend)
         if usage.output_tokens is not None:
-            self.output_per_call.record(usage.output_tokens, attributes)
+            self.output_per_call.record(usage.output_tokens, spend)
 
 
 class Telemetry:
@@ -503,7 +584,9 @@ class Telemetry:
         for exporter in span_exporters:
             self.tracer_provider.add_span_processor(BatchSpanProcessor(exporter, max_queue_size=queue_size))
         self.meter_provider = MeterProvider(resource=resource, metric_readers=metric_readers, shutdown_on_exit=False)
-        self._tracer = self.tracer_provider.get_tracer(SCOPE_NAME)
+        # Each signal declares the conventions it follows: a backend tells v1.41 from v0.1.0 names.
+        conventions = V0_1_0 if latest_experimental_opted_in() else V1_41
+        self._tracer = self.tracer_provider.get_tracer(SCOPE_NAME, schema_url=conventions.schema_url)
         self._propagator = TraceContextTextMapPropagator()
         self.bounded = BoundedValues()
         # Calls passed on unparsed are priced here; the addon sends its table (`use_prices`).
@@ -511,14 +594,12 @@ class Telemetry:
         self._price_updates: UpdatePrices | None = None
         self.summary = UsageSummary()
 
-        meter = self.meter_provider.get_meter(SCOPE_NAME)
+        meter = self.meter_provider.get_meter(SCOPE_NAME, schema_url=conventions.schema_url)
+        self.conventions = conventions(meter)
 
         def histogram(name: str, unit: str, description: str, buckets: Sequence[float]) -> Histogram:
             return _histogram(meter, name, unit, description, buckets)
 
-        self.token_usage = histogram(
-            "gen_ai.client.token.usage", "{token}", "Number of input and output tokens used.", TOKEN_BUCKETS
-        )
         self.cache_read_tokens = histogram(
             "gen_ai.client.token.cache_read",
             "{token}",
@@ -540,22 +621,6 @@ class Telemetry:
         self.token_cost = histogram(
             "gen_ai.client.token.cost", "USD", "Cost of one call from the price table.", COST_BUCKETS
         )
-        self.operation_duration = histogram(
-            "gen_ai.client.operation.duration", "s", "GenAI operation duration.", DURATION_BUCKETS
-        )
-        self.time_to_first_chunk = histogram(
-            "gen_ai.client.operation.time_to_first_chunk",
-            "s",
-            "Time to receive the first chunk with content (text, reasoning or a tool call; not a role-only "
-            "opener or a lifecycle event) in a streaming operation.",
-            DURATION_BUCKETS,
-        )
-        self.time_per_output_chunk = histogram(
-            "gen_ai.client.operation.time_per_output_chunk",
-            "s",
-            "Time between consecutive output chunks after the first, in a streaming operation.",
-            DURATION_BUCKETS,
-        )
         # Rate limits are observed at export time from the latest values: no per-call measurement.
         self.rate_limits = LatestValues()
         for vendor, budgets in RATE_LIMIT_BUDGETS.items():
@@ -572,7 +637,6 @@ class Telemetry:
                         unit=unit,
                         description=description,
                     )
-        self.latest_experimental = _LatestExperimental(meter) if latest_experimental_opted_in() else None
 
         # The original product's counters, summed here and observed at export time: the same
         # monotonic cumulative sums as counters, without three measurements per call.
@@ -587,27 +651,21 @@ class Telemetry:
                 name, callbacks=[self.legacy.callback(name)], unit="1", description=description
             )
 
-    def record_call(self, call: Call, *, legacy_metrics: bool, legacy_completion_id: bool) -> None:
+    def record_call(self, call: Call, options: MetricOptions) -> None:
         """Parse what the proxy passed on unparsed, price and record the call (see `record`)."""
         call.parse_bodies()
         call.cost_usd = self.prices.cost_of(call)
-        self.record(call, legacy_metrics=legacy_metrics, legacy_completion_id=legacy_completion_id)
+        self.record(call, options)
 
-    def record(self, call: Call, *, legacy_metrics: bool, legacy_completion_id: bool) -> None:
+    def record(self, call: Call, options: MetricOptions) -> None:
         """Record one finished, parsed call as metrics, a span and a summary row. No I/O happens here."""
         headers = parse_request_headers(call.request_headers)
         self.summary.add(call, headers.client.label)
         attributes = _attributes(call, self.bounded)
-        self.operation_duration.record(call.duration_s, attributes)
-        if call.time_to_first_chunk_s is not None:
-            self.time_to_first_chunk.record(call.time_to_first_chunk_s, attributes)
-        for interval in call.chunk_intervals_s:
-            self.time_per_output_chunk.record(interval, attributes)
+        spend = attributes | self._attribution(call, headers, options.attribution)
+        self.conventions.record(call, attributes, spend)
         usage = call.usage
         if usage is not None:
-            for token_type, value in (("input", usage.input_tokens), ("output", usage.output_tokens)):
-                if value is not None:
-                    self.token_usage.record(value, attributes | {"gen_ai.token.type": token_type})
             # Zeros add nothing to these sums; skipping them saves measurements per call.
             for histogram, part in (
                 (self.cache_read_tokens, usage.cache_read_tokens),
@@ -616,15 +674,23 @@ class Telemetry:
             ):
                 if part:
                     histogram.record(part, attributes)
-            if legacy_metrics:
-                self._record_legacy(call, legacy_completion_id)
+            if options.legacy_metrics:
+                self._record_legacy(call, options.legacy_completion_id)
         if call.cost_usd is not None:
-            self.token_cost.record(call.cost_usd, attributes)
+            self.token_cost.record(call.cost_usd, spend)
         upstream = call.upstream()
         self._record_rate_limits(call, upstream.rate_limits)
-        if self.latest_experimental is not None:
-            self.latest_experimental.record(call, attributes)
         self._record_span(call, upstream, headers, attributes)
+
+    def _attribution(self, call: Call, headers: RequestInfo, attribution: str) -> dict[str, str]:
+        """Who spent it, as attributes of the token-usage and cost metrics (genai_metric_attribution):
+        the client label, and the masked key; each bounded like every client-chosen value."""
+        if attribution == "none":
+            return {}
+        labels = {CLIENT_ATTRIBUTE: self.bounded(CLIENT_ATTRIBUTE, headers.client.label)}
+        if attribution == "client+key":
+            labels[f"{call.endpoint.api.vendor}.api_key.masked"] = self.bounded("api_key.masked", call.api_key)
+        return labels
 
     def _record_rate_limits(self, call: Call, limits: RateLimits) -> None:
         if not limits.known():
@@ -665,7 +731,9 @@ class Telemetry:
             f"{call.operation} {model}" if model else call.operation,
             context=parent,
             kind=SpanKind.CLIENT,
-            attributes=_span_attributes(call, upstream, headers, metric_attributes),
+            attributes=_span_attributes(
+                call, upstream, headers, metric_attributes, self.conventions.cache_write_attribute
+            ),
             start_time=call.start_time_ns,
         )
         if (error_type := call.error_type) is not None:

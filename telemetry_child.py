@@ -21,11 +21,11 @@ import telemetry_process
 from telemetry import ConfigurationError, Telemetry, quiet_exporter_logs
 from telemetry_process import (
     LogReply,
+    MetricOptions,
     Reply,
     ResetSummary,
     StatusReply,
     SummaryReply,
-    UseLegacyOptions,
     UsePrices,
     read_batch,
 )
@@ -95,7 +95,7 @@ def serve(batches: IO[bytes], replies: Replies, shutdown_budget_s: float = telem
         return 2
     replies.send(StatusReply())
 
-    legacy = UseLegacyOptions(legacy_metrics=True, legacy_completion_id=False)  # the options' defaults
+    options = MetricOptions()  # the options' defaults
     failures: set[str] = set()
     changed_since = 0.0  # when the summary changed first since it was last sent (0: it did not)
     while True:
@@ -112,12 +112,10 @@ def serve(batches: IO[bytes], replies: Replies, shutdown_budget_s: float = telem
             try:
                 match message:
                     case Call() as call:
-                        instance.record_call(
-                            call, legacy_metrics=legacy.legacy_metrics, legacy_completion_id=legacy.legacy_completion_id
-                        )
+                        instance.record_call(call, options)
                         changed_since = changed_since or time.monotonic()
-                    case UseLegacyOptions() as options:
-                        legacy = options
+                    case MetricOptions() as sent:
+                        options = sent
                     case UsePrices(prices):
                         instance.use_prices(prices)
                     case ResetSummary():

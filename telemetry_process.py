@@ -70,11 +70,17 @@ SUMMARY_INTERVAL_S = 1.0
 
 # A finished `Call` is a message of its own: one is pickled per call on mitmproxy's event loop,
 # and a wrapper around it cost as much again. The options it is recorded with come before it.
-class UseLegacyOptions(NamedTuple):
-    """Record the following calls with these legacy-counter options (the addon's genai_legacy_*)."""
+# genai_metric_attribution: the client label on the token-usage and cost metrics, and the masked key too.
+ATTRIBUTIONS = ("none", "client", "client+key")
 
-    legacy_metrics: bool
-    legacy_completion_id: bool
+
+class MetricOptions(NamedTuple):
+    """Record the following calls with these options (the addon's genai_legacy_* and
+    genai_metric_attribution)."""
+
+    legacy_metrics: bool = True
+    legacy_completion_id: bool = False
+    attribution: str = "none"  # one of ATTRIBUTIONS: what the token-usage and cost metrics also carry
 
 
 class UsePrices(NamedTuple):
@@ -87,7 +93,7 @@ class ResetSummary(NamedTuple):
     """Start the usage summary anew."""
 
 
-Message = Call | UseLegacyOptions | UsePrices | ResetSummary
+Message = Call | MetricOptions | UsePrices | ResetSummary
 
 
 def encode_batch(batch: Sequence[Message]) -> bytes:
@@ -230,7 +236,7 @@ class TelemetrySink(Protocol):
     """Where the addon's finished calls go: a `TelemetryProcess`, or an in-process
     `telemetry.Telemetry` in tests."""
 
-    def record_call(self, call: Call, *, legacy_metrics: bool, legacy_completion_id: bool) -> None: ...
+    def record_call(self, call: Call, options: MetricOptions) -> None: ...
 
     def use_prices(self, prices: Prices) -> None: ...
 
@@ -249,7 +255,7 @@ class TelemetryProcess:
         self.dropped = 0  # calls lost to a stalled or dead child
         self._pending: list[Message] = []
         self._prices: Prices | None = None  # sent again to a restarted child
-        self._legacy_options: UseLegacyOptions | None = None  # the ones the child has, as last sent
+        self._options: MetricOptions | None = None  # the ones the child has, as last sent
         self._summary: str | None = None  # the child's latest usage summary
         self.queue = FrameQueue()
         self._flush_scheduled = False
@@ -342,8 +348,8 @@ class TelemetryProcess:
         self.dropped += self.queue.drop_partial()
         self._spawn(announce_failure=True)
         settings: list[Message] = [UsePrices(self._prices)] if self._prices is not None else []
-        if self._legacy_options is not None:
-            settings.append(self._legacy_options)
+        if self._options is not None:
+            settings.append(self._options)
         if settings:
             self.queue.prepend(encode_batch(settings), 0)
 
@@ -394,12 +400,11 @@ class TelemetryProcess:
 
     # --- the hot path --------------------------------------------------------------------
 
-    def record_call(self, call: Call, *, legacy_metrics: bool, legacy_completion_id: bool) -> None:
+    def record_call(self, call: Call, options: MetricOptions) -> None:
         """Queue one finished call; it reaches the child within `FLUSH_INTERVAL_S`."""
-        options = self._legacy_options
-        if options is None or options != (legacy_metrics, legacy_completion_id):
-            self._legacy_options = UseLegacyOptions(legacy_metrics, legacy_completion_id)
-            self._send(self._legacy_options)
+        if options is not self._options and options != self._options:
+            self._options = options
+            self._send(options)
         self._send(call)
 
     def _send(self, message: Message) -> None:

@@ -1,11 +1,12 @@
 """A telemetry sink that discards every call: the addon's hooks measured without what they hand on."""
 
 from pricing import Prices
+from telemetry_process import MetricOptions
 from wire.call import Call
 
 
 class Discard:
-    def record_call(self, call: Call, *, legacy_metrics: bool, legacy_completion_id: bool) -> None:
+    def record_call(self, call: Call, options: MetricOptions) -> None:
         pass
 
     def use_prices(self, prices: Prices) -> None:

@@ -51,6 +51,7 @@ from harness.mitmdump import ROOT, Mitmdump
 from harness.otlp_receiver import OTLPReceiver
 from pricing import Prices
 from telemetry import Telemetry
+from telemetry_process import MetricOptions
 from wire import anthropic_messages, openai_chat
 from wire.call import Call, Endpoint
 from wire.openai_chat import ChatStreamAccumulator
@@ -554,7 +555,7 @@ def in_process(report: list[str], raw: dict[str, Any]) -> None:
     )
 
     def record() -> None:
-        telemetry.record(call, legacy_metrics=True, legacy_completion_id=False)
+        telemetry.record(call, MetricOptions())
 
     chunk = (
         b'data: {"id":"chatcmpl-AbC","object":"chat.completion.chunk","created":1731368639,'

@@ -20,6 +20,7 @@ import telemetry_process
 from harness.fake_anthropic import claude_code_request
 from harness.fake_openai import ChatScript, ResponsesScript, compact, encode_whole, load_fixture
 from harness.recordings import load_anthropic
+from telemetry_process import MetricOptions
 from wire.call import Call
 from wire.headers import parse_upstream_headers
 from wire.hosts import HostRule, match_host
@@ -650,10 +651,10 @@ def test_where_calls_are_not_shown_the_bodies_are_parsed_by_the_telemetry_proces
     seen: list[Call] = []
     record_call = sink.telemetry.record_call
 
-    def spy(call: Call, **options: bool) -> None:
+    def spy(call: Call, options: MetricOptions) -> None:
         seen.append(call)
         assert call.request_body is not None and call.response_body is not None  # not parsed yet
-        record_call(call, **options)
+        record_call(call, options)
 
     monkeypatch.setattr(sink.telemetry, "record_call", spy)
     recorded = json.loads(load_fixture("test_chat_completion_with_content")["response"]["body"]["string"])
@@ -696,7 +697,7 @@ def test_large_bodies_are_read_at_their_edges_here_not_copied_down_the_pipe(cont
     state = addon_module.in_flight(flow)
     assert state is not None and isinstance(state.request, ApiRequest)
     seen: list[Call] = []
-    monkeypatch.setattr(sink.telemetry, "record_call", lambda call, **options: seen.append(call))
+    monkeypatch.setattr(sink.telemetry, "record_call", lambda call, options: seen.append(call))
     recorded = json.loads(load_fixture("test_chat_completion_with_content")["response"]["body"]["string"])
     flow.response = json_response({**recorded, "padding": "y" * (LARGE_BODY + 1)})
     metering.responseheaders(flow)
@@ -887,3 +888,16 @@ def test_the_stream_view_says_when_the_proxy_removed_the_usage_it_asked_for(cont
     asked = chat_flow({**CHAT_REQUEST, "stream": True, "stream_options": {"include_usage": True}})
     metering.request(asked)
     assert addon_module.USAGE_REMOVED not in asked.metadata
+
+
+def test_metric_attribution_is_an_option_with_choices(context, sink):
+    metering, tctx = context
+    tctx.configure(metering, genai_metric_attribution="client")
+    flow = chat_flow()
+    flow.request.headers["user-agent"] = "OpenAI/Python 1.99.0"
+    metering.request(flow)
+    flow.response = json_response({"model": "gpt-4o-mini", "usage": {"prompt_tokens": 5, "completion_tokens": 1}})
+    metering.response(flow)
+    assert sink.metric_sum("gen_ai.client.token.usage", genai__client="openai-python/1") == 6
+    with pytest.raises(exceptions.OptionsError, match="use one of none, client, client\\+key"):
+        tctx.configure(metering, genai_metric_attribution="everything")

@@ -13,6 +13,7 @@ import yaml
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
 from telemetry import Telemetry
+from telemetry_process import MetricOptions
 from wire import anthropic_messages, openai_chat
 from wire.call import Call, Endpoint
 from wire.records import ApiRequest, ApiResult, Usage
@@ -60,7 +61,7 @@ def emitted_prometheus_names() -> set[str]:
             cost_usd=0.001,
             response_headers=headers,
         )
-        telemetry.record(call, legacy_metrics=True, legacy_completion_id=False)
+        telemetry.record(call, MetricOptions())
     data = reader.get_metrics_data()
     assert data is not None
     return {

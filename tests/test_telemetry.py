@@ -3,16 +3,19 @@
 import logging
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
-from opentelemetry.sdk.metrics.export import InMemoryMetricReader, MetricExportResult
+import yaml
+from opentelemetry.sdk.metrics.export import Histogram, InMemoryMetricReader, MetricExportResult
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
 import telemetry
 from telemetry import Telemetry
+from telemetry_process import MetricOptions
 from wire import anthropic_messages, openai_chat, openai_embeddings
 from wire.call import Call, Endpoint
 from wire.records import ApiRequest, ApiResult, Usage
@@ -68,8 +71,10 @@ def points(reader: InMemoryMetricReader) -> dict[str, list[tuple[str, str, dict,
     return found
 
 
-def record(instance: Telemetry, call: Call, legacy: bool = True, completion_id: bool = False) -> None:
-    instance.record(call, legacy_metrics=legacy, legacy_completion_id=completion_id)
+def record(
+    instance: Telemetry, call: Call, legacy: bool = True, completion_id: bool = False, attribution: str = "none"
+) -> None:
+    instance.record(call, MetricOptions(legacy, completion_id, attribution))
 
 
 def test_token_usage_and_duration_follow_the_conventions(sink):
@@ -362,29 +367,147 @@ def test_rate_limit_headroom_becomes_gauges_and_span_attributes(sink):
     assert attributes["openai.ratelimit.reset_tokens_s"] == 0.132
 
 
-def test_the_latest_experimental_names_are_opt_in(monkeypatch):
+V0_1_0_MODEL = Path(__file__).parent / "fixtures" / "semconv-genai-v0.1.0" / "model.yaml"
+# This project's own metrics, under both versions: not the conventions' (which define no cost).
+EXTENSIONS = {
+    "gen_ai.client.token.cache_read",
+    "gen_ai.client.token.cache_write",
+    "gen_ai.client.token.reasoning",
+    "gen_ai.client.token.cost",
+}
+
+
+def required_attributes(model: dict[str, Any], attributes: list[dict[str, Any]]) -> set[str]:
+    """The required attributes of a model entry, following its attribute groups."""
+    groups = {group["id"]: group for group in model["attribute_groups"]}
+    required: set[str] = set()
+    for attribute in attributes:
+        if "ref_group" in attribute:
+            required |= required_attributes(model, groups[attribute["ref_group"]]["attributes"])
+        elif attribute.get("requirement_level") == "required":
+            required.add(attribute["ref"])
+    return required
+
+
+@pytest.fixture
+def opted_in(monkeypatch):
     monkeypatch.setenv("OTEL_SEMCONV_STABILITY_OPT_IN", "http, gen_ai_latest_experimental")
+    spans = InMemorySpanExporter()
     reader = InMemoryMetricReader()
-    instance = Telemetry(span_exporters=[], metric_readers=[reader])
-    result = make_call().result
-    result.usage = Usage(input_tokens=100, output_tokens=20, cache_read_tokens=64, reasoning_tokens=8)
-    record(instance, make_call(result=result, time_to_first_chunk_s=0.2, chunk_intervals_s=[0.1]))
+    instance = Telemetry(span_exporters=[spans], metric_readers=[reader])
+    yield instance, spans, reader
+    instance.shutdown(1)
+
+
+def test_the_opt_in_emits_exactly_the_v0_1_0_metrics(opted_in):
+    """Names, instruments, units and required attributes as the v0.1.0 model has them; none of
+    v1.41's names."""
+    instance, _, reader = opted_in
+    model = yaml.safe_load(V0_1_0_MODEL.read_text())
+    usage = Usage(
+        input_tokens=100,
+        output_tokens=20,
+        cache_read_tokens=64,
+        cache_write_tokens=16,
+        reasoning_tokens=8,
+        input_modalities=(("text", 70), ("audio", 30)),
+    )
+    streamed = make_call(result=ApiResult(usage=usage), time_to_first_chunk_s=0.2, chunk_intervals_s=[0.1])
+    record(instance, streamed)
+    embeddings = make_call(
+        endpoint=Endpoint(openai_embeddings.API),
+        request=ApiRequest(model="text-embedding-3-small"),
+        result=ApiResult(usage=Usage(input_tokens=9)),
+    )
+    record(instance, embeddings)
+    data = reader.get_metrics_data()
+    emitted = {
+        metric.name: metric
+        for resource_metrics in data.resource_metrics
+        for scope_metrics in resource_metrics.scope_metrics
+        if scope_metrics.scope.name == telemetry.SCOPE_NAME
+        for metric in scope_metrics.metrics
+    }
+    modalities = {
+        member["value"]
+        for group in model["attribute_groups"]
+        for attribute in group.get("attributes", [])
+        if attribute.get("id") == "gen_ai.token.modality"
+        for member in attribute["type"]["members"]
+    }
+    for definition in model["metrics"]:
+        metric = emitted[definition["name"]]
+        assert metric.unit == definition["unit"], definition["name"]
+        kind = "histogram" if isinstance(metric.data, Histogram) else "counter" if metric.data.is_monotonic else "?"
+        assert kind == definition["instrument"], definition["name"]
+        required = required_attributes(model, definition["attributes"])
+        for point in metric.data.data_points:
+            assert required <= set(point.attributes), (definition["name"], required - set(point.attributes))
+            if "gen_ai.token.modality" in required:
+                assert point.attributes["gen_ai.token.modality"] in modalities
+    assert set(emitted) - EXTENSIONS == {definition["name"] for definition in model["metrics"]}
+
+    def by_modality(name: str) -> dict[str, int]:
+        return {p.attributes["gen_ai.token.modality"]: p.value for p in emitted[name].data.data_points}
+
+    assert by_modality("gen_ai.client.inference.usage.input_tokens") == {"text": 70, "audio": 30}
+    assert by_modality("gen_ai.client.inference.usage.output_tokens") == {"unknown": 20}  # no split reported
+    assert by_modality("gen_ai.client.inference.usage.cache_write.input_tokens") == {"unknown": 16}
+    (embedded,) = emitted["gen_ai.client.embeddings.operation.input_tokens"].data.data_points
+    assert embedded.sum == 9 and embedded.attributes["gen_ai.operation.name"] == "embeddings"
+    (inference,) = emitted["gen_ai.client.inference.duration"].data.data_points
+    assert inference.attributes["gen_ai.operation.name"] == "chat"  # embeddings are not inference
+
+
+def test_the_opt_in_spans_use_the_v0_1_0_usage_names(opted_in):
+    instance, spans, _ = opted_in
+    model = yaml.safe_load(V0_1_0_MODEL.read_text())
+    (span_group,) = [group for group in model["attribute_groups"] if group.get("type") == "span"]
+    defined = {attribute["ref"] for attribute in span_group["attributes"]}
+    usage = Usage(
+        input_tokens=100,
+        output_tokens=20,
+        cache_write_tokens=16,
+        input_modalities=(("text", 70), ("image", 30)),
+        output_modalities=(("audio", 20),),
+    )
+    record(instance, make_call(result=ApiResult(usage=usage)))
+    instance.tracer_provider.force_flush()
+    (span,) = spans.get_finished_spans()
+    usage_attributes = {name for name in span.attributes if name.startswith("gen_ai.usage.") and "cost" not in name}
+    assert usage_attributes <= defined
+    assert span.attributes["gen_ai.usage.cache_write.input_tokens"] == 16
+    assert span.attributes["gen_ai.usage.image.input_tokens"] == 30
+    assert span.attributes["gen_ai.usage.audio.output_tokens"] == 20
+
+
+def test_each_signal_declares_the_conventions_it_follows(sink, opted_in):
+    for (instance, spans, reader), schema_url in (
+        (sink, "https://opentelemetry.io/schemas/1.41.0"),
+        (opted_in, "https://opentelemetry.io/schemas/gen-ai/0.1.0"),
+    ):
+        record(instance, make_call())
+        instance.tracer_provider.force_flush()
+        (span,) = spans.get_finished_spans()
+        assert span.instrumentation_scope.schema_url == schema_url
+        scopes = {
+            scope_metrics.scope.name: scope_metrics.scope.schema_url
+            for resource_metrics in reader.get_metrics_data().resource_metrics
+            for scope_metrics in resource_metrics.scope_metrics
+        }
+        assert scopes[telemetry.SCOPE_NAME] == schema_url
+        assert not scopes[telemetry.LEGACY_SCOPE_NAME]  # the original product's counters follow none
+
+
+def test_the_default_keeps_the_v1_41_names(sink):
+    instance, spans, reader = sink
+    record(instance, make_call(result=ApiResult(usage=Usage(input_tokens=10, output_tokens=2, cache_write_tokens=4))))
     found = points(reader)
-    counters = {
-        name.removeprefix("gen_ai.client.inference.usage."): rows[0][3].value
-        for name, rows in found.items()
-        if name.startswith("gen_ai.client.inference.usage.")
-    }
-    assert counters == {
-        "input_tokens": 100,
-        "output_tokens": 20,
-        "cache_read.input_tokens": 64,
-        "reasoning.output_tokens": 8,
-    }
-    assert found["gen_ai.client.inference.usage.input_tokens"][0][2]["gen_ai.token.modality"] == "unknown"
-    for name in ("duration", "time_to_first_chunk", "time_per_output_chunk", "operation.input_tokens"):
-        assert found[f"gen_ai.client.inference.{name}"][0][3].count == 1
-    assert "gen_ai.client.token.usage" in found  # the released names stay
+    assert {"gen_ai.client.token.usage", "gen_ai.client.operation.duration"} <= set(found)
+    instance.tracer_provider.force_flush()
+    (span,) = spans.get_finished_spans()
+    assert span.attributes["gen_ai.usage.cache_creation.input_tokens"] == 4
+    assert "gen_ai.usage.cache_write.input_tokens" not in span.attributes
 
 
 def test_without_opt_in_no_unreleased_names(sink):
@@ -599,3 +722,35 @@ def test_anthropic_rate_limits_become_their_own_gauges(sink):
         assert point.value == value and attrs["gen_ai.provider.name"] == "anthropic"
     assert "anthropic.ratelimit.limit_output_tokens" not in found  # not sent: nothing made up
     assert not any(name.startswith("openai.ratelimit") for name in found)
+
+
+@pytest.mark.parametrize(
+    ("attribution", "expected"),
+    [
+        ("none", {}),
+        ("client", {"genai.client": "claude-cli/2"}),
+        ("client+key", {"genai.client": "claude-cli/2", "openai.api_key.masked": "sk-proj-...abcd"}),
+    ],
+)
+def test_who_spent_it_goes_on_the_token_and_cost_metrics_only_when_asked(sink, attribution, expected):
+    instance, _, reader = sink
+    call = make_call(request_headers={"user-agent": "claude-cli/2.0.14 (external, cli)"}, cost_usd=0.001)
+    record(instance, call, attribution=attribution)
+    found = points(reader)
+    for name in ("gen_ai.client.token.usage", "gen_ai.client.token.cost"):
+        for _, _, attributes, _ in found[name]:
+            assert {key: attributes.get(key) for key in expected} == expected
+            assert "genai.client" in attributes or not expected
+            assert "openai.api_key.masked" not in attributes or attribution == "client+key"
+    for name in ("gen_ai.client.operation.duration", "gen_ai.client.token.cache_read"):  # never on the others
+        ((_, _, attributes, _),) = found[name]
+        assert "genai.client" not in attributes and "openai.api_key.masked" not in attributes
+
+
+def test_the_client_label_is_bounded_like_every_client_chosen_value(sink, monkeypatch):
+    instance, _, reader = sink
+    monkeypatch.setattr(instance.bounded, "limit", 2)
+    for number in range(4):
+        record(instance, make_call(request_headers={"user-agent": f"tool{number}/1.0"}), attribution="client")
+    clients = {attributes["genai.client"] for _, _, attributes, _ in points(reader)["gen_ai.client.token.usage"]}
+    assert clients == {"tool0/1", "tool1/1", "_OTHER"}

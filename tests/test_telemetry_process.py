@@ -19,6 +19,7 @@ from pricing import Prices
 from telemetry_process import (
     FrameQueue,
     LogReply,
+    MetricOptions,
     ResetSummary,
     StatusReply,
     SummaryReply,
@@ -61,7 +62,7 @@ def record_calls(process: TelemetryProcess, count: int, model: str = "gpt-4o-min
         call = make_call()
         call.request.model = model
         call.result.response_id = f"chatcmpl-{number}"
-        process.record_call(call, legacy_metrics=True, legacy_completion_id=False)
+        process.record_call(call, MetricOptions())
 
 
 def input_tokens(receiver: OTLPReceiver, model: str) -> float:
@@ -92,7 +93,7 @@ def test_the_legacy_options_in_force_for_each_call_reach_the_child(
     for _ in range(3):
         call = make_call()
         call.request.model = "legacy-switch"
-        child.record_call(call, legacy_metrics=False, legacy_completion_id=False)
+        child.record_call(call, MetricOptions(legacy_metrics=False))
     assert child.shutdown() is True
     assert [point.value for point in collector_env.latest("prompt_tokens", model="legacy-switch")] == [2 * 100]
     assert input_tokens(collector_env, "legacy-switch") == 5 * 100
@@ -229,13 +230,13 @@ def test_the_child_prices_deferred_calls_with_the_table_it_was_sent(
     prices = tmp_path / "prices.json"
     prices.write_text(json.dumps({"models": {"house-model": {"input": 2.5, "output": 10}}}))
     child.use_prices(Prices.load(prices))
-    child.record_call(deferred_call("house-model"), legacy_metrics=False, legacy_completion_id=False)
+    child.record_call(deferred_call("house-model"), MetricOptions(legacy_metrics=False))
     monkeypatch.setattr(telemetry_process, "RESTART_INTERVAL_S", 0.0)
     assert child._process is not None
     child._process.kill()  # a new child must get the table again
     child._process.wait()
-    child.record_call(deferred_call("house-model"), legacy_metrics=False, legacy_completion_id=False)
-    child.record_call(deferred_call("house-model"), legacy_metrics=False, legacy_completion_id=False)
+    child.record_call(deferred_call("house-model"), MetricOptions(legacy_metrics=False))
+    child.record_call(deferred_call("house-model"), MetricOptions(legacy_metrics=False))
     assert child.shutdown() is True
     costs = [span.attributes.get("gen_ai.usage.cost_usd") for span in collector_env.spans()]
     assert len(costs) >= 2 and all(cost == pytest.approx(2.5) for cost in costs)  # 1M input tokens at $2.5
@@ -329,7 +330,7 @@ def test_children_killed_mid_frame_lose_only_that_frame_and_the_byte_count_retur
         os.kill(child._process.pid, signal.SIGSTOP)
         doomed = make_call(content=CapturedContent(input_messages="x" * 2_500_000))  # > the 1 MiB pipe
         doomed.request.model = f"doomed-{death}"
-        child.record_call(doomed, legacy_metrics=False, legacy_completion_id=False)
+        child.record_call(doomed, MetricOptions(legacy_metrics=False))
         assert child.queue._written_of_first > 0, "the pipe should have taken part of the frame"
         dead = child._process
         dead.kill()
