@@ -74,7 +74,7 @@ SHORT_NAMES = {
     "cache_write_1h": "cache_write_1h_mtok",
 }
 ANY_PROVIDER = "*"  # the user's file's top-level "models"
-# Dated snapshots of a model in the user's file: gpt-4o-mini-2024-07-18, claude-sonnet-4-20250514.
+# Dated snapshots: gpt-4o-mini-2024-07-18, claude-sonnet-4-20250514.
 _SNAPSHOT_SUFFIX = re.compile(r"-(?:\d{4}-\d{2}-\d{2}|\d{8}|\d{4}|latest)$")
 # Probing a band starts this many tokens into it, so each probe's extra token stays in the band.
 PROBE_INPUT = 1000
@@ -258,13 +258,6 @@ class Prices:
         started; for the telemetry process only: parsing the data would stall mitmproxy's event loop."""
         return UpdatePrices(url=self.update_url) if self.update_url else None
 
-    def _override(self, provider: str, model: str) -> ModelPrice | None:
-        for name in (model, _SNAPSHOT_SUFFIX.sub("", model)):
-            for section in (provider, ANY_PROVIDER):
-                if (price := self.overrides.get(section, {}).get(name)) is not None:
-                    return price
-        return None
-
     def _provider(self, provider_id: str) -> Provider | None:
         try:
             return self._snapshot.find_provider(None, PROVIDER_IDS.get(provider_id, provider_id), None)
@@ -272,14 +265,22 @@ class Prices:
             return None
 
     def _find(self, provider: str, model: str, vendor: str, tier: PriceContext | None, day: int) -> ModelPrice | None:
-        if (price := self._override(provider, model)) is not None:
-            return price
+        """The exact name first, then without a date suffix (a snapshot the data does not list yet
+        is priced as its model)."""
+        names = tuple(dict.fromkeys((model, _SNAPSHOT_SUFFIX.sub("", model))))
+        for name in names:  # the user's prices win over the library's, snapshots included
+            for section in (provider, ANY_PROVIDER):
+                if (price := self.overrides.get(section, {}).get(name)) is not None:
+                    return price
         when = datetime.fromtimestamp(day * 86_400, UTC)
-        for provider_id in dict.fromkeys((provider, vendor)):
-            found = self._provider(provider_id)
-            info = found.find_model(model, all_providers=self._snapshot.providers) if found else None
-            if info is not None:
-                return info.get_prices(when, tier if any(info is m for m in found.models) else None)  # type: ignore[union-attr]
+        for name in names:
+            for provider_id in dict.fromkeys((provider, vendor)):
+                found = self._provider(provider_id)
+                info = found.find_model(name, all_providers=self._snapshot.providers) if found else None
+                if found is not None and info is not None:
+                    # A tier's prices are the provider's own, not those of a provider it falls back to.
+                    own = any(info is candidate for candidate in found.models)
+                    return info.get_prices(when, tier if own else None)
         return None
 
     def lookup(

@@ -326,6 +326,8 @@ def _span_attributes(
         "gen_ai.request.encoding_formats": request.encoding_formats,
         "gen_ai.embeddings.dimension.count": request.dimensions,
         "gen_ai.output.type": request.output_type,
+        "gen_ai.conversation.id": request.conversation_id,
+        "gen_ai.request.previous_response.id": request.previous_response_id,
         f"{vendor}.request.service_tier": request.service_tier if request.service_tier != "auto" else None,
         f"{vendor}.request.thinking.budget_tokens": request.thinking_budget,
         "user_agent.original": headers.user_agent,

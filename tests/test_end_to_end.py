@@ -285,6 +285,15 @@ def test_responses_api_plain_and_streamed(world: World):
     assert any(s.attributes.get("gen_ai.response.time_to_first_chunk") for s in spans)
 
 
+def test_a_responses_conversation_and_previous_response_reach_the_span(world: World):
+    world.reverse_client().responses.create(
+        model="e2e-conversation", input="Again", conversation="conv_e2e1", previous_response_id="resp_e2e0"
+    )
+    (span,) = spans_for(world, "e2e-conversation")
+    assert span.attributes["gen_ai.conversation.id"] == "conv_e2e1"
+    assert span.attributes["gen_ai.request.previous_response.id"] == "resp_e2e0"
+
+
 def test_embeddings(world: World):
     result = world.reverse_client().embeddings.create(
         model="e2e-embed", input=["one two three", "four five"], dimensions=4

@@ -397,3 +397,9 @@ def test_the_usage_record_maps_onto_every_key_it_reports():
     assert counts["cache_read_tokens"] == 100 and counts["cache_write_tokens"] == 0
     assert counts["output_reasoning_tokens"] == 50
     assert counts["input_text_tokens"] == 70 and counts["input_audio_tokens"] == 30
+
+
+def test_a_snapshot_the_data_does_not_list_is_priced_as_its_model(prices):
+    usage = Usage(input_tokens=1_000_000, output_tokens=0)
+    assert cost(prices, "gpt-4.1-nano-2031-01-01", usage) == pytest.approx(0.10)
+    assert cost(prices, "gpt-4.1-nano-preview", usage) is None  # not a date: no guessing

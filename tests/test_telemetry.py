@@ -16,7 +16,7 @@ from opentelemetry.trace import SpanKind, StatusCode
 import telemetry
 from telemetry import Telemetry
 from telemetry_process import MetricOptions
-from wire import anthropic_messages, openai_chat, openai_embeddings
+from wire import anthropic_messages, openai_chat, openai_embeddings, openai_responses
 from wire.call import Call, Endpoint
 from wire.records import ApiRequest, ApiResult, Usage
 
@@ -754,3 +754,15 @@ def test_the_client_label_is_bounded_like_every_client_chosen_value(sink, monkey
         record(instance, make_call(request_headers={"user-agent": f"tool{number}/1.0"}), attribution="client")
     clients = {attributes["genai.client"] for _, _, attributes, _ in points(reader)["gen_ai.client.token.usage"]}
     assert clients == {"tool0/1", "tool1/1", "_OTHER"}
+
+
+def test_a_conversation_and_the_previous_response_go_on_the_span_when_the_api_names_them(sink):
+    instance, spans, _ = sink
+    asked = ApiRequest(model="gpt-5", conversation_id="conv_689", previous_response_id="resp_0a1")
+    record(instance, make_call(endpoint=Endpoint(openai_responses.API), request=asked))
+    record(instance, make_call(endpoint=Endpoint(anthropic_messages.API), provider="anthropic"))
+    instance.tracer_provider.force_flush()
+    responses, messages = spans.get_finished_spans()
+    assert responses.attributes["gen_ai.conversation.id"] == "conv_689"
+    assert responses.attributes["gen_ai.request.previous_response.id"] == "resp_0a1"
+    assert "gen_ai.conversation.id" not in messages.attributes  # Anthropic's API has none: left out

@@ -774,3 +774,19 @@ def test_cache_writes_and_modalities_are_read_in_both_usage_shapes():
     assert result.usage == Usage(
         input_tokens=900, output_tokens=10, cache_read_tokens=100, cache_write_tokens=700, reasoning_tokens=4
     )
+
+
+@pytest.mark.parametrize(
+    "conversation", ['"conv_68966790a"', '{"id": "conv_68966790a"}', '{"id": "conv_68966790a", "metadata": {}}']
+)
+def test_responses_request_names_its_conversation_and_previous_response(conversation):
+    body = (
+        f'{{"model": "gpt-5", "conversation": {conversation}, "previous_response_id": "resp_0a1b", "input": "hi"}}'
+    ).encode()
+    request = openai_responses.API.parse_request(body)
+    assert request.conversation_id == "conv_68966790a"
+    assert request.previous_response_id == "resp_0a1b"
+    plain = openai_responses.API.parse_request(b'{"model": "gpt-5", "input": "hi"}')
+    assert plain.conversation_id is None and plain.previous_response_id is None
+    # Chat completions have no conversation: a member of that name is not read as one.
+    assert openai_chat.API.parse_request(b'{"model": "m", "conversation": "c", "messages": []}').conversation_id is None

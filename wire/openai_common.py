@@ -24,6 +24,8 @@ REQUEST_MEMBERS = member_pattern(
     "service_tier",
     "dimensions",
     "encoding_format",
+    "conversation",
+    "previous_response_id",
 )
 RESPONSE_MEMBERS = member_pattern("id", "model", "usage", "system_fingerprint", "service_tier", "status")
 _OUTPUT_TYPES = {"text": "text", "json_object": "json", "json_schema": "json"}
@@ -34,9 +36,13 @@ def openai_request(body: bytes | None, *, responses_api: bool = False) -> ApiReq
     data = json_members(body, REQUEST_MEMBERS)
     if data is None:
         return ApiRequest()
+    conversation = previous_response = None
     if responses_api:
         output_format = obj(obj(data.get("text")).get("format")).get("type")
         max_tokens = data.get("max_output_tokens")
+        conversation = data.get("conversation")  # an id, or {"id": ...}
+        conversation = label(obj(conversation).get("id") if isinstance(conversation, dict) else conversation)
+        previous_response = label(data.get("previous_response_id"))
     else:
         output_format = obj(data.get("response_format")).get("type")
         max_tokens = data.get("max_completion_tokens", data.get("max_tokens"))
@@ -57,6 +63,8 @@ def openai_request(body: bytes | None, *, responses_api: bool = False) -> ApiReq
         output_type=_OUTPUT_TYPES.get(str(output_format)),
         encoding_formats=[encoding_format] if encoding_format else None,
         dimensions=integer(data.get("dimensions")),
+        conversation_id=conversation,
+        previous_response_id=previous_response,
     )
 
 

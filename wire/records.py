@@ -81,6 +81,8 @@ class ApiRequest:
     encoding_formats: list[str] | None = None
     dimensions: int | None = None
     thinking_budget: int | None = None  # Anthropic's thinking.budget_tokens
+    conversation_id: str | None = None  # the Responses API's conversation (Anthropic's API has none)
+    previous_response_id: str | None = None
 
 
 @pickled_as_tuple
