@@ -114,6 +114,7 @@ def scraped(world: World) -> Iterator[tuple[Prometheus, dict[str, Any]]]:
     }
     args = ["--mode", f"upstream:http://127.0.0.1:{world.forwarder.port}"]
     args += ["--set", f"ssl_verify_upstream_trusted_ca={world.pki.ca_cert}"]
+    args += ["--set", "genai_metric_attribution=client"]  # the cost-by-client panel and query
     with Mitmdump(args, env, world.tmp / "conf-prometheus") as proxy:
         prometheus = Prometheus(world.tmp, metrics_port)
         try:
@@ -232,6 +233,18 @@ def test_exported_token_sums_are_exactly_what_the_sdks_were_told(scraped):
         "sum by (gen_ai_provider_name) (gen_ai_client_operation_duration_seconds_count)", "gen_ai_provider_name"
     )
     assert providers == {"openai": 12, "anthropic": 8}
+
+
+def test_who_spent_it_is_the_sdk_that_made_the_call(scraped):
+    prometheus, _ = scraped
+    sdks = {
+        f"openai-python/{openai.__version__.split('.')[0]}",
+        f"anthropic-python/{anthropic.__version__.split('.')[0]}",
+    }
+    calls = prometheus.values("sum by (genai_client) (gen_ai_client_token_usage_count)", "genai_client")
+    assert set(calls) == sdks
+    costs = prometheus.values("sum by (genai_client) (gen_ai_client_token_cost_USD_sum)", "genai_client")
+    assert costs and set(costs) <= sdks and all(cost > 0 for cost in costs.values())
 
 
 @pytest.mark.parametrize("source", ["README", "rules", "dashboard"])
