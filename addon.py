@@ -101,14 +101,16 @@ class LLMStreamView(contentviews.Contentview):
         endpoint = _observed_endpoint(metadata)
         assert endpoint is not None
         usage_removed = bool(metadata.flow and metadata.flow.metadata.get(USAGE_REMOVED))
-        description = describe_stream(endpoint, data, usage_removed)
+        description = describe_stream(endpoint, data, metadata.content_type or "", usage_removed)
         # What the addon metered, which includes usage it asked for and kept from the client.
         metered = metadata.flow.comment if metadata.flow else ""
         return f"metered: {metered}\n{description}" if metered else description
 
     def render_priority(self, data: bytes, metadata: contentviews.Metadata) -> float:
-        is_stream = (metadata.content_type or "").startswith("text/event-stream")
-        return 2.0 if is_stream and _observed_endpoint(metadata) is not None else 0.0
+        endpoint = _observed_endpoint(metadata)
+        content_type = (metadata.content_type or "").lower()
+        is_stream = endpoint is not None and endpoint.api.stream_framer(content_type, endpoint) is not None
+        return 2.0 if is_stream else 0.0
 
 
 def _observed_endpoint(metadata: contentviews.Metadata) -> Endpoint | None:
@@ -470,7 +472,7 @@ class GenAIMeter:
             endpoint=endpoint,
             request=api_request,
             request_body=None if api_request is not None else body,
-            api_key=masked_key_of(headers),
+            api_key=masked_key_of(headers, req.path.partition("?")[2]),
             started=time.monotonic(),
             started_ns=time.time_ns(),
             request_headers={
@@ -494,10 +496,11 @@ class GenAIMeter:
             return
         headers = state.response_headers = picked_headers(flow.response.headers, RESPONSE_FIELDS)
         state.response_of_headers = flow.response
-        if not headers.get("content-type", "").lower().startswith("text/event-stream"):
+        framer = state.endpoint.api.stream_framer(headers.get("content-type", "").lower(), state.endpoint)
+        if framer is None:
             return
         accumulator = state.endpoint.api.stream_accumulator(state.started, state.content is not None)
-        stream = EventStream(headers.get("content-encoding"), accumulator)
+        stream = EventStream(headers.get("content-encoding"), accumulator, framer)
         state.stream = stream
         # A copy of the streamed body, unless mitmproxy keeps it itself (store_streamed_bodies).
         keep_copy = self.flows_are_kept and not _option("store_streamed_bodies", False)

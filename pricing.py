@@ -36,8 +36,9 @@ from wire.records import MODALITIES, Usage
 
 log = logging.getLogger("genai")
 
-# gen_ai.provider.name → genai-prices' provider id, where they differ.
+# gen_ai.provider.name (or a wire API's vendor) → genai-prices' provider id, where they differ.
 PROVIDER_IDS = {
+    "gcp": "google",
     "azure.ai.openai": "azure",
     "gcp.gemini": "google",
     "gcp.vertex_ai": "google",

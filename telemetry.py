@@ -322,7 +322,7 @@ def _span_attributes(
         "gen_ai.request.stop_sequences": request.stop_sequences,
         "gen_ai.request.seed": request.seed,
         "gen_ai.request.choice.count": request.choice_count if request.choice_count != 1 else None,
-        "gen_ai.request.stream": True if request.stream else None,
+        "gen_ai.request.stream": True if call.streamed else None,
         "gen_ai.request.encoding_formats": request.encoding_formats,
         "gen_ai.embeddings.dimension.count": request.dimensions,
         "gen_ai.output.type": request.output_type,

@@ -10,6 +10,7 @@ import yaml
 
 FIXTURES = Path(__file__).resolve().parent.parent / "tests" / "fixtures"
 ANTHROPIC = FIXTURES / "recorded-anthropic"
+GEMINI = FIXTURES / "recorded-gemini"
 
 
 @dataclass(frozen=True)
@@ -59,3 +60,10 @@ def load_anthropic(name: str) -> Recording:
 
 
 ANTHROPIC_NAMES = names(ANTHROPIC)
+
+
+def load_gemini(name: str) -> Recording:
+    return load(GEMINI, name)
+
+
+GEMINI_NAMES = names(GEMINI)

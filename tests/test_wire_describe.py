@@ -51,20 +51,24 @@ def test_small_costs_keep_their_digits_and_no_price_is_not_zero():
 
 
 def test_a_recorded_stream_is_described_for_people():
-    text = describe_stream(CHAT, body_of("test_chat_completion_multiple_tools_streaming_with_content"))
+    text = describe_stream(
+        CHAT, body_of("test_chat_completion_multiple_tools_streaming_with_content"), "text/event-stream"
+    )
     assert text.startswith("chat (chat_completions) · model gpt-4o-mini")
     assert "usage: " in text and "output" in text
     assert "finish: tool_calls" in text
     assert text.count("→ tool call get_current_weather(") == 2
     responses = describe_stream(
-        Endpoint(openai_responses.API), body_of("test_responses_create_streaming[content_mode0]")
+        Endpoint(openai_responses.API), body_of("test_responses_create_streaming[content_mode0]"), "text/event-stream"
     )
     assert "This is a test." in responses and "usage: 22 input (0 cached), 6 output (0 reasoning)" in responses
 
 
 def test_an_anthropic_stream_is_described_with_its_text_and_usage():
     text = describe_stream(
-        Endpoint(anthropic_messages.API), load_anthropic("test_sync_messages_create_streaming").response_body
+        Endpoint(anthropic_messages.API),
+        load_anthropic("test_sync_messages_create_streaming").response_body,
+        "text/event-stream",
     )
     assert text.startswith("chat (messages) · model claude-sonnet-4-20250514")
     assert "id msg_01VY8H3oPFs4WWVnJXFDxNhU" in text

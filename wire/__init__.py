@@ -11,7 +11,15 @@ import functools
 import re
 from urllib.parse import parse_qs
 
-from wire import anthropic_messages, openai_chat, openai_completions, openai_embeddings, openai_responses
+from wire import (
+    anthropic_messages,
+    gemini_embeddings,
+    gemini_generate,
+    openai_chat,
+    openai_completions,
+    openai_embeddings,
+    openai_responses,
+)
 from wire.call import Endpoint, WireApi
 
 # By the route's ending, under any prefix (`/v1`, `/openai/v1`, `/anthropic/v1`, Azure's
@@ -23,6 +31,16 @@ ROUTES: tuple[tuple[str, WireApi], ...] = (
     ("/completions", openai_completions.API),
     ("/embeddings", openai_embeddings.API),
 )
+# Google's `…/models/{model}:{method}` (the Gemini API's /v1beta/models/..., Vertex AI's
+# /v1/projects/{p}/locations/{l}/publishers/google/models/...), by method. `:countTokens` is not
+# inference: not metered.
+GOOGLE_METHODS: dict[str, WireApi] = {
+    "generateContent": gemini_generate.API,
+    "streamGenerateContent": gemini_generate.API,
+    "embedContent": gemini_embeddings.API,
+    "batchEmbedContents": gemini_embeddings.API,
+}
+_GOOGLE_ROUTE = re.compile(r"/models/([^/:]{1,128}):([A-Za-z]+)$")
 _AZURE_DEPLOYMENT = re.compile(r"/openai/deployments/([^/]{1,128})/")
 
 
@@ -36,6 +54,10 @@ def endpoint_for(method: str, path: str) -> Endpoint | None:
 def _endpoint_of_path(path: str) -> Endpoint | None:
     route, _, query = path.partition("?")
     route = route.rstrip("/")
+    if (google := _GOOGLE_ROUTE.search(route)) is not None:
+        method = google.group(2)
+        found = GOOGLE_METHODS.get(method)
+        return Endpoint(found, model=google.group(1), streamed=method.startswith("stream")) if found else None
     for ending, api in ROUTES:
         if route.endswith(ending):
             deployment = _AZURE_DEPLOYMENT.search(route + "/")

@@ -12,7 +12,8 @@ from wire.content import CapturedContent
 from wire.headers import UpstreamInfo, parse_upstream_headers
 from wire.hosts import HostRule
 from wire.records import ApiRequest, ApiResult, Usage
-from wire.stream import StreamAccumulator
+from wire.sse import SSEFramer
+from wire.stream import Framer, StreamAccumulator
 
 
 class WireApi:
@@ -41,6 +42,10 @@ class WireApi:
         """A plain (not streamed) response body, also an error body (`ApiResult.error_type`)."""
         raise NotImplementedError
 
+    def stream_framer(self, content_type: str, endpoint: Endpoint) -> Framer | None:
+        """How a response of this content type (lower case) streams, or None: it is not a stream."""
+        return SSEFramer() if content_type.startswith("text/event-stream") else None
+
     def stream_accumulator(self, started: float, capture_content: bool = False) -> StreamAccumulator:
         raise NotImplementedError
 
@@ -63,12 +68,15 @@ class WireApi:
 
 @dataclass(frozen=True)
 class Endpoint:
-    """What an observed request calls: the wire API, and Azure OpenAI's routing."""
+    """What an observed request calls: the wire API, Azure OpenAI's routing, and what Google's
+    paths say (the model, and whether the answer streams)."""
 
     api: WireApi
     deployment: str | None = None  # Azure /openai/deployments/{deployment}/...
     api_version: str | None = None  # Azure ?api-version=...
     azure_v1: bool = False  # Azure /openai/v1/... (no api-version needed)
+    model: str | None = None  # Google's …/models/{model}:method
+    streamed: bool = False  # Google's :streamGenerateContent
 
     @property
     def operation(self) -> str:
@@ -133,12 +141,17 @@ class Call:
     @property
     def request_model(self) -> str | None:
         """The model asked for; a request may name none (an Azure deployment), then the response's."""
-        return self.request.model or self.result.response_model
+        return self.request.model or self.endpoint.model or self.result.response_model
+
+    @property
+    def streamed(self) -> bool:
+        """Asked for as a stream: in the body (`"stream": true`) or by the route (Google's)."""
+        return self.request.stream or self.endpoint.streamed
 
     @property
     def billed_model(self) -> str | None:
         """The model that answered and is billed: the response's, else the one asked for."""
-        return self.result.response_model or self.request.model
+        return self.result.response_model or self.request.model or self.endpoint.model
 
     def upstream(self) -> UpstreamInfo:
         end_s = (self.start_time_ns / 1e9) + self.duration_s

@@ -40,7 +40,7 @@ def summarize(call: Call) -> str:
         if usage.reasoning_tokens:
             extras.append(f"{usage.reasoning_tokens} reasoning")
         parts.append(tokens + (f" ({', '.join(extras)})" if extras else ""))
-    elif call.request.stream and error_type is None:
+    elif call.streamed and error_type is None:
         parts.append("usage unavailable")
     if call.cost_usd is not None:
         parts.append(f"${format_usd(call.cost_usd)}")
@@ -51,13 +51,14 @@ def summarize(call: Call) -> str:
     return " · ".join(parts)
 
 
-def describe_stream(endpoint: Endpoint, body: bytes, usage_removed: bool = False) -> str:
+def describe_stream(endpoint: Endpoint, body: bytes, content_type: str, usage_removed: bool = False) -> str:
     """A streamed response told as a person reads it: the reassembled answer, tool calls, usage.
 
     For mitmweb's contentview; `body` is the decoded stream as the client got it. `usage_removed`:
     the proxy asked the upstream for usage and took it out of the client's stream again.
     """
-    stream = EventStream(None, endpoint.api.stream_accumulator(0.0, capture_content=True))
+    framer = endpoint.api.stream_framer(content_type.lower(), endpoint)
+    stream = EventStream(None, endpoint.api.stream_accumulator(0.0, capture_content=True), framer)
     stream.observe(body, 0.0)
     stream.finish(0.0)
     result = stream.accumulator.result

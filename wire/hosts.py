@@ -19,6 +19,16 @@ DEFAULT_HOSTS = [
     "api.x.ai=x_ai",
     "api.perplexity.ai=perplexity",
     "openrouter.ai=openrouter",
+    # Google: the Gemini API (its own dialect, and OpenAI's under /v1beta/openai/), Vertex AI.
+    "generativelanguage.googleapis.com=gcp.gemini",
+    "aiplatform.googleapis.com=gcp.vertex_ai",
+    "*-aiplatform.googleapis.com=gcp.vertex_ai",
+    # OpenAI-compatible hosts (and their Anthropic-compatible paths, where they serve them).
+    "api.together.xyz=together",
+    "api.fireworks.ai=fireworks",
+    "api.cerebras.ai=cerebras",
+    "api.moonshot.ai=moonshot_ai",
+    "api.moonshot.cn=moonshot_ai",
 ]
 
 

@@ -5,16 +5,21 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Mapping
+from urllib.parse import unquote
 
 # Key schemes that say which kind of key it is, not who holds it: OpenAI's `sk-`, `sk-proj-`,
 # `sk-svcacct-`, ...; Anthropic's `sk-ant-api03-` (API keys), `sk-ant-oat01-` (OAuth tokens),
-# `sk-ant-admin01-`. Anthropic's comes first: the generic form would stop at `sk-ant-`.
-_KEY_SCHEME = re.compile(r"^(sk-ant-[a-z]{2,8}[0-9]{2}-|sk-(?:[a-z]{1,10}-)?)")
+# `sk-ant-admin01-`; Google's `AIza` (API keys) and `ya29.` (OAuth access tokens). Anthropic's
+# comes first: the generic form would stop at `sk-ant-`.
+_KEY_SCHEME = re.compile(r"^(sk-ant-[a-z]{2,8}[0-9]{2}-|sk-(?:[a-z]{1,10}-)?|AIza|ya29\.)")
 # Below this many secret characters, even the last four say too much.
 _MIN_SECRET_FOR_SUFFIX = 16
 # The request header fields that may carry a key, in the order they are tried: a bearer token
-# (OpenAI, Anthropic OAuth), Azure's `api-key`, Anthropic's `x-api-key`.
-CREDENTIAL_HEADERS = ("authorization", "api-key", "x-api-key")
+# (OpenAI, Anthropic OAuth, Vertex AI), Azure's `api-key`, Anthropic's `x-api-key`, the Gemini API's
+# `x-goog-api-key`.
+CREDENTIAL_HEADERS = ("authorization", "api-key", "x-api-key", "x-goog-api-key")
+# The Gemini API also takes its key in the URL: `?key=AIza...`.
+_QUERY_KEY = re.compile(r"(?:^|&)key=([^&]*)")
 
 
 @functools.lru_cache(maxsize=256)  # a proxy sees the same few keys on every call
@@ -39,10 +44,13 @@ def mask_api_key(credential: str | None) -> str:
     return f"{scheme}...{secret[-4:]}"
 
 
-def masked_key_of(headers: Mapping[str, str]) -> str:
-    """The masked key of a request, from the first of `CREDENTIAL_HEADERS` it carries."""
+def masked_key_of(headers: Mapping[str, str], query: str = "") -> str:
+    """The masked key of a request, from the first of `CREDENTIAL_HEADERS` it carries, else the
+    URL query's `key` (`query`: the part after `?`, which is never kept anywhere else)."""
     for name in CREDENTIAL_HEADERS:
         value = headers.get(name)
         if value:
             return mask_api_key(value)
+    if "key=" in query and (found := _QUERY_KEY.search(query)):
+        return mask_api_key(unquote(found.group(1)))
     return "none"

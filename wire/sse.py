@@ -202,6 +202,10 @@ class SSEFramer:
         self._scan_from = 0
         return [rest] if rest else []
 
+    @staticmethod
+    def event(block: bytes) -> SSEEvent:
+        return parse_sse_event(block)
+
 
 @dataclass
 class SSEEvent:

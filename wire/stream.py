@@ -1,12 +1,24 @@
-"""Streamed responses: the accumulator interface each API implements, and the SSE stream tap."""
+"""Streamed responses: the accumulator interface each API implements, the framer interface
+(SSE, or a streamed JSON array), and the stream tap."""
 
 from __future__ import annotations
 
 from array import array
+from typing import Protocol
 
 from wire.records import ApiResult
 from wire.sse import Encoder, IdentityEncoder, SSEEvent, SSEFramer, Transcoder, incremental_decoder, incremental_encoder
 from wire.sse import parse_sse_event as parse_event
+
+
+class Framer(Protocol):
+    """Cuts a decoded body into blocks (an SSE event, an array element) as they complete."""
+
+    def feed(self, data: bytes) -> list[bytes]: ...
+
+    def finish(self) -> list[bytes]: ...
+
+    def event(self, block: bytes) -> SSEEvent: ...
 
 
 class StreamAccumulator:
@@ -60,9 +72,11 @@ class EventStream:
     nothing else is held back.
     """
 
-    def __init__(self, content_encoding: str | None, accumulator: StreamAccumulator) -> None:
+    def __init__(
+        self, content_encoding: str | None, accumulator: StreamAccumulator, framer: Framer | None = None
+    ) -> None:
         self.accumulator = accumulator
-        self._framer = SSEFramer()
+        self._framer = framer or SSEFramer()
         self._content_encoding = content_encoding
         decoder = incremental_decoder(content_encoding)
         self.decodable = decoder is not None  # the encoders cover the same encodings
@@ -79,13 +93,13 @@ class EventStream:
     def observe(self, chunk: bytes, now: float) -> None:
         if self.decodable and chunk:
             for block in self._framer.feed(self._decode(chunk)):
-                self.accumulator.consume(parse_event(block), now)
+                self.accumulator.consume(self._framer.event(block), now)
 
     def finish(self, now: float) -> None:
         """The body has ended: read an unterminated last event, if any (observe mode)."""
         if self.decodable:
             for block in self._framer.finish():
-                self.accumulator.consume(parse_event(block), now)
+                self.accumulator.consume(self._framer.event(block), now)
 
     def filter(self, chunk: bytes, now: float) -> list[bytes]:
         """What to send on in place of `chunk` (b"" marks the end of the body).
