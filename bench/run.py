@@ -52,10 +52,12 @@ from harness.otlp_receiver import OTLPReceiver
 from pricing import Prices
 from telemetry import Telemetry
 from telemetry_process import MetricOptions
-from wire import anthropic_messages, openai_chat
+from wire import anthropic_messages, gemini_generate, openai_chat
 from wire.call import Call, Endpoint
+from wire.json_array import JSONArrayFramer
 from wire.openai_chat import ChatStreamAccumulator
 from wire.records import ApiRequest, ApiResult, Usage
+from wire.sse import SSEFramer
 from wire.stream import EventStream
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -578,6 +580,21 @@ def in_process(report: list[str], raw: dict[str, Any]) -> None:
     def per_anthropic_chunk() -> None:
         anthropic_stream.observe(anthropic_chunk, 1.0)
 
+    # A Gemini chunk as the API writes it: SSE with ?alt=sse (what the SDKs use), and the same
+    # object as an element of the JSON array without it.
+    gemini_object = (
+        b'{"candidates": [{"content": {"role": "model","parts": [{"text": " vast and deep,\\nThe promises of '
+        b"clarity to keep.\\n\\nThe trace unfurls, a golden thread so fine,\\nFrom user click, to database "
+        b'divine."}]}}],"usageMetadata": {"trafficType": "ON_DEMAND"},"modelVersion": "gemini-2.5-flash",'
+        b'"createTime": "2025-10-06T15:51:06.600201Z","responseId": "auXjaInRJPP02PgP1dnn0Qo"}'
+    )
+    gemini_endpoint = Endpoint(gemini_generate.API, model="gemini-2.5-flash", streamed=True)
+    gemini_sse = EventStream(None, gemini_generate.API.stream_accumulator(0.0), SSEFramer())
+    gemini_array = EventStream(None, gemini_generate.API.stream_accumulator(0.0), JSONArrayFramer())
+    gemini_array.observe(b"[", 0.0)
+    sse_chunk, array_chunk = b"data: " + gemini_object + b"\r\n\r\n", gemini_object + b"\r\n,\r\n"
+    assert gemini_endpoint.api.stream_framer("application/json", gemini_endpoint) is not None
+
     # Pricing one call, as the proxy's log line and the telemetry process do: the library alone,
     # and the addon's cached rates per (provider, model, tier).
     priced = Call(
@@ -621,6 +638,14 @@ def in_process(report: list[str], raw: dict[str, Any]) -> None:
         "telemetry process: record one call (metrics and span)": (record, lambda: json.loads(body)),
         "observe, one chat SSE chunk": (per_chunk, lambda: json.loads(data)),
         "observe, one Anthropic SSE chunk": (per_anthropic_chunk, lambda: json.loads(anthropic_chunk[33:-2])),
+        "observe, one Gemini SSE chunk (?alt=sse)": (
+            lambda: gemini_sse.observe(sse_chunk, 1.0),
+            lambda: json.loads(gemini_object),
+        ),
+        "observe, one Gemini JSON-array chunk": (
+            lambda: gemini_array.observe(array_chunk, 1.0),
+            lambda: json.loads(gemini_object),
+        ),
         "price one call with genai-prices' `calc_price`": (library_price, lambda: json.loads(body)),
         "price one call with the addon's `Prices.cost_of` (rates cached per model and tier)": (
             lambda: prices.cost_of(priced),

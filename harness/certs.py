@@ -19,6 +19,9 @@ SERVER_NAMES = [
     "*.openai.azure.com",
     "api.groq.com",
     "api.deepseek.com",
+    "generativelanguage.googleapis.com",
+    "aiplatform.googleapis.com",
+    "*.googleapis.com",
 ]
 
 

@@ -1,5 +1,6 @@
 """A local HTTPS server that answers like api.openai.com (and, on `/v1/messages`, like
-api.anthropic.com: `harness.fake_anthropic`), for tests and the demo.
+api.anthropic.com: `harness.fake_anthropic`; on Google's `/models/{model}:method` paths, like the
+Gemini API and Vertex AI: `harness.fake_google`), for tests and the demo.
 
 It follows the real API where the addon cares: paced SSE streams, `stream_options.include_usage`
 semantics (`"usage":null` on every chunk plus one usage-only chunk), realistic headers, OpenAI
@@ -44,7 +45,7 @@ import brotli
 import yaml
 from backports import zstd
 
-from harness import fake_anthropic
+from harness import fake_anthropic, fake_google
 
 FIXTURES = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "recorded"
 CREATED = 1731368639
@@ -430,6 +431,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.upstream_headers = None
         if self.path.partition("?")[0].rstrip("/").endswith("/v1/messages"):
             self._anthropic(body, headers, encoding)
+        elif fake_google.is_google(self.path):
+            self._google(body, headers, encoding)
         elif "x-fake-raw" in headers:
             self._send_raw(raw_scenario(headers["x-fake-raw"]))
         elif "x-fake-fixture" in headers:
@@ -515,6 +518,66 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             self._send_whole(200, "application/json", compact(script.message()).encode(), encoding)
 
+    def _google(self, body: bytes, headers: dict[str, str], encoding: str) -> None:
+        """Google's generateContent dialect (Gemini API and Vertex AI paths): its error bodies,
+        and streams as SSE (`?alt=sse`) or as a JSON array."""
+        self.upstream_headers = {"x-goog-fake": "1"}
+        route = fake_google.ROUTE.search(self.path.partition("?")[0])
+        assert route is not None
+        model, method = route.group("model"), route.group("method")
+        sse = "alt=sse" in self.path.partition("?")[2]
+        delay = int(headers.get("x-fake-chunk-delay-ms", 5)) / 1000
+        if not fake_google.authorized(self.path, headers):
+            self._send_whole(401, "application/json", fake_google.error_body(401, "UNAUTHENTICATED"), encoding)
+            return
+        if "x-fake-error" in headers:
+            code, _, status = headers["x-fake-error"].partition(":")
+            self._send_whole(int(code), "application/json", fake_google.error_body(int(code), status), encoding)
+            return
+        request = json.loads(body or b"{}")
+        if method in ("embedContent", "batchEmbedContents"):
+            answer = fake_google.embeddings(method, request)
+            self._send_whole(200, "application/json", compact(answer).encode(), encoding)
+            return
+        if method == "countTokens":
+            counted = {"totalTokens": fake_google.prompt_tokens(request)}
+            self._send_whole(200, "application/json", compact(counted).encode(), encoding)
+            return
+        if method not in ("generateContent", "streamGenerateContent"):
+            self._send_whole(404, "application/json", fake_google.error_body(404, "NOT_FOUND"), encoding)
+            return
+        if "x-fake-fixture" in headers:
+            recorded_status, recorded = fake_google.recorded(headers["x-fake-fixture"])
+            if isinstance(recorded, bytes):
+                self._send_whole(recorded_status, "application/json; charset=UTF-8", recorded, encoding)
+                return
+            chunks = recorded
+        elif "x-fake-blocked" in headers:
+            blocked = fake_google.blocked(headers["x-fake-blocked"], model)
+            if method == "generateContent":
+                self._send_whole(200, "application/json", compact(blocked).encode(), encoding)
+                return
+            chunks = [blocked]
+        else:
+            script = fake_google.GenerateScript(
+                model,
+                request,
+                chunks=int(headers.get("x-fake-chunks", len(fake_google.WORDS))),
+                cached=int(headers.get("x-fake-cached", 0)),
+                thoughts=int(headers.get("x-fake-thoughts", 0)),
+                number=len(self.server.received),
+            )
+            if method == "generateContent":
+                self._send_whole(200, "application/json", compact(script.response()).encode(), encoding)
+                return
+            chunks = script.stream_chunks(error=headers.get("x-fake-stream-error"))
+        if sse:
+            self._send_stream(fake_google.sse_chunks(chunks), delay, encoding, None)
+        else:
+            self._send_stream(
+                fake_google.array_chunks(chunks), delay, encoding, None, content_type="application/json; charset=UTF-8"
+            )
+
     def _send_raw(self, scenario: RawScenario) -> None:
         self.close_connection = True
         head = [f"HTTP/1.1 {scenario.status} Fake\r\n"]
@@ -567,13 +630,19 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(payload)
 
     def _send_stream(
-        self, events: list[str], delay: float, encoding: str, response_id: str | None, status: int = 200
+        self,
+        events: list[str],
+        delay: float,
+        encoding: str,
+        response_id: str | None,
+        status: int = 200,
+        content_type: str = "text/event-stream; charset=utf-8",
     ) -> None:
         encode, finish = _encoder(encoding)
         stream_log = StreamLog(response_id)
         self.server.streams.append(stream_log)
         self.send_response(status)
-        self._common_headers("text/event-stream; charset=utf-8", encoding)
+        self._common_headers(content_type, encoding)
         self.send_header("transfer-encoding", "chunked")
         self.end_headers()
         self.wfile.flush()

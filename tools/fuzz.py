@@ -16,18 +16,30 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import wire
-from wire import sse
+from wire import gemini_embeddings, gemini_generate, sse
 from wire.call import Endpoint
 from wire.headers import parse_request_headers, parse_upstream_headers
 from wire.openai_chat import ChatStreamAccumulator
 from wire.secrets import mask_api_key
 from wire.stream import EventStream
 
-ENDPOINTS = [Endpoint(api) for _, api in wire.ROUTES]
-STREAMED = [endpoint for endpoint in ENDPOINTS if endpoint.api.name != "embeddings"]
+ENDPOINTS = [
+    *(Endpoint(api) for _, api in wire.ROUTES),
+    Endpoint(gemini_generate.API, model="m", streamed=True),
+    Endpoint(gemini_embeddings.API, model="e"),
+]
+STREAMED = [endpoint for endpoint in ENDPOINTS if endpoint.operation != "embeddings"]
 
-# JSON-ish bytes reach deeper than uniform noise: fragments of real OpenAI and Anthropic payloads, shuffled.
+# JSON-ish bytes reach deeper than uniform noise: fragments of real OpenAI, Anthropic and Gemini payloads, shuffled.
 FRAGMENTS = [
+    b'[{"candidates": [{"content": {"role": "model", "parts": [{"text": "hi \\" } {"}]}, "finishReason": "STOP"}]',
+    b', "usageMetadata": {"promptTokenCount": 3, "candidatesTokenCount": 2, "thoughtsTokenCount": 1,',
+    b'"cachedContentTokenCount": 1, "promptTokensDetails": [{"modality": "TEXT", "tokenCount": 3}]}}',
+    b'{"functionCall": {"name": "f", "args": {"a": [1, {"b": "}"}]}}}',
+    b'"promptFeedback": {"blockReason": "SAFETY"}',
+    b'{"error": {"code": 429, "status": "RESOURCE_EXHAUSTED"}}',
+    b"\r\n,\r\n",
+    b"\\",
     b"event: message_start\n",
     b'data: {"type":"message_start","message":{"id":"msg_1","model":"claude","usage":{"input_tokens":3,',
     b'"cache_read_input_tokens":2,"cache_creation":{"ephemeral_5m_input_tokens":1},"output_tokens":1}}}',
@@ -93,11 +105,21 @@ def target_parsers(counter: Counter) -> Callable[[], None]:
 
 
 def target_streams(counter: Counter) -> Callable[[], None]:
-    @given(payloads, splits, st.sampled_from(STREAMED), st.booleans())
-    def run(data: bytes, sizes: list[int], endpoint: Endpoint, capture: bool) -> None:
+    content_types = st.sampled_from(["text/event-stream", "application/json"])
+
+    @given(payloads, splits, st.sampled_from(STREAMED), st.booleans(), content_types)
+    def run(data: bytes, sizes: list[int], endpoint: Endpoint, capture: bool, content_type: str) -> None:
         counter.executions += 1
-        observed = EventStream(None, endpoint.api.stream_accumulator(0.0, capture))
-        filtered = EventStream(None, endpoint.api.stream_accumulator(0.0, capture))
+        api = endpoint.api
+        framer = api.stream_framer(content_type, endpoint) or sse.SSEFramer()
+        observed = EventStream(None, api.stream_accumulator(0.0, capture), framer)
+        if not isinstance(framer, sse.SSEFramer):  # a JSON array is only observed, never filtered
+            for piece in pieces(data, sizes):
+                observed.observe(piece, now=1.0)
+            observed.finish(now=2.0)
+            observed.accumulator.output_messages()
+            return
+        filtered = EventStream(None, api.stream_accumulator(0.0, capture))
         sent: list[bytes] = []
         for piece in pieces(data, sizes):
             observed.observe(piece, now=1.0)

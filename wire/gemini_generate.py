@@ -158,7 +158,7 @@ class GenerateContentStreamAccumulator(StreamAccumulator):
         self._texts: dict[int, list[tuple[str, TextCollector | Part]]] = {}
 
     def consume(self, event: SSEEvent, now: float) -> None:
-        data = load_json_object(event.data) if event.data else None
+        data = event.value if isinstance(event.value, dict) else load_json_object(event.data)
         if data is None:
             return
         if _carries_output(data):

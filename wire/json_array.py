@@ -1,14 +1,19 @@
 """A JSON array streamed element by element, as Gemini's `streamGenerateContent` sends it without
 `?alt=sse`: `[{...}\\r\\n,\\r\\n{...}]`, each element arriving in pieces.
 
-Bytes in, each complete top-level element out as soon as its closing brace arrives. Strings are
-skipped whole by one regular expression (in C), so braces inside them never count and a chunk
-costs a few matches, not a Python step per byte.
+Bytes in, each complete top-level element out as soon as its closing brace arrives. Google writes
+an element per network write, so the fast path parses a whole element with the `json` module's C
+decoder at once, and hands the parsed value on (the accumulator does not parse it again). An
+element that is not complete yet (or not JSON) is read on by a scanner that counts braces and
+skips strings, resuming where it stopped, so an element in many pieces costs linear time.
 """
 
 from __future__ import annotations
 
+import json
 import re
+from collections import deque
+from typing import Any
 
 from wire.sse import SSEEvent
 
@@ -16,6 +21,7 @@ from wire.sse import SSEEvent
 # the opening quote of a string that ends in a later chunk, or the end of the buffer.
 _NO_BRACE = re.compile(rb'(?:[^{}"]+|"[^"\\]*(?:\\.[^"\\]*)*")*')
 _QUOTE, _OPEN, _BACKSLASH = ord('"'), ord("{"), ord("\\")
+_DECODER = json.JSONDecoder()
 
 
 def _string_end(buffer: bytearray, position: int) -> int:
@@ -33,12 +39,26 @@ def _string_end(buffer: bytearray, position: int) -> int:
         position = quote + 1
 
 
-class JSONArrayFramer:
-    """Cuts a streamed JSON array into the raw bytes of its top-level objects.
+def _whole_element(buffer: bytearray, start: int) -> tuple[bytes, str, dict[str, Any]] | None:
+    """The complete object that begins at `start` (its bytes, text and value), or None: it is not
+    complete yet, or not a JSON object."""
+    last = buffer.rfind(b"}", start)
+    if last < 0:
+        return None
+    raw = bytes(buffer[start : last + 1])
+    try:
+        text = raw.decode()
+        value, end = _DECODER.raw_decode(text)
+    except (ValueError, RecursionError):  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+        return None
+    if not isinstance(value, dict):
+        return None
+    size = end if len(text) == len(raw) else len(text[:end].encode())
+    return raw[:size], text[:end], value
 
-    Whole strings are skipped by one match; a string longer than a chunk (an inline image) is
-    read on with `bytes.find`, resuming where the last chunk stopped, so it costs linear time.
-    """
+
+class JSONArrayFramer:
+    """Cuts a streamed JSON array into the raw bytes of its top-level objects."""
 
     def __init__(self) -> None:
         self._buffer = bytearray()
@@ -46,16 +66,17 @@ class JSONArrayFramer:
         self._depth = 0
         self._string_from = -1  # inside a string that began at this offset, or -1
         self._start = -1  # where the current element's `{` is, or -1 between elements
+        self._parsed: deque[tuple[bytes, str, dict[str, Any]]] = deque()  # of this feed's elements
 
     def feed(self, data: bytes) -> list[bytes]:
         self._buffer += data
+        self._parsed.clear()
         buffer = self._buffer
         elements: list[bytes] = []
         position = self._scan_from
         while True:
             if self._string_from >= 0:
-                # Resume one byte early: a backslash may have ended the last chunk.
-                end = _string_end(buffer, max(position - 1, self._string_from + 1))
+                end = _string_end(buffer, max(position, self._string_from + 1))
                 if end < 0:
                     position = len(buffer)
                     break
@@ -64,12 +85,20 @@ class JSONArrayFramer:
             if position == len(buffer):
                 break
             token = buffer[position]
-            position += 1
             if token == _QUOTE:  # a string that goes on in a later chunk
-                self._string_from = position - 1
-            elif token == _OPEN:
-                if self._depth == 0:
-                    self._start = position - 1
+                self._string_from = position
+                position += 1
+                continue
+            if token == _OPEN and self._depth == 0:
+                whole = _whole_element(buffer, position)
+                if whole is not None:
+                    elements.append(whole[0])
+                    self._parsed.append(whole)
+                    position += len(whole[0])
+                    continue
+                self._start = position
+            position += 1
+            if token == _OPEN:
                 self._depth += 1
             elif self._depth > 0:
                 self._depth -= 1
@@ -91,10 +120,14 @@ class JSONArrayFramer:
     def finish(self) -> list[bytes]:
         """An element cut off by the end of the body is not one: nothing is left to read."""
         self._buffer.clear()
+        self._parsed.clear()
         self._scan_from, self._depth, self._string_from, self._start = 0, 0, -1, -1
         return []
 
-    @staticmethod
-    def event(block: bytes) -> SSEEvent:
-        """One element as the event the accumulators read: its JSON as the data."""
+    def event(self, block: bytes) -> SSEEvent:
+        """One element as the event the accumulators read: its JSON as the data, and its value
+        where the fast path parsed it already."""
+        if self._parsed and self._parsed[0][0] is block:
+            _, text, value = self._parsed.popleft()
+            return SSEEvent(None, text, value)
         return SSEEvent(None, block.decode("utf-8", "replace"))

@@ -11,7 +11,7 @@ import sys
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import brotli
 
@@ -211,6 +211,7 @@ class SSEFramer:
 class SSEEvent:
     event: str | None
     data: str | None
+    value: Any = None  # the data as JSON, where the framer parsed it already (`JSONArrayFramer`)
 
 
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
