@@ -18,6 +18,7 @@ import addon as addon_module
 import telemetry
 import telemetry_process
 from harness.fake_anthropic import claude_code_request
+from harness.fake_google import GenerateScript, array_chunks
 from harness.fake_openai import ChatScript, ResponsesScript, compact, encode_whole, load_fixture
 from harness.recordings import load_anthropic
 from telemetry_process import MetricOptions
@@ -539,10 +540,66 @@ def test_default_hosts_name_the_known_providers(context):
         "api.perplexity.ai": "perplexity",
         "openrouter.ai": "openrouter",
         "eastus.openai.azure.com": "azure.ai.openai",
+        "generativelanguage.googleapis.com": "gcp.gemini",
+        "aiplatform.googleapis.com": "gcp.vertex_ai",
+        "europe-west4-aiplatform.googleapis.com": "gcp.vertex_ai",
+        "api.together.xyz": "together",
+        "api.fireworks.ai": "fireworks",
+        "api.cerebras.ai": "cerebras",
+        "api.moonshot.ai": "moonshot_ai",
     }
     for host, provider in expected.items():
         rule = match_host(metering.rules, host, 443)
         assert rule is not None and rule.provider == provider
+    assert match_host(metering.rules, "storage.googleapis.com", 443) is None  # not every Google API
+
+
+@pytest.mark.parametrize(
+    ("host", "path", "vendor", "operation", "provider"),
+    [
+        ("api.fireworks.ai", "/inference/v1/chat/completions", "openai", "chat", "fireworks"),
+        ("api.moonshot.ai", "/anthropic/v1/messages", "anthropic", "chat", "moonshot_ai"),  # Anthropic-compatible
+        ("generativelanguage.googleapis.com", "/v1beta/openai/chat/completions", "openai", "chat", "gcp.gemini"),
+        (
+            "generativelanguage.googleapis.com",
+            "/v1beta/models/g:generateContent",
+            "gcp",
+            "generate_content",
+            "gcp.gemini",
+        ),
+    ],
+)
+def test_compatible_hosts_speak_the_dialect_their_route_says(context, sink, host, path, vendor, operation, provider):
+    metering, _ = context
+    flow = chat_flow({"model": "m", "messages": [], "max_tokens": 5}, host=host, path=path)
+    metering.request(flow)
+    flow.response = json_response({"error": {"code": 400, "status": "INVALID_ARGUMENT", "type": "invalid"}}, 400)
+    metering.response(flow)
+    (span,) = sink.finished_spans()
+    assert span.attributes[f"{vendor}.api_key.masked"] == f"sk-proj-...{KEY[-4:]}"  # the wire API's own namespace
+    assert (span.attributes["gen_ai.operation.name"], span.attributes["gen_ai.provider.name"]) == (operation, provider)
+
+
+def test_a_key_in_the_query_is_masked_and_the_query_is_shown_nowhere(context, sink, caplog):
+    metering, _ = context
+    metering.flows_are_kept = True
+    key = "AIzaSyQ1w2E3r4T5y6U7i8O9p0AsDfGhJkLzXcV"
+    path = f"/v1beta/models/gemini-2.5-flash:generateContent?key={key}&alt=json"
+    flow = chat_flow({"contents": [{"parts": [{"text": "hi"}]}]}, host="generativelanguage.googleapis.com", path=path)
+    flow.request.headers.pop("authorization")
+    metering.request(flow)
+    answer = {
+        "candidates": [{"finishReason": "STOP"}],
+        "usageMetadata": {"promptTokenCount": 3, "candidatesTokenCount": 2},
+    }
+    flow.response = json_response(answer)
+    caplog.set_level(logging.INFO, logger="genai")
+    metering.response(flow)
+    (span,) = sink.finished_spans()
+    assert span.attributes["gcp.api_key.masked"] == f"AIza...{key[-4:]}"
+    assert flow.request.path == path  # forwarded unchanged
+    shown = flow.comment + caplog.text + repr(dict(span.attributes))
+    assert "3 in / 2 out" in flow.comment and key[4:12] not in shown and "key=" not in shown
 
 
 def test_content_is_captured_only_when_asked(context, sink, monkeypatch):
@@ -629,6 +686,22 @@ def test_the_contentview_shows_the_reassembled_stream(context):  # the context r
     other_metadata = contentviews.Metadata(flow=other, content_type="text/event-stream", http_message=other.response)
     assert view.render_priority(body, other_metadata) == 0
     assert "llm stream" in contentviews.registry  # registered by load()
+
+
+def test_the_contentview_shows_a_gemini_json_array_stream_and_not_a_plain_answer(context):
+    chunks = GenerateScript("gemini-2.5-flash", {}).stream_chunks()
+    body = "".join(array_chunks(chunks)).encode()
+    view = addon_module.LLMStreamView()
+    host = "generativelanguage.googleapis.com"
+    streamed = chat_flow(host=host, path="/v1beta/models/gemini-2.5-flash:streamGenerateContent")
+    plain = chat_flow(host=host, path="/v1beta/models/gemini-2.5-flash:generateContent")
+    for flow in (streamed, plain):
+        flow.response = http.Response.make(200, body, {"content-type": "application/json"})
+    array = contentviews.Metadata(flow=streamed, content_type="application/json", http_message=streamed.response)
+    assert view.render_priority(body, array) > 1
+    assert "Hello from a fake Gemini." in view.prettify(body, array)
+    answer = contentviews.Metadata(flow=plain, content_type="application/json", http_message=plain.response)
+    assert view.render_priority(body, answer) == 0  # a plain JSON answer keeps mitmproxy's JSON view
 
 
 def test_summary_commands(context):

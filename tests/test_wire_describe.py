@@ -1,8 +1,11 @@
 """Calls told for people: the summary line and mitmweb's stream view."""
 
+import json
+
+from harness.fake_google import GenerateScript, array_chunks
 from harness.fake_openai import load_fixture
 from harness.recordings import load_anthropic
-from wire import anthropic_messages, openai_chat, openai_responses
+from wire import anthropic_messages, gemini_generate, openai_chat, openai_responses
 from wire.call import Call, Endpoint
 from wire.describe import describe_stream, format_usd, summarize
 from wire.records import ApiRequest, ApiResult, Usage
@@ -74,3 +77,15 @@ def test_an_anthropic_stream_is_described_with_its_text_and_usage():
     assert "id msg_01VY8H3oPFs4WWVnJXFDxNhU" in text
     assert "usage: 13 input (0 cached), 5 output (0 reasoning)" in text
     assert "finish: end_turn" in text and "\nHello.\n" in text + "\n"
+
+
+def test_a_gemini_stream_is_described_in_both_forms():
+    chunks = GenerateScript("gemini-2.5-flash", {"contents": []}, thoughts=2).stream_chunks()
+    endpoint = Endpoint(gemini_generate.API, model="gemini-2.5-flash", streamed=True)
+    sse = "".join(f"data: {json.dumps(chunk)}\r\n\r\n" for chunk in chunks).encode()
+    array = "".join(array_chunks(chunks)).encode()
+    for body, content_type in ((sse, "text/event-stream"), (array, "application/json; charset=UTF-8")):
+        text = describe_stream(endpoint, body, content_type)
+        assert text.startswith("generate_content (generate_content) · model gemini-2.5-flash")
+        assert "usage: 4 input (0 cached), 8 output (2 reasoning)" in text
+        assert "finish: stop" in text and "\nHello from a fake Gemini.\n" in text + "\n"
