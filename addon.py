@@ -13,6 +13,7 @@ child process that `telemetry_process` starts and feeds.
 import functools
 import logging
 import os
+import random
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -26,13 +27,14 @@ import wire
 from pricing import Prices
 from summary import NO_CALLS
 from telemetry_process import ATTRIBUTIONS, MetricOptions, TelemetrySink, TelemetryStartError, telemetry_process
-from wire.call import Call, Endpoint
+from wire.call import Call, Endpoint, SocketRecord
 from wire.content import MAX_PART_CHARS, CapturedContent
 from wire.describe import describe_stream, summarize
-from wire.headers import MAX_TRACE_HEADER_LENGTH, REQUEST_HEADERS, TRACE_HEADERS, UPSTREAM_HEADERS
+from wire.headers import MAX_TRACE_HEADER_LENGTH, REQUEST_HEADERS, TRACE_HEADERS, UPSTREAM_HEADERS, parse_traceparent
 from wire.hosts import DEFAULT_HOSTS, HostRule, match_host, parse_host_rule
 from wire.records import ApiRequest, ApiResult
 from wire.secrets import CREDENTIAL_HEADERS, masked_key_of
+from wire.socket import Operation, SocketSession
 from wire.stream import EventStream
 from wire.values import LARGE_BODY
 
@@ -47,6 +49,7 @@ MAX_REMEMBERED_HOSTS = 1024
 # mitmproxy neither serializes nor copies such attributes, so saving flows (-w, mitmweb) is safe.
 # (No quoted annotations in this file's dataclasses: mitmproxy loads it outside sys.modules.)
 IN_FLIGHT_ATTRIBUTE = "_genai_in_flight"
+SOCKET_ATTRIBUTE = "_genai_socket"
 # In the flow's metadata (kept with saved flows): the addon asked the upstream for usage the client
 # did not ask for, and took it out of the client's stream again. The stream view says so.
 USAGE_REMOVED = "genai_usage_removed"
@@ -174,6 +177,26 @@ def passed_on_unparsed(body: bytes | None) -> bool:
     """May this body go to the telemetry process as it is? Not a large one: parsing it here reads
     only its edges (`wire.values.LARGE_BODY`), cheaper than copying megabytes down the pipe."""
     return body is None or len(body) <= LARGE_BODY
+
+
+@dataclass
+class OpenSocket:
+    """Bookkeeping for one metered WebSocket between `websocket_start` and `websocket_end`."""
+
+    rule: HostRule
+    host: str
+    port: int
+    endpoint: Endpoint
+    api_key: str
+    session: SocketSession
+    started: float
+    started_ns: int
+    request_headers: dict[str, str]
+    # The session span's ids, chosen now: its operations are recorded before it, as its children.
+    trace_id: int
+    span_id: int
+    parent_span_id: int | None
+    operations: int = 0
 
 
 def in_flight(flow: http.HTTPFlow) -> InFlight | None:
@@ -552,6 +575,108 @@ class GenAIMeter:
             # mitmproxy. The call succeeded.
             flow_error = None
         self._finish(flow, self._call(state, status, flow_error, headers))
+
+    @never_raises
+    def websocket_start(self, flow: http.HTTPFlow) -> None:
+        found = wire.socket_endpoint_for(flow.request.path)
+        if found is None:
+            return
+        host, port = flow.request.host, flow.request.port
+        rule = self._rule(host, port)
+        if rule is None:
+            return
+        endpoint, model = found
+        session = endpoint.api.socket_session(model, self.capture_content)
+        if session is None:
+            return
+        headers = picked_headers(flow.request.headers, REQUEST_FIELDS)
+        parent = parse_traceparent(headers.get("traceparent"))
+        setattr(
+            flow,
+            SOCKET_ATTRIBUTE,
+            OpenSocket(
+                rule=rule,
+                host=host,
+                port=port,
+                endpoint=endpoint,
+                api_key=masked_key_of(headers, flow.request.path.partition("?")[2]),
+                session=session,
+                started=time.monotonic(),
+                started_ns=time.time_ns(),
+                request_headers={
+                    name: value
+                    for name in REQUEST_HEADERS
+                    if (value := headers.get(name)) and len(value) <= MAX_TRACE_HEADER_LENGTH
+                },
+                trace_id=parent[0] if parent else random.getrandbits(128),
+                span_id=random.getrandbits(64),
+                parent_span_id=parent[1] if parent else None,
+            ),
+        )
+
+    @never_raises
+    def websocket_message(self, flow: http.HTTPFlow) -> None:
+        state: OpenSocket | None = getattr(flow, SOCKET_ATTRIBUTE, None)
+        if state is None:
+            return
+        assert flow.websocket
+        message = flow.websocket.messages[-1]
+        if not message.is_text:  # binary frames carry no events of these APIs
+            return
+        for operation in state.session.message(message.from_client, message.content, time.monotonic(), time.time_ns()):
+            self._record_operation(flow, state, operation)
+
+    @never_raises
+    def websocket_end(self, flow: http.HTTPFlow) -> None:
+        state: OpenSocket | None = vars(flow).pop(SOCKET_ATTRIBUTE, None)
+        if state is None:
+            return
+        for operation in state.session.close(time.monotonic(), time.time_ns()):
+            self._record_operation(flow, state, operation)
+        assert self.telemetry is not None
+        self.telemetry.record_session(
+            SocketRecord(
+                endpoint=state.endpoint,
+                provider=state.rule.provider,
+                server_address=state.host,
+                server_port=state.port,
+                api_key=state.api_key,
+                start_time_ns=state.started_ns,
+                duration_s=time.monotonic() - state.started,
+                info=state.session.info,
+                operations=state.operations,
+                request_headers=state.request_headers,
+                trace_id=state.trace_id,
+                span_id=state.span_id,
+                parent_span_id=state.parent_span_id,
+            )
+        )
+
+    def _record_operation(self, flow: http.HTTPFlow, state: OpenSocket, operation: Operation) -> None:
+        """One finished operation of a session, a call of its own under the session's span."""
+        state.operations += 1
+        call = Call(
+            endpoint=Endpoint(
+                operation.api, deployment=state.endpoint.deployment, api_version=state.endpoint.api_version
+            ),
+            provider=state.rule.provider,
+            server_address=state.host,
+            server_port=state.port,
+            api_key=state.api_key,
+            start_time_ns=operation.started_ns,
+            duration_s=operation.duration_s,
+            status_code=101,
+            request=operation.request,
+            result=operation.result,
+            request_headers={k: v for k, v in state.request_headers.items() if k not in TRACE_HEADERS},
+            time_to_first_chunk_s=operation.time_to_first_chunk_s,
+            chunk_intervals_s=operation.chunk_intervals_s,
+            content=operation.content,
+            session_span=(state.trace_id, state.span_id),
+        )
+        self._finish(flow, call)
+        if self.flows_are_kept:  # the flow is the session: its comment counts what it carried
+            flow.comment = f"{state.operations} calls · last: {flow.comment}"
 
     def _call(
         self, state: InFlight, status: int | None, flow_error: str | None, response_headers: dict[str, str]

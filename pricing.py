@@ -58,13 +58,22 @@ REPORTED_KEYS = (
     "cache_write_1h_tokens",
     "output_reasoning_tokens",
     *(f"{direction}_{modality}_tokens" for direction in ("input", "output") for modality in MODALITIES),
+    *(f"cache_{modality}_read_tokens" for modality in MODALITIES),  # after both of their parents
     "web_searches",  # server-side tool uses, billed per use
     "code_executions",
+    "audio_seconds",  # speech to text by duration
+    "input_characters",  # text to speech by characters
 )
+# Counts that are not tokens: a call without usage is still priced by them.
+UNIT_KEYS = ("audio_seconds", "input_characters")
 # Anthropic's usage.server_tool_use counts → the library's keys.
 SERVER_TOOL_KEYS = {"web_search": "web_searches", "code_execution": "code_executions"}
 # Each reported key's reported ancestors below input and output (which always have room).
-NESTED_IN = {"cache_write_5m_tokens": ("cache_write_tokens",), "cache_write_1h_tokens": ("cache_write_tokens",)}
+NESTED_IN = {
+    "cache_write_5m_tokens": ("cache_write_tokens",),
+    "cache_write_1h_tokens": ("cache_write_tokens",),
+    **{f"cache_{m}_read_tokens": ("cache_read_tokens", f"input_{m}_tokens") for m in MODALITIES},
+}
 PRICE_KEYS = frozenset(unit["price_key"] for unit in unit_data.values())
 # The rate names of this project's earlier price files, still accepted.
 SHORT_NAMES = {
@@ -111,6 +120,10 @@ def usage_counts(usage: Usage, server_tool_requests: Mapping[str, int] | None = 
         for modality, tokens in parts:
             counts[f"{direction}_{modality}_tokens"] = part = min(tokens, left)
             left -= part
+    left = read
+    for modality, tokens in usage.cache_read_modalities:
+        counts[f"cache_{modality}_read_tokens"] = part = min(tokens, left, counts.get(f"input_{modality}_tokens", 0))
+        left -= part
     for tool, uses in (server_tool_requests or {}).items():
         if tool in SERVER_TOOL_KEYS:
             counts[SERVER_TOOL_KEYS[tool]] = uses
@@ -130,13 +143,17 @@ def tier_context(call: Call) -> PriceContext | None:
 
 @dataclass(frozen=True, slots=True)
 class Rates:
-    """USD per unit of each reported usage key, plus a per-call amount, in one input band."""
+    """USD per unit (a token, a second, a character) of each reported usage key, plus a per-call
+    amount, in one input band."""
 
     per_call: float
-    per_token: tuple[tuple[str, float], ...]
+    per_unit: tuple[tuple[str, float], ...]
 
-    def cost(self, counts: Mapping[str, int]) -> float:
-        return self.per_call + sum(rate * counts.get(key, 0) for key, rate in self.per_token)
+    def cost(self, counts: Mapping[str, float]) -> float:
+        return self.per_call + sum(rate * counts.get(key, 0) for key, rate in self.per_unit)
+
+    def prices_any(self, keys: tuple[str, ...]) -> bool:
+        return any(key in keys for key, _ in self.per_unit)
 
 
 def _bands(price: ModelPrice) -> tuple[int, ...]:
@@ -172,12 +189,15 @@ class CompiledPrice:
         self.bands = _bands(price)
         self._rates: dict[int, Rates] = {}
 
-    def cost(self, counts: Mapping[str, int]) -> float:
-        band = sum(counts["input_tokens"] > start for start in self.bands)
+    def rates(self, input_tokens: float) -> Rates:
+        band = sum(input_tokens > start for start in self.bands)
         rates = self._rates.get(band)
         if rates is None:
             rates = self._rates[band] = compile_rates(self.price, self.bands[band - 1] if band else 0)
-        return rates.cost(counts)
+        return rates
+
+    def cost(self, counts: Mapping[str, float]) -> float:
+        return self.rates(counts.get("input_tokens", 0)).cost(counts)
 
 
 def _model_price(model: str, entry: Any, where: str) -> ModelPrice:
@@ -311,15 +331,22 @@ class Prices:
         process prices the same call and says it, its lines relayed with the prefix "genai: ").
         """
         usage = call.usage
-        if usage is None:
+        billed = (("audio_seconds", call.result.audio_seconds), ("input_characters", call.request.input_characters))
+        units = {key: value for key, value in billed if value}
+        if usage is None and not units:
             return 0.0 if call.status_code == 429 and call.request.service_tier == "flex" else None
         model = call.billed_model
-        if not model or usage.input_tokens is None:
+        if not model or (usage is not None and usage.input_tokens is None and not units):
             return None
         day = call.start_time_ns // NS_PER_DAY
         price = self.lookup(call.provider, model, call.endpoint.api.vendor, tier_context(call), day)
         if price is not None:
-            return price.cost(usage_counts(usage, call.result.server_tool_requests))
+            counts: dict[str, float] = dict(units)
+            if usage is not None:
+                counts |= usage_counts(usage, call.result.server_tool_requests)
+            if usage is None and not price.rates(0).prices_any(tuple(units)):
+                return None  # a model billed by tokens, and none reported: no cost, not 0
+            return price.cost(counts)
         logged = self._unpriced_logged
         if not quiet and model not in logged and len(logged) < MAX_UNPRICED_MODELS_LOGGED:
             logged.add(model)

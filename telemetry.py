@@ -36,14 +36,23 @@ from opentelemetry.sdk.trace.export import (
     SpanExporter,
     SpanExportResult,
 )
-from opentelemetry.trace import SpanKind, Status, StatusCode
+from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
+from opentelemetry.trace import (
+    NonRecordingSpan,
+    SpanContext,
+    SpanKind,
+    Status,
+    StatusCode,
+    TraceFlags,
+    set_span_in_context,
+)
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 import telemetry_process
 from pricing import Prices
 from summary import UsageSummary
 from telemetry_process import MetricOptions
-from wire.call import Call
+from wire.call import Call, SocketRecord
 from wire.headers import BUDGETS, RateLimits, RequestInfo, UpstreamInfo, parse_request_headers
 
 log = logging.getLogger("genai")
@@ -258,6 +267,23 @@ def quiet_exporter_logs() -> None:
     logging.getLogger("opentelemetry.exporter.otlp.proto.grpc").setLevel(logging.CRITICAL)
 
 
+class PresetIds(RandomIdGenerator):
+    """Random ids, except for a WebSocket session's span: it gets the ids the proxy gave its
+    operations as their parent when the socket opened (they were recorded before it closed)."""
+
+    def __init__(self) -> None:
+        self.next_ids: tuple[int, int] | None = None  # (trace id, span id) of the next span started
+
+    def generate_trace_id(self) -> int:
+        return self.next_ids[0] if self.next_ids else super().generate_trace_id()
+
+    def generate_span_id(self) -> int:
+        if self.next_ids is None:
+            return super().generate_span_id()
+        span_id, self.next_ids = self.next_ids[1], None
+        return span_id
+
+
 class BoundedValues:
     """At most `limit` distinct values per metric attribute; newcomers after that become `_OTHER`.
 
@@ -330,6 +356,9 @@ def _span_attributes(
         "gen_ai.request.previous_response.id": request.previous_response_id,
         f"{vendor}.request.service_tier": request.service_tier if request.service_tier != "auto" else None,
         f"{vendor}.request.thinking.budget_tokens": request.thinking_budget,
+        f"{vendor}.request.voice": request.voice,
+        f"{vendor}.request.input_characters": request.input_characters,
+        f"{vendor}.usage.audio_seconds": result.audio_seconds,
         "user_agent.original": headers.user_agent,
         "user_agent.name": headers.client.name if headers.user_agent else None,
         "user_agent.version": headers.client.version,
@@ -369,6 +398,8 @@ def _span_attributes(
         for direction, counts in (("input", usage.input_modalities), ("output", usage.output_modalities)):
             for modality, tokens in counts:
                 candidates[f"gen_ai.usage.{modality}.{direction}_tokens"] = tokens
+        for modality, tokens in usage.cache_read_modalities:
+            candidates[f"gen_ai.usage.{modality}.cache_read.input_tokens"] = tokens
     return {key: value for key, value in candidates.items() if value is not None}
 
 
@@ -581,7 +612,8 @@ class Telemetry:
         span_exporters = _span_exporters() if span_exporters is None else span_exporters
         metric_readers = _metric_readers() if metric_readers is None else metric_readers
         quiet_exporter_logs()
-        self.tracer_provider = TracerProvider(resource=resource, shutdown_on_exit=False)
+        self._ids = PresetIds()
+        self.tracer_provider = TracerProvider(resource=resource, id_generator=self._ids, shutdown_on_exit=False)
         queue_size = None if "OTEL_BSP_MAX_QUEUE_SIZE" in os.environ else DEFAULT_SPAN_QUEUE
         for exporter in span_exporters:
             self.tracer_provider.add_span_processor(BatchSpanProcessor(exporter, max_queue_size=queue_size))
@@ -726,7 +758,11 @@ class Telemetry:
         self, call: Call, upstream: UpstreamInfo, headers: RequestInfo, metric_attributes: Mapping[str, Any]
     ) -> None:
         parent: Context | None = None
-        if "traceparent" in call.request_headers:
+        if call.session_span is not None:  # an operation of a WebSocket session: its child
+            trace_id, span_id = call.session_span
+            session = SpanContext(trace_id, span_id, is_remote=False, trace_flags=TraceFlags(TraceFlags.SAMPLED))
+            parent = set_span_in_context(NonRecordingSpan(session))
+        elif "traceparent" in call.request_headers:
             parent = self._propagator.extract(carrier=call.request_headers)
         model = call.request_model
         span = self._tracer.start_span(
@@ -741,6 +777,39 @@ class Telemetry:
         if (error_type := call.error_type) is not None:
             span.set_status(Status(StatusCode.ERROR, error_type))
         span.end(end_time=call.start_time_ns + int(call.duration_s * 1e9))
+
+    def record_session(self, record: SocketRecord) -> None:
+        """A closed WebSocket session's span, with the ids its operations named as their parent."""
+        parent = self._propagator.extract(carrier=record.request_headers) if record.parent_span_id else None
+        vendor, info = record.endpoint.api.vendor, record.info
+        candidates: dict[str, Any] = {
+            "gen_ai.provider.name": record.provider,
+            "gen_ai.request.model": info.model,
+            "gen_ai.conversation.id": info.session_id,
+            "server.address": record.server_address,
+            "server.port": record.server_port,
+            f"{vendor}.api.type": record.endpoint.api.name,
+            f"{vendor}.api_key.masked": record.api_key,
+            f"{vendor}.realtime.voice": info.voice,
+            f"{vendor}.realtime.output_modalities": info.output_modalities or None,
+            f"{vendor}.realtime.transcription_model": info.transcription_model,
+            "genai.session.operations": record.operations,
+            "error.type": info.error_type,
+        }
+        self._ids.next_ids = (record.trace_id, record.span_id)
+        try:
+            span = self._tracer.start_span(
+                f"{record.endpoint.api.name} {info.model}" if info.model else record.endpoint.api.name,
+                context=parent,
+                kind=SpanKind.CLIENT,
+                attributes={key: value for key, value in candidates.items() if value is not None},
+                start_time=record.start_time_ns,
+            )
+        finally:
+            self._ids.next_ids = None
+        if info.error_type is not None:
+            span.set_status(Status(StatusCode.ERROR, info.error_type))
+        span.end(end_time=record.start_time_ns + int(record.duration_s * 1e9))
 
     def use_prices(self, prices: Prices) -> None:
         """Price calls with `prices`, fetching its updates (if it has a URL) instead of the last's."""

@@ -29,7 +29,7 @@ from telemetry_process import (
     UsePrices,
     read_batch,
 )
-from wire.call import Call
+from wire.call import Call, SocketRecord
 
 log = logging.getLogger("genai")
 
@@ -114,6 +114,8 @@ def serve(batches: IO[bytes], replies: Replies, shutdown_budget_s: float = telem
                     case Call() as call:
                         instance.record_call(call, options)
                         changed_since = changed_since or time.monotonic()
+                    case SocketRecord() as record:
+                        instance.record_session(record)
                     case MetricOptions() as sent:
                         options = sent
                     case UsePrices(prices):

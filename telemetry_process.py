@@ -45,7 +45,7 @@ from pathlib import Path
 from typing import IO, NamedTuple, Protocol
 
 from pricing import Prices
-from wire.call import Call
+from wire.call import Call, SocketRecord
 
 log = logging.getLogger("genai")
 
@@ -93,7 +93,7 @@ class ResetSummary(NamedTuple):
     """Start the usage summary anew."""
 
 
-Message = Call | MetricOptions | UsePrices | ResetSummary
+Message = Call | SocketRecord | MetricOptions | UsePrices | ResetSummary
 
 
 def encode_batch(batch: Sequence[Message]) -> bytes:
@@ -237,6 +237,8 @@ class TelemetrySink(Protocol):
     `telemetry.Telemetry` in tests."""
 
     def record_call(self, call: Call, options: MetricOptions) -> None: ...
+
+    def record_session(self, record: SocketRecord) -> None: ...
 
     def use_prices(self, prices: Prices) -> None: ...
 
@@ -399,6 +401,10 @@ class TelemetryProcess:
         self._send(ResetSummary())
 
     # --- the hot path --------------------------------------------------------------------
+
+    def record_session(self, record: SocketRecord) -> None:
+        """Queue one closed WebSocket session (its span); after its operations, as it closed last."""
+        self._send(record)
 
     def record_call(self, call: Call, options: MetricOptions) -> None:
         """Queue one finished call; it reaches the child within `FLUSH_INTERVAL_S`."""

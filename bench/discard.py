@@ -2,11 +2,14 @@
 
 from pricing import Prices
 from telemetry_process import MetricOptions
-from wire.call import Call
+from wire.call import Call, SocketRecord
 
 
 class Discard:
     def record_call(self, call: Call, options: MetricOptions) -> None:
+        pass
+
+    def record_session(self, record: SocketRecord) -> None:
         pass
 
     def use_prices(self, prices: Prices) -> None:

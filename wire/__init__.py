@@ -18,7 +18,11 @@ from wire import (
     openai_chat,
     openai_completions,
     openai_embeddings,
+    openai_images,
+    openai_realtime,
     openai_responses,
+    openai_speech,
+    openai_transcriptions,
 )
 from wire.call import Endpoint, WireApi
 
@@ -30,6 +34,18 @@ ROUTES: tuple[tuple[str, WireApi], ...] = (
     ("/responses", openai_responses.API),
     ("/completions", openai_completions.API),
     ("/embeddings", openai_embeddings.API),
+    ("/audio/transcriptions", openai_transcriptions.TRANSCRIPTIONS),
+    ("/audio/translations", openai_transcriptions.TRANSLATIONS),
+    ("/audio/speech", openai_speech.API),
+    ("/images/generations", openai_images.GENERATIONS),
+    ("/images/edits", openai_images.EDITS),
+    ("/images/variations", openai_images.VARIATIONS),
+)
+# WebSocket sessions, by the upgrade request's route ending: OpenAI's Realtime API (Azure's
+# `/openai/realtime` too), and the Responses API's WebSocket mode (`GET /v1/responses`).
+SOCKET_ROUTES: tuple[tuple[str, WireApi], ...] = (
+    ("/realtime", openai_realtime.API),
+    ("/responses", openai_responses.API),
 )
 # Google's `…/models/{model}:{method}` (the Gemini API's /v1beta/models/..., Vertex AI's
 # /v1/projects/{p}/locations/{l}/publishers/google/models/...), by method. `:countTokens` is not
@@ -47,6 +63,20 @@ _AZURE_DEPLOYMENT = re.compile(r"/openai/deployments/([^/]{1,128})/")
 def endpoint_for(method: str, path: str) -> Endpoint | None:
     """The observed endpoint of `METHOD path` (with its query string), or None: not inference."""
     return _endpoint_of_path(path) if method == "POST" else None
+
+
+def socket_endpoint_for(path: str) -> tuple[Endpoint, str | None] | None:
+    """The endpoint of a WebSocket upgrade's path, and the model its query names (Realtime's
+    `?model=`, Azure's `&deployment=`), or None: not a metered socket."""
+    route, _, query = path.partition("?")
+    route = route.rstrip("/")
+    for ending, api in SOCKET_ROUTES:
+        if route.endswith(ending):
+            values = {name: found[0][:128] for name, found in parse_qs(query).items()} if query else {}
+            deployment = values.get("deployment")
+            endpoint = Endpoint(api, deployment=deployment, api_version=values.get("api-version", "")[:32] or None)
+            return endpoint, values.get("model") or deployment
+    return None
 
 
 # Every request passes here; clients call the same few paths over and over.

@@ -12,6 +12,7 @@ from wire.content import CapturedContent
 from wire.headers import UpstreamInfo, parse_upstream_headers
 from wire.hosts import HostRule
 from wire.records import ApiRequest, ApiResult, Usage
+from wire.socket import SessionInfo, SocketSession
 from wire.sse import SSEFramer
 from wire.stream import Framer, StreamAccumulator
 
@@ -48,6 +49,10 @@ class WireApi:
 
     def stream_accumulator(self, started: float, capture_content: bool = False) -> StreamAccumulator:
         raise NotImplementedError
+
+    def socket_session(self, url_model: str | None, capture_content: bool = False) -> SocketSession | None:
+        """A WebSocket session of this API (`wire.SOCKET_ROUTES`), or None: it has none."""
+        return None
 
     def captured_input(self, body: bytes | None) -> CapturedContent:
         """System instructions and input messages of a request; bodies over LARGE_BODY give none."""
@@ -114,6 +119,8 @@ class Call:
     chunk_intervals_s: Sequence[float] = ()
     content: CapturedContent | None = None  # only when content capture is on
     cost_usd: float | None = None
+    # An operation of a WebSocket session: (trace id, span id) of the session's span, its parent.
+    session_span: tuple[int, int] | None = None
 
     def parse_bodies(self) -> Call:
         api = self.endpoint.api
@@ -183,3 +190,24 @@ class Call:
 _CALL_FIELDS = tuple(item.name for item in fields(Call))
 _call_state = operator.attrgetter(*_CALL_FIELDS)
 _REQUEST, _RESULT = _CALL_FIELDS.index("request"), _CALL_FIELDS.index("result")
+
+
+@dataclass(slots=True, kw_only=True)
+class SocketRecord:
+    """One WebSocket session, closed: the span its operations (`Call.session_span`) are children
+    of. Its ids were chosen by the proxy when the socket opened, so the operations, recorded
+    before it, could name it as their parent."""
+
+    endpoint: Endpoint
+    provider: str
+    server_address: str
+    server_port: int
+    api_key: str  # already masked
+    start_time_ns: int
+    duration_s: float
+    info: SessionInfo
+    operations: int
+    request_headers: dict[str, str] = field(default_factory=dict)  # the upgrade request's
+    trace_id: int
+    span_id: int
+    parent_span_id: int | None = None  # from the upgrade request's traceparent

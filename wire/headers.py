@@ -176,6 +176,18 @@ class RequestInfo:
     betas: list[str] | None = None
 
 
+_TRACEPARENT = re.compile(r"^[0-9a-f]{2}-([0-9a-f]{32})-([0-9a-f]{16})-[0-9a-f]{2}")
+
+
+def parse_traceparent(value: str | None) -> tuple[int, int] | None:
+    """A W3C `traceparent`'s trace id and parent span id, or None (absent, malformed, or zero)."""
+    found = _TRACEPARENT.match(value.strip().lower()) if value else None
+    if found is None:
+        return None
+    trace_id, span_id = int(found.group(1), 16), int(found.group(2), 16)
+    return (trace_id, span_id) if trace_id and span_id else None
+
+
 def parse_request_headers(headers: Mapping[str, str]) -> RequestInfo:
     beta = headers.get("anthropic-beta")
     user_agent = headers.get("user-agent")

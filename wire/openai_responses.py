@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import deque
 from typing import Any
 
 from wire.call import WireApi
@@ -16,6 +17,7 @@ from wire.content import (
 )
 from wire.openai_common import RESPONSE_MEMBERS, openai_request, openai_usage
 from wire.records import ApiRequest, ApiResult, Usage
+from wire.socket import Operation, SessionInfo, SocketSession, frame_type
 from wire.sse import SSEEvent
 from wire.stream import StreamAccumulator
 from wire.values import error_label, error_type_from_object, json_members, label, load_json_object, obj, small_json
@@ -151,12 +153,82 @@ class Responses(WireApi):
     def stream_accumulator(self, started: float, capture_content: bool = False) -> StreamAccumulator:
         return ResponsesStreamAccumulator(started, capture_content)
 
+    def socket_session(self, url_model: str | None, capture_content: bool = False) -> SocketSession:
+        return ResponsesSocketSession(url_model, capture_content)
+
     def captured_input(self, body: bytes | None) -> CapturedContent:
         system, inputs = input_messages(small_json(body))
         return CapturedContent(system_instructions=dump_messages(system), input_messages=dump_messages(inputs))
 
     def captured_output(self, body: bytes | None) -> str | None:
         return dump_messages(output_messages(small_json(body)))
+
+
+class _Waiting:
+    """A `response.create` sent, its answer not finished yet."""
+
+    def __init__(self, now: float, now_ns: int, content: bytes, capture_content: bool) -> None:
+        self.started_ns = now_ns
+        self.request = API.parse_request(content)
+        self.request.stream = True  # its events come as a stream's do
+        self.accumulator = ResponsesStreamAccumulator(now, capture_content)
+        self.captured = API.captured_input(content) if capture_content else None
+
+
+class ResponsesSocketSession(SocketSession):
+    """The Responses API's WebSocket mode (the `openai` SDK's `responses.connect`, Codex): each
+    client `response.create` (the create parameters beside its type) and the server's events up
+    to `response.completed` / `.incomplete` / `.failed` (or an `error`) is one call, read as a
+    streamed HTTP call is. Responses are answered in the order they were asked for."""
+
+    MAX_WAITING = 64
+
+    def __init__(self, url_model: str | None, capture_content: bool) -> None:
+        self.info = SessionInfo(model=url_model)
+        self._capture = capture_content
+        self._waiting: deque[_Waiting] = deque()
+
+    def message(self, from_client: bool, content: bytes, now: float, now_ns: int) -> list[Operation]:
+        kind = frame_type(content)
+        if from_client:
+            if kind == "response.create" and len(self._waiting) < self.MAX_WAITING:
+                waiting = _Waiting(now, now_ns, content, self._capture)
+                self.info.model = waiting.request.model or self.info.model
+                self._waiting.append(waiting)
+            return []
+        if not self._waiting:
+            return []
+        current = self._waiting[0]
+        current.accumulator.consume(SSEEvent(kind, content.decode("utf-8", "replace")), now)
+        if not (current.accumulator.done or kind == "error"):
+            return []
+        self._waiting.popleft()
+        return [self._operation(current, now)]
+
+    def close(self, now: float, now_ns: int) -> list[Operation]:
+        cut_off = []
+        for waiting in self._waiting:
+            waiting.accumulator.result.error_type = waiting.accumulator.result.error_type or "socket_closed"
+            cut_off.append(self._operation(waiting, now))
+        self._waiting.clear()
+        return cut_off
+
+    def _operation(self, waiting: _Waiting, now: float) -> Operation:
+        accumulator = waiting.accumulator
+        content = waiting.captured
+        if content is not None:
+            content.output_messages = accumulator.output_messages()
+        return Operation(
+            api=API,
+            request=waiting.request,
+            result=accumulator.result,
+            started=accumulator.started,
+            started_ns=waiting.started_ns,
+            duration_s=now - accumulator.started,
+            time_to_first_chunk_s=accumulator.time_to_first_chunk,
+            chunk_intervals_s=tuple(accumulator.chunk_intervals),
+            content=content,
+        )
 
 
 API = Responses()

@@ -53,6 +53,7 @@ class Usage:
     reasoning_tokens: int | None = None
     input_modalities: tuple[tuple[str, int], ...] = ()  # (modality, tokens), modality in MODALITIES
     output_modalities: tuple[tuple[str, int], ...] = ()
+    cache_read_modalities: tuple[tuple[str, int], ...] = ()  # of cache_read_tokens (OpenAI's Realtime)
 
     @property
     def total_tokens(self) -> int:
@@ -83,6 +84,8 @@ class ApiRequest:
     thinking_budget: int | None = None  # Anthropic's thinking.budget_tokens
     conversation_id: str | None = None  # the Responses API's conversation (Anthropic's API has none)
     previous_response_id: str | None = None
+    voice: str | None = None  # text to speech
+    input_characters: int | None = None  # text to speech: the input's length, what tts-1 bills
 
 
 @pickled_as_tuple
@@ -99,3 +102,4 @@ class ApiResult:
     error_type: str | None = None
     # Server-side tool uses billed per request (Anthropic's web search and fetch), by tool.
     server_tool_requests: dict[str, int] = field(default_factory=dict)
+    audio_seconds: float | None = None  # speech to text billed by duration (whisper-1)
