@@ -403,3 +403,40 @@ def test_a_snapshot_the_data_does_not_list_is_priced_as_its_model(prices):
     usage = Usage(input_tokens=1_000_000, output_tokens=0)
     assert cost(prices, "gpt-4.1-nano-2031-01-01", usage) == pytest.approx(0.10)
     assert cost(prices, "gpt-4.1-nano-preview", usage) is None  # not a date: no guessing
+
+
+# --- audio and images: whisper-1 $0.006 a minute, tts-1 $15 per 1M characters, gpt-4o-transcribe
+# $2.50 text in, $6 audio in, $10 out; gpt-realtime audio in $32, cached audio $0.40, text in $4,
+# cached text $0.40, text out $16, audio out $64.
+
+
+def test_speech_to_text_by_duration_and_text_to_speech_by_characters(prices):
+    whisper = call("whisper-1", None)
+    whisper.result.audio_seconds = 90.0  # a minute and a half: 1.5 × $0.006
+    assert prices.cost_of(whisper) == pytest.approx(0.009)
+    tts = call("tts-1", None)
+    tts.request.input_characters = 2000  # 2,000 × $15 / 1M
+    assert prices.cost_of(tts) == pytest.approx(0.03)
+    untold = call("gpt-4o-mini-tts", None)  # billed by tokens, none reported: no cost, not 0
+    untold.request.input_characters = 2000
+    assert prices.cost_of(untold) is None
+
+
+def test_transcription_tokens_at_the_audio_rate(prices):
+    # 14 in = 2 text + 12 audio, 45 out: 2 × 2.5 + 12 × 6 + 45 × 10 = 527 → $0.000527
+    usage = Usage(input_tokens=14, output_tokens=45, input_modalities=(("text", 2), ("audio", 12)))
+    assert cost(prices, "gpt-4o-transcribe", usage) == pytest.approx(0.000527)
+
+
+def test_realtime_cached_audio_at_its_own_rate(prices):
+    # 1,000 in = 400 text (100 cached) + 600 audio (500 cached); 300 out = 100 text + 200 audio:
+    # 300 × 4 + 100 × 0.4 + 100 × 32 + 500 × 0.4 + 100 × 16 + 200 × 64 = 19,040 → $0.01904
+    usage = Usage(
+        input_tokens=1000,
+        output_tokens=300,
+        cache_read_tokens=600,
+        input_modalities=(("text", 400), ("audio", 600)),
+        output_modalities=(("text", 100), ("audio", 200)),
+        cache_read_modalities=(("text", 100), ("audio", 500)),
+    )
+    assert cost(prices, "gpt-realtime", usage) == pytest.approx(0.01904)

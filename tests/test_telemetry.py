@@ -766,3 +766,56 @@ def test_a_conversation_and_the_previous_response_go_on_the_span_when_the_api_na
     assert responses.attributes["gen_ai.conversation.id"] == "conv_689"
     assert responses.attributes["gen_ai.request.previous_response.id"] == "resp_0a1"
     assert "gen_ai.conversation.id" not in messages.attributes  # Anthropic's API has none: left out
+
+
+def test_a_websocket_session_is_one_span_and_its_operations_are_its_children(sink):
+    from wire import openai_realtime
+    from wire.call import SocketRecord
+    from wire.socket import SessionInfo
+
+    instance, spans, _ = sink
+    trace_id, span_id = int(TRACE_ID, 16), int("1122334455667788", 16)
+    for number in range(2):
+        operation = make_call(
+            endpoint=Endpoint(openai_realtime.API),
+            request=ApiRequest(model="gpt-realtime", stream=True, voice=None),
+            result=ApiResult(
+                response_id=f"resp_{number}",
+                usage=Usage(input_tokens=10, output_tokens=5, cache_read_modalities=(("audio", 4),)),
+            ),
+            session_span=(trace_id, span_id),
+        )
+        record(instance, operation)
+    info = SessionInfo(session_id="sess_1", model="gpt-realtime", voice="alloy", output_modalities=["audio"])
+    instance.record_session(
+        SocketRecord(
+            endpoint=Endpoint(openai_realtime.API),
+            provider="openai",
+            server_address="api.openai.com",
+            server_port=443,
+            api_key="sk-...abcd",
+            start_time_ns=1_700_000_000_000_000_000,
+            duration_s=9.0,
+            info=info,
+            operations=2,
+            request_headers={"traceparent": f"00-{TRACE_ID}-{PARENT_ID}-01"},
+            trace_id=trace_id,
+            span_id=span_id,
+            parent_span_id=int(PARENT_ID, 16),
+        )
+    )
+    instance.tracer_provider.force_flush()
+    *children, session = spans.get_finished_spans()
+    assert session.name == "realtime gpt-realtime"
+    assert (session.context.trace_id, session.context.span_id) == (trace_id, span_id)
+    assert session.parent is not None and session.parent.span_id == int(PARENT_ID, 16)  # the upgrade's traceparent
+    assert session.attributes["gen_ai.conversation.id"] == "sess_1"
+    assert session.attributes["openai.realtime.voice"] == "alloy"
+    assert session.attributes["genai.session.operations"] == 2
+    assert [child.parent.span_id for child in children] == [span_id, span_id]
+    assert {child.context.trace_id for child in children} == {trace_id}
+    assert children[0].attributes["gen_ai.usage.audio.cache_read.input_tokens"] == 4
+    assert session.end_time - session.start_time == 9_000_000_000
+    record(instance, make_call())  # the next span's ids are random again
+    instance.tracer_provider.force_flush()
+    assert spans.get_finished_spans()[-1].context.span_id != span_id
