@@ -45,7 +45,7 @@ import brotli
 import yaml
 from backports import zstd
 
-from harness import fake_anthropic, fake_google
+from harness import fake_anthropic, fake_google, fake_media
 
 FIXTURES = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "recorded"
 CREATED = 1731368639
@@ -441,8 +441,29 @@ class _Handler(BaseHTTPRequestHandler):
             status, _, code = headers["x-fake-error"].partition(":")
             error = {"error": {"message": f"fake {code}", "type": "invalid_request_error", "param": None, "code": code}}
             self._send_whole(int(status), "application/json", compact(error).encode(), encoding)
+        elif "/audio/" in self.path or "/images/" in self.path:
+            self._media(body, headers, encoding)
         else:
             self._synthesize(json.loads(body or b"{}"), headers, encoding)
+
+    def _media(self, body: bytes, headers: dict[str, str], encoding: str) -> None:
+        """OpenAI's audio and images APIs (`harness.fake_media`)."""
+        route = self.path.partition("?")[0].rstrip("/")
+        if route.endswith(("/audio/transcriptions", "/audio/translations")):
+            fields, files = fake_media.form(headers.get("content-type", ""), body)
+            content_type, answer = fake_media.transcription(fields, files)
+        elif route.endswith("/audio/speech"):
+            content_type, answer = fake_media.speech(json.loads(body or b"{}"))
+        elif route.endswith("/images/generations"):
+            content_type, answer = fake_media.images(json.loads(body or b"{}"))
+        else:
+            not_found = b'{"error":{"message":"unknown path","code":"not_found"}}'
+            self._send_whole(404, "application/json", not_found, "identity")
+            return
+        if isinstance(answer, bytes):
+            self._send_whole(200, content_type, answer, encoding)
+        else:
+            self._send_stream(answer, 0.05, encoding, None)
 
     def _synthesize(self, request: dict[str, Any], headers: dict[str, str], encoding: str) -> None:
         route, _, query = self.path.partition("?")
