@@ -34,7 +34,7 @@ from typing import Any
 
 from genai_prices import Usage as PricedUsage
 from genai_prices import calc_price
-from mitmproxy import http
+from mitmproxy import http, websocket
 from mitmproxy.test import taddons, tflow, tutils
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
@@ -42,11 +42,14 @@ from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from websockets.sync.client import connect as ws_connect
+from wsproto.frame_protocol import Opcode
 
 import addon as addon_module
 import telemetry_process
 from bench.discard import Discard
 from harness.fake_openai import load_fixture
+from harness.fake_realtime import AUDIO_FRAME, FakeSockets
 from harness.mitmdump import ROOT, Mitmdump
 from harness.otlp_receiver import OTLPReceiver
 from pricing import Prices
@@ -88,6 +91,10 @@ class Sizes:
     single_core_rounds: int = 9
     single_core_requests: int = 1200
     saturation_s: float = 60.0
+    # Part 9: Realtime responses of this many audio chunks (two frames each), unpaced and paced.
+    realtime_chunks: int = 2000
+    realtime_paced_chunks: int = 200
+    realtime_rounds: int = 5
 
 
 SMOKE = Sizes(
@@ -105,6 +112,9 @@ SMOKE = Sizes(
     single_core_rounds=1,
     single_core_requests=100,
     saturation_s=3.0,
+    realtime_chunks=100,
+    realtime_paced_chunks=20,
+    realtime_rounds=1,
 )
 
 
@@ -533,6 +543,29 @@ def hooks_per_call_us(calls: int, repeat: int = 5) -> float:
         recorder.shutdown()
 
 
+def socket_frame_us(content: bytes, frames: int = 2000, repeat: int = 5) -> float:
+    """mitmdump's `websocket_message` hook for one server frame of a metered Realtime session."""
+    metering = addon_module.GenAIMeter()
+    with taddons.context(metering):  # type: ignore[no-untyped-call]
+        metering.telemetry = Discard()
+        metering.log_calls = False
+        flow = tflow.twebsocketflow()
+        flow.request.host, flow.request.port, flow.request.path = "api.openai.com", 443, "/v1/realtime?model=m"
+        metering.websocket_start(flow)
+        assert flow.websocket is not None
+        opened = json.dumps({"type": "response.created", "response": {"id": "resp_1"}}).encode()
+        flow.websocket.messages = [websocket.WebSocketMessage(Opcode.TEXT, False, opened)]
+        metering.websocket_message(flow)
+        message = websocket.WebSocketMessage(Opcode.TEXT, False, content)
+        flow.websocket.messages = [message]
+
+        def run() -> None:
+            for _ in range(frames):
+                metering.websocket_message(flow)
+
+        return min(timeit.repeat(run, number=1, repeat=repeat)) / frames * 1e6
+
+
 def encode_and_serialize(
     encode: Callable[[Sequence[ReadableSpan]], ExportTraceServiceRequest], spans: Sequence[ReadableSpan]
 ) -> bytes:
@@ -659,6 +692,18 @@ def in_process(report: list[str], raw: dict[str, Any]) -> None:
     per_span: dict[str, Callable[[Sequence[ReadableSpan]], ExportTraceServiceRequest]] = {
         "telemetry process: OTLP-encode one of our spans (the SDK's `encode_spans`, exporter thread)": encode_spans,
     }
+    audio_delta = json.dumps(
+        {"type": "response.output_audio.delta", "response_id": "resp_1", "item_id": "item_1", "delta": AUDIO_FRAME}
+    ).encode()
+    text_delta = json.dumps({"type": "response.output_text.delta", "response_id": "resp_1", "delta": " test"}).encode()
+    socket_frames = {
+        "mitmdump: the hook of one Realtime audio frame (3 KB of base64 audio, not parsed)": audio_delta,
+        "mitmdump: the hook of one Realtime text delta frame": text_delta,
+    }
+    for name, content in socket_frames.items():
+        frame_us = socket_frame_us(content)
+        loads_us = min(timeit.repeat(functools.partial(json.loads, content), number=2000, repeat=5)) / 2000 * 1e6
+        raw[name] = {"addon_us": frame_us, "json_loads_us": loads_us}
     hooks_us = hooks_per_call_us(2000)
     unmetered_us = unmetered_hooks_us(2000)
     floor_us = min(timeit.repeat(lambda: json.loads(body), number=2000, repeat=5)) / 2000 * 1e6
@@ -673,6 +718,11 @@ def in_process(report: list[str], raw: dict[str, Any]) -> None:
         f"| {floor_us:.1f} | {hooks_us / floor_us:.1f}× |",
         f"| mitmdump: the hooks of a flow that is not metered (another host; the unmetered-stream check) "
         f"| {unmetered_us:.1f} | {floor_us:.1f} | {unmetered_us / floor_us:.1f}× |",
+        *(
+            f"| {name} | {raw[name]['addon_us']:.1f} | {raw[name]['json_loads_us']:.1f} | "
+            f"{raw[name]['addon_us'] / raw[name]['json_loads_us']:.2f}× |"
+            for name in socket_frames
+        ),
     ]
     for name, (work, floor) in cases.items():
         work_us = min(timeit.repeat(work, number=2000, repeat=5)) / 2000 * 1e6
@@ -935,6 +985,67 @@ def instructions(bench: Bench, report: list[str], raw: dict[str, Any]) -> None:
     report += ["", f"Addon / bare: {counts['addon'] / bare:.3f}.", ""]
 
 
+def realtime_round(port: int, sockets: FakeSockets, chunks: int, delay_ms: int) -> dict[str, Any]:
+    """One Realtime session through the proxy on `port`: a response of `chunks` audio chunks (an
+    audio and a transcript frame each, `delay_ms` apart). Frames per second while they flowed, and
+    each frame's time from the fake's send to the client's receipt."""
+    received: list[float] = []
+    with ws_connect(f"ws://127.0.0.1:{port}/v1/realtime?model=gpt-realtime", max_size=None, proxy=None) as socket:
+        json.loads(socket.recv(timeout=10))  # session.created
+        metadata = {"chunks": str(chunks), "delay_ms": str(delay_ms)}
+        socket.send(json.dumps({"type": "response.create", "response": {"metadata": metadata}}))
+        while True:
+            frame = socket.recv(timeout=30)
+            received.append(time.monotonic())
+            if '"response.done"' in frame[:40]:
+                break
+    log = sockets.sessions[-1]
+    sent = log.sent_at[-len(received) :]
+    delays = [(got - put) * 1000 for got, put in zip(received, sent, strict=True)]
+    frames = len(received) - 2  # response.created and response.done aside
+    return {"frames": frames, "fps": frames / (received[-1] - received[0]), "delays_ms": delays}
+
+
+def realtime(bench: Bench, report: list[str], raw: dict[str, Any]) -> None:
+    """Part 9: Realtime frames through bare mitmdump and through the addon, alternating."""
+    sizes = bench.sizes
+    rows: dict[str, dict[str, list[float]]] = {"bare": {"fps": [], "delay": []}, "addon": {"fps": [], "delay": []}}
+    with FakeSockets() as sockets:
+        upstream = ["--mode", f"reverse:http://127.0.0.1:{sockets.port}", "--set", "flow_detail=0"]
+        hosts = ["--set", f"genai_hosts=127.0.0.1:{sockets.port}=openai"]
+        env = {"OTEL_EXPORTER_OTLP_ENDPOINT": bench.collector.endpoint, "OTEL_METRIC_EXPORT_INTERVAL": "5000"}
+        with (
+            Mitmdump(upstream, env, bench.tmp / "realtime-bare", with_addon=False) as bare,
+            Mitmdump([*upstream, *hosts], env, bench.tmp / "realtime-addon") as addon,
+        ):
+            for proxy in (bare, addon):  # warm both up
+                realtime_round(proxy.port, sockets, 20, 0)
+            for _ in range(sizes.realtime_rounds):
+                for name, proxy in (("bare", bare), ("addon", addon)):
+                    rows[name]["fps"].append(realtime_round(proxy.port, sockets, sizes.realtime_chunks, 0)["fps"])
+                    paced = realtime_round(proxy.port, sockets, sizes.realtime_paced_chunks, 10)
+                    rows[name]["delay"] += paced["delays_ms"]
+    raw["realtime"] = rows
+    fps = {name: statistics.median(row["fps"]) for name, row in rows.items()}
+    delay = {name: (percentile(row["delay"], 0.5), percentile(row["delay"], 0.99)) for name, row in rows.items()}
+    report += [
+        f"## 9. Realtime API frames over WebSocket ({sizes.realtime_rounds} rounds, alternating)",
+        "",
+        f"Unpaced: one response of {sizes.realtime_chunks} audio chunks (3 KB of base64 audio and a transcript "
+        f"frame each), frames per second while they flowed (median of rounds). Paced: "
+        f"{sizes.realtime_paced_chunks} chunks 10 ms apart, each frame timed from the fake's send to the "
+        "client's receipt.",
+        "",
+        "| variant | frames/s | frame delay p50 ms | p99 ms |",
+        "|---|---|---|---|",
+        *(f"| {name} | {fps[name]:,.0f} | {delay[name][0]:.2f} | {delay[name][1]:.2f} |" for name in rows),
+        "",
+        f"frames/s addon / bare: **{fps['addon'] / fps['bare']:.3f}**; added delay p99: "
+        f"**{delay['addon'][1] - delay['bare'][1]:+.2f} ms**",
+        "",
+    ]
+
+
 def machine() -> list[str]:
     cpu = next(
         (
@@ -963,7 +1074,7 @@ def main() -> None:
     parser.add_argument("--smoke", action="store_true", help="a few hundred requests, to check that it works")
     parser.add_argument("--report", type=Path, help="write the Markdown report here as well")
     parser.add_argument("--raw", type=Path, help="write the raw numbers as JSON here")
-    parser.add_argument("--parts", default="1,2,3,4,5,6,7,8", help="which parts to run, e.g. 1,5 (default: all)")
+    parser.add_argument("--parts", default="1,2,3,4,5,6,7,8,9", help="which parts to run, e.g. 1,5 (default: all)")
     parser.add_argument("--rounds", type=int, help="paired rounds in parts 1 (per concurrency) and 6 (default: 25, 7)")
     parser.add_argument(
         "--pool", type=Path, nargs="+", metavar="RAW", help="only pool part 1 of earlier runs (their --raw files)"
@@ -995,6 +1106,7 @@ def main() -> None:
                 ("6", attribution),
                 ("7", instructions),
                 ("8", single_core),
+                ("9", realtime),
             )
             for number, part in parts:
                 if number in chosen:

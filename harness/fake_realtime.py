@@ -20,6 +20,7 @@ import base64
 import json
 import ssl
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -97,14 +98,18 @@ class SessionLog:
     headers: dict[str, str]
     received: list[str] = field(default_factory=list)
     sent: list[str] = field(default_factory=list)
+    sent_at: list[float] = field(default_factory=list)  # time.monotonic() of each sent frame
 
 
 class FakeSockets:
-    """`with FakeSockets(cert, key) as fake:` serves wss://127.0.0.1:`fake.port` until the block ends."""
+    """`with FakeSockets(cert, key) as fake:` serves wss://127.0.0.1:`fake.port` until the block ends
+    (ws:// without a certificate, as the benchmark's upstream)."""
 
-    def __init__(self, cert: Path, key: Path) -> None:
-        self._context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        self._context.load_cert_chain(cert, key)
+    def __init__(self, cert: Path | None = None, key: Path | None = None) -> None:
+        self._context: ssl.SSLContext | None = None
+        if cert is not None and key is not None:
+            self._context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            self._context.load_cert_chain(cert, key)
         self.sessions: list[SessionLog] = []
         self.port = 0
         self._loop = asyncio.new_event_loop()
@@ -143,6 +148,7 @@ class FakeSockets:
         async def send(event: dict[str, Any]) -> None:
             text = json.dumps(event)
             log.sent.append(text)
+            log.sent_at.append(time.monotonic())
             await connection.send(text)
 
         route = urlsplit(request.path)

@@ -31,12 +31,14 @@ def test_the_benchmark_runs_end_to_end(tmp_path):
         "## 6. Where the rest goes",
         "## 7. Instructions per request",
         "## 8. One CPU",
+        "## 9. Realtime API frames",
     ):
         assert section in text
     assert "| 16 | 1 |" in text and "throughput addon / bare" in text  # a paired round and the summary
     assert "| addon: telemetry process |" in text  # its memory, next to mitmdump's
     assert "addon, include_usage rewrite + strip" in text
     assert "| addon, Anthropic stream |" in text and "| observe, one Anthropic SSE chunk |" in text
+    assert "| mitmdump: the hook of one Realtime audio frame" in text and "frames/s addon / bare" in text
     assert "spans exported after mitmdump idled" in text  # the single-CPU run counts what reached the collector
 
 

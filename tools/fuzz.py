@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import wire
-from wire import gemini_embeddings, gemini_generate, sse
+from wire import gemini_embeddings, gemini_generate, openai_realtime, openai_responses, sse
 from wire.call import Endpoint
 from wire.headers import parse_request_headers, parse_upstream_headers
 from wire.openai_chat import ChatStreamAccumulator
@@ -152,6 +152,44 @@ def target_compressed_streams(counter: Counter) -> Callable[[], None]:
     return run
 
 
+SOCKET_FRAGMENTS = [
+    b'{"type":"session.created","session":{"id":"s","model":"m","audio":{"output":{"voice":"v"}}}}',
+    b'{"type":"response.create","response":{"output_modalities":["text"]},"model":"m","input":"x"}',
+    b'{"type":"response.created","response":{"id":"r"}}',
+    b'{"type":"response.output_audio.delta","response_id":"r","delta":"AAAA"}',
+    b'{"type":"response.output_text.delta","delta":"hi"}',
+    b'{"type":"response.done","response":{"id":"r","status":"failed","status_details":{"error":{"code":1}},',
+    b'"usage":{"input_tokens":3,"input_token_details":{"cached_tokens_details":{"audio_tokens":9}}}}}',
+    b'{"type":"response.completed","response":{"usage":{"input_tokens":1,"output_tokens":2}}}',
+    b'{"type":"input_audio_buffer.committed","item_id":"i"}',
+    b'{"type":"conversation.item.input_audio_transcription.completed","item_id":"i","usage":{"type":"duration"}}',
+    b'{"type":"error","error":{"code":"x"}}',
+    b'"response_id":',
+    b"\xff",
+]
+
+
+def target_sockets(counter: Counter) -> Callable[[], None]:
+    frames = st.lists(
+        st.tuples(
+            st.booleans(),
+            st.one_of(st.binary(max_size=512), st.lists(st.sampled_from(SOCKET_FRAGMENTS), max_size=4).map(b"".join)),
+        ),
+        max_size=40,
+    )
+
+    @given(frames, st.sampled_from([openai_realtime.API, openai_responses.API]), st.booleans())
+    def run(messages: list[tuple[bool, bytes]], api: wire.call.WireApi, capture: bool) -> None:
+        counter.executions += 1
+        session = api.socket_session("m", capture)
+        assert session is not None
+        for number, (from_client, content) in enumerate(messages):
+            session.message(from_client, content, float(number), number)
+        session.close(100.0, 100)
+
+    return run
+
+
 def target_headers(counter: Counter) -> Callable[[], None]:
     names = st.sampled_from(
         [
@@ -183,6 +221,7 @@ TARGETS = {
     "parsers": target_parsers,
     "streams": target_streams,
     "compressed streams": target_compressed_streams,
+    "WebSocket sessions": target_sockets,
     "upstream headers": target_headers,
 }
 
