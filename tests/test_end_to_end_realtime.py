@@ -121,10 +121,14 @@ def test_responses_over_a_websocket_two_calls(world: World, sockets: FakeSockets
             )
             completed.append(until(connection, "response.completed")[-1])
     assert sockets.sessions[-1].path == "/v1/responses"
-    spans = spans_where(
-        world, lambda s: s.attributes.get("gen_ai.request.model") == "e2e-responses-ws" and s.attributes.get("gen_ai.response.id"), 2
-    )
-    calls = [s for s in spans if s.attributes.get("gen_ai.response.id")]
+
+    def is_call(span: Any) -> bool:
+        return (
+            span.attributes.get("gen_ai.request.model") == "e2e-responses-ws"
+            and "gen_ai.response.id" in span.attributes
+        )
+
+    calls = spans_where(world, is_call, 2)
     assert {s.attributes["gen_ai.response.id"] for s in calls} == {event.response.id for event in completed}
     for span, event in zip(sorted(calls, key=lambda s: s.start_time_unix_nano), completed, strict=True):
         assert span.attributes["gen_ai.usage.input_tokens"] == event.response.usage.input_tokens
