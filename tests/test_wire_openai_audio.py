@@ -2,6 +2,7 @@
 are sent with."""
 
 import json
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -99,7 +100,7 @@ def test_token_usage_and_duration_usage():
 
 
 def transcript_stream(words: list[str]) -> bytes:
-    events = [{"type": "transcript.text.delta", "delta": word} for word in words]
+    events: list[dict[str, Any]] = [{"type": "transcript.text.delta", "delta": word} for word in words]
     usage = {"type": "tokens", "input_tokens": 20, "input_token_details": {"audio_tokens": 20}, "output_tokens": 5}
     events.append({"type": "transcript.text.done", "text": "".join(words), "usage": usage})
     return "".join(f"data: {json.dumps(event)}\n\n" for event in events).encode()
@@ -129,7 +130,7 @@ def test_speech_records_voice_and_characters_and_never_the_audio():
 
 
 def test_speech_over_sse_reports_usage_in_tokens():
-    events = [{"type": "speech.audio.delta", "audio": "AAAA" * 500} for _ in range(3)]
+    events: list[dict[str, Any]] = [{"type": "speech.audio.delta", "audio": "AAAA" * 500} for _ in range(3)]
     events.append({"type": "speech.audio.done", "usage": {"input_tokens": 7, "output_tokens": 90, "total_tokens": 97}})
     body = "".join(f"data: {json.dumps(event)}\n\n" for event in events).encode()
     stream = observed(EventStream(None, SPEECH.stream_accumulator(0.0)), split_randomly(body, 1, largest=700))
