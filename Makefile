@@ -35,12 +35,18 @@ web: $(VENV)/.runtime
 		--web-host 127.0.0.1 --set web_columns=icon --set web_columns=path --set web_columns=status \
 		--set web_columns=time --set web_columns=comment $(ARGS)
 
+# The Codex CLI for its end-to-end test (npm; the native binary is inside the package).
+CODEX := harness/codex/node_modules/.bin/codex
+$(CODEX): harness/codex/package.json harness/codex/package-lock.json
+	cd harness/codex && npm ci --no-audit --no-fund --silent
+	@touch $@
+
 lint: $(VENV)/.dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy .
 
-test: lint
+test: lint $(CODEX)
 	$(BIN)/python -m pytest
 
 demo: $(VENV)/.dev

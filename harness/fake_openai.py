@@ -271,11 +271,25 @@ class ResponsesScript:
         def event(kind: str, body: dict[str, Any]) -> str:
             return f"event: {kind}\ndata: {compact({'type': kind, **body})}\n\n"
 
-        events = [event("response.created", {"response": opening})]
+        item = final["output"][0]
+        part = item["content"][0]
+        where = {"item_id": item["id"], "output_index": 0, "content_index": 0}
+        events = [
+            event("response.created", {"response": opening}),
+            event(
+                "response.output_item.added",
+                {"output_index": 0, "item": {**item, "status": "in_progress", "content": []}},
+            ),
+            event("response.content_part.added", {**where, "part": {**part, "text": ""}}),
+        ]
         for i in range(self.chunks):
-            delta = {"item_id": "msg_fake", "output_index": 0, "content_index": 0, "delta": WORDS[i % len(WORDS)]}
-            events.append(event("response.output_text.delta", delta))
-        events.append(event("response.completed", {"response": final}))
+            events.append(event("response.output_text.delta", {**where, "delta": WORDS[i % len(WORDS)]}))
+        events += [
+            event("response.output_text.done", {**where, "text": part["text"]}),
+            event("response.content_part.done", {**where, "part": part}),
+            event("response.output_item.done", {"output_index": 0, "item": item}),
+            event("response.completed", {"response": final}),
+        ]
         return events
 
 
