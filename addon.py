@@ -173,6 +173,15 @@ def body_of(message: http.Message, headers: dict[str, str]) -> bytes | None:
     return message.get_content(strict=False) if "content-encoding" in headers else message.raw_content
 
 
+def recorded_request_headers(headers: dict[str, str]) -> dict[str, str]:
+    """The request headers a call records (`REQUEST_HEADERS`); a trace header only if not oversized."""
+    return {
+        name: value
+        for name in REQUEST_HEADERS
+        if (value := headers.get(name)) and (name not in TRACE_HEADERS or len(value) <= MAX_TRACE_HEADER_LENGTH)
+    }
+
+
 def passed_on_unparsed(body: bytes | None) -> bool:
     """May this body go to the telemetry process as it is? Not a large one: parsing it here reads
     only its edges (`wire.values.LARGE_BODY`), cheaper than copying megabytes down the pipe."""
@@ -498,11 +507,7 @@ class GenAIMeter:
             api_key=masked_key_of(headers, req.path.partition("?")[2]),
             started=time.monotonic(),
             started_ns=time.time_ns(),
-            request_headers={
-                name: value
-                for name in REQUEST_HEADERS
-                if (value := headers.get(name)) and (name not in TRACE_HEADERS or len(value) <= MAX_TRACE_HEADER_LENGTH)
-            },
+            request_headers=recorded_request_headers(headers),
             content=api.captured_input(body) if self.capture_content else None,
         )
         setattr(flow, IN_FLIGHT_ATTRIBUTE, state)
@@ -603,11 +608,7 @@ class GenAIMeter:
                 session=session,
                 started=time.monotonic(),
                 started_ns=time.time_ns(),
-                request_headers={
-                    name: value
-                    for name in REQUEST_HEADERS
-                    if (value := headers.get(name)) and len(value) <= MAX_TRACE_HEADER_LENGTH
-                },
+                request_headers=recorded_request_headers(headers),
                 trace_id=parent[0] if parent else random.getrandbits(128),
                 span_id=random.getrandbits(64),
                 parent_span_id=parent[1] if parent else None,

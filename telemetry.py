@@ -586,7 +586,7 @@ class V0_1_0(Conventions):  # noqa: N801
         for kind, total, parts in (
             ("input_tokens", usage.input_tokens, usage.input_modalities),
             ("output_tokens", usage.output_tokens, usage.output_modalities),
-            ("cache_read.input_tokens", usage.cache_read_tokens, ()),
+            ("cache_read.input_tokens", usage.cache_read_tokens, usage.cache_read_modalities),
             ("cache_write.input_tokens", usage.cache_write_tokens, ()),
             ("reasoning.output_tokens", usage.reasoning_tokens, ()),
         ):

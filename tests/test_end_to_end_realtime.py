@@ -42,13 +42,17 @@ def client(proxy: Mitmdump) -> openai.OpenAI:
     return openai.OpenAI(base_url=f"{proxy.url}/v1", api_key=KEY, max_retries=0)
 
 
-def until(connection: Any, kind: str) -> list[Any]:
+def until(connection: Any, kind: str, frames: list[bytes] | None = None) -> list[Any]:
+    """The events up to the first of `kind`; their frames as received go to `frames`."""
     events = []
-    for event in connection:
+    while True:
+        raw = connection.recv_bytes()
+        if frames is not None:
+            frames.append(raw)
+        event = connection.parse_event(raw)
         events.append(event)
         if event.type == kind:
             return events
-    raise AssertionError(f"the socket closed before {kind}")
 
 
 def spans_where(world: World, predicate: Any, count: int = 1) -> list[Any]:
@@ -62,24 +66,25 @@ def test_a_realtime_session_with_a_text_and_an_audio_response_and_a_transcriptio
 ):
     sdk = client(proxy)
     headers = {"traceparent": f"00-{TRACEPARENT_TRACE}-00f067aa0ba902b7-01"}
+    received: list[bytes] = []
     with sdk.realtime.connect(model="e2e-realtime", extra_headers=headers) as connection:
-        created = until(connection, "session.created")[-1]
+        created = until(connection, "session.created", received)[-1]
         session_id = created.session.id
         started = time.monotonic()
         connection.response.create(
             response={"output_modalities": ["text"], "metadata": {"chunks": "5", "delay_ms": "200"}}
         )
-        text_events = until(connection, "response.done")
+        text_events = until(connection, "response.done", received)
         arrivals = time.monotonic() - started
         connection.input_audio_buffer.append(audio=base64.b64encode(bytes(3200)).decode())
         connection.input_audio_buffer.commit()
-        until(connection, "conversation.item.input_audio_transcription.completed")
+        until(connection, "conversation.item.input_audio_transcription.completed", received)
         connection.response.create(response={"metadata": {"chunks": "3", "cached": "8"}})
-        audio_events = until(connection, "response.done")
+        audio_events = until(connection, "response.done", received)
     deltas = [e for e in text_events if e.type == "response.output_text.delta"]
     assert len(deltas) == 5 and arrivals > 0.8
     log = sockets.sessions[-1]
-    assert [event for event in log.sent if '"response.output_text.delta"' in event]  # sent as the fake wrote them
+    assert received == [text.encode() for text in log.sent]  # every frame byte for byte, none merged or split
     text_usage = text_events[-1].response.usage
     audio_usage = audio_events[-1].response.usage
     spans = spans_where(world, lambda s: s.attributes.get("gen_ai.request.model") == "e2e-realtime", count=3)
@@ -102,9 +107,8 @@ def test_a_realtime_session_with_a_text_and_an_audio_response_and_a_transcriptio
     assert (
         audio.attributes["gen_ai.usage.audio.input_tokens"] == expected.usage()["input_token_details"]["audio_tokens"]
     )
-    (transcription,) = spans_where(world, lambda s: s.attributes.get("gen_ai.request.model") == TRANSCRIPTION_MODEL)
+    (transcription,) = spans_where(world, lambda s: s.parent_span_id == session.span_id and s.name.startswith("tr"))
     assert transcription.name == f"transcription {TRANSCRIPTION_MODEL}"
-    assert transcription.parent_span_id == session.span_id
     number = int(audio_events[-1].response.id.removeprefix("resp_fake")) - 1
     assert transcription.attributes["gen_ai.usage.input_tokens"] == transcription_usage(number)["input_tokens"]
     total = text_usage.output_tokens + audio_usage.output_tokens
