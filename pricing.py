@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pydantic
 from genai_prices import UpdatePrices, data_snapshot
@@ -93,7 +93,8 @@ MAX_CACHED_RATES = 4096  # model names come from clients: stay bounded
 # Unknown models are named in the log once each, up to this many.
 MAX_UNPRICED_MODELS_LOGGED = 200
 
-_price_value: pydantic.TypeAdapter[Decimal | TieredPrices] = pydantic.TypeAdapter(Decimal | TieredPrices)  # type: ignore[arg-type]
+# A rate of the user's file: a number, or a base and tiers. (A union is not a `type` to mypy.)
+_price_value: pydantic.TypeAdapter[Decimal | TieredPrices] = pydantic.TypeAdapter(cast(Any, Decimal | TieredPrices))
 
 
 def usage_counts(usage: Usage, server_tool_requests: Mapping[str, int] | None = None) -> dict[str, int]:
