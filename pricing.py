@@ -64,8 +64,6 @@ REPORTED_KEYS = (
     "audio_seconds",  # speech to text by duration
     "input_characters",  # text to speech by characters
 )
-# Counts that are not tokens: a call without usage is still priced by them.
-UNIT_KEYS = ("audio_seconds", "input_characters")
 # Anthropic's usage.server_tool_use counts → the library's keys.
 SERVER_TOOL_KEYS = {"web_search": "web_searches", "code_execution": "code_executions"}
 # Each reported key's reported ancestors below input and output (which always have room).
@@ -332,6 +330,7 @@ class Prices:
         process prices the same call and says it, its lines relayed with the prefix "genai: ").
         """
         usage = call.usage
+        # Counts that are not tokens: a call without usage is still priced by them.
         billed = (("audio_seconds", call.result.audio_seconds), ("input_characters", call.request.input_characters))
         units = {key: value for key, value in billed if value}
         if usage is None and not units:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import functools
 import json
 import operator
@@ -630,15 +631,9 @@ def in_process(report: list[str], raw: dict[str, Any]) -> None:
 
     # Pricing one call, as the proxy's log line and the telemetry process do: the library alone,
     # and the addon's cached rates per (provider, model, tier).
-    priced = Call(
-        endpoint=CHAT,
-        provider="openai",
-        server_address="api.openai.com",
-        server_port=443,
-        api_key="sk-...abcd",
+    priced = dataclasses.replace(
+        call,
         start_time_ns=time.time_ns(),
-        duration_s=0.5,
-        request=ApiRequest(model="gpt-4o-mini"),
         result=ApiResult(
             response_model="gpt-4o-mini-2024-07-18",
             service_tier="default",

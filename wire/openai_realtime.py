@@ -22,7 +22,7 @@ from wire.openai_transcriptions import transcription_usage
 from wire.records import ApiRequest, ApiResult, Usage
 from wire.socket import MAX_PARSED, Operation, SessionInfo, SocketSession, frame_response_id, frame_type, merged
 from wire.stream import StreamAccumulator
-from wire.values import count, error_label, label, labels, load_json_object, obj
+from wire.values import count, error_label, integer, label, labels, load_json_object, number, obj
 
 _OUTPUT_DELTAS = frozenset(
     f"response.{kind}.delta"
@@ -36,8 +36,6 @@ _OUTPUT_DELTAS = frozenset(
         "function_call_arguments",
     )
 )
-# Client frames that are never parsed: audio in, and what only moves audio around.
-_CLIENT_SKIPPED = frozenset({"input_audio_buffer.append", "input_audio_buffer.clear", "input_audio_buffer.commit"})
 MAX_OPEN = 64  # responses open at once (out-of-band ones run beside the conversation's)
 
 
@@ -76,7 +74,7 @@ class RealtimeSession(SocketSession):
 
     def message(self, from_client: bool, content: bytes, now: float, now_ns: int) -> list[Operation]:
         kind = frame_type(content)
-        if from_client:
+        if from_client:  # only a response.create matters: appended audio is never parsed
             if kind == "response.create":
                 self._pending = (now, now_ns, self._response_request(load_json_object(content)))
             return []
@@ -88,7 +86,7 @@ class RealtimeSession(SocketSession):
                 response.timing.output_chunk(now)
             return []
         if (kind is None and len(content) > MAX_PARSED) or (kind is not None and kind.endswith(".delta")):
-            return []
+            return []  # other deltas (the input's transcript, ...) carry nothing metered
         data = load_json_object(content)
         if data is None:
             return []
@@ -121,9 +119,8 @@ class RealtimeSession(SocketSession):
         return ApiRequest(
             model=self.info.model,
             stream=True,
-            temperature=_number(response.get("temperature")),
-            max_tokens=max_tokens if isinstance(max_tokens, int) and not isinstance(max_tokens, bool) else None,
-            output_type=None,
+            temperature=number(response.get("temperature")),
+            max_tokens=integer(max_tokens),
         )
 
     def _update_session(self, update: Any) -> None:
@@ -193,9 +190,6 @@ class RealtimeSession(SocketSession):
         error = obj(data.get("error"))
         self.info.error_type = error_label(error.get("code")) or error_label(error.get("type")) or "error"
 
-
-def _number(value: Any) -> float | None:
-    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
 class Realtime(WireApi):
