@@ -191,7 +191,6 @@ class RealtimeSession(SocketSession):
         self.info.error_type = error_label(error.get("code")) or error_label(error.get("type")) or "error"
 
 
-
 class Realtime(WireApi):
     """The Realtime API: a WebSocket session (`socket_session`), no HTTP request of its own."""
 
