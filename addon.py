@@ -30,10 +30,10 @@ from telemetry_process import ATTRIBUTIONS, MetricOptions, TelemetrySink, Teleme
 from wire.call import Call, Endpoint, SocketRecord
 from wire.content import MAX_PART_CHARS, CapturedContent
 from wire.describe import describe_stream, summarize
-from wire.headers import MAX_TRACE_HEADER_LENGTH, REQUEST_HEADERS, TRACE_HEADERS, UPSTREAM_HEADERS, parse_traceparent
+from wire.headers import MAX_TRACE_HEADER_LENGTH, REQUEST_HEADERS, TRACE_HEADERS, parse_traceparent
 from wire.hosts import DEFAULT_HOSTS, HostRule, match_host, parse_host_rule
 from wire.records import ApiRequest, ApiResult
-from wire.secrets import CREDENTIAL_HEADERS, masked_key_of
+from wire.secrets import CREDENTIAL_HEADERS
 from wire.socket import Operation, SocketSession
 from wire.stream import EventStream
 from wire.values import LARGE_BODY
@@ -54,7 +54,7 @@ SOCKET_ATTRIBUTE = "_genai_socket"
 # did not ask for, and took it out of the client's stream again. The stream view says so.
 USAGE_REMOVED = "genai_usage_removed"
 # Incremental formats that mitmproxy holds back to the end unless a flow is streamed.
-INCREMENTAL_TYPES = ("text/event-stream", "application/x-ndjson")
+INCREMENTAL_TYPES = ("text/event-stream", "application/x-ndjson", "application/vnd.amazon.eventstream")
 
 
 @dataclass
@@ -146,8 +146,11 @@ class InFlight:
 
 
 # The header fields the hooks read, by lower-case name; `picked_headers` decodes only these.
-REQUEST_FIELDS = {name.encode(): name for name in ("content-encoding", *CREDENTIAL_HEADERS, *REQUEST_HEADERS)}
-RESPONSE_FIELDS = {name.encode(): name for name in ("content-type", "content-encoding", *UPSTREAM_HEADERS)}
+RECORDED_REQUEST_HEADERS = (*REQUEST_HEADERS, *wire.REGISTRY.request_headers)
+REQUEST_FIELDS = {name.encode(): name for name in ("content-encoding", *CREDENTIAL_HEADERS, *RECORDED_REQUEST_HEADERS)}
+RESPONSE_FIELDS = {
+    name.encode(): name for name in ("content-type", "content-encoding", *wire.REGISTRY.response_headers)
+}
 
 
 def picked_headers(headers: http.Headers, names: dict[bytes, str]) -> dict[str, str]:
@@ -174,12 +177,17 @@ def body_of(message: http.Message, headers: dict[str, str]) -> bytes | None:
 
 
 def recorded_request_headers(headers: dict[str, str]) -> dict[str, str]:
-    """The request headers a call records (`REQUEST_HEADERS`); a trace header only if not oversized."""
+    """The request headers a call records (`RECORDED_REQUEST_HEADERS`); a trace header only if not oversized."""
     return {
         name: value
-        for name in REQUEST_HEADERS
+        for name in RECORDED_REQUEST_HEADERS
         if (value := headers.get(name)) and (name not in TRACE_HEADERS or len(value) <= MAX_TRACE_HEADER_LENGTH)
     }
+
+
+def masked_key(endpoint: Endpoint, headers: dict[str, str], path: str) -> str:
+    """The request's credential as its API's vendor masks it (the path's query may hold a key)."""
+    return endpoint.api.vendor.masked_key(headers, path.partition("?")[2], wire.REGISTRY.key_masker)
 
 
 def passed_on_unparsed(body: bytes | None) -> bool:
@@ -504,7 +512,7 @@ class GenAIMeter:
             endpoint=endpoint,
             request=api_request,
             request_body=None if api_request is not None else body,
-            api_key=masked_key_of(headers, req.path.partition("?")[2]),
+            api_key=masked_key(endpoint, headers, req.path),
             started=time.monotonic(),
             started_ns=time.time_ns(),
             request_headers=recorded_request_headers(headers),
@@ -604,7 +612,7 @@ class GenAIMeter:
                 host=host,
                 port=port,
                 endpoint=endpoint,
-                api_key=masked_key_of(headers, flow.request.path.partition("?")[2]),
+                api_key=masked_key(endpoint, headers, flow.request.path),
                 session=session,
                 started=time.monotonic(),
                 started_ns=time.time_ns(),

@@ -130,14 +130,10 @@ def usage_counts(usage: Usage, server_tool_requests: Mapping[str, int] | None = 
 
 
 def tier_context(call: Call) -> PriceContext | None:
-    """The service tier as the response reports it, in the library's terms (OpenAI: flex,
-    priority, default, ...; Anthropic: batch). A request for `fast` comes back as `priority`."""
+    """The service tier as the response reports it, in the library's terms (its vendor says how:
+    OpenAI's flex, priority, default, ...; Anthropic's batch)."""
     tier = call.result.service_tier
-    if not tier:
-        return None
-    if call.endpoint.api.vendor == "anthropic":
-        return {"processing": "batch"} if tier == "batch" else None
-    return {"service_tier": tier}
+    return cast(PriceContext, call.endpoint.api.vendor.price_context(tier)) if tier else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -339,7 +335,7 @@ class Prices:
         if not model or (usage is not None and usage.input_tokens is None and not units):
             return None
         day = call.start_time_ns // NS_PER_DAY
-        price = self.lookup(call.provider, model, call.endpoint.api.vendor, tier_context(call), day)
+        price = self.lookup(call.provider, model, call.endpoint.api.vendor.name, tier_context(call), day)
         if price is not None:
             counts: dict[str, float] = dict(units)
             if usage is not None:

@@ -52,6 +52,7 @@ import telemetry_process
 from pricing import Prices
 from summary import UsageSummary
 from telemetry_process import MetricOptions
+from wire import REGISTRY
 from wire.call import Call, SocketRecord
 from wire.headers import BUDGETS, RateLimits, RequestInfo, UpstreamInfo, parse_request_headers
 
@@ -78,7 +79,9 @@ OVERFLOW_VALUE = "_OTHER"
 # The bounded client label (`wire.headers.Client.label`, e.g. openai-python/3) as a metric attribute.
 CLIENT_ATTRIBUTE = "genai.client"
 # The rate-limit budgets each vendor's headers state, each a pair of gauges.
-RATE_LIMIT_BUDGETS = {"openai": ("requests", "tokens"), "anthropic": BUDGETS}
+RATE_LIMIT_BUDGETS = {
+    vendor.name: vendor.rate_limit_budgets for vendor in REGISTRY.vendors if vendor.rate_limit_budgets
+}
 
 EXPORTER_CHOICES = ("otlp", "console", "none")
 METRICS_ONLY_EXPORTERS = ("prometheus",)
@@ -332,12 +335,13 @@ def _span_attributes(
 ) -> dict[str, Any]:
     """The span's attributes. The conventions' names where they have one (`cache_write`: the cache
     write count's, which differs between versions); the API's own (service tier, request id, rate
-    limits, ...) under its vendor's namespace: `openai.*`, `anthropic.*`."""
+    limits, ...) under its vendor's namespace: `openai.*`, `anthropic.*`, `aws.bedrock.*`."""
     request, result, usage, limits = call.request, call.result, call.usage, upstream.rate_limits
-    vendor = call.endpoint.api.vendor
+    api_vendor = call.endpoint.api.vendor
+    vendor = api_vendor.name
     candidates: dict[str, Any] = {
         **metric_attributes,
-        f"{vendor}.api.type": call.endpoint.api.name if vendor == "openai" else None,
+        f"{vendor}.api.type": call.endpoint.api.name,
         f"{vendor}.api_key.masked": call.api_key,
         "gen_ai.request.temperature": request.temperature,
         "gen_ai.request.top_p": request.top_p,
@@ -355,19 +359,14 @@ def _span_attributes(
         "gen_ai.conversation.id": request.conversation_id,
         "gen_ai.request.previous_response.id": request.previous_response_id,
         f"{vendor}.request.service_tier": request.service_tier if request.service_tier != "auto" else None,
-        f"{vendor}.request.thinking.budget_tokens": request.thinking_budget,
-        f"{vendor}.request.voice": request.voice,
         f"{vendor}.request.input_characters": request.input_characters,
         f"{vendor}.usage.audio_seconds": result.audio_seconds,
         "user_agent.original": headers.user_agent,
         "user_agent.name": headers.client.name if headers.user_agent else None,
         "user_agent.version": headers.client.version,
-        f"{vendor}.version": headers.api_version,
-        f"{vendor}.beta": headers.betas,
         "gen_ai.response.id": result.response_id,
         "gen_ai.response.finish_reasons": result.finish_reasons or None,
         f"{vendor}.response.service_tier": result.service_tier,
-        f"{vendor}.response.system_fingerprint": result.system_fingerprint,
         "gen_ai.response.time_to_first_chunk": call.time_to_first_chunk_s,
         "http.response.status_code": call.status_code,
         "gen_ai.usage.cost_usd": call.cost_usd,
@@ -377,6 +376,8 @@ def _span_attributes(
     for budget in BUDGETS:
         candidates[f"{vendor}.ratelimit.remaining_{budget}"] = getattr(limits, f"remaining_{budget}")
         candidates[f"{vendor}.ratelimit.reset_{budget}_s"] = getattr(limits, f"reset_{budget}_s")
+    for attributes in (api_vendor.request_attributes(call.request_headers), request.attributes, result.attributes):
+        candidates |= {f"{vendor}.{name}": value for name, value in attributes.items()}
     for tool, requests in result.server_tool_requests.items():
         candidates[f"{vendor}.usage.server_tool_use.{tool}_requests"] = requests
     if call.content is not None:
@@ -723,13 +724,13 @@ class Telemetry:
             return {}
         labels = {CLIENT_ATTRIBUTE: self.bounded(CLIENT_ATTRIBUTE, headers.client.label)}
         if attribution == "client+key":
-            labels[f"{call.endpoint.api.vendor}.api_key.masked"] = self.bounded("api_key.masked", call.api_key)
+            labels[f"{call.endpoint.api.vendor.name}.api_key.masked"] = self.bounded("api_key.masked", call.api_key)
         return labels
 
     def _record_rate_limits(self, call: Call, limits: RateLimits) -> None:
         if not limits.known():
             return
-        vendor = call.endpoint.api.vendor
+        vendor = call.endpoint.api.vendor.name
         attributes = (
             ("gen_ai.request.model", self.bounded("gen_ai.request.model", call.request_model or "unknown")),
             ("gen_ai.provider.name", call.provider),
@@ -781,7 +782,7 @@ class Telemetry:
     def record_session(self, record: SocketRecord) -> None:
         """A closed WebSocket session's span, with the ids its operations named as their parent."""
         parent = self._propagator.extract(carrier=record.request_headers) if record.parent_span_id else None
-        vendor, info = record.endpoint.api.vendor, record.info
+        vendor, info = record.endpoint.api.vendor.name, record.info
         candidates: dict[str, Any] = {
             "gen_ai.provider.name": record.provider,
             "gen_ai.request.model": info.model,

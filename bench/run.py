@@ -58,10 +58,10 @@ from telemetry import Telemetry
 from telemetry_process import MetricOptions
 from wire import anthropic_messages, gemini_generate, openai_chat
 from wire.call import Call, Endpoint
-from wire.json_array import JSONArrayFramer
+from wire.framing.json_array import JSONArrayFramer
+from wire.framing.sse import SSEFramer
 from wire.openai_chat import ChatStreamAccumulator
 from wire.records import ApiRequest, ApiResult, Usage
-from wire.sse import SSEFramer
 from wire.stream import EventStream
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")

@@ -11,6 +11,7 @@ import yaml
 FIXTURES = Path(__file__).resolve().parent.parent / "tests" / "fixtures"
 ANTHROPIC = FIXTURES / "recorded-anthropic"
 GEMINI = FIXTURES / "recorded-gemini"
+BEDROCK = FIXTURES / "recorded-bedrock"
 
 
 @dataclass(frozen=True)
@@ -26,28 +27,34 @@ class Recording:
 
     @property
     def streamed(self) -> bool:
-        return self.response_headers.get("content-type", "").startswith("text/event-stream")
+        content_type = self.response_headers.get("content-type", "")
+        return content_type.startswith(("text/event-stream", "application/vnd.amazon.eventstream"))
 
 
 def _headers(raw: dict[str, list[str]] | None) -> dict[str, str]:
     return {name.lower(): value[0] if isinstance(value, list) else str(value) for name, value in (raw or {}).items()}
 
 
+def _bytes(body: str | bytes | None) -> bytes:
+    """A body as stored: text, or bytes (`!!binary`: Bedrock's event streams)."""
+    return body if isinstance(body, bytes) else (body or "").encode()
+
+
 @cache
-def load(folder: Path, name: str) -> Recording:
-    """The first interaction of `folder/NAME.yaml`."""
+def load(folder: Path, name: str, number: int = 0) -> Recording:
+    """Interaction `number` (the first by default) of `folder/NAME.yaml`."""
     with open(folder / f"{name}.yaml", encoding="utf-8") as file:
-        interaction = yaml.safe_load(file)["interactions"][0]
+        interaction = yaml.safe_load(file)["interactions"][number]
     request, response = interaction["request"], interaction["response"]
     return Recording(
         name=name,
         method=request["method"],
         uri=request["uri"],
         request_headers=_headers(request.get("headers")),
-        request_body=(request.get("body") or "").encode(),
+        request_body=_bytes(request.get("body")),
         status=response["status"]["code"],
         response_headers=_headers(response.get("headers")),
-        response_body=response["body"]["string"].encode(),
+        response_body=_bytes(response["body"]["string"]),
     )
 
 
@@ -67,3 +74,14 @@ def load_gemini(name: str) -> Recording:
 
 
 GEMINI_NAMES = names(GEMINI)
+
+
+def load_bedrock(name: str, number: int = 0) -> Recording:
+    return load(BEDROCK, name, number)
+
+
+def bedrock_stream(name: str, number: int = 0) -> bytes:
+    return load_bedrock(name, number).response_body
+
+
+BEDROCK_NAMES = names(BEDROCK)

@@ -23,8 +23,8 @@ from harness.fake_openai import ChatScript, ResponsesScript, compact, encode_who
 from harness.recordings import load_anthropic
 from telemetry_process import MetricOptions
 from wire.call import Call
-from wire.headers import parse_upstream_headers
 from wire.hosts import HostRule, match_host
+from wire.openai_common import OPENAI
 from wire.records import ApiRequest
 from wire.values import LARGE_BODY
 
@@ -809,8 +809,8 @@ def test_the_response_fields_the_hooks_pick_are_all_the_upstream_parser_reads():
         picked = addon_module.picked_headers(headers, addon_module.RESPONSE_FIELDS)
         everything = {name.lower(): value for name, value in headers.items()}
         assert len(picked) < len(everything)
-        assert parse_upstream_headers(picked, 0) == parse_upstream_headers(everything, 0)
-        assert parse_upstream_headers(picked, 0).rate_limits.known()
+        assert OPENAI.upstream(picked, 0) == OPENAI.upstream(everything, 0)
+        assert OPENAI.upstream(picked, 0).rate_limits.known()
 
 
 # --- Anthropic's Messages API -------------------------------------------------------------

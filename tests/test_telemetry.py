@@ -39,7 +39,7 @@ def make_call(**overrides: Any) -> Call:
             response_model="gpt-4o-mini-2024-07-18",
             finish_reasons=["stop"],
             usage=Usage(input_tokens=100, output_tokens=20, cache_read_tokens=64),
-            system_fingerprint="fp_1",
+            attributes={"response.system_fingerprint": "fp_1"},
             service_tier="default",
         ),
         "status_code": 200,
@@ -645,7 +645,13 @@ def anthropic_call(**overrides: Any) -> Call:
         "endpoint": Endpoint(anthropic_messages.API),
         "provider": "anthropic",
         "server_address": "api.anthropic.com",
-        "request": ApiRequest(model="claude-sonnet-4-5", max_tokens=1024, top_k=5, thinking_budget=2048, stream=True),
+        "request": ApiRequest(
+            model="claude-sonnet-4-5",
+            max_tokens=1024,
+            top_k=5,
+            attributes={"request.thinking.budget_tokens": 2048},
+            stream=True,
+        ),
         "api_key": "sk-ant-api03-...abcd",
         "result": ApiResult(
             response_id="msg_1",
@@ -790,7 +796,7 @@ def test_a_websocket_session_is_one_span_and_its_operations_are_its_children(sin
     for number in range(2):
         operation = make_call(
             endpoint=Endpoint(openai_realtime.API),
-            request=ApiRequest(model="gpt-realtime", stream=True, voice=None),
+            request=ApiRequest(model="gpt-realtime", stream=True),
             result=ApiResult(
                 response_id=f"resp_{number}",
                 usage=Usage(input_tokens=10, output_tokens=5, cache_read_modalities=(("audio", 4),)),

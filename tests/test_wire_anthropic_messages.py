@@ -257,7 +257,7 @@ def test_request_parameters_of_a_recording():
     assert request.top_k == recorded.get("top_k")
     assert request.stop_sequences == recorded.get("stop_sequences")
     thinking = API.parse_request(load_anthropic("test_sync_messages_create_captures_thinking_content").request_body)
-    assert thinking.thinking_budget == 10000
+    assert thinking.attributes == {"request.thinking.budget_tokens": 10000}
     streamed = API.parse_request(load_anthropic("test_sync_messages_create_streaming").request_body)
     assert streamed.stream and not streamed.include_usage
 
@@ -266,12 +266,8 @@ def test_a_claude_code_request_is_read():
     """The shape Claude Code 2.1 sends: system blocks with cache_control, tools, thinking, a service tier."""
     body = {**claude_code_request("claude-sonnet-4-5-20250929"), "metadata": {"user_id": "user_abc"}}
     request = API.parse_request(json.dumps(body).encode())
-    assert (request.model, request.max_tokens, request.stream, request.thinking_budget) == (
-        "claude-sonnet-4-5-20250929",
-        32000,
-        True,
-        31999,
-    )
+    assert (request.model, request.max_tokens, request.stream) == ("claude-sonnet-4-5-20250929", 32000, True)
+    assert request.attributes == {"request.thinking.budget_tokens": 31999}
     assert API.request_with_usage(json.dumps(body).encode(), request) is None  # never rewritten
 
 

@@ -79,6 +79,7 @@ def test_a_call_pickles_with_its_wire_api_as_the_same_object():
 
 def test_reset_times_count_from_the_calls_end():
     finished = call(
+        endpoint=MESSAGES,
         start_time_ns=1_772_506_980 * 10**9,  # 2026-03-03T03:03:00Z
         duration_s=1.5,
         response_headers={"anthropic-ratelimit-requests-reset": "2026-03-03T03:03:04Z"},

@@ -13,11 +13,10 @@ from harness.fake_google import GenerateScript, array_chunks
 from harness.fake_openai import encode_whole
 from harness.pieces import observed, split_randomly
 from harness.recordings import GEMINI_NAMES, load_gemini
-from wire import gemini_embeddings, gemini_generate
-from wire.json_array import JSONArrayFramer
+from wire import REGISTRY, gemini_embeddings, gemini_generate
+from wire.framing.json_array import JSONArrayFramer
+from wire.framing.sse import SSEFramer
 from wire.records import Usage
-from wire.secrets import masked_key_of
-from wire.sse import SSEFramer
 from wire.stream import EventStream
 
 API = gemini_generate.API
@@ -125,11 +124,14 @@ def test_count_tokens_and_openai_routes_on_googles_host():
 
 def test_keys_in_a_header_or_in_the_query_are_masked_alike():
     key = "AIzaSyA1b2C3d4E5f6G7h8I9j0KlMnOpQrStUvW"
-    assert masked_key_of({"x-goog-api-key": key}) == "AIza...tUvW"
-    assert masked_key_of({}, f"alt=sse&key={key}") == "AIza...tUvW"
-    assert masked_key_of({}, f"key={key}&alt=sse") == "AIza...tUvW"
-    assert masked_key_of({"authorization": "Bearer ya29.a0AfH6SMBxyzxyzxyzxyzxyz0123"}) == "ya29....0123"
-    assert masked_key_of({}, "alt=sse&monkey=1") == "none"
+    assert REGISTRY.key_masker.masked_key_of({"x-goog-api-key": key}) == "AIza...tUvW"
+    assert REGISTRY.key_masker.masked_key_of({}, f"alt=sse&key={key}") == "AIza...tUvW"
+    assert REGISTRY.key_masker.masked_key_of({}, f"key={key}&alt=sse") == "AIza...tUvW"
+    assert (
+        REGISTRY.key_masker.masked_key_of({"authorization": "Bearer ya29.a0AfH6SMBxyzxyzxyzxyzxyz0123"})
+        == "ya29....0123"
+    )
+    assert REGISTRY.key_masker.masked_key_of({}, "alt=sse&monkey=1") == "none"
 
 
 # --- recorded exchanges (Vertex AI) --------------------------------------------------------
@@ -268,7 +270,11 @@ def test_request_attributes_from_generation_config():
     request = API.parse_request(body)
     assert (request.temperature, request.top_p, request.top_k, request.max_tokens) == (0.3, 0.9, 40, 256)
     assert (request.stop_sequences, request.choice_count, request.seed) == (["END"], 2, 7)
-    assert (request.output_type, request.thinking_budget, request.model) == ("json", 1024, None)
+    assert (request.output_type, request.attributes, request.model) == (
+        "json",
+        {"request.thinking.budget_tokens": 1024},
+        None,
+    )
 
 
 def test_content_capture_in_the_conventions_shape():
@@ -339,5 +345,5 @@ def test_arbitrary_bytes_never_raise_in_either_framer(data, size):
 def test_the_array_framer_returns_exactly_the_elements_however_the_bytes_are_cut(elements, seed):
     body = json.dumps(elements).encode()
     framer = JSONArrayFramer()
-    out = [block for piece in split_randomly(body, seed, largest=17) for block in framer.feed(piece)]
-    assert [json.loads(block) for block in out] == elements
+    out = [event for piece in split_randomly(body, seed, largest=17) for event in framer.feed(piece)]
+    assert [json.loads(event.raw) for event in out] == elements

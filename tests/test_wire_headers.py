@@ -6,13 +6,10 @@ import pytest
 
 from harness.fake_openai import load_fixture
 from harness.recordings import load_anthropic
-from wire.headers import (
-    RateLimits,
-    UpstreamInfo,
-    parse_request_headers,
-    parse_reset_duration,
-    parse_upstream_headers,
-)
+from wire import REGISTRY
+from wire.anthropic_messages import ANTHROPIC
+from wire.headers import RateLimits, UpstreamInfo, parse_request_headers, parse_reset_duration
+from wire.openai_common import OPENAI
 
 NOW = 1_700_000_000.0
 
@@ -41,7 +38,7 @@ def test_rate_limit_headers_of_a_recorded_response():
         k.lower(): v[0] if isinstance(v, list) else v
         for k, v in load_fixture("test_chat_completion_streaming")["response"]["headers"].items()
     }
-    info = parse_upstream_headers(headers, NOW)
+    info = OPENAI.upstream(headers, NOW)
     assert info.rate_limits == RateLimits(10000, 9999, 8.64, 10000, 9978, 0.132)
     assert info.request_id == "req_c367cf360ee88481fb7cd6c5d45bf9dc"
     assert info.processing_ms == 207
@@ -57,7 +54,8 @@ def test_rate_limit_headers_of_a_recorded_response():
     ],
 )
 def test_hostile_rate_limit_and_request_id_headers_are_ignored(headers):
-    assert parse_upstream_headers(headers, NOW) == UpstreamInfo()
+    for vendor in REGISTRY.vendors:
+        assert vendor.upstream(headers, NOW) == UpstreamInfo()
 
 
 # --- content capture ----------------------------------------------------------------------
@@ -66,7 +64,7 @@ def test_hostile_rate_limit_and_request_id_headers_are_ignored(headers):
 def test_anthropic_rate_limits_of_a_recorded_response_reset_in_seconds_from_the_calls_end():
     headers = load_anthropic("test_sync_messages_create_streaming").response_headers
     end = datetime(2026, 3, 3, 3, 3, 3, 500_000, tzinfo=UTC).timestamp()  # half a second before the resets
-    info = parse_upstream_headers(headers, end)
+    info = ANTHROPIC.upstream(headers, end)
     limits = info.rate_limits
     assert (limits.limit_requests, limits.remaining_requests, limits.reset_requests_s) == (1000, 999, 0.5)
     assert (limits.limit_input_tokens, limits.remaining_input_tokens) == (450000, 450000)
@@ -76,17 +74,18 @@ def test_anthropic_rate_limits_of_a_recorded_response_reset_in_seconds_from_the_
         0.5,
     )
     assert info.request_id == headers["request-id"]
-    assert parse_upstream_headers(headers, end + 60).rate_limits.reset_requests_s == 0.0  # past: no negative wait
+    assert ANTHROPIC.upstream(headers, end + 60).rate_limits.reset_requests_s == 0.0  # past: no negative wait
 
 
 def test_anthropic_version_and_betas_are_read_bounded():
-    info = parse_request_headers(
+    found = ANTHROPIC.request_attributes(
         {"anthropic-version": "2023-06-01", "anthropic-beta": "claude-code-20250219, oauth-2025-04-20,," + "x," * 50}
     )
-    assert info.api_version == "2023-06-01"
-    assert info.betas is not None and info.betas[:2] == ["claude-code-20250219", "oauth-2025-04-20"]
-    assert len(info.betas) == 32
-    assert parse_request_headers({}) == type(info)()
+    assert found["version"] == "2023-06-01"
+    betas = found["beta"]
+    assert isinstance(betas, list) and betas[:2] == ["claude-code-20250219", "oauth-2025-04-20"]
+    assert len(betas) == 32
+    assert ANTHROPIC.request_attributes({}) == {}
 
 
 @pytest.mark.parametrize(

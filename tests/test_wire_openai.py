@@ -12,9 +12,10 @@ from hypothesis import strategies as st
 import wire
 from harness.fake_openai import FIXTURES, ChatScript, encode_whole, load_fixture
 from harness.pieces import observed, split_randomly
-from wire import openai_chat, openai_embeddings, openai_responses, sse, values
+from wire import openai_chat, openai_embeddings, openai_responses, values
 from wire.call import Endpoint
 from wire.content import MAX_PART_CHARS, TRUNCATED, CapturedContent
+from wire.framing import codecs
 from wire.hosts import parse_host_rule
 from wire.openai_chat import ChatStreamAccumulator, request_with_include_usage
 from wire.openai_responses import ResponsesStreamAccumulator
@@ -222,7 +223,7 @@ def test_strip_gives_the_client_the_stream_it_would_get_without_include_usage(en
     assert all(piece for piece in sent), "an empty chunk would end the HTTP/1.1 body early"
     received = b"".join(sent)
     if encoding != "identity":
-        received = sse.incremental_decoder(encoding)(received)  # type: ignore[misc]
+        received = codecs.incremental_decoder(encoding)(received)  # type: ignore[misc]
     assert received == without
     assert stream.accumulator.result.usage == Usage(
         input_tokens=9, output_tokens=5, cache_read_tokens=0, reasoning_tokens=0
@@ -370,7 +371,7 @@ def test_corrupt_compressed_data_turns_the_strip_into_pass_through():
     stream = chat_stream("gzip", started=0)
     good = encode_whole(b'data: {"choices":[{"delta":{"content":"a"}}]}\n\ndata: {"cho', "gzip")[:-8]
     first = stream.filter(good, now=1)
-    assert sse.incremental_decoder("gzip")(b"".join(first)).startswith(b"data: {")  # type: ignore[misc]
+    assert codecs.incremental_decoder("gzip")(b"".join(first)).startswith(b"data: {")  # type: ignore[misc]
     garbage = b"\x00not gzip at all"
     assert stream.filter(garbage, now=2)[-1] == garbage
     assert stream.filter(b"more", now=3) == [b"more"]

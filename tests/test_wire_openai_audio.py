@@ -122,11 +122,12 @@ def test_a_streamed_transcription_in_any_pieces(seed):
 def test_speech_records_voice_and_characters_and_never_the_audio():
     body = json.dumps({"model": "tts-1", "input": "Hello, world!", "voice": "alloy", "response_format": "mp3"})
     request = SPEECH.parse_request(body.encode())
-    assert (request.model, request.voice, request.input_characters, request.stream) == ("tts-1", "alloy", 13, False)
+    assert (request.model, request.attributes, request.input_characters) == ("tts-1", {"request.voice": "alloy"}, 13)
+    assert not request.stream
     audio = b"ID3\x04\x00" + bytes(range(256)) * 50
     assert SPEECH.parse_response(audio).usage is None and SPEECH.captured_output(audio) is None
     custom_voice = SPEECH.parse_request(b'{"model": "gpt-4o-mini-tts", "input": "x", "voice": {"id": "voice_1"}}')
-    assert custom_voice.voice == "voice_1"
+    assert custom_voice.attributes == {"request.voice": "voice_1"}
 
 
 def test_speech_over_sse_reports_usage_in_tokens():

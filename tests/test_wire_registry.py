@@ -1,5 +1,7 @@
 """The registry: which route is which wire API."""
 
+import pickle
+
 import pytest
 
 import wire
@@ -43,7 +45,9 @@ def test_azure_deployment_paths_name_the_deployment_and_api_version():
     assert v1 is not None and v1.azure_v1 and v1.deployment is None
 
 
-def test_every_api_has_one_route_and_a_distinct_name():
-    names = [api.name for _, api in wire.ROUTES]
-    assert len(set(names)) == len(names)
+def test_every_api_has_a_distinct_name_and_comes_back_from_a_pickle_as_itself():
+    apis = wire.REGISTRY.apis()
+    assert len({api.name for api in apis}) == len(apis)
+    for api in apis:
+        assert pickle.loads(pickle.dumps(api)) is api
     assert wire.endpoint_for("POST", "/v1/messages") == Endpoint(anthropic_messages.API)

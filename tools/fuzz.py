@@ -15,20 +15,20 @@ from dataclasses import asdict
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import wire
-from wire import gemini_embeddings, gemini_generate, openai_realtime, openai_responses, sse
-from wire.call import Endpoint
-from wire.headers import parse_request_headers, parse_upstream_headers
+from harness import eventstream
+from wire import REGISTRY
+from wire.call import Endpoint, WireApi
+from wire.framing.codecs import DECODE_ERRORS
+from wire.framing.sse import SSEFramer
+from wire.headers import parse_request_headers
 from wire.openai_chat import ChatStreamAccumulator
-from wire.secrets import mask_api_key
 from wire.stream import EventStream
 
-ENDPOINTS = [
-    *(Endpoint(api) for _, api in wire.ROUTES),
-    Endpoint(gemini_generate.API, model="m", streamed=True),
-    Endpoint(gemini_embeddings.API, model="e"),
-]
+# Every route of every registered API: a new API is fuzzed without a line here.
+ENDPOINTS = [Endpoint(api, model="m", streamed=route.streamed) for route, api in REGISTRY.routes() if not route.socket]
 STREAMED = [endpoint for endpoint in ENDPOINTS if endpoint.operation != "embeddings"]
+SOCKET_APIS = list(dict.fromkeys(api for route, api in REGISTRY.routes() if route.socket))
+CONTENT_TYPES = ["text/event-stream", "application/json", "application/x-ndjson", "application/vnd.amazon.eventstream"]
 
 # JSON-ish bytes reach deeper than uniform noise: fragments of real OpenAI, Anthropic and Gemini payloads, shuffled.
 FRAGMENTS = [
@@ -69,9 +69,34 @@ FRAGMENTS = [
     b"]",
     b'"',
 ]
+# Bedrock's binary event stream: well-formed messages (ConverseStream events, InvokeModel chunks
+# with base64 Anthropic or Nova events, exceptions) around fragments, with bytes flipped.
+_EVENT_STREAM_MESSAGES = st.one_of(
+    st.builds(
+        eventstream.event,
+        st.sampled_from(["messageStart", "contentBlockStart", "contentBlockDelta", "messageStop", "metadata", "x"]),
+        st.dictionaries(st.sampled_from(["delta", "usage", "stopReason", "start", "metrics"]), st.just({"text": "a"})),
+    ),
+    st.sampled_from(FRAGMENTS).map(lambda fragment: eventstream.chunk({"type": "message_delta", "raw": str(fragment)})),
+    st.just(eventstream.chunk({"metadata": {"usage": {"inputTokens": 1, "outputTokens": 2}}})),
+    st.just(eventstream.exception("throttlingException", "slow down")),
+)
+
+
+def _corrupted(messages: bytes, position: int) -> bytes:
+    """One bit flipped at `position` (a length, a CRC, a header or the payload), if it is inside."""
+    if position >= len(messages):
+        return messages
+    return messages[:position] + bytes([messages[position] ^ 1]) + messages[position + 1 :]
+
+
+_EVENT_STREAMS = st.builds(
+    _corrupted, st.lists(_EVENT_STREAM_MESSAGES, max_size=12).map(b"".join), st.integers(0, 8192)
+)
 payloads = st.one_of(
     st.binary(max_size=4096),
     st.lists(st.sampled_from(FRAGMENTS), max_size=60).map(b"".join),
+    _EVENT_STREAMS,
 )
 splits = st.lists(st.integers(1, 64), min_size=1, max_size=64)
 
@@ -96,24 +121,23 @@ def target_parsers(counter: Counter) -> Callable[[], None]:
         counter.executions += 1
         api = endpoint.api
         api.request_with_usage(data, api.parse_request(data))
-        api.parse_response(data)
+        api.parse_response(data, {"x-amzn-bedrock-input-token-count": "3"})
         api.captured_input(data)
         api.captured_output(data)
-        mask_api_key(data.decode("latin-1"))
+        REGISTRY.key_masker.mask(data.decode("latin-1"))
+        api.vendor.masked_key({"authorization": data.decode("latin-1")}, "", REGISTRY.key_masker)
 
     return run
 
 
 def target_streams(counter: Counter) -> Callable[[], None]:
-    content_types = st.sampled_from(["text/event-stream", "application/json"])
-
-    @given(payloads, splits, st.sampled_from(STREAMED), st.booleans(), content_types)
+    @given(payloads, splits, st.sampled_from(STREAMED), st.booleans(), st.sampled_from(CONTENT_TYPES))
     def run(data: bytes, sizes: list[int], endpoint: Endpoint, capture: bool, content_type: str) -> None:
         counter.executions += 1
         api = endpoint.api
-        framer = api.stream_framer(content_type, endpoint) or sse.SSEFramer()
+        framer = api.stream_framer(content_type, endpoint) or SSEFramer()
         observed = EventStream(None, api.stream_accumulator(0.0, capture), framer)
-        if not isinstance(framer, sse.SSEFramer):  # a JSON array is only observed, never filtered
+        if not isinstance(framer, SSEFramer):  # only an SSE stream is ever filtered
             for piece in pieces(data, sizes):
                 observed.observe(piece, now=1.0)
             observed.finish(now=2.0)
@@ -142,7 +166,7 @@ def target_compressed_streams(counter: Counter) -> Callable[[], None]:
         try:
             for piece in pieces(data, sizes):
                 stream.observe(piece, now=1.0)
-        except sse.DECODE_ERRORS:
+        except DECODE_ERRORS:
             pass  # not a valid compressed stream; the addon's tap then passes it through untouched
         filtered = EventStream(encoding, ChatStreamAccumulator(0.0))
         out = [chunk for piece in pieces(data, sizes) for chunk in filtered.filter(piece, now=1.0)]
@@ -178,8 +202,8 @@ def target_sockets(counter: Counter) -> Callable[[], None]:
         max_size=40,
     )
 
-    @given(frames, st.sampled_from([openai_realtime.API, openai_responses.API]), st.booleans())
-    def run(messages: list[tuple[bool, bytes]], api: wire.call.WireApi, capture: bool) -> None:
+    @given(frames, st.sampled_from(SOCKET_APIS), st.booleans())
+    def run(messages: list[tuple[bool, bytes]], api: WireApi, capture: bool) -> None:
         counter.executions += 1
         session = api.socket_session("m", capture)
         assert session is not None
@@ -192,27 +216,25 @@ def target_sockets(counter: Counter) -> Callable[[], None]:
 
 def target_headers(counter: Counter) -> Callable[[], None]:
     names = st.sampled_from(
-        [
-            "x-ratelimit-remaining-tokens",
-            "x-ratelimit-reset-tokens",
-            "x-request-id",
-            "request-id",
-            "openai-processing-ms",
-            "anthropic-ratelimit-input-tokens-remaining",
-            "anthropic-ratelimit-requests-reset",
-            "anthropic-version",
-            "anthropic-beta",
-            "user-agent",
-            "x",
-        ]
+        sorted(
+            {
+                "user-agent",
+                "authorization",
+                "x",
+                *(name for vendor in REGISTRY.vendors for name in (*vendor.request_headers, *vendor.response_headers)),
+            }
+        )
     )
 
     @given(st.dictionaries(names, st.text(max_size=80), max_size=5), st.floats(0, 4e9))
     def run(headers: dict[str, str], now_s: float) -> None:
         counter.executions += 1
-        info = parse_upstream_headers(headers, now_s)
         request = parse_request_headers(headers)
-        json.dumps([info.request_id, asdict(info.rate_limits), asdict(request), request.client.label])
+        for vendor in REGISTRY.vendors:
+            info = vendor.upstream(headers, now_s)
+            key = vendor.masked_key(headers, "", REGISTRY.key_masker)
+            found = vendor.request_attributes(headers)
+            json.dumps([info.request_id, asdict(info.rate_limits), asdict(request), request.client.label, key, found])
 
     return run
 

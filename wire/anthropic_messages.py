@@ -9,9 +9,10 @@ ever changed. `count_tokens` and the batches API are other routes, not inference
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
-from wire.call import WireApi
+from wire.call import Route, WireApi
 from wire.content import (
     CapturedContent,
     Part,
@@ -22,8 +23,9 @@ from wire.content import (
     tool_call_part,
     tool_response_part,
 )
-from wire.records import ApiRequest, ApiResult, Usage
-from wire.sse import SSEEvent
+from wire.framing import Event
+from wire.headers import BUDGETS, RateLimits, rate_limit_headers, rate_limits_from
+from wire.records import NO_HEADERS, ApiRequest, ApiResult, AttributeValue, Usage
 from wire.stream import StreamAccumulator
 from wire.values import (
     count,
@@ -38,6 +40,39 @@ from wire.values import (
     obj,
     small_json,
 )
+from wire.vendor import Vendor
+
+# Anthropic states reset times as RFC 3339 moments.
+_LIMITS = {budget: f"anthropic-ratelimit-{budget.replace('_', '-')}-%s" for budget in BUDGETS}
+
+
+class AnthropicVendor(Vendor):
+    request_headers = ("anthropic-version", "anthropic-beta")
+    request_id_headers = ("request-id", "x-request-id")
+    response_headers = (*request_id_headers, *rate_limit_headers(_LIMITS))
+    rate_limit_budgets = BUDGETS
+    # API keys `sk-ant-api03-`, OAuth tokens `sk-ant-oat01-`, admin keys `sk-ant-admin01-`.
+    key_prefixes = (r"sk-ant-[a-z]{2,8}[0-9]{2}-",)
+
+    def request_attributes(self, headers: Mapping[str, str]) -> dict[str, AttributeValue]:
+        """The API version and the beta features the client asks for."""
+        attributes: dict[str, AttributeValue] = {}
+        if version := label(headers.get("anthropic-version")):
+            attributes["version"] = version
+        beta = headers.get("anthropic-beta")
+        if beta and (betas := labels([item.strip() for item in beta.split(",")], most=32)):
+            attributes["beta"] = betas
+        return attributes
+
+    def rate_limits(self, headers: Mapping[str, str], now_s: float) -> RateLimits:
+        return rate_limits_from(headers, now_s, _LIMITS, reset_as_moment=True)
+
+    def price_context(self, service_tier: str) -> dict[str, str] | None:
+        """Anthropic's tiers (standard, priority) share one price; batch is half of it."""
+        return {"processing": "batch"} if service_tier == "batch" else None
+
+
+ANTHROPIC = AnthropicVendor("anthropic")
 
 _REQUEST_MEMBERS = member_pattern(
     "model", "max_tokens", "temperature", "top_p", "top_k", "stop_sequences", "stream", "thinking", "service_tier"
@@ -138,11 +173,11 @@ class MessagesStreamAccumulator(StreamAccumulator):
         self._usage: dict[str, Any] = {}
         self._blocks: dict[int, _Block] = {}
 
-    def consume(self, event: SSEEvent, now: float) -> None:
-        kind = event.event
+    def consume(self, event: Event, now: float) -> None:
+        kind = event.kind
         if kind == "ping" or event.data is None:
             return
-        data = load_json_object(event.data)
+        data = event.value if isinstance(event.value, dict) else load_json_object(event.data)
         if data is None:
             return
         kind = kind or str(data.get("type"))
@@ -189,13 +224,21 @@ class MessagesStreamAccumulator(StreamAccumulator):
 class Messages(WireApi):
     name = "messages"
     operation = "chat"
-    vendor = "anthropic"
+    vendor = ANTHROPIC
+    routes = (
+        Route("/v1/messages"),
+        # Claude on Vertex AI: the model in the path (`claude-…@YYYYMMDD`), not in the body.
+        # `count-tokens:rawPredict` counts tokens: not inference.
+        Route(r"/publishers/anthropic/models/(?!count-tokens:)(?P<model>[^/:]{1,128}):rawPredict"),
+        Route(r"/publishers/anthropic/models/(?P<model>[^/:]{1,128}):streamRawPredict", streamed=True),
+    )
 
     def parse_request(self, body: bytes | None) -> ApiRequest:
         data = json_members(body, _REQUEST_MEMBERS)
         if data is None:
             return ApiRequest()
         thinking = obj(data.get("thinking"))
+        budget = integer(thinking.get("budget_tokens")) if thinking.get("type") == "enabled" else None
         return ApiRequest(
             model=label(data.get("model")),
             stream=data.get("stream") is True,
@@ -205,10 +248,10 @@ class Messages(WireApi):
             max_tokens=integer(data.get("max_tokens")),
             stop_sequences=labels(data.get("stop_sequences")),
             service_tier=label(data.get("service_tier")),
-            thinking_budget=integer(thinking.get("budget_tokens")) if thinking.get("type") == "enabled" else None,
+            attributes={"request.thinking.budget_tokens": budget} if budget is not None else {},
         )
 
-    def parse_response(self, body: bytes | None) -> ApiResult:
+    def parse_response(self, body: bytes | None, headers: Mapping[str, str] = NO_HEADERS) -> ApiResult:
         data = json_members(body, _RESPONSE_MEMBERS)
         if data is None:
             return ApiResult()

@@ -1,37 +1,64 @@
-"""The interface every wire API implements, the endpoint a request calls, and the one record of a
-finished call."""
+"""The interface every wire API implements, the routes it declares, the endpoint a request calls,
+and the one record of a finished call."""
 
 from __future__ import annotations
 
 import operator
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from wire.content import CapturedContent
-from wire.headers import UpstreamInfo, parse_upstream_headers
+from wire.framing import Framer
+from wire.framing.sse import SSEFramer
+from wire.headers import UpstreamInfo
 from wire.hosts import HostRule
-from wire.records import ApiRequest, ApiResult, Usage
+from wire.records import NO_HEADERS, ApiRequest, ApiResult, Usage
 from wire.socket import SessionInfo, SocketSession
-from wire.sse import SSEFramer
-from wire.stream import Framer, StreamAccumulator
+from wire.stream import StreamAccumulator
+
+if TYPE_CHECKING:
+    from wire.vendor import Vendor
+
+
+@dataclass(frozen=True)
+class Route:
+    """Where an API is called: a regular expression that the request's path (without its query)
+    must end with, and what else the route says.
+
+    Named groups the registry reads: `model` (percent-decoded: Google's and Bedrock's paths name the
+    model), `deployment` (Azure OpenAI's), `azure_v1` (Azure's `/openai/v1/...`).
+    """
+
+    pattern: str
+    method: str = "POST"
+    streamed: bool = False  # the route itself asks for a stream (`:streamGenerateContent`, `/converse-stream`)
+    socket: bool = False  # a WebSocket upgrade (`GET`)
+
+
+def api_named(name: str) -> WireApi:
+    """The registered API of this name: how a pickled `WireApi` comes back in the telemetry process."""
+    import wire  # the registry imports every API module, which import this one
+
+    return wire.REGISTRY.api(name)
 
 
 class WireApi:
     """One wire API (OpenAI chat completions, Anthropic messages, ...): how to read it.
 
-    One stateless instance per API, chosen once per flow by the registry (`wire.endpoint_for`)
-    from the request's method and path. Every parser takes bytes off the network and must never
-    raise on them: a malformed body gives an empty result.
+    One stateless instance per API, listed once in the registry (`wire.REGISTRY`), which picks it
+    for a flow by the request's method and path (`routes`). Every parser takes bytes off the network
+    and must never raise on them: a malformed body gives an empty result.
     """
 
-    name: str  # e.g. chat_completions, messages (OpenAI's spans carry it as openai.api.type)
-    operation: str  # gen_ai.operation.name: chat | text_completion | embeddings
-    vendor: str  # the namespace of the API's own span attributes and gauges: openai | anthropic
+    name: str  # unique; e.g. chat_completions, messages (OpenAI's spans carry it as openai.api.type)
+    operation: str  # gen_ai.operation.name: chat | text_completion | embeddings | generate_content ...
+    vendor: Vendor  # headers, keys, the namespace of the API's own span attributes and gauges
+    routes: tuple[Route, ...] = ()
 
-    def __reduce__(self) -> str:
-        """Pickled by name: each module's instance is its `API`, the same object after unpickling."""
-        return "API"
+    def __reduce__(self) -> tuple[Any, tuple[str]]:
+        """Pickled by its registry name: the same object after unpickling."""
+        return api_named, (self.name,)
 
     def __repr__(self) -> str:
         return f"<wire API {self.name}>"
@@ -39,8 +66,9 @@ class WireApi:
     def parse_request(self, body: bytes | None) -> ApiRequest:
         raise NotImplementedError
 
-    def parse_response(self, body: bytes | None) -> ApiResult:
-        """A plain (not streamed) response body, also an error body (`ApiResult.error_type`)."""
+    def parse_response(self, body: bytes | None, headers: Mapping[str, str] = NO_HEADERS) -> ApiResult:
+        """A plain (not streamed) response body, also an error body (`ApiResult.error_type`);
+        `headers`: the response's fields its vendor reads (`Vendor.response_headers`)."""
         raise NotImplementedError
 
     def stream_framer(self, content_type: str, endpoint: Endpoint) -> Framer | None:
@@ -51,7 +79,7 @@ class WireApi:
         raise NotImplementedError
 
     def socket_session(self, url_model: str | None, capture_content: bool = False) -> SocketSession | None:
-        """A WebSocket session of this API (`wire.SOCKET_ROUTES`), or None: it has none."""
+        """A WebSocket session of this API (a `Route` with `socket`), or None: it has none."""
         return None
 
     def captured_input(self, body: bytes | None) -> CapturedContent:
@@ -73,15 +101,14 @@ class WireApi:
 
 @dataclass(frozen=True)
 class Endpoint:
-    """What an observed request calls: the wire API, Azure OpenAI's routing, and what Google's
-    paths say (the model, and whether the answer streams)."""
+    """What an observed request calls: the wire API, and what its route says (`Route`)."""
 
     api: WireApi
     deployment: str | None = None  # Azure /openai/deployments/{deployment}/...
     api_version: str | None = None  # Azure ?api-version=...
     azure_v1: bool = False  # Azure /openai/v1/... (no api-version needed)
-    model: str | None = None  # Google's …/models/{model}:method
-    streamed: bool = False  # Google's :streamGenerateContent
+    model: str | None = None  # in the path: Google's …/models/{model}:method, Bedrock's /model/{model}/...
+    streamed: bool = False  # the route streams: Google's :streamGenerateContent, Bedrock's -stream routes
 
     @property
     def operation(self) -> str:
@@ -111,8 +138,9 @@ class Call:
     result: ApiResult = field(default_factory=ApiResult)
     request_body: bytes | None = None  # still to parse into `request`
     response_body: bytes | None = None  # still to parse into `result`
-    # The request's `REQUEST_HEADERS` and the response's `UPSTREAM_HEADERS` it carried (lower-case
-    # names), parsed only where they are recorded: the proxy passes them on as they are.
+    # The request's recorded header fields (`wire.headers.REQUEST_HEADERS` and its vendor's) and the
+    # response's that its vendor reads (lower-case names), parsed only where they are recorded: the
+    # proxy passes them on as they are.
     request_headers: dict[str, str] = field(default_factory=dict)
     response_headers: dict[str, str] = field(default_factory=dict)
     time_to_first_chunk_s: float | None = None
@@ -127,7 +155,7 @@ class Call:
         if self.request_body is not None:
             self.request, self.request_body = api.parse_request(self.request_body), None
         if self.response_body is not None:
-            self.result, self.response_body = api.parse_response(self.response_body), None
+            self.result, self.response_body = api.parse_response(self.response_body, self.response_headers), None
         return self
 
     @property
@@ -162,7 +190,7 @@ class Call:
 
     def upstream(self) -> UpstreamInfo:
         end_s = (self.start_time_ns / 1e9) + self.duration_s
-        return parse_upstream_headers(self.response_headers, end_s)
+        return self.endpoint.api.vendor.upstream(self.response_headers, end_s)
 
     def __getstate__(self) -> tuple[Any, ...]:
         """The field values, without a request or result whose body is still to parse.

@@ -5,6 +5,7 @@ streamed (a server that streams anyway is read as `generateContent`), never capt
 
 from __future__ import annotations
 
+from wire.call import Route
 from wire.content import CapturedContent
 from wire.gemini_generate import GenerateContent
 from wire.records import ApiRequest
@@ -16,6 +17,10 @@ _REQUEST_MEMBERS = member_pattern("outputDimensionality", "requests")
 class EmbedContent(GenerateContent):
     name = "embed_content"
     operation = "embeddings"
+    routes = (
+        Route(r"/models/(?P<model>[^/:]{1,128}):embedContent"),
+        Route(r"/models/(?P<model>[^/:]{1,128}):batchEmbedContents"),
+    )
 
     def parse_request(self, body: bytes | None) -> ApiRequest:
         data = json_members(body, _REQUEST_MEMBERS)

@@ -12,9 +12,10 @@ so far (some chunks only `trafficType`): the last counts win, nothing is added u
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
-from wire.call import Endpoint, WireApi
+from wire.call import Endpoint, Route, WireApi
 from wire.content import (
     CapturedContent,
     Part,
@@ -25,10 +26,10 @@ from wire.content import (
     tool_call_part,
     tool_response_part,
 )
-from wire.json_array import JSONArrayFramer
-from wire.records import MODALITIES, ApiRequest, ApiResult, Usage
-from wire.sse import SSEEvent
-from wire.stream import Framer, StreamAccumulator
+from wire.framing import Event, Framer
+from wire.framing.json_array import JSONArrayFramer
+from wire.records import MODALITIES, NO_HEADERS, ApiRequest, ApiResult, Usage
+from wire.stream import StreamAccumulator
 from wire.values import (
     count,
     error_label,
@@ -42,6 +43,15 @@ from wire.values import (
     obj,
     small_json,
 )
+from wire.vendor import Vendor
+
+
+class GoogleVendor(Vendor):
+    # The Gemini API's keys (`AIza`), and OAuth access tokens (`ya29.`: Vertex AI).
+    key_prefixes = ("AIza", r"ya29\.")
+
+
+GOOGLE = GoogleVendor("gcp")
 
 _REQUEST_MEMBERS = member_pattern("generationConfig")
 _RESPONSE_MEMBERS = member_pattern(
@@ -157,7 +167,7 @@ class GenerateContentStreamAccumulator(StreamAccumulator):
         super().__init__(started, capture_content)
         self._texts: dict[int, list[tuple[str, TextCollector | Part]]] = {}
 
-    def consume(self, event: SSEEvent, now: float) -> None:
+    def consume(self, event: Event, now: float) -> None:
         data = event.value if isinstance(event.value, dict) else load_json_object(event.data)
         if data is None:
             return
@@ -201,14 +211,18 @@ class GenerateContentStreamAccumulator(StreamAccumulator):
 class GenerateContent(WireApi):
     name = "generate_content"
     operation = "generate_content"
-    vendor = "gcp"
+    vendor = GOOGLE
+    routes = (
+        Route(r"/models/(?P<model>[^/:]{1,128}):generateContent"),
+        Route(r"/models/(?P<model>[^/:]{1,128}):streamGenerateContent", streamed=True),
+    )
 
     def parse_request(self, body: bytes | None) -> ApiRequest:
         data = json_members(body, _REQUEST_MEMBERS)
         if data is None:
             return ApiRequest()
         config = obj(data.get("generationConfig"))
-        thinking = obj(config.get("thinkingConfig"))
+        budget = integer(obj(config.get("thinkingConfig")).get("thinkingBudget"))
         return ApiRequest(
             temperature=number(config.get("temperature")),
             top_p=number(config.get("topP")),
@@ -218,10 +232,10 @@ class GenerateContent(WireApi):
             seed=integer(config.get("seed")),
             choice_count=integer(config.get("candidateCount")),
             output_type=_OUTPUT_TYPES.get(str(config.get("responseMimeType"))),
-            thinking_budget=integer(thinking.get("thinkingBudget")),
+            attributes={"request.thinking.budget_tokens": budget} if budget is not None else {},
         )
 
-    def parse_response(self, body: bytes | None) -> ApiResult:
+    def parse_response(self, body: bytes | None, headers: Mapping[str, str] = NO_HEADERS) -> ApiResult:
         data = json_members(body, _RESPONSE_MEMBERS)
         return update_result(data, ApiResult()) if data is not None else ApiResult()
 

@@ -1,8 +1,7 @@
-"""What the header fields of a call say beyond the bodies: request ids, rate limits, API versions.
-
-OpenAI and its compatible servers send `x-ratelimit-*` with durations (`6ms`, `1m3s`) as reset
-times; Anthropic sends `anthropic-ratelimit-*` with RFC 3339 times, turned here into seconds
-from the moment the call ended.
+"""What the header fields of a call say beyond the bodies, read the same way for every vendor:
+the client (User-Agent), the trace context, request ids, rate limits and their reset times
+(durations such as `6ms` or `1m3s`, or RFC 3339 moments turned into seconds from the call's end).
+Which fields a vendor sends is its `wire.vendor.Vendor`'s to say.
 """
 
 from __future__ import annotations
@@ -12,12 +11,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from datetime import datetime
 
-from wire.values import label, labels
+from wire.values import label
 
-# Rate-limit budgets and where each provider family states them.
+# Rate-limit budgets a vendor may state.
 BUDGETS = ("requests", "tokens", "input_tokens", "output_tokens")
-_OPENAI_LIMITS = {"requests": "x-ratelimit-%s-requests", "tokens": "x-ratelimit-%s-tokens"}
-_ANTHROPIC_LIMITS = {budget: f"anthropic-ratelimit-{budget.replace('_', '-')}-%s" for budget in BUDGETS}
 
 
 @dataclass
@@ -69,7 +66,7 @@ def parse_reset_time(text: str | None, now_s: float) -> float | None:
     return max(moment.timestamp() - now_s, 0.0)
 
 
-def _header_count(headers: Mapping[str, str], name: str) -> int | None:
+def header_count(headers: Mapping[str, str], name: str) -> int | None:
     """A count of up to 18 ASCII digits (Unicode digits pass `isdigit` but are no header count)."""
     value = headers.get(name)
     if value is None:
@@ -78,20 +75,23 @@ def _header_count(headers: Mapping[str, str], name: str) -> int | None:
     return int(value) if 0 < len(value) <= 18 and value.isascii() and value.isdigit() else None
 
 
-def parse_rate_limits(headers: Mapping[str, str], now_s: float) -> RateLimits:
+def rate_limits_from(
+    headers: Mapping[str, str], now_s: float, patterns: Mapping[str, str], reset_as_moment: bool
+) -> RateLimits:
+    """The rate limits of the headers named `patterns[budget] % part` (part: limit, remaining,
+    reset); resets are durations, or moments (`reset_as_moment`)."""
     limits = RateLimits()
-    for budget, pattern in _OPENAI_LIMITS.items():
-        setattr(limits, f"limit_{budget}", _header_count(headers, pattern % "limit"))
-        setattr(limits, f"remaining_{budget}", _header_count(headers, pattern % "remaining"))
-        setattr(limits, f"reset_{budget}_s", parse_reset_duration(headers.get(pattern % "reset")))
-    for budget, pattern in _ANTHROPIC_LIMITS.items():
-        if (limit := _header_count(headers, pattern % "limit")) is not None:
-            setattr(limits, f"limit_{budget}", limit)
-        if (remaining := _header_count(headers, pattern % "remaining")) is not None:
-            setattr(limits, f"remaining_{budget}", remaining)
-        if (reset := parse_reset_time(headers.get(pattern % "reset"), now_s)) is not None:
-            setattr(limits, f"reset_{budget}_s", reset)
+    for budget, pattern in patterns.items():
+        setattr(limits, f"limit_{budget}", header_count(headers, pattern % "limit"))
+        setattr(limits, f"remaining_{budget}", header_count(headers, pattern % "remaining"))
+        reset = headers.get(pattern % "reset")
+        reset_s = parse_reset_time(reset, now_s) if reset_as_moment else parse_reset_duration(reset)
+        setattr(limits, f"reset_{budget}_s", reset_s)
     return limits
+
+
+def rate_limit_headers(patterns: Mapping[str, str]) -> tuple[str, ...]:
+    return tuple(pattern % part for pattern in patterns.values() for part in ("limit", "remaining", "reset"))
 
 
 @dataclass
@@ -104,35 +104,18 @@ class UpstreamInfo:
 
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9_\-]{1,128}$")
-_REQUEST_ID_HEADERS = ("x-request-id", "apim-request-id", "request-id")
-# The response header fields `parse_upstream_headers` reads (lower case).
-UPSTREAM_HEADERS = (
-    *_REQUEST_ID_HEADERS,
-    "openai-processing-ms",
-    *(pattern % part for pattern in _OPENAI_LIMITS.values() for part in ("limit", "remaining", "reset")),
-    *(pattern % part for pattern in _ANTHROPIC_LIMITS.values() for part in ("limit", "remaining", "reset")),
-)
 
 
-def parse_upstream_headers(headers: Mapping[str, str], now_s: float) -> UpstreamInfo:
-    """`now_s`: when the call ended (epoch seconds), for reset times given as a moment."""
-    request_id = next((value for name in _REQUEST_ID_HEADERS if (value := headers.get(name))), None)
-    processing = headers.get("openai-processing-ms")
-    try:
-        processing_ms = float(processing) if processing else None
-    except ValueError:
-        processing_ms = None
-    return UpstreamInfo(
-        request_id=request_id if request_id and _REQUEST_ID.match(request_id) else None,
-        processing_ms=processing_ms,
-        rate_limits=parse_rate_limits(headers, now_s),
-    )
+def request_id_of(headers: Mapping[str, str], names: tuple[str, ...]) -> str | None:
+    """The first of the header fields `names` that holds a plausible request id."""
+    request_id = next((value for name in names if (value := headers.get(name))), None)
+    return request_id if request_id and _REQUEST_ID.match(request_id) else None
 
 
-# The request header fields a call keeps (besides the key, masked at once): the trace context,
-# the client's User-Agent, and the API version and beta features an Anthropic client asks for.
+# The request header fields every call keeps (besides the key, masked at once, and its vendor's
+# own, `Vendor.request_headers`): the trace context and the client's User-Agent.
 TRACE_HEADERS = ("traceparent", "tracestate")
-REQUEST_HEADERS = (*TRACE_HEADERS, "user-agent", "anthropic-version", "anthropic-beta")
+REQUEST_HEADERS = (*TRACE_HEADERS, "user-agent")
 # Trace context headers longer than this are not W3C-valid anyway; ignore them.
 MAX_TRACE_HEADER_LENGTH = 512
 MAX_USER_AGENT_LENGTH = 256
@@ -168,12 +151,10 @@ def parse_user_agent(user_agent: str | None) -> Client:
 
 @dataclass
 class RequestInfo:
-    """What the request's headers say: the client, the API version and the beta features asked for."""
+    """What the request's common headers say: the client."""
 
     user_agent: str | None = None  # as sent, cut at MAX_USER_AGENT_LENGTH
     client: Client = field(default_factory=Client)
-    api_version: str | None = None
-    betas: list[str] | None = None
 
 
 _TRACEPARENT = re.compile(r"^[0-9a-f]{2}-([0-9a-f]{32})-([0-9a-f]{16})-[0-9a-f]{2}")
@@ -189,11 +170,7 @@ def parse_traceparent(value: str | None) -> tuple[int, int] | None:
 
 
 def parse_request_headers(headers: Mapping[str, str]) -> RequestInfo:
-    beta = headers.get("anthropic-beta")
     user_agent = headers.get("user-agent")
     return RequestInfo(
-        user_agent=user_agent[:MAX_USER_AGENT_LENGTH] if user_agent else None,
-        client=parse_user_agent(user_agent),
-        api_version=label(headers.get("anthropic-version")),
-        betas=labels([item.strip() for item in beta.split(",")], most=32) if beta else None,
+        user_agent=user_agent[:MAX_USER_AGENT_LENGTH] if user_agent else None, client=parse_user_agent(user_agent)
     )

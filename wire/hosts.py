@@ -23,6 +23,10 @@ DEFAULT_HOSTS = [
     "generativelanguage.googleapis.com=gcp.gemini",
     "aiplatform.googleapis.com=gcp.vertex_ai",
     "*-aiplatform.googleapis.com=gcp.vertex_ai",
+    "aiplatform.*.rep.googleapis.com=gcp.vertex_ai",
+    # AWS Bedrock Runtime (its FIPS endpoints too).
+    "bedrock-runtime.*.amazonaws.com=aws.bedrock",
+    "bedrock-runtime-fips.*.amazonaws.com=aws.bedrock",
     # OpenAI-compatible hosts (and their Anthropic-compatible paths, where they serve them).
     "api.together.xyz=together",
     "api.fireworks.ai=fireworks",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping
 from typing import Any
 
 from wire.call import Endpoint, WireApi
@@ -21,10 +22,10 @@ from wire.content import (
     openai_tool_call_part,
     tool_response_part,
 )
+from wire.framing import Event
 from wire.hosts import HostRule
-from wire.openai_common import RESPONSE_MEMBERS, chat_usage, openai_request
-from wire.records import ApiRequest, ApiResult
-from wire.sse import SSEEvent, parse_sse_event
+from wire.openai_common import OPENAI, RESPONSE_MEMBERS, chat_usage, openai_request, openai_routes
+from wire.records import NO_HEADERS, ApiRequest, ApiResult
 from wire.stream import StreamAccumulator
 from wire.values import (
     LARGE_BODY,
@@ -96,20 +97,24 @@ def finish_reasons(choices: Any) -> dict[int, str]:
     return reasons
 
 
+FINGERPRINT = "response.system_fingerprint"
+
+
 def chat_result(body: bytes | None) -> ApiResult:
     """A chat or legacy completion (or an embeddings answer, which has no choices)."""
     data = json_members(body, RESPONSE_MEMBERS)
     if data is None:
         return ApiResult()
     reasons = finish_reasons(data.get("choices"))
+    fingerprint = label(data.get("system_fingerprint"))
     return ApiResult(
         response_id=label(data.get("id")),
         response_model=label(data.get("model")),
         finish_reasons=[reasons[i] for i in sorted(reasons)],
         usage=chat_usage(data.get("usage")),
-        system_fingerprint=label(data.get("system_fingerprint")),
         service_tier=label(data.get("service_tier")),
         error_type=error_type_from_object(data),
+        attributes={FINGERPRINT: fingerprint} if fingerprint else {},
     )
 
 
@@ -206,16 +211,16 @@ class ChatStreamAccumulator(StreamAccumulator):
     def output_messages(self) -> str | None:
         return self._output.messages() if self._output else None
 
-    def consume(self, event: SSEEvent, now: float) -> None:
+    def consume(self, event: Event, now: float) -> None:
         self._consume(event, now)
 
-    def for_client(self, block: bytes, now: float) -> bytes:
+    def for_client(self, event: Event, now: float) -> bytes:
         """The usage-only chunk goes; so does the `"usage":null` member of every other chunk."""
-        if self._consume(parse_sse_event(block), now):
+        if self._consume(event, now):
             return b""
-        return without_usage_null(block) if self._usage_null else block
+        return without_usage_null(event.raw) if self._usage_null else event.raw
 
-    def _consume(self, event: SSEEvent, now: float) -> bool:
+    def _consume(self, event: Event, now: float) -> bool:
         """Record one event; True when it is the usage-only chunk that include_usage adds."""
         self._usage_null = False
         data = event.data
@@ -236,8 +241,8 @@ class ChatStreamAccumulator(StreamAccumulator):
             result.response_id = label(chunk.get("id"))
         if result.response_model is None:
             result.response_model = label(chunk.get("model"))
-        if result.system_fingerprint is None:
-            result.system_fingerprint = label(chunk.get("system_fingerprint"))
+        if FINGERPRINT not in result.attributes and (fingerprint := label(chunk.get("system_fingerprint"))):
+            result.attributes[FINGERPRINT] = fingerprint
         if result.service_tier is None:
             result.service_tier = label(chunk.get("service_tier"))
         raw_usage = chunk.get("usage")
@@ -302,12 +307,13 @@ def choices_output(data: dict[str, Any]) -> str | None:
 class ChatCompletions(WireApi):
     name = "chat_completions"
     operation = "chat"
-    vendor = "openai"
+    vendor = OPENAI
+    routes = openai_routes("/chat/completions")
 
     def parse_request(self, body: bytes | None) -> ApiRequest:
         return openai_request(body)
 
-    def parse_response(self, body: bytes | None) -> ApiResult:
+    def parse_response(self, body: bytes | None, headers: Mapping[str, str] = NO_HEADERS) -> ApiResult:
         return chat_result(body)
 
     def stream_accumulator(self, started: float, capture_content: bool = False) -> StreamAccumulator:

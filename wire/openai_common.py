@@ -1,11 +1,50 @@
-"""What OpenAI's HTTP APIs share: request fields, and usage in the chat-completions shape."""
+"""What OpenAI's HTTP APIs share: the vendor (headers, keys), their routes (Azure's too), request
+fields, and usage in the chat-completions shape."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
+from wire.call import Route
+from wire.headers import RateLimits, UpstreamInfo, rate_limit_headers, rate_limits_from
 from wire.records import MODALITIES, ApiRequest, Usage
 from wire.values import count, integer, json_members, label, labels, member_pattern, number, obj
+from wire.vendor import Vendor
+
+# OpenAI and its compatible servers state reset times as durations (`6ms`, `1m3s`).
+_LIMITS = {"requests": "x-ratelimit-%s-requests", "tokens": "x-ratelimit-%s-tokens"}
+
+
+class OpenAIVendor(Vendor):
+    request_id_headers = ("x-request-id", "apim-request-id")  # Azure's API Management: apim-request-id
+    response_headers = (*request_id_headers, "openai-processing-ms", *rate_limit_headers(_LIMITS))
+    rate_limit_budgets = ("requests", "tokens")
+    # `sk-`, `sk-proj-`, `sk-svcacct-`, ...
+    key_prefixes = (r"sk-(?:[a-z]{1,10}-)?",)
+
+    def rate_limits(self, headers: Mapping[str, str], now_s: float) -> RateLimits:
+        return rate_limits_from(headers, now_s, _LIMITS, reset_as_moment=False)
+
+    def upstream(self, headers: Mapping[str, str], now_s: float) -> UpstreamInfo:
+        info = super().upstream(headers, now_s)
+        processing = headers.get("openai-processing-ms")
+        try:
+            info.processing_ms = float(processing) if processing else None
+        except ValueError:
+            info.processing_ms = None
+        return info
+
+
+OPENAI = OpenAIVendor("openai")
+
+
+def openai_routes(*endings: str) -> tuple[Route, ...]:
+    """Routes by their ending, under any prefix (`/v1`, `/openai/v1`, a gateway's own), with
+    Azure OpenAI's deployment (`/openai/deployments/{deployment}/...`) or v1 path (`/openai/v1/...`)."""
+    azure = r"(?:(?P<azure_v1>/openai/v1)|/openai/deployments/(?P<deployment>[^/]{1,128}))?"
+    return tuple(Route(azure + ending.replace(".", r"\.")) for ending in endings)
+
 
 # Request members that are plain values and whose names do not also occur nested in messages.
 REQUEST_MEMBERS = member_pattern(

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 from wire.content import CapturedContent, dump_messages, text_part
 from wire.openai_chat import ChatCompletions
+from wire.openai_common import openai_routes
 from wire.values import small_json
 
 
 class Completions(ChatCompletions):
     name = "completions"
+    routes = openai_routes("/completions")
     operation = "text_completion"
 
     def captured_input(self, body: bytes | None) -> CapturedContent:

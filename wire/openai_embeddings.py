@@ -8,10 +8,12 @@ from wire.call import Endpoint
 from wire.content import CapturedContent
 from wire.hosts import HostRule
 from wire.openai_chat import ChatCompletions
+from wire.openai_common import openai_routes
 
 
 class Embeddings(ChatCompletions):
     name = "embeddings"
+    routes = openai_routes("/embeddings")
     operation = "embeddings"
 
     def captured_input(self, body: bytes | None) -> CapturedContent:

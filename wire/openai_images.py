@@ -11,14 +11,15 @@ the end of its JSON.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from wire.call import WireApi
 from wire.content import CapturedContent, dump_messages, text_part
 from wire.form_data import form_fields
-from wire.openai_common import modalities
-from wire.records import ApiRequest, ApiResult, Usage
-from wire.sse import SSEEvent
+from wire.framing import Event
+from wire.openai_common import OPENAI, modalities, openai_routes
+from wire.records import NO_HEADERS, ApiRequest, ApiResult, Usage
 from wire.stream import StreamAccumulator
 from wire.values import (
     count,
@@ -62,13 +63,13 @@ class ImagesStreamAccumulator(StreamAccumulator):
     """`…partial_image` events (output chunks) and `…completed` with the usage; the type is in the
     event line, or in the JSON."""
 
-    def consume(self, event: SSEEvent, now: float) -> None:
+    def consume(self, event: Event, now: float) -> None:
         if not event.data:
             return
         data = _event_data(event.data)
         if data is None:
             return
-        kind = event.event or str(data.get("type", ""))
+        kind = event.kind or str(data.get("type", ""))
         if kind.endswith(".partial_image"):
             self.output_chunk(now)
         elif kind.endswith(".completed"):
@@ -85,10 +86,8 @@ class ImagesStreamAccumulator(StreamAccumulator):
 class Generations(WireApi):
     name = "images.generations"
     operation = "image_generation"
-    vendor = "openai"
-
-    def __reduce__(self) -> str:
-        return "GENERATIONS"
+    vendor = OPENAI
+    routes = openai_routes("/images/generations")
 
     def parse_request(self, body: bytes | None) -> ApiRequest:
         data = json_members(body, _REQUEST_MEMBERS)
@@ -101,7 +100,7 @@ class Generations(WireApi):
             output_type="image",
         )
 
-    def parse_response(self, body: bytes | None) -> ApiResult:
+    def parse_response(self, body: bytes | None, headers: Mapping[str, str] = NO_HEADERS) -> ApiResult:
         data = json_members(body, _RESPONSE_MEMBERS)
         if data is None:
             return ApiResult()
@@ -128,9 +127,7 @@ class Edits(Generations):
     """Edits and variations: the same answers, a multipart request."""
 
     name = "images.edits"
-
-    def __reduce__(self) -> str:
-        return "EDITS"
+    routes = openai_routes("/images/edits")
 
     def parse_request(self, body: bytes | None) -> ApiRequest:
         fields = form_fields(body)
@@ -150,9 +147,7 @@ class Edits(Generations):
 
 class Variations(Edits):
     name = "images.variations"
-
-    def __reduce__(self) -> str:
-        return "VARIATIONS"
+    routes = openai_routes("/images/variations")
 
 
 GENERATIONS = Generations()

@@ -13,13 +13,14 @@ its own, billed to the transcription model.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
-from wire.call import WireApi
+from wire.call import Route, WireApi
 from wire.content import CapturedContent
-from wire.openai_common import modalities
+from wire.openai_common import OPENAI, modalities
 from wire.openai_transcriptions import transcription_usage
-from wire.records import ApiRequest, ApiResult, Usage
+from wire.records import NO_HEADERS, ApiRequest, ApiResult, Usage
 from wire.socket import MAX_PARSED, Operation, SessionInfo, SocketSession, frame_response_id, frame_type, merged
 from wire.stream import StreamAccumulator
 from wire.values import count, error_label, integer, label, labels, load_json_object, number, obj
@@ -196,7 +197,9 @@ class Realtime(WireApi):
 
     name = "realtime"
     operation = "chat"
-    vendor = "openai"
+    vendor = OPENAI
+    # OpenAI's (and Azure's `/openai/realtime`) WebSocket sessions.
+    routes: tuple[Route, ...] = (Route("/realtime", method="GET", socket=True),)
 
     def socket_session(self, url_model: str | None, capture_content: bool = False) -> SocketSession:
         return RealtimeSession(url_model)
@@ -204,7 +207,7 @@ class Realtime(WireApi):
     def parse_request(self, body: bytes | None) -> ApiRequest:
         return ApiRequest()
 
-    def parse_response(self, body: bytes | None) -> ApiResult:
+    def parse_response(self, body: bytes | None, headers: Mapping[str, str] = NO_HEADERS) -> ApiResult:
         return ApiResult()
 
     def captured_input(self, body: bytes | None) -> CapturedContent:
@@ -218,10 +221,8 @@ class RealtimeTranscription(Realtime):
     """A transcription of the session's input audio, billed to the transcription model."""
 
     name = "realtime.transcription"
+    routes = ()  # an operation of a Realtime session, never a route of its own
     operation = "transcription"
-
-    def __reduce__(self) -> str:
-        return "TRANSCRIPTION"
 
 
 API = Realtime()

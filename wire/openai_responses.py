@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Mapping
 from typing import Any
 
-from wire.call import WireApi
+from wire.call import Route, WireApi
 from wire.content import (
     CapturedContent,
     Part,
@@ -15,10 +16,10 @@ from wire.content import (
     text_part,
     tool_response_part,
 )
-from wire.openai_common import RESPONSE_MEMBERS, openai_request, openai_usage
-from wire.records import ApiRequest, ApiResult, Usage
+from wire.framing import Event
+from wire.openai_common import OPENAI, RESPONSE_MEMBERS, openai_request, openai_routes, openai_usage
+from wire.records import NO_HEADERS, ApiRequest, ApiResult, Usage
 from wire.socket import Operation, SessionInfo, SocketSession, frame_type
-from wire.sse import SSEEvent
 from wire.stream import StreamAccumulator
 from wire.values import error_label, error_type_from_object, json_members, label, load_json_object, obj, small_json
 
@@ -109,8 +110,8 @@ class ResponsesStreamAccumulator(StreamAccumulator):
     def output_messages(self) -> str | None:
         return self._final_output
 
-    def consume(self, event: SSEEvent, now: float) -> None:
-        kind = event.event
+    def consume(self, event: Event, now: float) -> None:
+        kind = event.kind
         if kind is None and event.data:  # servers that put the type only in the JSON
             kind = str(obj(load_json_object(event.data)).get("type"))
         if not kind:
@@ -137,12 +138,14 @@ class ResponsesStreamAccumulator(StreamAccumulator):
 class Responses(WireApi):
     name = "responses"
     operation = "chat"
-    vendor = "openai"
+    vendor = OPENAI
+    # Over HTTP, and in the WebSocket mode (`GET /v1/responses` upgraded).
+    routes = (*openai_routes("/responses"), Route("/responses", method="GET", socket=True))
 
     def parse_request(self, body: bytes | None) -> ApiRequest:
         return openai_request(body, responses_api=True)
 
-    def parse_response(self, body: bytes | None) -> ApiResult:
+    def parse_response(self, body: bytes | None, headers: Mapping[str, str] = NO_HEADERS) -> ApiResult:
         data = json_members(body, RESPONSE_MEMBERS)
         if data is None:
             return ApiResult()
@@ -199,7 +202,7 @@ class ResponsesSocketSession(SocketSession):
         if not self._waiting:
             return []
         current = self._waiting[0]
-        current.accumulator.consume(SSEEvent(kind, content.decode("utf-8", "replace")), now)
+        current.accumulator.consume(Event(kind, content.decode("utf-8", "replace")), now)
         if not (current.accumulator.done or kind == "error"):
             return []
         self._waiting.popleft()

@@ -8,10 +8,13 @@ and `speech.audio.done` carries the usage in tokens. Audio is never copied anywh
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from wire.call import WireApi
 from wire.content import CapturedContent, dump_messages, text_part
-from wire.records import ApiRequest, ApiResult, Usage
-from wire.sse import SSEEvent
+from wire.framing import Event
+from wire.openai_common import OPENAI, openai_routes
+from wire.records import NO_HEADERS, ApiRequest, ApiResult, Usage
 from wire.stream import StreamAccumulator
 from wire.values import (
     count,
@@ -43,8 +46,8 @@ def speech_usage(value: object) -> Usage | None:
 class SpeechStreamAccumulator(StreamAccumulator):
     """`speech.audio.delta` (each one an output chunk) … `speech.audio.done` with the usage."""
 
-    def consume(self, event: SSEEvent, now: float) -> None:
-        kind = event.event
+    def consume(self, event: Event, now: float) -> None:
+        kind = event.kind
         if kind == "speech.audio.delta" or (kind is None and event.data and '"speech.audio.delta"' in event.data[:64]):
             self.output_chunk(now)  # the audio itself is not parsed
             return
@@ -67,22 +70,24 @@ class SpeechStreamAccumulator(StreamAccumulator):
 class Speech(WireApi):
     name = "audio.speech"
     operation = "speech"
-    vendor = "openai"
+    vendor = OPENAI
+    routes = openai_routes("/audio/speech")
 
     def parse_request(self, body: bytes | None) -> ApiRequest:
         data = json_members(body, _REQUEST_MEMBERS)
         if data is None:
             return ApiRequest()
         text = data.get("input")
+        voice = label(data.get("voice") if isinstance(data.get("voice"), str) else obj(data.get("voice")).get("id"))
         return ApiRequest(
             model=label(data.get("model")),
             stream=data.get("stream_format") == "sse",
-            voice=label(data.get("voice") if isinstance(data.get("voice"), str) else obj(data.get("voice")).get("id")),
+            attributes={"request.voice": voice} if voice else {},
             input_characters=len(text) if isinstance(text, str) else None,
             output_type=label(data.get("response_format")),
         )
 
-    def parse_response(self, body: bytes | None) -> ApiResult:
+    def parse_response(self, body: bytes | None, headers: Mapping[str, str] = NO_HEADERS) -> ApiResult:
         if not body or body[:1] != b"{":
             return ApiResult()  # the audio
         data = load_json_object(body)

@@ -11,14 +11,15 @@ events, then `transcript.text.done` with the text and the usage.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from wire.call import WireApi
 from wire.content import CapturedContent, dump_messages, text_part
 from wire.form_data import form_fields
-from wire.openai_common import modalities
-from wire.records import ApiRequest, ApiResult, Usage
-from wire.sse import SSEEvent
+from wire.framing import Event
+from wire.openai_common import OPENAI, modalities, openai_routes
+from wire.records import NO_HEADERS, ApiRequest, ApiResult, Usage
 from wire.stream import StreamAccumulator
 from wire.values import count, error_type_from_object, label, load_json_object, number, obj, small_json
 
@@ -50,11 +51,11 @@ class TranscriptionStreamAccumulator(StreamAccumulator):
         super().__init__(started, capture_content)
         self._text: str | None = None
 
-    def consume(self, event: SSEEvent, now: float) -> None:
+    def consume(self, event: Event, now: float) -> None:
         data = load_json_object(event.data) if event.data else None
         if data is None:
             return
-        kind = event.event or str(data.get("type"))
+        kind = event.kind or str(data.get("type"))
         if kind in _STREAMED_TEXT:
             self.output_chunk(now)
         elif kind == _DONE:
@@ -74,10 +75,8 @@ class TranscriptionStreamAccumulator(StreamAccumulator):
 class Transcriptions(WireApi):
     name = "audio.transcriptions"
     operation = "transcription"
-    vendor = "openai"
-
-    def __reduce__(self) -> str:
-        return "TRANSCRIPTIONS"
+    vendor = OPENAI
+    routes = openai_routes("/audio/transcriptions")
 
     def parse_request(self, body: bytes | None) -> ApiRequest:
         fields = form_fields(body)
@@ -88,7 +87,7 @@ class Transcriptions(WireApi):
             output_type=label(fields.get("response_format")),
         )
 
-    def parse_response(self, body: bytes | None) -> ApiResult:
+    def parse_response(self, body: bytes | None, headers: Mapping[str, str] = NO_HEADERS) -> ApiResult:
         data = load_json_object(body) if body and body[:1] == b"{" else None
         if data is None:
             return ApiResult()  # text, srt or vtt: no usage in the answer
@@ -124,10 +123,8 @@ def _float(text: str | None) -> float | None:
 
 class Translations(Transcriptions):
     name = "audio.translations"
+    routes = openai_routes("/audio/translations")
     operation = "translation"
-
-    def __reduce__(self) -> str:
-        return "TRANSLATIONS"
 
 
 TRANSCRIPTIONS = Transcriptions()

@@ -6,10 +6,16 @@ Each API module maps its own field names into these; nothing downstream knows th
 from __future__ import annotations
 
 import operator
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
+from types import MappingProxyType
 from typing import Any
 
 MODALITIES = ("text", "audio", "image")
+# `WireApi.parse_response`'s headers when a caller has none (a body read on its own).
+NO_HEADERS: Mapping[str, str] = MappingProxyType({})
+# A span attribute's value, as the telemetry layer records it.
+AttributeValue = str | bool | int | float | list[str]
 
 
 def pickled_as_tuple[T](cls: type[T]) -> type[T]:
@@ -81,11 +87,12 @@ class ApiRequest:
     output_type: str | None = None
     encoding_formats: list[str] | None = None
     dimensions: int | None = None
-    thinking_budget: int | None = None  # Anthropic's thinking.budget_tokens
     conversation_id: str | None = None  # the Responses API's conversation (Anthropic's API has none)
     previous_response_id: str | None = None
-    voice: str | None = None  # text to speech
     input_characters: int | None = None  # text to speech: the input's length, what tts-1 bills
+    # The API's own span attributes, named without its vendor's namespace (`request.voice`,
+    # `request.thinking.budget_tokens`): the telemetry layer puts them under it.
+    attributes: dict[str, AttributeValue] = field(default_factory=dict)
 
 
 @pickled_as_tuple
@@ -97,9 +104,10 @@ class ApiResult:
     response_model: str | None = None
     finish_reasons: list[str] = field(default_factory=list)
     usage: Usage | None = None
-    system_fingerprint: str | None = None
     service_tier: str | None = None
     error_type: str | None = None
     # Server-side tool uses billed per request (Anthropic's web search and fetch), by tool.
     server_tool_requests: dict[str, int] = field(default_factory=dict)
     audio_seconds: float | None = None  # speech to text billed by duration (whisper-1)
+    # The API's own span attributes, named without its vendor's namespace (`response.system_fingerprint`).
+    attributes: dict[str, AttributeValue] = field(default_factory=dict)

@@ -1,24 +1,14 @@
-"""Streamed responses: the accumulator interface each API implements, the framer interface
-(SSE, or a streamed JSON array), and the stream tap."""
+"""Streamed responses: the accumulator interface each API implements, and the stream that
+decodes, frames (`wire.framing`) and accumulates a body as it passes."""
 
 from __future__ import annotations
 
 from array import array
-from typing import Protocol
 
+from wire.framing import Event, Framer
+from wire.framing.codecs import Encoder, IdentityEncoder, Transcoder, incremental_decoder, incremental_encoder
+from wire.framing.sse import SSEFramer
 from wire.records import ApiResult
-from wire.sse import Encoder, IdentityEncoder, SSEEvent, SSEFramer, Transcoder, incremental_decoder, incremental_encoder
-from wire.sse import parse_sse_event as parse_event
-
-
-class Framer(Protocol):
-    """Cuts a decoded body into blocks (an SSE event, an array element) as they complete."""
-
-    def feed(self, data: bytes) -> list[bytes]: ...
-
-    def finish(self) -> list[bytes]: ...
-
-    def event(self, block: bytes) -> SSEEvent: ...
 
 
 class StreamAccumulator:
@@ -47,18 +37,18 @@ class StreamAccumulator:
             self.chunk_intervals.append(now - self._last_output_at)
         self._last_output_at = now
 
-    def consume(self, event: SSEEvent, now: float) -> None:
+    def consume(self, event: Event, now: float) -> None:
         """Record one event."""
         raise NotImplementedError
 
-    def for_client(self, block: bytes, now: float) -> bytes:
-        """Record one raw event block and return what the client gets of it (b"": nothing).
+    def for_client(self, event: Event, now: float) -> bytes:
+        """Record one event and return what the client gets of it (b"": nothing).
 
         Only used when the addon asked the upstream for more than the client did (OpenAI's
         include_usage); the API that asks overrides it to take the extra out again.
         """
-        self.consume(parse_event(block), now)
-        return block
+        self.consume(event, now)
+        return event.raw
 
     def output_messages(self) -> str | None:
         raise NotImplementedError
@@ -92,14 +82,14 @@ class EventStream:
 
     def observe(self, chunk: bytes, now: float) -> None:
         if self.decodable and chunk:
-            for block in self._framer.feed(self._decode(chunk)):
-                self.accumulator.consume(self._framer.event(block), now)
+            for event in self._framer.feed(self._decode(chunk)):
+                self.accumulator.consume(event, now)
 
     def finish(self, now: float) -> None:
         """The body has ended: read an unterminated last event, if any (observe mode)."""
         if self.decodable:
-            for block in self._framer.finish():
-                self.accumulator.consume(self._framer.event(block), now)
+            for event in self._framer.finish():
+                self.accumulator.consume(event, now)
 
     def filter(self, chunk: bytes, now: float) -> list[bytes]:
         """What to send on in place of `chunk` (b"" marks the end of the body).
@@ -110,12 +100,12 @@ class EventStream:
         if self._passthrough:
             return [chunk] if chunk else []
         try:
-            blocks = self._framer.feed(self._decode(chunk)) if chunk else self._framer.finish()
+            events = self._framer.feed(self._decode(chunk)) if chunk else self._framer.finish()
         except Exception:
             self._passthrough = True
-            held = self._framer.finish()
-            return [piece for piece in (self.encoder.encode(b"".join(held)) if held else b"", chunk) if piece]
-        kept = b"".join(self.accumulator.for_client(block, now) for block in blocks)
+            held = b"".join(event.raw for event in self._framer.finish())
+            return [piece for piece in (self.encoder.encode(held) if held else b"", chunk) if piece]
+        kept = b"".join(self.accumulator.for_client(event, now) for event in events)
         out = self.encoder.encode(kept) if kept else b""
         if not chunk:
             out += self.encoder.finish()

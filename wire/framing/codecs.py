@@ -1,17 +1,13 @@
-"""Server-Sent Event streams as they cross a proxy: incremental content decoding and framing.
-
-Nothing here knows OpenAI: bytes in, event blocks out. Works on bytes, so a line, an event or a
-UTF-8 character split across network chunks is handled wherever the split falls.
-"""
+"""Content encodings of a streamed body, decoded and re-encoded incrementally: a compressed
+stream is read as it passes (mitmproxy hands streamed chunks on still encoded), and, where the
+addon rewrites a stream, encoded again with a flush after every piece so nothing is held back."""
 
 from __future__ import annotations
 
-import re
 import sys
 import zlib
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
 import brotli
 
@@ -19,9 +15,6 @@ if sys.version_info >= (3, 14):  # pragma: no cover
     from compression import zstd
 else:  # pragma: no cover
     from backports import zstd
-
-
-# --- content-encoding ---------------------------------------------------------------------
 
 
 Transcoder = Callable[[bytes], bytes]
@@ -154,80 +147,3 @@ def incremental_encoder(content_encoding: str | None) -> Encoder | None:
     """A stateful encoder that flushes after every call, so nothing is held back."""
     encoding = _single_encoding(content_encoding)
     return _ENCODERS[encoding]() if encoding else None
-
-
-# --- Server-Sent Events -------------------------------------------------------------------
-
-# A blank line: two line terminators in a row. A lone CR counts only when no LF follows it.
-_EVENT_END = re.compile(rb"(?:\r\n|\n|\r(?!\n))(?:\r\n|\n|\r(?!\n))")
-
-
-class SSEFramer:
-    """Cuts a byte stream into raw SSE event blocks (each with its closing blank line).
-
-    Works on bytes so a UTF-8 character split across network chunks is never decoded half.
-    """
-
-    def __init__(self) -> None:
-        self._buffer = bytearray()
-        self._scan_from = 0
-
-    @property
-    def pending(self) -> bytes:
-        return bytes(self._buffer)
-
-    def feed(self, data: bytes) -> list[bytes]:
-        self._buffer += data
-        blocks: list[bytes] = []
-        start = 0
-        # A trailing CR may be the first half of CRLF: decide when the next byte comes.
-        end = len(self._buffer) - 1 if self._buffer.endswith(b"\r") else len(self._buffer)
-        position = max(self._scan_from, 0)
-        while True:
-            match = _EVENT_END.search(self._buffer, position, end)
-            if match is None:
-                break
-            blocks.append(bytes(self._buffer[start : match.end()]))
-            start = position = match.end()
-        if start:
-            del self._buffer[:start]
-        # Resume just before the unscanned tail: a terminator pair may straddle the boundary.
-        self._scan_from = max(len(self._buffer) - 3, 0)
-        return blocks
-
-    def finish(self) -> list[bytes]:
-        """The unterminated remainder at the end of the body, if any."""
-        rest = bytes(self._buffer)
-        self._buffer.clear()
-        self._scan_from = 0
-        return [rest] if rest else []
-
-    @staticmethod
-    def event(block: bytes) -> SSEEvent:
-        return parse_sse_event(block)
-
-
-@dataclass
-class SSEEvent:
-    event: str | None
-    data: str | None
-    value: Any = None  # the data as JSON, where the framer parsed it already (`JSONArrayFramer`)
-
-
-_LINE_BREAK = re.compile(r"\r\n|\r|\n")
-
-
-def parse_sse_event(block: bytes) -> SSEEvent:
-    """Fields of one event block; comments and unknown fields are ignored."""
-    event: str | None = None
-    data_lines: list[str] = []
-    for line in _LINE_BREAK.split(block.decode("utf-8", "replace")):
-        if not line or line.startswith(":"):
-            continue
-        name, _, value = line.partition(":")
-        value = value.removeprefix(" ")
-        if name == "data":
-            data_lines.append(value)
-        elif name == "event":
-            event = value
-    return SSEEvent(event, "\n".join(data_lines) if data_lines else None)

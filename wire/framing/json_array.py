@@ -3,7 +3,8 @@
 
 Bytes in, each complete top-level element out as soon as its closing brace arrives. Google writes
 an element per network write, so the fast path parses a whole element with the `json` module's C
-decoder at once, and hands the parsed value on (the accumulator does not parse it again). An
+decoder at once, and hands the parsed value on as the event's `value` (the accumulator does not
+parse it again). An
 element that is not complete yet (or not JSON) is read on by a scanner that counts braces and
 skips strings, resuming where it stopped, so an element in many pieces costs linear time.
 """
@@ -12,10 +13,8 @@ from __future__ import annotations
 
 import json
 import re
-from collections import deque
-from typing import Any
 
-from wire.sse import SSEEvent
+from wire.framing import Event
 
 # Everything up to the next brace, whole strings included: what is left after it is a brace,
 # the opening quote of a string that ends in a later chunk, or the end of the buffer.
@@ -39,9 +38,8 @@ def _string_end(buffer: bytearray, position: int) -> int:
         position = quote + 1
 
 
-def _whole_element(buffer: bytearray, start: int) -> tuple[bytes, str, dict[str, Any]] | None:
-    """The complete object that begins at `start` (its bytes, text and value), or None: it is not
-    complete yet, or not a JSON object."""
+def _whole_element(buffer: bytearray, start: int) -> Event | None:
+    """The complete object that begins at `start`, or None: it is not complete yet, or not a JSON object."""
     last = buffer.rfind(b"}", start)
     if last < 0:
         return None
@@ -54,11 +52,11 @@ def _whole_element(buffer: bytearray, start: int) -> tuple[bytes, str, dict[str,
     if not isinstance(value, dict):
         return None
     size = end if len(text) == len(raw) else len(text[:end].encode())
-    return raw[:size], text[:end], value
+    return Event(None, text[:end], value, raw[:size])
 
 
 class JSONArrayFramer:
-    """Cuts a streamed JSON array into the raw bytes of its top-level objects."""
+    """Cuts a streamed JSON array into its top-level objects, one event each."""
 
     def __init__(self) -> None:
         self._buffer = bytearray()
@@ -66,13 +64,11 @@ class JSONArrayFramer:
         self._depth = 0
         self._string_from = -1  # inside a string that began at this offset, or -1
         self._start = -1  # where the current element's `{` is, or -1 between elements
-        self._parsed: deque[tuple[bytes, str, dict[str, Any]]] = deque()  # of this feed's elements
 
-    def feed(self, data: bytes) -> list[bytes]:
+    def feed(self, data: bytes) -> list[Event]:
         self._buffer += data
-        self._parsed.clear()
         buffer = self._buffer
-        elements: list[bytes] = []
+        elements: list[Event] = []
         position = self._scan_from
         while True:
             if self._string_from >= 0:
@@ -92,9 +88,8 @@ class JSONArrayFramer:
             if token == _OPEN and self._depth == 0:
                 whole = _whole_element(buffer, position)
                 if whole is not None:
-                    elements.append(whole[0])
-                    self._parsed.append(whole)
-                    position += len(whole[0])
+                    elements.append(whole)
+                    position += len(whole.raw)
                     continue
                 self._start = position
             position += 1
@@ -103,7 +98,8 @@ class JSONArrayFramer:
             elif self._depth > 0:
                 self._depth -= 1
                 if self._depth == 0:
-                    elements.append(bytes(buffer[self._start : position]))
+                    raw = bytes(buffer[self._start : position])
+                    elements.append(Event(None, raw.decode("utf-8", "replace"), raw=raw))
                     self._start = -1
         # Keep only the element in progress: between elements, nothing scanned is needed again.
         keep_from = self._start if self._start >= 0 else (self._string_from if self._string_from >= 0 else position)
@@ -117,17 +113,8 @@ class JSONArrayFramer:
         self._scan_from = position
         return elements
 
-    def finish(self) -> list[bytes]:
+    def finish(self) -> list[Event]:
         """An element cut off by the end of the body is not one: nothing is left to read."""
         self._buffer.clear()
-        self._parsed.clear()
         self._scan_from, self._depth, self._string_from, self._start = 0, 0, -1, -1
         return []
-
-    def event(self, block: bytes) -> SSEEvent:
-        """One element as the event the accumulators read: its JSON as the data, and its value
-        where the fast path parsed it already."""
-        if self._parsed and self._parsed[0][0] is block:
-            _, text, value = self._parsed.popleft()
-            return SSEEvent(None, text, value)
-        return SSEEvent(None, block.decode("utf-8", "replace"))
