@@ -22,6 +22,7 @@ SERVER_NAMES = [
     "generativelanguage.googleapis.com",
     "aiplatform.googleapis.com",
     "*.googleapis.com",
+    "bedrock-runtime.us-east-1.amazonaws.com",
 ]
 
 

@@ -35,6 +35,7 @@ import sys
 import threading
 import time
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -45,7 +46,7 @@ import brotli
 import yaml
 from backports import zstd
 
-from harness import fake_anthropic, fake_google, fake_media
+from harness import fake_anthropic, fake_bedrock, fake_google, fake_media
 
 FIXTURES = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "recorded"
 CREATED = 1731368639
@@ -404,6 +405,10 @@ def raw_scenario(name: str) -> RawScenario:
     raise KeyError(name)
 
 
+# Claude on Vertex AI: `…/publishers/anthropic/models/{model}:rawPredict` or `:streamRawPredict`.
+VERTEX_CLAUDE = re.compile(r"/publishers/anthropic/models/(?P<model>[^/:]+):(?:rawPredict|streamRawPredict)$")
+
+
 @dataclass
 class ReceivedRequest:
     method: str
@@ -443,8 +448,11 @@ class _Handler(BaseHTTPRequestHandler):
         self.server.received.append(ReceivedRequest("POST", self.path, headers, body))
         encoding = headers.get("x-fake-encoding", "identity")
         self.upstream_headers = None
-        if self.path.partition("?")[0].rstrip("/").endswith("/v1/messages"):
-            self._anthropic(body, headers, encoding)
+        vertex_claude = VERTEX_CLAUDE.search(self.path.partition("?")[0])
+        if self.path.partition("?")[0].rstrip("/").endswith("/v1/messages") or vertex_claude:
+            self._anthropic(body, headers, encoding, vertex_claude.group("model") if vertex_claude else None)
+        elif fake_bedrock.is_bedrock(self.path):
+            self._bedrock(body, headers, encoding)
         elif fake_google.is_google(self.path):
             self._google(body, headers, encoding)
         elif "x-fake-raw" in headers:
@@ -519,8 +527,19 @@ class _Handler(BaseHTTPRequestHandler):
             not_found = b'{"error":{"message":"unknown path","code":"not_found"}}'
             self._send_whole(404, "application/json", not_found, "identity")
 
-    def _anthropic(self, body: bytes, headers: dict[str, str], encoding: str) -> None:
-        """Anthropic's Messages API: its own headers, error bodies and event stream."""
+    def _bedrock(self, body: bytes, headers: dict[str, str], encoding: str) -> None:
+        """AWS Bedrock Runtime (`harness.fake_bedrock`): JSON, or AWS event-stream messages."""
+        answer = fake_bedrock.answer(self.path, body, headers, len(self.server.received))
+        self.upstream_headers = answer.headers
+        if isinstance(answer.body, bytes):
+            self._send_whole(answer.status, answer.content_type, answer.body, encoding)
+        else:
+            delay = int(headers.get("x-fake-chunk-delay-ms", 5)) / 1000
+            self._send_stream(answer.body, delay, encoding, None, answer.status, content_type=answer.content_type)
+
+    def _anthropic(self, body: bytes, headers: dict[str, str], encoding: str, vertex_model: str | None) -> None:
+        """Anthropic's Messages API (also Claude on Vertex AI, whose path names the model): its
+        own headers, error bodies and event stream."""
         self.upstream_headers = {
             "request-id": f"req_fake{len(self.server.received):012d}",
             "anthropic-organization-id": "org-fake",
@@ -539,6 +558,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_whole(int(code), "application/json", fake_anthropic.error_body(kind), encoding)
             return
         request = json.loads(body or b"{}")
+        if vertex_model is not None:
+            request["model"] = vertex_model
         script = fake_anthropic.MessagesScript(
             request,
             chunks=int(headers.get("x-fake-chunks", len(fake_anthropic.WORDS))),
@@ -666,7 +687,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _send_stream(
         self,
-        events: list[str],
+        events: Sequence[str | bytes],
         delay: float,
         encoding: str,
         response_id: str | None,
@@ -684,7 +705,7 @@ class _Handler(BaseHTTPRequestHandler):
         for position, event in enumerate(events):
             if position:
                 time.sleep(delay)
-            self._write_chunk(encode(event.encode()))
+            self._write_chunk(encode(event.encode() if isinstance(event, str) else event))
             stream_log.sent_at.append(time.monotonic())
         self._write_chunk(finish())
         self.wfile.write(b"0\r\n\r\n")
