@@ -41,12 +41,19 @@ $(CODEX): harness/codex/package.json harness/codex/package-lock.json
 	cd harness/codex && npm ci --no-audit --no-fund --silent
 	@touch $@
 
+# The Claude Code CLI for its end-to-end test on Bedrock (npm; the native binary comes in the
+# platform's optional package).
+CLAUDE_CODE := harness/claude-code/node_modules/.bin/claude
+$(CLAUDE_CODE): harness/claude-code/package.json harness/claude-code/package-lock.json
+	cd harness/claude-code && npm ci --no-audit --no-fund --silent
+	@touch $@
+
 lint: $(VENV)/.dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy .
 
-test: lint $(CODEX)
+test: lint $(CODEX) $(CLAUDE_CODE)
 	$(BIN)/python -m pytest
 
 demo: $(VENV)/.dev

@@ -1,0 +1,135 @@
+"""The real Claude Code CLI (2.1.332, `claude -p`, headless; `make test` installs it with npm from
+harness/claude-code, its native binary inside the platform's package) on AWS Bedrock
+(`CLAUDE_CODE_USE_BEDROCK=1`, fake AWS credentials) through a real mitmdump, in reverse mode
+(`ANTHROPIC_BEDROCK_BASE_URL`) and in regular mode (`HTTPS_PROXY`, the mitmproxy CA in
+`NODE_EXTRA_CA_CERTS`), against the fake Bedrock upstream.
+
+What it sends: two one-token `POST /model/{model}/invoke` calls (a warm-up of its small and large
+models, `max_tokens: 1`), then the turn itself as `POST /model/{model}/invoke-with-response-stream`
+with Anthropic's Messages body (`anthropic_version` in it, `anthropic-beta: claude-code-…` as a
+header), `X-Claude-Code-Session-Id`, and a SigV4 signature. Every one is metered once, exactly.
+"""
+
+import json
+import os
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from harness.e2e import World
+from harness.fake_anthropic import prompt_tokens
+from harness.mitmdump import ROOT, Mitmdump, reverse_args
+
+CLAUDE = ROOT / "harness" / "claude-code" / "node_modules" / ".bin" / "claude"
+ACCESS_KEY = "AKIAQ2CLAUDEC0DE7XW5"
+SECRET_KEY = "Zt8sLm3kQ9vT2wJalrXUtnFEMIK7MDENGbPxRfiC"
+MODEL = "us.anthropic.e2e-claude-code-v1:0"
+
+
+def run_claude(tmp_path: Path, proxy_env: dict[str, str]) -> dict[str, Any]:
+    home = tmp_path / "home"
+    home.mkdir(exist_ok=True)
+    environment = {
+        "PATH": os.environ["PATH"],
+        "HOME": str(home),
+        "CLAUDE_CODE_USE_BEDROCK": "1",
+        "AWS_ACCESS_KEY_ID": ACCESS_KEY,
+        "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
+        "AWS_REGION": "us-east-1",
+        "ANTHROPIC_MODEL": MODEL,
+        "DISABLE_TELEMETRY": "1",
+        "DISABLE_AUTOUPDATER": "1",
+        "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
+        **proxy_env,
+    }
+    finished = subprocess.run(
+        [str(CLAUDE), "-p", "Say hi", "--output-format", "json"],
+        env=environment,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert finished.returncode == 0, finished.stderr[-3000:]
+    result: dict[str, Any] = json.loads(finished.stdout)
+    return result
+
+
+def claude_code_spans(world: World, server: str, count: int) -> list[Any]:
+    return world.receiver.wait_for(
+        lambda: (
+            (
+                found := [
+                    s
+                    for s in world.receiver.spans()
+                    if s.attributes.get("user_agent.name") == "claude-cli" and s.attributes["server.address"] == server
+                ]
+            )
+            and len(found) >= count
+            and found
+        )
+    )
+
+
+def assert_metered_exactly(world: World, received_before: int, server: str, result: dict[str, Any]) -> None:
+    sent = [r for r in world.fake.received[received_before:] if r.path.startswith("/model/")]
+    assert sent and sent[-1].path == f"/model/{MODEL}/invoke-with-response-stream"
+    assert all(r.headers["authorization"].startswith(f"AWS4-HMAC-SHA256 Credential={ACCESS_KEY}/") for r in sent)
+    spans = claude_code_spans(world, server, len(sent))
+    time.sleep(0.5)
+    spans = claude_code_spans(world, server, len(sent))
+    assert len(spans) == len(sent)  # each call metered once
+    (turn,) = [s for s in spans if s.attributes["gen_ai.request.model"] == MODEL]
+    body = json.loads(sent[-1].body)
+    assert turn.attributes["gen_ai.usage.input_tokens"] == prompt_tokens(body) == result["usage"]["input_tokens"]
+    assert turn.attributes["gen_ai.usage.output_tokens"] == result["usage"]["output_tokens"]
+    assert turn.attributes["gen_ai.request.stream"] is True
+    assert turn.attributes["gen_ai.provider.name"] == "aws.bedrock"
+    assert turn.attributes["aws.bedrock.api.type"] == "invoke_model"
+    assert turn.attributes["aws.bedrock.api_key.masked"] == f"AKIA...{ACCESS_KEY[-4:]}"
+    assert turn.attributes["aws.bedrock.response.first_byte_latency_ms"] == 90  # the stream's invocation metrics
+
+
+def assert_no_credential(world: World, proxy: Mitmdump, received_before: int) -> None:
+    signatures = [
+        r.headers["authorization"].rpartition("Signature=")[2]
+        for r in world.fake.received[received_before:]
+        if "authorization" in r.headers
+    ]
+    pieces = {s[i : i + 8] for s in (ACCESS_KEY[4:], SECRET_KEY, *signatures) for i in range(len(s) - 7)}
+    exported = "".join(str(r) for r in world.receiver.trace_requests + world.receiver.metric_requests)
+    for text in (exported, proxy.output):
+        assert not [piece for piece in pieces if piece in text]
+
+
+@pytest.fixture(scope="module")
+def bedrock_proxy(world: World) -> Any:
+    args = reverse_args(world.fake.port, world.pki.ca_cert, provider="aws.bedrock")
+    with Mitmdump(args, world.env, world.tmp / "conf-claude-code") as started:
+        yield started
+
+
+def test_claude_code_on_bedrock_in_reverse_mode_is_metered_exactly(world: World, bedrock_proxy: Mitmdump, tmp_path):
+    before = len(world.fake.received)
+    result = run_claude(tmp_path, {"ANTHROPIC_BEDROCK_BASE_URL": bedrock_proxy.url})
+    assert result["result"] == "Hello from a fake Claude." and result["usage"]["output_tokens"] == 6
+    assert_metered_exactly(world, before, "127.0.0.1", result)
+    assert_no_credential(world, bedrock_proxy, before)
+
+
+def test_claude_code_on_bedrock_in_regular_mode_is_metered_exactly(world: World, tmp_path):
+    before = len(world.fake.received)
+    result = run_claude(
+        tmp_path,
+        {
+            "HTTPS_PROXY": world.regular.url,
+            "NODE_EXTRA_CA_CERTS": str(world.regular.ca_cert),
+            "SSL_CERT_FILE": str(world.regular.ca_cert),
+        },
+    )
+    assert "bedrock-runtime.us-east-1.amazonaws.com:443" in world.forwarder.tunnels
+    assert_metered_exactly(world, before, "bedrock-runtime.us-east-1.amazonaws.com", result)
+    assert_no_credential(world, world.regular, before)
