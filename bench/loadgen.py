@@ -4,8 +4,8 @@ Prints one JSON object: request latencies, per-chunk delays (receipt minus the u
 time stamped in each event), client time to first chunk, errors and the elapsed time.
 Run: python -m bench.loadgen PORT CONCURRENCY REQUESTS MODE [key=value ...]
 MODE: plain | stream | mixed (every other request streams). Keys: chunks, delay_ms,
-event_bytes, include_usage (0/1), timeout (s per request), api (openai | anthropic: the request's
-wire API).
+event_bytes, include_usage (0/1), timeout (s per request), api (openai | anthropic | bedrock: the
+request's wire API; bedrock's is ConverseStream, AWS's binary event stream).
 """
 
 from __future__ import annotations
@@ -22,14 +22,16 @@ END_OF_CHUNKED = b"\r\n0\r\n\r\n"
 
 
 def request_bytes(stream: bool, options: dict[str, str]) -> bytes:
-    anthropic = options.get("api") == "anthropic"
+    anthropic, bedrock = options.get("api") == "anthropic", options.get("api") == "bedrock"
     body: dict[str, object] = {
         "model": "claude-sonnet-4-6" if anthropic else "gpt-4o-mini",
         "messages": [{"role": "user", "content": "Say this is a test"}],
     }
     if anthropic:
         body["max_tokens"] = 1024
-    if stream:
+    if bedrock:
+        body = {"messages": [{"role": "user", "content": [{"text": "Say this is a test"}]}]}
+    elif stream:
         body["stream"] = True
         if options.get("include_usage") == "1":
             body["stream_options"] = {"include_usage": True}
@@ -39,7 +41,13 @@ def request_bytes(stream: bool, options: dict[str, str]) -> bytes:
         for name in ("chunks", "delay_ms", "event_bytes")
         if name in options
     )
-    if anthropic:
+    if bedrock:
+        operation = "converse-stream" if stream else "converse"
+        route = f"POST /model/us.anthropic.claude-sonnet-4-5-20250929-v1%3A0/{operation} HTTP/1.1\r\n"
+        route += "host: bedrock-runtime.us-east-1.amazonaws.com\r\n"
+        scope = "20261204/us-east-1/bedrock/aws4_request"
+        key = f"authorization: AWS4-HMAC-SHA256 Credential=AKIABENCH00000000000/{scope}\r\n"
+    elif anthropic:
         route = "POST /v1/messages HTTP/1.1\r\nhost: api.anthropic.com\r\nanthropic-version: 2023-06-01\r\n"
         key = "x-api-key: sk-ant-api03-bench-000000000000000000000000\r\n"
     else:

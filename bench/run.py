@@ -49,6 +49,7 @@ from wsproto.frame_protocol import Opcode
 import addon as addon_module
 import telemetry_process
 from bench.discard import Discard
+from harness import eventstream
 from harness.fake_openai import load_fixture
 from harness.fake_realtime import AUDIO_FRAME, FakeSockets
 from harness.mitmdump import ROOT, Mitmdump
@@ -56,8 +57,9 @@ from harness.otlp_receiver import OTLPReceiver
 from pricing import Prices
 from telemetry import Telemetry
 from telemetry_process import MetricOptions
-from wire import anthropic_messages, gemini_generate, openai_chat
+from wire import anthropic_messages, bedrock_converse, bedrock_invoke, gemini_generate, openai_chat
 from wire.call import Call, Endpoint
+from wire.framing.eventstream import EventStreamFramer
 from wire.framing.json_array import JSONArrayFramer
 from wire.framing.sse import SSEFramer
 from wire.openai_chat import ChatStreamAccumulator
@@ -354,6 +356,8 @@ def streaming(bench: Bench, report: list[str], raw: dict[str, Any]) -> None:
         ("addon (client asked for usage)", True, "openai"),
         ("bare mitmdump, Anthropic stream", False, "anthropic"),
         ("addon, Anthropic stream", True, "anthropic"),
+        ("bare mitmdump, Bedrock ConverseStream", False, "bedrock"),
+        ("addon, Bedrock ConverseStream", True, "bedrock"),
     )
     with bench.proxy(False, "live", "--set", "stream_large_bodies=1") as bare, bench.proxy(True) as addon:
         for _ in range(sizes.rounds):
@@ -383,6 +387,7 @@ def streaming(bench: Bench, report: list[str], raw: dict[str, Any]) -> None:
         ("addon (client asked for usage)", "bare mitmdump, streaming"),
         ("addon, include_usage rewrite + strip", "bare mitmdump, streaming"),
         ("addon, Anthropic stream", "bare mitmdump, Anthropic stream"),
+        ("addon, Bedrock ConverseStream", "bare mitmdump, Bedrock ConverseStream"),
     ):
         delays, bare_delays = results[name]["chunk_delays"], results[baseline]["chunk_delays"]
         report.append(
@@ -629,6 +634,20 @@ def in_process(report: list[str], raw: dict[str, Any]) -> None:
     sse_chunk, array_chunk = b"data: " + gemini_object + b"\r\n\r\n", gemini_object + b"\r\n,\r\n"
     assert gemini_endpoint.api.stream_framer("application/json", gemini_endpoint) is not None
 
+    # Bedrock: a ConverseStream text delta, and an InvokeModel stream chunk (a base64 Anthropic
+    # event inside the event-stream message), each one whole message per network chunk, as Bedrock writes them.
+    converse_delta = eventstream.event(
+        "contentBlockDelta", {"contentBlockIndex": 0, "delta": {"text": " test"}, "p": "abcdefghijklmnopqrstu"}
+    )
+    converse_stream = EventStream(None, bedrock_converse.API.stream_accumulator(0.0), EventStreamFramer())
+    invoke_chunk = eventstream.chunk(
+        {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": " test"}}
+    )
+    invoke_stream = EventStream(None, bedrock_invoke.API.stream_accumulator(0.0), EventStreamFramer())
+    invoke_stream.observe(eventstream.chunk({"type": "message_start", "message": {"usage": {"input_tokens": 3}}}), 0.0)
+    converse_payload, invoke_payload = eventstream.payload(converse_delta), eventstream.payload(invoke_chunk)
+    assert json.loads(converse_payload) and json.loads(invoke_payload)
+
     # Pricing one call, as the proxy's log line and the telemetry process do: the library alone,
     # and the addon's cached rates per (provider, model, tier).
     priced = dataclasses.replace(
@@ -673,6 +692,14 @@ def in_process(report: list[str], raw: dict[str, Any]) -> None:
         "observe, one Gemini JSON-array chunk": (
             lambda: gemini_array.observe(array_chunk, 1.0),
             lambda: json.loads(gemini_object),
+        ),
+        "observe, one Bedrock ConverseStream event-stream message (text delta)": (
+            lambda: converse_stream.observe(converse_delta, 1.0),
+            lambda: json.loads(converse_payload),
+        ),
+        "observe, one Bedrock InvokeModel stream chunk (a base64 Anthropic event)": (
+            lambda: invoke_stream.observe(invoke_chunk, 1.0),
+            lambda: json.loads(invoke_payload),
         ),
         "price one call with genai-prices' `calc_price`": (library_price, lambda: json.loads(body)),
         "price one call with the addon's `Prices.cost_of` (rates cached per model and tier)": (

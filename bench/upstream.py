@@ -1,6 +1,7 @@
 """A fast fake upstream for benchmarks: asyncio, plain HTTP/1.1, precomputed answers. OpenAI's
-chat completions, and Anthropic's Messages API on `/v1/messages` (streams with `event:` lines,
-padded JSON, a ping and cumulative usage, as the real API sends them).
+chat completions, Anthropic's Messages API on `/v1/messages` (streams with `event:` lines,
+padded JSON, a ping and cumulative usage, as the real API sends them), and Bedrock's
+ConverseStream on `/model/{model}/converse-stream` (AWS's binary event stream).
 
 Every streamed event carries the moment it was sent (`time.monotonic()`, one clock for all
 processes on the machine) in its content, so the load generator can measure per-chunk delay.
@@ -14,6 +15,8 @@ import asyncio
 import json
 import sys
 import time
+
+from harness import eventstream
 
 USAGE = {"prompt_tokens": 12, "completion_tokens": 5, "total_tokens": 17}
 PLAIN = json.dumps(
@@ -101,8 +104,11 @@ async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
                 name, _, value = line.partition(b":")
                 headers[name.strip().lower()] = value.strip()
             body = await reader.readexactly(int(headers.get(b"content-length", b"0")))
-            anthropic = b" /v1/messages " in head.split(b"\r\n", 1)[0]
-            if b'"stream":true' in body.replace(b" ", b""):
+            request_line = head.split(b"\r\n", 1)[0]
+            anthropic = b" /v1/messages " in request_line
+            if b"/converse-stream " in request_line:
+                await bedrock_stream(writer, headers)
+            elif b'"stream":true' in body.replace(b" ", b""):
                 include_usage = b'"include_usage":true' in body.replace(b" ", b"")
                 await stream(writer, headers, include_usage=include_usage, anthropic=anthropic)
             else:
@@ -139,6 +145,34 @@ async def stream(
         usage = {"id": "chatcmpl-bench", "model": "gpt-4o-mini-2024-07-18", "choices": [], "usage": USAGE}
         writer.write(chunk(b"data: " + json.dumps(usage, separators=(",", ":")).encode() + b"\n\n"))
     writer.write(chunk(b"data: [DONE]\n\n") + b"0\r\n\r\n")
+    await writer.drain()
+
+
+def bedrock_delta(sequence: int, padding: str) -> bytes:
+    text = f"{sequence} {time.monotonic():.9f} {padding}"
+    return eventstream.event("contentBlockDelta", {"contentBlockIndex": 0, "delta": {"text": text}, "p": "abcdefgh"})
+
+
+BEDROCK_USAGE = {"inputTokens": 12, "cacheReadInputTokens": 0, "cacheWriteInputTokens": 0}
+
+
+async def bedrock_stream(writer: asyncio.StreamWriter, headers: dict[bytes, bytes]) -> None:
+    chunks = int(headers.get(b"x-bench-chunks", b"200"))
+    delay = int(headers.get(b"x-bench-delay-ms", b"10")) / 1000
+    padding = "x" * max(int(headers.get(b"x-bench-event-bytes", b"0")) - 200, 0)
+    writer.write(HEAD % b"application/vnd.amazon.eventstream" + b"transfer-encoding: chunked\r\n\r\n")
+    writer.write(chunk(eventstream.event("messageStart", {"role": "assistant"})))
+    for sequence in range(chunks):
+        if delay and sequence:
+            await asyncio.sleep(delay)
+        writer.write(chunk(bedrock_delta(sequence, padding)))
+        if delay or sequence % 64 == 0:
+            await writer.drain()
+    usage = {**BEDROCK_USAGE, "outputTokens": chunks, "totalTokens": 12 + chunks}
+    tail = eventstream.event("messageStop", {"stopReason": "end_turn"}) + eventstream.event(
+        "metadata", {"usage": usage, "metrics": {"latencyMs": 10}}
+    )
+    writer.write(chunk(tail) + b"0\r\n\r\n")
     await writer.drain()
 
 

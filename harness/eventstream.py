@@ -41,3 +41,9 @@ def chunk(inner: dict[str, Any]) -> bytes:
 def exception(name: str, text: str) -> bytes:
     headers = {":exception-type": name, ":content-type": "application/json", ":message-type": "exception"}
     return message(headers, json.dumps({"message": text}).encode())
+
+
+def payload(encoded: bytes) -> bytes:
+    """The payload of one encoded message."""
+    headers_length = struct.unpack_from(">I", encoded, 4)[0]
+    return encoded[12 + headers_length : -4]
