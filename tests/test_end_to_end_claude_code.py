@@ -2,7 +2,9 @@
 harness/claude-code, its native binary inside the platform's package) on AWS Bedrock
 (`CLAUDE_CODE_USE_BEDROCK=1`, fake AWS credentials) through a real mitmdump, in reverse mode
 (`ANTHROPIC_BEDROCK_BASE_URL`) and in regular mode (`HTTPS_PROXY`, the mitmproxy CA in
-`NODE_EXTRA_CA_CERTS`), against the fake Bedrock upstream.
+`NODE_EXTRA_CA_CERTS`), against the fake Bedrock upstream; and on Vertex AI
+(`CLAUDE_CODE_USE_VERTEX=1`, `CLAUDE_CODE_SKIP_VERTEX_AUTH=1`, `ANTHROPIC_VERTEX_BASE_URL`), which
+sends the turn as one `:streamRawPredict`.
 
 What it sends: two one-token `POST /model/{model}/invoke` calls (a warm-up of its small and large
 models, `max_tokens: 1`), then the turn itself as `POST /model/{model}/invoke-with-response-stream`
@@ -27,19 +29,30 @@ CLAUDE = ROOT / "harness" / "claude-code" / "node_modules" / ".bin" / "claude"
 ACCESS_KEY = "AKIAQ2CLAUDEC0DE7XW5"
 SECRET_KEY = "Zt8sLm3kQ9vT2wJalrXUtnFEMIK7MDENGbPxRfiC"
 MODEL = "us.anthropic.e2e-claude-code-v1:0"
+VERTEX_MODEL = "claude-e2e-code@20250929"
+ON_BEDROCK = {
+    "CLAUDE_CODE_USE_BEDROCK": "1",
+    "AWS_ACCESS_KEY_ID": ACCESS_KEY,
+    "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
+    "AWS_REGION": "us-east-1",
+    "ANTHROPIC_MODEL": MODEL,
+}
+ON_VERTEX = {
+    "CLAUDE_CODE_USE_VERTEX": "1",
+    "CLAUDE_CODE_SKIP_VERTEX_AUTH": "1",  # no Google credentials here: no Authorization header at all
+    "ANTHROPIC_VERTEX_PROJECT_ID": "e2e-project",
+    "CLOUD_ML_REGION": "us-east5",
+    "ANTHROPIC_MODEL": VERTEX_MODEL,
+}
 
 
-def run_claude(tmp_path: Path, proxy_env: dict[str, str]) -> dict[str, Any]:
+def run_claude(tmp_path: Path, proxy_env: dict[str, str], platform: dict[str, str] | None = None) -> dict[str, Any]:
     home = tmp_path / "home"
     home.mkdir(exist_ok=True)
     environment = {
         "PATH": os.environ["PATH"],
         "HOME": str(home),
-        "CLAUDE_CODE_USE_BEDROCK": "1",
-        "AWS_ACCESS_KEY_ID": ACCESS_KEY,
-        "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
-        "AWS_REGION": "us-east-1",
-        "ANTHROPIC_MODEL": MODEL,
+        **(platform or ON_BEDROCK),
         "DISABLE_TELEMETRY": "1",
         "DISABLE_AUTOUPDATER": "1",
         "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
@@ -133,3 +146,22 @@ def test_claude_code_on_bedrock_in_regular_mode_is_metered_exactly(world: World,
     assert "bedrock-runtime.us-east-1.amazonaws.com:443" in world.forwarder.tunnels
     assert_metered_exactly(world, before, "bedrock-runtime.us-east-1.amazonaws.com", result)
     assert_no_credential(world, world.regular, before)
+
+
+def test_claude_code_on_vertex_ai_is_metered_as_claude_on_vertex(world: World, tmp_path):
+    args = reverse_args(world.fake.port, world.pki.ca_cert, provider="gcp.vertex_ai")
+    with Mitmdump(args, world.env, world.tmp / "conf-claude-code-vertex") as proxy:
+        before = len(world.fake.received)
+        result = run_claude(tmp_path, {"ANTHROPIC_VERTEX_BASE_URL": f"{proxy.url}/v1"}, ON_VERTEX)
+        sent = [r for r in world.fake.received[before:] if "/publishers/anthropic/" in r.path]
+        assert [r.path for r in sent] == [
+            f"/v1/projects/e2e-project/locations/us-east5/publishers/anthropic/models/{VERTEX_MODEL}:streamRawPredict"
+        ]
+        (span,) = world.receiver.wait_for(
+            lambda: [s for s in world.receiver.spans() if s.attributes.get("gen_ai.request.model") == VERTEX_MODEL]
+        )
+    assert span.attributes["gen_ai.provider.name"] == "gcp.vertex_ai"
+    assert span.attributes["gen_ai.usage.input_tokens"] == prompt_tokens(json.loads(sent[0].body))
+    assert span.attributes["gen_ai.usage.output_tokens"] == result["usage"]["output_tokens"] == 6
+    assert span.attributes["user_agent.name"] == "claude-cli"
+    assert "claude-code-20250219" in span.attributes["anthropic.beta"]
