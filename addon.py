@@ -1,4 +1,5 @@
-"""mitmproxy addon: LLM API traffic (OpenAI's and Anthropic's APIs) → OpenTelemetry metrics and spans.
+"""mitmproxy addon: LLM API traffic (OpenAI's, Anthropic's, Google's and AWS Bedrock's APIs) →
+OpenTelemetry metrics and spans.
 
 Run it with `mitmdump -s addon.py` (or mitmweb). It only observes, with one deliberate,
 invisible exception: streamed OpenAI chat completions that did not ask for usage get
@@ -279,7 +280,8 @@ class GenAIMeter:
             DEFAULT_HOSTS,
             (
                 "Hosts whose LLM API traffic is metered, as HOST[:PORT][=PROVIDER]; the path decides the "
-                "API (/v1/messages: Anthropic's, /chat/completions and others: OpenAI's). HOST "
+                "API (/v1/messages: Anthropic's; /chat/completions and others: OpenAI's; "
+                "/models/{model}:generateContent: Google's; /model/{id}/converse and /invoke: Bedrock's). HOST "
                 "may be a glob (*.example.com); PROVIDER becomes gen_ai.provider.name (default: openai). "
                 "Append ;stream_usage=on or ;stream_usage=off to decide per host whether streamed "
                 "requests may get stream_options.include_usage (default: on for openai and for Azure "

@@ -2,9 +2,10 @@
 
 import json
 
+import wire
 from harness.fake_google import GenerateScript, array_chunks
 from harness.fake_openai import load_fixture
-from harness.recordings import load_anthropic
+from harness.recordings import load_anthropic, load_bedrock
 from wire import anthropic_messages, gemini_generate, openai_chat, openai_responses
 from wire.call import Call, Endpoint
 from wire.describe import describe_stream, format_usd, summarize
@@ -89,3 +90,13 @@ def test_a_gemini_stream_is_described_in_both_forms():
         assert text.startswith("generate_content (generate_content) · model gemini-2.5-flash")
         assert "usage: 4 input (0 cached), 8 output (2 reasoning)" in text
         assert "finish: stop" in text and "\nHello from a fake Gemini.\n" in text + "\n"
+
+
+def test_a_bedrock_event_stream_is_described_with_its_tool_call_and_usage():
+    recording = load_bedrock("test_converse_stream_tool_call_parsing_errors", 0)
+    endpoint = wire.endpoint_for("POST", recording.uri.split("amazonaws.com", 1)[1])
+    assert endpoint is not None
+    text = describe_stream(endpoint, recording.response_body, recording.response_headers["content-type"])
+    assert text.startswith("chat (converse) · model anthropic.claude-3-sonnet-20240229-v1:0")
+    assert "usage: 295 input (0 cached), 43 output (0 reasoning)" in text and "finish: tool_use" in text
+    assert '→ tool call get_cities_list({"cities": ["Tokyo"' in text

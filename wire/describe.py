@@ -62,7 +62,7 @@ def describe_stream(endpoint: Endpoint, body: bytes, content_type: str, usage_re
     stream.observe(body, 0.0)
     stream.finish(0.0)
     result = stream.accumulator.result
-    lines = [f"{endpoint.operation} ({endpoint.api.name}) · model {result.response_model or '?'}"]
+    lines = [f"{endpoint.operation} ({endpoint.api.name}) · model {result.response_model or endpoint.model or '?'}"]
     if result.response_id:
         lines.append(f"id {result.response_id}")
     usage = result.usage
