@@ -285,7 +285,17 @@ class GenAIMeter:
                 "may be a glob (*.example.com); PROVIDER becomes gen_ai.provider.name (default: openai). "
                 "Append ;stream_usage=on or ;stream_usage=off to decide per host whether streamed "
                 "requests may get stream_options.include_usage (default: on for openai and for Azure "
-                "api-versions that accept it). Setting this replaces the default list."
+                "api-versions that accept it). Setting this replaces the default list; to add hosts, use "
+                "genai_extra_hosts."
+            ),
+        )
+        loader.add_option(
+            "genai_extra_hosts",
+            Sequence[str],
+            [],
+            (
+                "More hosts to meter, in the form of genai_hosts, beside genai_hosts (the default list "
+                "unless set): tried first, so an entry may also give a default host another provider."
             ),
         )
         loader.add_option(
@@ -424,15 +434,25 @@ class GenAIMeter:
         log.info("genai: usage summary reset.")
 
     def configure(self, updated: set[str]) -> None:
-        if "genai_hosts" in updated:
+        if {"genai_hosts", "genai_extra_hosts"} & updated:
             rules = []
-            for entry in ctx.options.genai_hosts:
-                try:
-                    rules.append(parse_host_rule(entry))
-                except ValueError as error:
-                    raise exceptions.OptionsError(f"Invalid genai_hosts entry {entry!r}: {error}") from error
+            for name in ("genai_extra_hosts", "genai_hosts"):  # the extra entries are tried first
+                for entry in getattr(ctx.options, name):
+                    try:
+                        rules.append(parse_host_rule(entry))
+                    except ValueError as error:
+                        raise exceptions.OptionsError(f"Invalid {name} entry {entry!r}: {error}") from error
             self.rules = rules
             self._rule_for = {}
+            dropped = [entry for entry in DEFAULT_HOSTS if entry not in ctx.options.genai_hosts]
+            if "genai_hosts" in updated and dropped:
+                log.warning(
+                    "genai: genai_hosts replaces the default host list: %d default hosts are not metered now "
+                    "(%s%s). To add hosts and keep the defaults, set genai_extra_hosts instead.",
+                    len(dropped),
+                    ", ".join(entry.partition("=")[0] for entry in dropped[:5]),
+                    ", ..." if len(dropped) > 5 else "",
+                )
         if "genai_capture_content" in updated:
             from_environment = os.environ.get(CAPTURE_CONTENT_VARIABLE, "").strip().lower() == "true"
             self.capture_content = bool(ctx.options.genai_capture_content) or from_environment

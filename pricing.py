@@ -47,7 +47,11 @@ PROVIDER_IDS = {
     "mistral_ai": "mistral",
     "moonshot_ai": "moonshotai",
     "x_ai": "x-ai",
+    "z_ai": "zai",
 }
+# Providers whose calls cost nothing: models run on the user's own machine (Ollama's local server).
+# A call there is priced 0, not left unpriced; a price file can still set a price for a model.
+FREE_PROVIDERS = frozenset({"ollama"})
 # The usage keys `usage_counts` reports; the rest of the library's keys stay 0.
 REPORTED_KEYS = (
     "input_tokens",
@@ -325,17 +329,20 @@ class Prices:
         is named in the log once (unless `quiet`: the proxy's log line is quiet, the telemetry
         process prices the same call and says it, its lines relayed with the prefix "genai: ").
         """
-        usage = call.usage
+        usage = call.result.billed_usage or call.usage
         # Counts that are not tokens: a call without usage is still priced by them.
         billed = (("audio_seconds", call.result.audio_seconds), ("input_characters", call.request.input_characters))
         units = {key: value for key, value in billed if value}
         if usage is None and not units:
             return 0.0 if call.status_code == 429 and call.request.service_tier == "flex" else None
         model = call.billed_model
+        free = call.provider in FREE_PROVIDERS
         if not model or (usage is not None and usage.input_tokens is None and not units):
-            return None
+            return 0.0 if free and model else None
         day = call.start_time_ns // NS_PER_DAY
         price = self.lookup(call.provider, model, call.endpoint.api.vendor.name, tier_context(call), day)
+        if price is None and free:
+            return 0.0
         if price is not None:
             counts: dict[str, float] = dict(units)
             if usage is not None:

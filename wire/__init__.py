@@ -11,8 +11,10 @@ from wire import (
     anthropic_messages,
     bedrock_converse,
     bedrock_invoke,
+    cohere,
     gemini_embeddings,
     gemini_generate,
+    ollama,
     openai_chat,
     openai_completions,
     openai_embeddings,
@@ -25,7 +27,8 @@ from wire import (
 from wire.call import Endpoint
 from wire.registry import Registry
 
-# In the order routes are tried: "/chat/completions" before "/completions".
+# In the order routes are tried: a route that another's would also match first ("/chat/completions" before
+# "/completions").
 REGISTRY = Registry(
     [
         bedrock_converse.API,
@@ -33,6 +36,11 @@ REGISTRY = Registry(
         anthropic_messages.API,
         gemini_generate.API,
         gemini_embeddings.API,
+        cohere.CHAT,
+        cohere.EMBED,
+        ollama.CHAT,
+        ollama.GENERATE,
+        ollama.EMBED,  # `/api/embeddings` before OpenAI's `…/embeddings`
         openai_chat.API,
         openai_responses.API,
         openai_completions.API,

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import fnmatch
+import ipaddress
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 DEFAULT_PROVIDER = "openai"
 DEFAULT_HOSTS = [
@@ -33,6 +35,24 @@ DEFAULT_HOSTS = [
     "api.cerebras.ai=cerebras",
     "api.moonshot.ai=moonshot_ai",
     "api.moonshot.cn=moonshot_ai",
+    "router.huggingface.co=huggingface",
+    "*.azuredatabricks.net=databricks",
+    "*.snowflakecomputing.com=snowflake",
+    "api.z.ai=z_ai",
+    "api.cloudflare.com=cloudflare",
+    "api.inference.crusoecloud.com=crusoe",
+    "us.inference.heroku.com=heroku",
+    # Bedrock's OpenAI- and Anthropic-compatible surface.
+    "bedrock-mantle.*.api.aws=aws.bedrock",
+    # Cohere's own API (its v2 chat and embed).
+    "api.cohere.com=cohere",
+    "api.cohere.ai=cohere",
+    # Ollama: local (its native /api/... and OpenAI-compatible /v1/... routes; local calls cost 0),
+    # and Ollama's cloud.
+    "localhost:11434=ollama",
+    "127.0.0.1:11434=ollama",
+    "[::1]:11434=ollama",
+    "ollama.com=ollama.cloud",
 ]
 
 
@@ -70,6 +90,9 @@ def parse_host_rule(entry: str) -> HostRule:
         if name.strip() != "stream_usage" or value.strip().lower() not in _SWITCH:
             raise ValueError(f"unknown setting {flags.strip()!r}; only stream_usage=on|off is known")
         stream_usage = _SWITCH[value.strip().lower()]
+    if "://" in entry:
+        url = urlsplit(entry.strip())
+        raise ValueError(f"a URL is not a host entry: use the form HOST[:PORT][=PROVIDER], here {url.netloc or '?'!r}")
     spec, _, provider = entry.partition("=")
     provider = provider.strip() or DEFAULT_PROVIDER
     if not _PROVIDER_NAME.match(provider):
@@ -80,14 +103,21 @@ def parse_host_rule(entry: str) -> HostRule:
         host, port_text = inner, rest.removeprefix(":")
     elif host.count(":") == 1:
         host, port_text = host.split(":")
-    if not host or not (_HOST_PATTERN.match(host) or ":" in host):
-        raise ValueError(f"host {host!r} is not a host name, address or glob")
+    if not host or not (_HOST_PATTERN.match(host) or _is_ipv6(host)):
+        raise ValueError(f"host {host!r} is not a host name, address or glob (HOST[:PORT][=PROVIDER])")
     port: int | None = None
     if port_text:
         if not port_text.isdigit() or not 0 < int(port_text) < 65536:
             raise ValueError(f"port {port_text!r} is not a number from 1 to 65535")
         port = int(port_text)
     return HostRule(host, port, provider, stream_usage)
+
+
+def _is_ipv6(host: str) -> bool:
+    try:
+        return isinstance(ipaddress.ip_address(host), ipaddress.IPv6Address)
+    except ValueError:
+        return False
 
 
 def match_host(rules: Sequence[HostRule], host: str, port: int) -> HostRule | None:

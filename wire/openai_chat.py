@@ -24,8 +24,8 @@ from wire.content import (
 )
 from wire.framing import Event
 from wire.hosts import HostRule
-from wire.openai_common import OPENAI, RESPONSE_MEMBERS, chat_usage, openai_request, openai_routes
-from wire.records import NO_HEADERS, ApiRequest, ApiResult
+from wire.openai_common import OPENAI, RESPONSE_MEMBERS, chat_usage, openai_request, openai_routes, reported_cost
+from wire.records import NO_HEADERS, ApiRequest, ApiResult, AttributeValue
 from wire.stream import StreamAccumulator
 from wire.values import (
     LARGE_BODY,
@@ -107,6 +107,7 @@ def chat_result(body: bytes | None) -> ApiResult:
         return ApiResult()
     reasons = finish_reasons(data.get("choices"))
     fingerprint = label(data.get("system_fingerprint"))
+    attributes: dict[str, AttributeValue] = {FINGERPRINT: fingerprint} if fingerprint else {}
     return ApiResult(
         response_id=label(data.get("id")),
         response_model=label(data.get("model")),
@@ -114,7 +115,7 @@ def chat_result(body: bytes | None) -> ApiResult:
         usage=chat_usage(data.get("usage")),
         service_tier=label(data.get("service_tier")),
         error_type=error_type_from_object(data),
-        attributes={FINGERPRINT: fingerprint} if fingerprint else {},
+        attributes=attributes | reported_cost(data.get("usage")),
     )
 
 
@@ -236,6 +237,8 @@ class ChatStreamAccumulator(StreamAccumulator):
         error_type = error_type_from_object(chunk)
         if error_type:
             result.error_type = error_type
+            # OpenRouter: a chunk with an `error` may still carry the usage of what was generated.
+            result.usage = chat_usage(chunk.get("usage")) or result.usage
             return False
         if result.response_id is None:
             result.response_id = label(chunk.get("id"))
@@ -247,9 +250,13 @@ class ChatStreamAccumulator(StreamAccumulator):
             result.service_tier = label(chunk.get("service_tier"))
         raw_usage = chunk.get("usage")
         self._usage_null = raw_usage is None and "usage" in chunk
-        usage = chat_usage(raw_usage)
+        # Groq streams its usage only in the last chunk's `x_groq.usage`.
+        usage = chat_usage(raw_usage) or chat_usage(obj(chunk.get("x_groq")).get("usage"))
         if usage is not None:
             result.usage = usage
+            result.attributes.update(reported_cost(raw_usage))
+            # The stream's last chunk (a server that never sends `[DONE]`, as the Hugging Face router).
+            self.done = True
         choices = chunk.get("choices")
         if not isinstance(choices, list):
             return False

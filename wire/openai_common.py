@@ -3,12 +3,13 @@ fields, and usage in the chat-completions shape."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
 from wire.call import Route
 from wire.headers import RateLimits, UpstreamInfo, rate_limit_headers, rate_limits_from
-from wire.records import MODALITIES, ApiRequest, Usage
+from wire.records import MODALITIES, ApiRequest, AttributeValue, Usage
 from wire.values import count, integer, json_members, label, labels, member_pattern, number, obj
 from wire.vendor import Vendor
 
@@ -134,5 +135,26 @@ def openai_usage(value: Any, input_name: str, output_name: str) -> Usage | None:
     return None if usage.input_tokens is None and usage.output_tokens is None else usage
 
 
+# Where compatible hosts report the cached part of `prompt_tokens` in the chat-completions shape
+# (OpenAI's own `prompt_tokens_details.cached_tokens` comes first): Mistral, DeepSeek's prompt cache
+# hits, Together's and the Hugging Face router's top-level count, Databricks' Anthropic-style name.
+_CACHED_ELSEWHERE = ("num_cached_tokens", "prompt_cache_hit_tokens", "cached_tokens", "cache_read_input_tokens")
+
+
 def chat_usage(value: Any) -> Usage | None:
-    return openai_usage(value, "prompt_tokens", "completion_tokens")
+    """The chat-completions usage, with the cached input where a compatible host names it its own
+    way. `prompt_tokens` is all input there too (DeepSeek's hits plus misses), so the cached count
+    is a part of it, never added to it."""
+    usage = openai_usage(value, "prompt_tokens", "completion_tokens")
+    if usage is None or usage.cache_read_tokens is not None:
+        return usage
+    cached = next((found for name in _CACHED_ELSEWHERE if (found := count(value.get(name))) is not None), None)
+    if cached is None:
+        return usage
+    return dataclasses.replace(usage, cache_read_tokens=min(cached, usage.input_tokens or cached))
+
+
+def reported_cost(value: Any) -> dict[str, AttributeValue]:
+    """The cost a host reports itself (OpenRouter's `usage.cost`, in USD), for the span beside ours."""
+    cost = number(obj(value).get("cost"))
+    return {"usage.reported_cost_usd": cost} if cost is not None else {}

@@ -104,6 +104,9 @@ class ApiResult:
     response_model: str | None = None
     finish_reasons: list[str] = field(default_factory=list)
     usage: Usage | None = None
+    # What is billed, where the provider bills other counts than the model processed (Cohere's
+    # `billed_units`); the cost is computed from it. None: the usage is what is billed.
+    billed_usage: Usage | None = None
     service_tier: str | None = None
     error_type: str | None = None
     # Server-side tool uses billed per request (Anthropic's web search and fetch), by tool.
