@@ -3,6 +3,7 @@
 import importlib.util
 import json
 import logging
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -185,6 +186,27 @@ def test_bad_host_entries_are_refused(context):
     metering, tctx = context
     with pytest.raises(exceptions.OptionsError, match="Invalid genai_hosts entry 'a:99999'"):
         tctx.configure(metering, genai_hosts=["a:99999"])
+    with pytest.raises(exceptions.OptionsError, match=r"a URL is not a host entry.*'api\.openai\.com'"):
+        tctx.configure(metering, genai_extra_hosts=["https://api.openai.com/v1"])
+    with pytest.raises(exceptions.OptionsError, match="HOST\\[:PORT\\]"):
+        tctx.configure(metering, genai_hosts=[":::"])
+
+
+def test_extra_hosts_keep_the_defaults_and_replacing_them_warns(context, sink, caplog):
+    metering, tctx = context
+    tctx.configure(metering, genai_extra_hosts=["llm.example.com=vllm"])
+    for host in ("llm.example.com", "api.openai.com"):
+        flow = chat_flow(host=host)
+        metering.request(flow)
+        assert addon_module.in_flight(flow) is not None, host
+    assert "replaces the default host list" not in caplog.text
+    with caplog.at_level(logging.WARNING, logger="genai"):
+        tctx.configure(metering, genai_hosts=["api.openai.com=openai"])
+    assert re.search(r"genai_hosts replaces the default host list: \d+ default hosts are not metered now", caplog.text)
+    assert "genai_extra_hosts" in caplog.text
+    flow = chat_flow(host="api.anthropic.com")
+    metering.request(flow)
+    assert addon_module.in_flight(flow) is None
 
 
 def test_stream_without_usage_gets_include_usage_upstream_and_the_client_does_not_see_it(context, sink):

@@ -14,7 +14,7 @@ import pytest
 from genai_prices import data_snapshot
 
 from pricing import REPORTED_KEYS, CompiledPrice, Prices, _library_cost, load_overrides
-from wire import anthropic_messages, openai_chat, openai_responses
+from wire import anthropic_messages, cohere, ollama, openai_chat, openai_responses
 from wire.call import Call, Endpoint, WireApi
 from wire.records import ApiRequest, ApiResult, Usage
 
@@ -440,3 +440,20 @@ def test_realtime_cached_audio_at_its_own_rate(prices):
         cache_read_modalities=(("text", 100), ("audio", 500)),
     )
     assert cost(prices, "gpt-realtime", usage) == pytest.approx(0.01904)
+
+
+def test_local_ollama_calls_cost_nothing_and_its_cloud_stays_unpriced(prices):
+    local = call("llama3.2:3b", Usage(input_tokens=100, output_tokens=20), provider="ollama", api=ollama.CHAT)
+    assert prices.cost_of(local) == 0.0
+    fully_cached = call("llama3.2:3b", Usage(input_tokens=None, output_tokens=20), provider="ollama", api=ollama.CHAT)
+    assert prices.cost_of(fully_cached) == 0.0
+    cloud = call("gpt-oss:120b", Usage(input_tokens=100, output_tokens=20), provider="ollama.cloud", api=ollama.CHAT)
+    assert prices.cost_of(cloud) is None
+
+
+def test_cohere_is_priced_by_its_billed_units_not_the_processed_tokens(prices):
+    processed, billed = Usage(input_tokens=1494, output_tokens=330), Usage(input_tokens=80, output_tokens=301)
+    priced = call("command-a", processed, provider="cohere", api=cohere.CHAT)
+    priced.result.billed_usage = billed
+    # command-a: $2.50 input, $10 output per million tokens (genai-prices)
+    assert prices.cost_of(priced) == pytest.approx(80 * 2.5e-6 + 301 * 10e-6)

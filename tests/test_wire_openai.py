@@ -791,3 +791,98 @@ def test_responses_request_names_its_conversation_and_previous_response(conversa
     assert plain.conversation_id is None and plain.previous_response_id is None
     # Chat completions have no conversation: a member of that name is not read as one.
     assert openai_chat.API.parse_request(b'{"model": "m", "conversation": "c", "messages": []}').conversation_id is None
+
+
+# --- compatible hosts' own usage fields ----------------------------------------------------
+# Rebuilt from each host's documented response shape (no recordings of these hosts are stored here).
+
+
+def chat_answer(usage: dict) -> bytes:
+    choice = {"index": 0, "message": {"role": "assistant", "content": "Hi"}, "finish_reason": "stop"}
+    return json.dumps(
+        {"id": "x1", "object": "chat.completion", "model": "m", "choices": [choice], "usage": usage}
+    ).encode()
+
+
+@pytest.mark.parametrize(
+    ("host", "usage", "cached"),
+    [
+        ("mistral", {"prompt_tokens": 120, "completion_tokens": 9, "total_tokens": 129, "num_cached_tokens": 96}, 96),
+        (
+            "deepseek",
+            {
+                "prompt_tokens": 120,
+                "completion_tokens": 9,
+                "total_tokens": 129,
+                "prompt_cache_hit_tokens": 64,
+                "prompt_cache_miss_tokens": 56,
+            },
+            64,
+        ),
+        ("together", {"prompt_tokens": 120, "completion_tokens": 9, "total_tokens": 129, "cached_tokens": 32}, 32),
+        (
+            "databricks",
+            {"prompt_tokens": 120, "completion_tokens": 9, "total_tokens": 129, "cache_read_input_tokens": 100},
+            100,
+        ),
+        (
+            "openai",
+            {
+                "prompt_tokens": 120,
+                "completion_tokens": 9,
+                "prompt_tokens_details": {"cached_tokens": 8},
+                "cached_tokens": 5,
+            },
+            8,
+        ),
+    ],
+)
+def test_compatible_hosts_cached_input_is_read_as_part_of_the_input(host, usage, cached):
+    result = openai_chat.API.parse_response(chat_answer(usage))
+    assert result.usage == Usage(input_tokens=120, output_tokens=9, cache_read_tokens=cached)
+
+
+def test_groq_streams_its_usage_in_x_groq():
+    chunks = [
+        {"id": "c1", "model": "llama-3.3-70b", "choices": [{"index": 0, "delta": {"content": "Hi"}}]},
+        {
+            "id": "c1",
+            "model": "llama-3.3-70b",
+            "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}],
+            "x_groq": {"id": "req_1", "usage": {"queue_time": 0.02, "prompt_tokens": 18, "completion_tokens": 9}},
+        },
+    ]
+    body = b"".join(f"data: {json.dumps(chunk)}\n\n".encode() for chunk in chunks) + b"data: [DONE]\n\n"
+    assert run_stream([body]).accumulator.result.usage == Usage(input_tokens=18, output_tokens=9)
+
+
+def test_a_stream_that_ends_without_done_is_counted_and_done_at_its_usage():
+    """The Hugging Face router's streams end without `data: [DONE]`."""
+    chunks = [
+        {"id": "c1", "model": "m", "choices": [{"index": 0, "delta": {"content": "Hi"}}]},
+        {
+            "id": "c1",
+            "model": "m",
+            "choices": [],
+            "usage": {"prompt_tokens": 7, "completion_tokens": 1, "cached_tokens": 0},
+        },
+    ]
+    stream = run_stream([b"".join(f"data: {json.dumps(chunk)}\n\n".encode() for chunk in chunks)])
+    assert stream.accumulator.result.usage == Usage(input_tokens=7, output_tokens=1, cache_read_tokens=0)
+    assert stream.accumulator.done
+
+
+def test_openrouter_reports_its_own_cost_and_keeps_the_usage_of_a_chunk_with_an_error():
+    usage = {"prompt_tokens": 30, "completion_tokens": 4, "total_tokens": 34, "cost": 0.00042, "is_byok": False}
+    result = openai_chat.API.parse_response(chat_answer({**usage, "cost_details": {"upstream_inference_cost": None}}))
+    assert result.attributes["usage.reported_cost_usd"] == 0.00042
+    failing = {
+        "id": "c1",
+        "model": "m",
+        "choices": [{"index": 0, "delta": {"content": ""}, "finish_reason": "error"}],
+        "error": {"code": 502, "message": "upstream failed"},
+        "usage": usage,
+    }
+    stream = run_stream([f"data: {json.dumps(failing)}\n\n".encode()])
+    assert stream.accumulator.result.error_type == "502"
+    assert stream.accumulator.result.usage == Usage(input_tokens=30, output_tokens=4)
