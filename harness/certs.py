@@ -23,6 +23,10 @@ SERVER_NAMES = [
     "aiplatform.googleapis.com",
     "*.googleapis.com",
     "bedrock-runtime.us-east-1.amazonaws.com",
+    "ollama.com",
+    "api.cohere.com",
+    "api.mistral.ai",
+    "openrouter.ai",
 ]
 
 

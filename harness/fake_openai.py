@@ -46,7 +46,7 @@ import brotli
 import yaml
 from backports import zstd
 
-from harness import fake_anthropic, fake_bedrock, fake_google, fake_media
+from harness import fake_anthropic, fake_bedrock, fake_cohere, fake_google, fake_media, fake_ollama
 
 FIXTURES = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "recorded"
 CREATED = 1731368639
@@ -109,6 +109,10 @@ class ChatScript:
     # Some compatible servers send `"usage":null` in every chunk unasked (one is in a recorded
     # OpenLLMetry exchange), and no usage chunk: `x-fake-usage-null: 1`.
     usage_null_unasked: bool = False
+    # A compatible host's own usage shape (`x-fake-dialect`): mistral (`num_cached_tokens`),
+    # deepseek (`prompt_cache_hit_tokens` / `_miss_tokens`), groq (a stream's usage only in the last
+    # chunk's `x_groq.usage`), openrouter (its own `cost`).
+    dialect: str | None = None
 
     @property
     def model(self) -> str:
@@ -127,6 +131,30 @@ class ChatScript:
         words = prompt_words(self.request)
         prompt = 8 + words + self.cached_tokens
         completion = self.chunks + self.reasoning_tokens
+        if self.dialect == "mistral":
+            return {
+                "prompt_tokens": prompt,
+                "completion_tokens": completion,
+                "total_tokens": prompt + completion,
+                "num_cached_tokens": self.cached_tokens,
+            }
+        if self.dialect == "deepseek":
+            return {
+                "prompt_tokens": prompt,
+                "completion_tokens": completion,
+                "total_tokens": prompt + completion,
+                "prompt_cache_hit_tokens": self.cached_tokens,
+                "prompt_cache_miss_tokens": prompt - self.cached_tokens,
+            }
+        if self.dialect == "openrouter":
+            return {
+                "prompt_tokens": prompt,
+                "completion_tokens": completion,
+                "total_tokens": prompt + completion,
+                "cost": round((prompt * 0.15 + completion * 0.6) / 1e6, 12),
+                "is_byok": False,
+                "cost_details": {"upstream_inference_cost": None},
+            }
         return {
             "prompt_tokens": prompt,
             "completion_tokens": completion,
@@ -218,8 +246,13 @@ class ChatScript:
         if not self.legacy:
             events.append(chunk(choice({"role": "assistant", "content": "", "refusal": None})))
         events += [chunk(choice({"content": WORDS[i % len(WORDS)]})) for i in range(self.chunks)]
-        events.append(chunk(choice({}, "length" if self.legacy else "stop")))
-        if include_usage:
+        if self.dialect == "groq":
+            last = json.loads(chunk(choice({}, "stop"))[6:])
+            last["x_groq"] = {"id": "req_fake", "usage": {"queue_time": 0.01, **self.usage()}}
+            events.append(f"data: {compact(last)}\n\n")
+        else:
+            events.append(chunk(choice({}, "length" if self.legacy else "stop")))
+        if include_usage and self.dialect != "groq":
             events.append(chunk([], self.usage()))
         events.append("data: [DONE]\n\n")
         return events
@@ -453,6 +486,12 @@ class _Handler(BaseHTTPRequestHandler):
             self._anthropic(body, headers, encoding, vertex_claude.group("model") if vertex_claude else None)
         elif fake_bedrock.is_bedrock(self.path):
             self._bedrock(body, headers, encoding)
+        elif fake_ollama.is_ollama(self.path):
+            self._ollama(body, headers, encoding)
+        elif fake_cohere.is_cohere(self.path):
+            self._send_answer(
+                *fake_cohere.answer(self.path, body, headers, len(self.server.received)), headers, encoding
+            )
         elif fake_google.is_google(self.path):
             self._google(body, headers, encoding)
         elif "x-fake-raw" in headers:
@@ -517,6 +556,7 @@ class _Handler(BaseHTTPRequestHandler):
                 legacy=not route.endswith("/chat/completions"),
                 azure=azure,
                 usage_null_unasked=headers.get("x-fake-usage-null") == "1",
+                dialect=headers.get("x-fake-dialect"),
                 **knobs,
             )
             if streamed:
@@ -531,11 +571,28 @@ class _Handler(BaseHTTPRequestHandler):
         """AWS Bedrock Runtime (`harness.fake_bedrock`): JSON, or AWS event-stream messages."""
         answer = fake_bedrock.answer(self.path, body, headers, len(self.server.received))
         self.upstream_headers = answer.headers
-        if isinstance(answer.body, bytes):
-            self._send_whole(answer.status, answer.content_type, answer.body, encoding)
+        self._send_answer(answer.status, answer.content_type, answer.body, headers, encoding)
+
+    def _ollama(self, body: bytes, headers: dict[str, str], encoding: str) -> None:
+        """Ollama's native API (`harness.fake_ollama`): NDJSON lines, or one JSON answer."""
+        self.upstream_headers = {}
+        answer = fake_ollama.answer(self.path, body, headers)
+        self._send_answer(answer.status, answer.content_type, answer.body, headers, encoding)
+
+    def _send_answer(
+        self,
+        status: int,
+        content_type: str,
+        body: bytes | Sequence[str | bytes],
+        headers: dict[str, str],
+        encoding: str,
+    ) -> None:
+        """A whole body, or a list of pieces sent one by one, `x-fake-chunk-delay-ms` apart."""
+        if isinstance(body, bytes):
+            self._send_whole(status, content_type, body, encoding)
         else:
             delay = int(headers.get("x-fake-chunk-delay-ms", 5)) / 1000
-            self._send_stream(answer.body, delay, encoding, None, answer.status, content_type=answer.content_type)
+            self._send_stream(body, delay, encoding, None, status, content_type=content_type)
 
     def _anthropic(self, body: bytes, headers: dict[str, str], encoding: str, vertex_model: str | None) -> None:
         """Anthropic's Messages API (also Claude on Vertex AI, whose path names the model): its

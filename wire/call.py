@@ -16,6 +16,7 @@ from wire.hosts import HostRule
 from wire.records import NO_HEADERS, ApiRequest, ApiResult, Usage
 from wire.socket import SessionInfo, SocketSession
 from wire.stream import StreamAccumulator
+from wire.values import GENERIC_ERROR
 
 if TYPE_CHECKING:
     from wire.vendor import Vendor
@@ -168,10 +169,15 @@ class Call:
 
     @property
     def error_type(self) -> str | None:
-        """Why the call failed: the connection, else the API's error (body or stream), else the status."""
-        if self.flow_error or self.result.error_type:
-            return self.flow_error or self.result.error_type
-        return str(self.status_code) if self.status_code is not None and self.status_code >= 400 else None
+        """Why the call failed: the connection, else the API's error (body or stream), else the
+        status. An error that names no type (`GENERIC_ERROR`: `{"error": "some text"}`) gives way to
+        an HTTP error status, which says more."""
+        failed_status = str(self.status_code) if self.status_code is not None and self.status_code >= 400 else None
+        if self.flow_error:
+            return self.flow_error
+        if self.result.error_type == GENERIC_ERROR and failed_status:
+            return failed_status
+        return self.result.error_type or failed_status
 
     @property
     def request_model(self) -> str | None:

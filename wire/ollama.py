@@ -23,7 +23,18 @@ from wire.framing import Event, Framer
 from wire.framing.ndjson import NDJSONFramer
 from wire.records import NO_HEADERS, ApiRequest, ApiResult, AttributeValue, Usage
 from wire.stream import StreamAccumulator
-from wire.values import count, integer, json_members, label, labels, member_pattern, number, obj, small_json
+from wire.values import (
+    GENERIC_ERROR,
+    count,
+    integer,
+    json_members,
+    label,
+    labels,
+    member_pattern,
+    number,
+    obj,
+    small_json,
+)
 from wire.vendor import Vendor
 
 OLLAMA = Vendor("ollama")
@@ -78,8 +89,8 @@ def timing_attributes(data: dict[str, Any]) -> dict[str, AttributeValue]:
 
 
 def _error(data: dict[str, Any]) -> str | None:
-    """`{"error": "model 'x' not found"}`: free text, so the type is `error` (the status tells more)."""
-    return "error" if data.get("error") else None
+    """`{"error": "model 'x' not found"}`: free text, so no type of its own (the status tells more)."""
+    return GENERIC_ERROR if data.get("error") else None
 
 
 class OllamaStreamAccumulator(StreamAccumulator):

@@ -78,14 +78,18 @@ def error_label(value: Any) -> str | None:
     return _ERROR_LABEL.sub("_", value[:64])
 
 
+# The error type of an error that names none (a free-text message); an HTTP error status says more.
+GENERIC_ERROR = "error"
+
+
 def error_type_from_object(data: dict[str, Any]) -> str | None:
     """`{"error": {"code": ..., "type": ...}}` → the code, else the type (OpenAI's and Anthropic's
     error bodies both have this shape; Anthropic's has no code)."""
     error = data.get("error")
     if isinstance(error, dict):
-        return error_label(error.get("code")) or error_label(error.get("type")) or "error"
+        return error_label(error.get("code")) or error_label(error.get("type")) or GENERIC_ERROR
     if isinstance(error, str):
-        return "error"
+        return GENERIC_ERROR
     return None
 
 
