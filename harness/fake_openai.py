@@ -468,7 +468,8 @@ class _Handler(BaseHTTPRequestHandler):
     def setup(self) -> None:
         # TLS handshakes run here, on the connection's own thread, not in accept().
         self.request.settimeout(30)
-        self.request.do_handshake()
+        if isinstance(self.request, ssl.SSLSocket):
+            self.request.do_handshake()
         super().setup()
 
     def log_message(self, format: str, *args: Any) -> None:
@@ -776,16 +777,18 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 class FakeUpstream(ThreadingHTTPServer):
-    """`with FakeUpstream(cert, key) as fake:` serves on 127.0.0.1:`fake.port` until the block ends."""
+    """`with FakeUpstream(cert, key) as fake:` serves HTTPS on 127.0.0.1:`fake.port` until the block
+    ends; without a certificate, plain HTTP (as a local Ollama server)."""
 
     daemon_threads = True
     request_queue_size = 512  # the listen backlog: hundreds of clients may connect at once
 
-    def __init__(self, cert: Path, key: Path, port: int = 0) -> None:
+    def __init__(self, cert: Path | None, key: Path | None, port: int = 0) -> None:
         super().__init__(("127.0.0.1", port), _Handler)
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        context.load_cert_chain(cert, key)
-        self.socket = context.wrap_socket(self.socket, server_side=True, do_handshake_on_connect=False)
+        if cert is not None and key is not None:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(cert, key)
+            self.socket = context.wrap_socket(self.socket, server_side=True, do_handshake_on_connect=False)
         self.received: list[ReceivedRequest] = []
         self.streams: list[StreamLog] = []
         self._thread = threading.Thread(target=self.serve_forever, name="fake-openai", daemon=True)

@@ -26,6 +26,7 @@ from genai_prices import calc_price
 from harness.e2e import World, spans_for, tokens
 from harness.fake_cohere import PREAMBLE, billed_input
 from harness.fake_ollama import prompt_tokens
+from harness.fake_openai import FakeUpstream
 from harness.mitmdump import Mitmdump, reverse_args
 
 OLLAMA_KEY = "ol_7Hq2Lp9Wm4Xn6Rt1Vb3Zc8Yd5Fg0KjSe"
@@ -234,3 +235,19 @@ def test_no_long_tail_key_anywhere(world: World, ollama_proxy: Mitmdump, cohere_
     for text in (exported, logs):
         assert not [piece for piece in pieces if piece in text]
     assert "Traceback" not in logs and "hook failed" not in logs
+
+
+def test_a_local_ollama_through_a_regular_proxy_over_plain_http(world: World, tmp_path, monkeypatch):
+    """`HTTP_PROXY` for a plain-HTTP Ollama on localhost:11434 (the default host entry): the client
+    sends its requests to the proxy, which forwards them; a `NO_PROXY` that names localhost (many
+    environments set one) sends them around it."""
+    with FakeUpstream(None, None, port=11434) as local, Mitmdump([], world.env, tmp_path / "conf") as proxy:
+        monkeypatch.setenv("HTTP_PROXY", proxy.url)
+        monkeypatch.delenv("NO_PROXY", raising=False)
+        client = ollama.Client(host="http://localhost:11434")
+        answer = client.chat(model="e2e-local-regular", messages=[{"role": "user", "content": "hi"}])
+        assert [r.path for r in local.received] == ["/api/chat"]
+        (span,) = spans_for(world, "e2e-local-regular")
+    assert (span.attributes["server.address"], span.attributes["server.port"]) == ("localhost", 11434)
+    assert span.attributes["gen_ai.usage.output_tokens"] == answer.eval_count
+    assert span.attributes["gen_ai.usage.cost_usd"] == 0.0
