@@ -57,10 +57,11 @@ from harness.otlp_receiver import OTLPReceiver
 from pricing import Prices
 from telemetry import Telemetry
 from telemetry_process import MetricOptions
-from wire import anthropic_messages, bedrock_converse, bedrock_invoke, gemini_generate, openai_chat
+from wire import anthropic_messages, bedrock_converse, bedrock_invoke, gemini_generate, ollama, openai_chat
 from wire.call import Call, Endpoint
 from wire.framing.eventstream import EventStreamFramer
 from wire.framing.json_array import JSONArrayFramer
+from wire.framing.ndjson import NDJSONFramer
 from wire.framing.sse import SSEFramer
 from wire.openai_chat import ChatStreamAccumulator
 from wire.records import ApiRequest, ApiResult, Usage
@@ -647,6 +648,12 @@ def in_process(report: list[str], raw: dict[str, Any]) -> None:
     invoke_stream.observe(eventstream.chunk({"type": "message_start", "message": {"usage": {"input_tokens": 3}}}), 0.0)
     converse_payload, invoke_payload = eventstream.payload(converse_delta), eventstream.payload(invoke_chunk)
     assert json.loads(converse_payload) and json.loads(invoke_payload)
+    # An Ollama NDJSON line, as a local server writes it (one line per network write).
+    ollama_line = (
+        b'{"model":"gemma3:1b","created_at":"2025-08-20T13:48:24.326125Z","message":{"role":"assistant",'
+        b'"content":" here"},"done":false}\n'
+    )
+    ollama_stream = EventStream(None, ollama.CHAT.stream_accumulator(0.0), NDJSONFramer())
 
     # Pricing one call, as the proxy's log line and the telemetry process do: the library alone,
     # and the addon's cached rates per (provider, model, tier).
@@ -700,6 +707,10 @@ def in_process(report: list[str], raw: dict[str, Any]) -> None:
         "observe, one Bedrock InvokeModel stream chunk (a base64 Anthropic event)": (
             lambda: invoke_stream.observe(invoke_chunk, 1.0),
             lambda: json.loads(invoke_payload),
+        ),
+        "observe, one Ollama NDJSON line": (
+            lambda: ollama_stream.observe(ollama_line, 1.0),
+            lambda: json.loads(ollama_line),
         ),
         "price one call with genai-prices' `calc_price`": (library_price, lambda: json.loads(body)),
         "price one call with the addon's `Prices.cost_of` (rates cached per model and tier)": (
