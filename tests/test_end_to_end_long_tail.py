@@ -22,6 +22,7 @@ import openai
 import pytest
 from genai_prices import Usage as PricedUsage
 from genai_prices import calc_price
+from langchain_ollama import ChatOllama
 
 from harness.e2e import World, spans_for, tokens
 from harness.fake_cohere import PREAMBLE, billed_input
@@ -251,3 +252,15 @@ def test_a_local_ollama_through_a_regular_proxy_over_plain_http(world: World, tm
     assert (span.attributes["server.address"], span.attributes["server.port"]) == ("localhost", 11434)
     assert span.attributes["gen_ai.usage.output_tokens"] == answer.eval_count
     assert span.attributes["gen_ai.usage.cost_usd"] == 0.0
+
+
+def test_langchains_chat_ollama_is_metered(world: World, ollama_proxy: Mitmdump):
+    model = "e2e-langchain-llama"
+    chat = ChatOllama(model=model, base_url=ollama_proxy.url)
+    reply = chat.invoke("Say hi")
+    streamed = list(chat.stream("Say hi"))
+    assert reply.content == "Hello from a fake Ollama." and "".join(str(c.content) for c in streamed) == reply.content
+    assert reply.usage_metadata is not None
+    world.receiver.wait_for(lambda: tokens(world, model, "output") == 2 * reply.usage_metadata["output_tokens"])
+    spans = spans_for(world, model, count=2)
+    assert {span.attributes["gen_ai.usage.input_tokens"] for span in spans} == {reply.usage_metadata["input_tokens"]}
