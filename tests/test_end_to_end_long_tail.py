@@ -260,7 +260,8 @@ def test_langchains_chat_ollama_is_metered(world: World, ollama_proxy: Mitmdump)
     reply = chat.invoke("Say hi")
     streamed = list(chat.stream("Say hi"))
     assert reply.content == "Hello from a fake Ollama." and "".join(str(c.content) for c in streamed) == reply.content
-    assert reply.usage_metadata is not None
-    world.receiver.wait_for(lambda: tokens(world, model, "output") == 2 * reply.usage_metadata["output_tokens"])
+    usage = reply.usage_metadata
+    assert usage is not None
+    world.receiver.wait_for(lambda: tokens(world, model, "output") == 2 * usage["output_tokens"])
     spans = spans_for(world, model, count=2)
-    assert {span.attributes["gen_ai.usage.input_tokens"] for span in spans} == {reply.usage_metadata["input_tokens"]}
+    assert {span.attributes["gen_ai.usage.input_tokens"] for span in spans} == {usage["input_tokens"]}
