@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import wire
 from harness.pieces import observed, split_randomly
@@ -116,3 +118,13 @@ def test_embeddings_read_their_billed_units():
     body = {"id": "e1", "embeddings": {"float": [[0.1]]}, "meta": {"billed_units": {"input_tokens": 7}}}
     result = cohere.EMBED.parse_response(json.dumps(body).encode())
     assert result.usage == Usage(input_tokens=7) and result.billed_usage == Usage(input_tokens=7)
+
+
+STREAMS = [(n, i, x) for n, i, x in EXCHANGES if body_of(x)[2].startswith("text/event-stream")]
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.sampled_from(STREAMS), st.integers(1, 64))
+def test_any_split_of_any_recorded_stream_gives_the_whole_streams_result(exchange, largest):
+    _, _, interaction = exchange
+    assert result_of(interaction, largest) == result_of(interaction)
