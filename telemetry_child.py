@@ -15,6 +15,7 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Mapping
 from typing import IO
 
 import telemetry_process
@@ -76,6 +77,19 @@ def _run_only_when_idle() -> None:
         os.nice(19)
 
 
+def start_error(error: Exception, environment: Mapping[str, str]) -> str:
+    """One line for an error the OpenTelemetry SDK raised while reading its configuration, naming
+    the `OTEL_*` variable whose value is in the message (`could not convert string to float: 'abc'`)."""
+    text = str(error)
+    suspects = sorted(
+        f"{name}={value!r}"
+        for name, value in environment.items()
+        if name.startswith("OTEL_") and value and repr(value) in text
+    )
+    named = f" (check {', '.join(suspects)})" if suspects else " (check the OTEL_* environment variables)"
+    return f"OpenTelemetry could not be configured: {type(error).__name__}: {text}{named}"
+
+
 def serve(batches: IO[bytes], replies: Replies, shutdown_budget_s: float = telemetry_process.SHUTDOWN_BUDGET_S) -> int:
     """Reply ready (or the reason for refusing the configuration, and exit 2). Then record every
     call from `batches`, apply the other messages, and send the usage summary back whenever it
@@ -92,6 +106,10 @@ def serve(batches: IO[bytes], replies: Replies, shutdown_budget_s: float = telem
         instance = Telemetry()
     except ConfigurationError as error:
         replies.send(StatusReply(str(error)))
+        return 2
+    except Exception as error:  # the SDK's own parsing of the environment: name what it choked on
+        log.debug("the telemetry process could not start", exc_info=True)
+        replies.send(StatusReply(start_error(error, os.environ)))
         return 2
     replies.send(StatusReply())
 

@@ -364,3 +364,14 @@ def test_console_exporters_print_to_mitmdumps_terminal(monkeypatch: pytest.Monke
     out = capfd.readouterr().out
     assert '"name": "chat printed-model"' in out  # the span, as ConsoleSpanExporter prints it
     assert '"name": "gen_ai.client.token.usage"' in out  # and the metrics
+
+
+def test_an_otel_value_the_sdk_cannot_read_is_named_in_one_line(monkeypatch: pytest.MonkeyPatch):
+    """`OTEL_EXPORTER_OTLP_TIMEOUT=abc` made the SDK raise a bare ValueError: the child died with a
+    traceback the user rarely saw, and mitmdump said only "it exited at start-up"."""
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TIMEOUT", "abc")
+    with pytest.raises(TelemetryStartError) as refused:
+        TelemetryProcess().start()
+    message = str(refused.value)
+    assert "could not convert string to float: 'abc'" in message
+    assert "OTEL_EXPORTER_OTLP_TIMEOUT='abc'" in message and "\n" not in message
