@@ -76,6 +76,8 @@ class Row(Spend):
     """One provider and model: what a `Spend` counts, and errors, the cache, reasoning and timings."""
 
     errors: int = 0
+    # The model that answered, where it is not the one asked for (a dated snapshot): shown once.
+    answered_by: str | None = None
     cached_tokens: int = 0
     cache_write_tokens: int = 0
     reasoning_tokens: int = 0
@@ -85,6 +87,9 @@ class Row(Spend):
     def add(self, call: Call) -> None:
         super().add(call)
         self.errors += call.error_type is not None
+        answered = call.result.response_model
+        if self.answered_by is None and answered and answered != call.request_model:
+            self.answered_by = answered
         self.durations.add(call.duration_s)
         if call.time_to_first_chunk_s is not None:
             self.first_chunks.add(call.time_to_first_chunk_s)
@@ -128,7 +133,9 @@ class UsageSummary:
         """One finished call; `client` is its client's label (`wire.headers.Client.label`)."""
         for spends, name in ((self.by_client, client), (self.by_key, call.api_key)):
             spends.setdefault(_bounded(spends, name, "_OTHER"), Spend()).add(call)
-        key = _bounded(self.rows, (call.provider, call.billed_model or "?"), (call.provider, "_OTHER"))
+        # By the model asked for: a failed call has no response model, and one model must not
+        # make two rows (its answers under the dated snapshot, its failures under its name).
+        key = _bounded(self.rows, (call.provider, call.request_model or "?"), (call.provider, "_OTHER"))
         self.rows.setdefault(key, Row()).add(call)
 
     def table(self) -> str:
@@ -142,7 +149,8 @@ class UsageSummary:
         lines = [header]
         total = Row()
         for (provider, model), row in sorted(self.rows.items()):
-            lines.append((provider, model, *self._cells(row)))
+            shown = f"{model} ({row.answered_by})" if row.answered_by else model
+            lines.append((provider, shown, *self._cells(row)))
             for name in (
                 "calls",
                 "errors",

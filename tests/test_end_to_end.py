@@ -653,12 +653,13 @@ def test_mitmdump_prints_the_usage_summary_when_it_exits(world: World):
             client.chat.completions.create(model="gpt-4o-mini", messages=messages())
         client.close()
     table = proxy.output.split("LLM API usage through this proxy:", 1)[1]
-    row = next(line for line in table.splitlines() if "gpt-4o-mini-2024-07-18" in line).split()
+    # The model asked for, and once the snapshot that answered.
+    row = next(line for line in table.splitlines() if "gpt-4o-mini (gpt-4o-mini-2024-07-18)" in line).split()
     usage = ChatScript({"messages": messages()}).usage()
-    assert row[:4] == ["openai", "gpt-4o-mini-2024-07-18", "3", "0"]
-    assert row[4] == str(3 * usage["prompt_tokens"]) and row[7] == str(3 * usage["completion_tokens"])
+    assert row[:5] == ["openai", "gpt-4o-mini", "(gpt-4o-mini-2024-07-18)", "3", "0"]
+    assert row[5] == str(3 * usage["prompt_tokens"]) and row[8] == str(3 * usage["completion_tokens"])
     expected_cost = 3 * (usage["prompt_tokens"] * 0.15 + usage["completion_tokens"] * 0.60) / 1e6
-    assert float(row[9]) == pytest.approx(expected_cost, abs=1e-6)
+    assert float(row[10]) == pytest.approx(expected_cost, abs=1e-6)
 
 
 def test_prometheus_scrape_without_a_collector(world: World):

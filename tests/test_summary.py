@@ -122,3 +122,18 @@ def test_clients_and_keys_stay_bounded(monkeypatch):
         summary.add(call("m", 1.0, Usage(input_tokens=1, output_tokens=1), api_key=f"k{number}"), f"client-{number}/1")
     assert len(summary.by_client) == 4 and summary.by_client["_OTHER"].calls == 7
     assert len(summary.by_key) == 4 and summary.by_key["_OTHER"].calls == 7
+
+
+def test_a_models_answers_and_failures_share_one_row_named_once_with_the_answering_snapshot():
+    """Answers come back under the dated snapshot, failures have no response model: both are the
+    model asked for, one row."""
+    summary = UsageSummary()
+    answered = call("gpt-4o-mini", 1.0, Usage(input_tokens=10, output_tokens=2))
+    answered.result.response_model = "gpt-4o-mini-2024-07-18"
+    failed = call("gpt-4o-mini", 0.2, None, error_type="rate_limit_exceeded")
+    failed.result.response_model = None
+    for finished in (answered, failed):
+        summary.add(finished, "openai-python/1")
+    (key,) = summary.rows
+    assert key == ("openai", "gpt-4o-mini") and (summary.rows[key].calls, summary.rows[key].errors) == (2, 1)
+    assert "gpt-4o-mini (gpt-4o-mini-2024-07-18)" in summary.table()
