@@ -28,7 +28,7 @@ def reverse_args(upstream_port: int, upstream_ca: Path, provider: str = "openai"
         "--set",
         f"ssl_verify_upstream_trusted_ca={upstream_ca}",
         "--set",
-        f"genai_hosts=127.0.0.1:{upstream_port}={provider}{switch}",
+        f"genai_extra_hosts=127.0.0.1:{upstream_port}={provider}{switch}",
     ]
 
 

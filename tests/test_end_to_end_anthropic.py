@@ -2,7 +2,7 @@
 addon → the fake upstream answering as api.anthropic.com (`harness.fake_anthropic`), telemetry
 over OTLP/gRPC to a real receiver.
 
-Reverse mode: a proxy of its own, `genai_hosts=127.0.0.1:PORT=anthropic`, the SDK's base URL
+Reverse mode: a proxy of its own, `genai_extra_hosts=127.0.0.1:PORT=anthropic`, the SDK's base URL
 pointing at it (what `ANTHROPIC_BASE_URL` does for Claude Code). Regular mode: the session's
 regular proxy (`HTTPS_PROXY` and the mitmproxy CA), api.anthropic.com on the default host list,
 reached through the CONNECT forwarder.

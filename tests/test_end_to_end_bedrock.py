@@ -4,7 +4,7 @@ the fake upstream answering as bedrock-runtime.us-east-1.amazonaws.com (`harness
 AWS's binary event stream, paced, with its errors) or as Vertex AI's Claude endpoints, telemetry
 over OTLP/gRPC to a real receiver.
 
-Reverse mode: proxies of their own (`genai_hosts=127.0.0.1:PORT=aws.bedrock`, `…=gcp.vertex_ai`),
+Reverse mode: proxies of their own (`genai_extra_hosts=127.0.0.1:PORT=aws.bedrock`, `…=gcp.vertex_ai`),
 the clients' endpoint or base URL pointing at them. Regular mode: the session's regular proxy
 through `HTTPS_PROXY` (boto3 trusts the mitmproxy CA through `AWS_CA_BUNDLE`), Bedrock and Vertex
 on the default host list, reached through the CONNECT forwarder.

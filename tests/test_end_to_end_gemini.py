@@ -2,7 +2,7 @@
 with the addon → the fake upstream answering as the Gemini API and Vertex AI
 (`harness.fake_google`), telemetry over OTLP/gRPC to a real receiver.
 
-Reverse mode: a proxy per provider (`genai_hosts=127.0.0.1:PORT=gcp.gemini`, and `=gcp.vertex_ai`),
+Reverse mode: a proxy per provider (`genai_extra_hosts=127.0.0.1:PORT=gcp.gemini`, and `=gcp.vertex_ai`),
 the SDK's `http_options.base_url` pointing at it. Regular mode: the session's regular proxy
 (`HTTPS_PROXY`, and `SSL_CERT_FILE` for the mitmproxy CA, both of which the SDK's HTTP client
 honours), generativelanguage.googleapis.com and us-central1-aiplatform.googleapis.com on the

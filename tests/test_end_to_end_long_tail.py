@@ -4,7 +4,7 @@ SDK against compatible hosts that report usage their own way (Mistral, DeepSeek,
 each through a real mitmdump with the addon to the fake upstream (`harness/fake_ollama.py`,
 `harness/fake_cohere.py`, `harness/fake_openai.py`'s `x-fake-dialect`).
 
-Reverse mode: proxies of their own (`genai_hosts=127.0.0.1:PORT=ollama`, `…=cohere`), the client's
+Reverse mode: proxies of their own (`genai_extra_hosts=127.0.0.1:PORT=ollama`, `…=cohere`), the client's
 host or base URL pointing at them. Regular mode: the session's regular proxy through `HTTPS_PROXY`
 (the mitmproxy CA in `SSL_CERT_FILE`), the hosts on the default list.
 """

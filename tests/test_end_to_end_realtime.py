@@ -3,7 +3,7 @@
 upstream with the real event shapes and pacing (`harness/fake_realtime.py`), telemetry to a
 real OTLP receiver.
 
-Reverse mode: a mitmdump of its own toward the fake (`genai_hosts=127.0.0.1:PORT=openai`), the
+Reverse mode: a mitmdump of its own toward the fake (`genai_extra_hosts=127.0.0.1:PORT=openai`), the
 SDK's base URL pointing at it (the SDK turns http into ws). Regular mode: `HTTPS_PROXY` and
 `SSL_CERT_FILE`, which `websockets` honours, through a CONNECT forwarder that ends every tunnel at
 the fake: the SDK connects to wss://api.openai.com.

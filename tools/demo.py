@@ -36,7 +36,11 @@ def main() -> None:
     }
     with FakeUpstream(pki.server_cert, pki.server_key) as fake:
         args = reverse_args(fake.port, pki.ca_cert)
-        with Mitmdump(args, env, tmp / "mitmproxy") as proxy:
+        claude_args = reverse_args(fake.port, pki.ca_cert, provider="anthropic")
+        with (
+            Mitmdump(args, env, tmp / "mitmproxy") as proxy,
+            Mitmdump(claude_args, env, tmp / "claude") as claude_proxy,
+        ):
             print(f"mitmdump -s addon.py is listening at {proxy.url} (reverse proxy to a local fake OpenAI)\n")
             client = openai.OpenAI(base_url=f"{proxy.url}/v1", api_key=DEMO_KEY, max_retries=0)
             question: list[ChatCompletionMessageParam] = [{"role": "user", "content": "Say this is a test"}]
@@ -65,8 +69,9 @@ def main() -> None:
             except openai.RateLimitError as error:
                 print(f"   → {type(error).__name__}")
 
-            print("4. Anthropic's Messages API, streamed, with cache reads and writes")
-            claude = anthropic.Anthropic(base_url=proxy.url, api_key=DEMO_ANTHROPIC_KEY, max_retries=0)
+            print("4. Anthropic's Messages API, streamed, with cache reads and writes (a proxy of its own:")
+            print("   the fake upstream is one host, and a host says who is billed)")
+            claude = anthropic.Anthropic(base_url=claude_proxy.url, api_key=DEMO_ANTHROPIC_KEY, max_retries=0)
             cache = {"x-fake-cache-read": "1000", "x-fake-cache-write-5m": "200", "x-fake-chunk-delay-ms": "60"}
             with claude.messages.stream(
                 model="claude-sonnet-4-6",
@@ -82,10 +87,15 @@ def main() -> None:
 
             receiver.wait_for(lambda: len(receiver.spans()) >= 4)
             time.sleep(1.2)  # one more metric export
-            print("\nmitmdump's event log:")
-            for line in proxy.lines:
+            client.close()  # no connection left open when the proxies stop
+            claude.close()
+        # Both proxies have exited (SIGINT, as Ctrl-C): their event logs, and the summary each prints at exit.
+        for name, stopped in (("the OpenAI proxy", proxy), ("the Anthropic proxy", claude_proxy)):
+            print(f"\n{name}'s event log:")
+            for line in stopped.lines:
                 if "genai:" in line:
                     print("  ", line)
+            print(stopped.output.partition("LLM API usage through this proxy:")[2].strip("\n") or "   (no summary)")
     receiver.stop()
 
     print("\nMetrics received over OTLP/gRPC:")
