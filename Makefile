@@ -29,10 +29,11 @@ run: $(VENV)/.runtime
 	$(BIN)/mitmdump -s addon.py --listen-host 127.0.0.1 --listen-port $(PORT) --mode $(MODE) $(ARGS)
 
 # The flow list gets a comment column: the addon's one line per call.
+WEB_PORT ?= 8081
 web: $(VENV)/.runtime
-	@echo "Open the address mitmweb prints below (http://127.0.0.1:8081/?token=...): without its token the UI answers 403. Or ARGS='--set web_password=SECRET'."
+	@echo "Open the address mitmweb prints below (http://127.0.0.1:$(WEB_PORT)/?token=...): without its token the UI answers 403. Or ARGS='--set web_password=SECRET'."
 	$(BIN)/mitmweb -s addon.py --listen-host 127.0.0.1 --listen-port $(PORT) --mode $(MODE) \
-		--web-host 127.0.0.1 --set web_columns=icon --set web_columns=path --set web_columns=status \
+		--web-host 127.0.0.1 --web-port $(WEB_PORT) --set web_columns=icon --set web_columns=path --set web_columns=status \
 		--set web_columns=time --set web_columns=comment $(ARGS)
 
 # The Codex CLI for its end-to-end test (npm; the native binary is inside the package).

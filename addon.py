@@ -15,6 +15,7 @@ import functools
 import logging
 import os
 import random
+import textwrap
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -54,6 +55,8 @@ SOCKET_ATTRIBUTE = "_genai_socket"
 # In the flow's metadata (kept with saved flows): the addon asked the upstream for usage the client
 # did not ask for, and took it out of the client's stream again. The stream view says so.
 USAGE_REMOVED = "genai_usage_removed"
+# The stream view's "metered:" line is wrapped at this width.
+STREAM_VIEW_WIDTH = 100
 # Incremental formats that mitmproxy holds back to the end unless a flow is streamed.
 INCREMENTAL_TYPES = ("text/event-stream", "application/x-ndjson", "application/vnd.amazon.eventstream")
 
@@ -108,7 +111,10 @@ class LLMStreamView(contentviews.Contentview):
         description = describe_stream(endpoint, data, metadata.content_type or "", usage_removed)
         # What the addon metered, which includes usage it asked for and kept from the client.
         metered = metadata.flow.comment if metadata.flow else ""
-        return f"metered: {metered}\n{description}" if metered else description
+        if not metered:
+            return description
+        # Wrapped: mitmweb shows a view's lines unwrapped, and a long one needs horizontal scrolling.
+        return "\n         ".join(textwrap.wrap(f"metered: {metered}", STREAM_VIEW_WIDTH)) + f"\n{description}"
 
     def render_priority(self, data: bytes, metadata: contentviews.Metadata) -> float:
         endpoint = _observed_endpoint(metadata)

@@ -128,7 +128,9 @@ def test_plain_completion_is_recorded_and_summarized(context, sink):
     assert sink.metric_sum("gen_ai.client.token.usage", gen_ai__token__type="input") == usage["prompt_tokens"]
     assert sink.metric_sum("gen_ai.client.token.usage", gen_ai__token__type="output") == usage["completion_tokens"]
     assert sink.metric_sum("tokens_counter", api_key="sk-proj-...gS0a") == usage["total_tokens"]
-    assert flow.comment.startswith(f"{usage['prompt_tokens']} in / {usage['completion_tokens']} out")
+    assert (
+        flow.comment.startswith("$") and f"· {usage['prompt_tokens']}→{usage['completion_tokens']} tok" in flow.comment
+    )
     assert flow.comment.endswith(f"chat {recorded['model']}")
     assert not flow.marked
     assert addon_module.in_flight(flow) is None
@@ -621,7 +623,7 @@ def test_a_key_in_the_query_is_masked_and_the_query_is_shown_nowhere(context, si
     assert span.attributes["gcp.api_key.masked"] == f"AIza...{key[-4:]}"
     assert flow.request.path == path  # forwarded unchanged
     shown = flow.comment + caplog.text + repr(dict(span.attributes))
-    assert "3 in / 2 out" in flow.comment and key[4:12] not in shown and "key=" not in shown
+    assert "3→2 tok" in flow.comment and key[4:12] not in shown and "key=" not in shown
 
 
 def test_content_is_captured_only_when_asked(context, sink, monkeypatch):
@@ -900,7 +902,7 @@ def test_a_claude_code_session_meters_exactly_its_streamed_message(context, sink
     assert "gen_ai.response.time_to_first_chunk" in attributes
     assert sink.metric_sum("gen_ai.client.token.usage", gen_ai__provider__name="anthropic") == 18
     assert sink.metric_sum("tokens_counter", api_key=f"sk-ant-api03-...{ANTHROPIC_KEY[-4:]}") == 18
-    assert flow.comment.startswith("13 in / 5 out · $") and " · first content " in flow.comment
+    assert flow.comment.startswith("$") and " · 13→5 tok · " in flow.comment and " · first content " in flow.comment
     assert flow.comment.endswith(" · chat claude-sonnet-4-20250514")
 
 
@@ -979,7 +981,7 @@ def test_the_stream_view_says_when_the_proxy_removed_the_usage_it_asked_for(cont
     metadata = contentviews.Metadata(flow=flow, content_type="text/event-stream", http_message=flow.response)
     text = addon_module.LLMStreamView().prettify(client_got, metadata)
     assert "usage: requested by the proxy and removed from the client's stream" in text
-    assert text.startswith("metered: ") and " in / " in text.splitlines()[0]
+    assert text.startswith("metered: ") and " tok" in text.splitlines()[0]
     asked = chat_flow({**CHAT_REQUEST, "stream": True, "stream_options": {"include_usage": True}})
     metering.request(asked)
     assert addon_module.USAGE_REMOVED not in asked.metadata

@@ -64,7 +64,7 @@ def test_plain_chat_exports_usage_span_and_legacy_counters(world: World):
     ]
     duration = world.receiver.latest("gen_ai.client.operation.duration", gen_ai__request__model="e2e-plain")
     assert duration[0].count == 1 and duration[0].unit == "s"
-    assert world.reverse.wait_for_line(r"genai: \d+ in / 4 out · .* · chat e2e-plain-2024-07-18$")
+    assert world.reverse.wait_for_line(r"genai: (\$\S+ · )?\d+→4 tok · .* · chat e2e-plain-2024-07-18$")
 
 
 def test_plain_response_reaches_the_client_byte_for_byte(world: World):
@@ -224,7 +224,7 @@ def test_every_recorded_exchange_yields_exactly_its_recorded_usage(world: World,
         return
     with Mitmdump(world.proxy_args("--set", "flow_detail=0"), world.env, world.tmp / "conf-quiet") as proxy:
         replay_recordings(world, proxy.url, first_trace=len(RECORDED) + 1)
-    assert not re.search(r"genai: (\d+ in / |error )", proxy.output)  # no line per call
+    assert not re.search(r"genai: (\$|\d+→|error )", proxy.output)  # no line per call
     table = proxy.output.split("LLM API usage through this proxy:", 1)[1]
     assert "gpt-4o-mini" in table  # the summary comes from the telemetry process
 

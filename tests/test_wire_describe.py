@@ -35,10 +35,16 @@ def test_summary_line_names_model_tokens_timing_and_errors():
         time_to_first_chunk_s=0.25,
     )
     assert summarize(call) == (
-        "100 in / 20 out (64 cached, 8 reasoning) · 1.234s · first content 0.250s · chat gpt-4o-mini-2024-07-18"
+        "100→20 tok (64 cached, 8 reasoning) · 1.234s · first content 0.250s · chat gpt-4o-mini-2024-07-18"
     )
+    call.cost_usd = 0.0011
+    # mitmweb's comment column shows about 20 characters: the cost and the tokens fit.
+    assert summarize(call)[:20] == "$0.001100 · 100→20 t"
     call.result = ApiResult(usage=Usage(input_tokens=1100, output_tokens=5, cache_write_tokens=1000))
-    assert "1100 in / 5 out (1000 cache write)" in summarize(call)
+    assert "1100→5 tok (1000 cache write)" in summarize(call)
+    call.result = ApiResult(usage=Usage(input_tokens=None, output_tokens=5))
+    assert "?→5 tok" in summarize(call)  # an unknown input (Ollama's fully cached prompt) is not 0
+    call.cost_usd = None
     call.result, call.status_code = ApiResult(error_type="rate_limit_exceeded"), 429
     assert summarize(call).startswith("error rate_limit_exceeded (429) · 1.234s")  # what matters first
 

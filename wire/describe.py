@@ -21,17 +21,19 @@ def format_usd(cost: float | None) -> str:
 
 
 def summarize(call: Call) -> str:
-    """One human line, the most useful first (mitmweb's comment column cuts it at its width):
-    the error, tokens, cost, duration, time to the first content chunk, then operation and model
-    (the model is in the flow's path or body anyway)."""
+    """One human line, the most useful first: mitmweb's comment column shows about 20 characters
+    (`$0.0011 · 67→64 tok`). The error, the cost, the tokens in→out (and their parts), duration,
+    time to the first content chunk, then operation and model (in the flow's path or body anyway)."""
     parts = []
     error_type = call.error_type
     if error_type is not None:
         status = f" ({call.status_code})" if call.status_code else ""
         parts.append(f"error {error_type}{status}")
+    if call.cost_usd is not None:
+        parts.append(f"${format_usd(call.cost_usd)}")
     usage = call.usage
     if usage is not None:
-        tokens = f"{usage.input_tokens or 0} in / {usage.output_tokens or 0} out"
+        tokens = f"{usage.input_tokens if usage.input_tokens is not None else '?'}→{usage.output_tokens or 0} tok"
         extras = []
         if usage.cache_read_tokens:
             extras.append(f"{usage.cache_read_tokens} cached")
@@ -42,8 +44,6 @@ def summarize(call: Call) -> str:
         parts.append(tokens + (f" ({', '.join(extras)})" if extras else ""))
     elif call.streamed and error_type is None:
         parts.append("usage unavailable")
-    if call.cost_usd is not None:
-        parts.append(f"${format_usd(call.cost_usd)}")
     parts.append(f"{call.duration_s:.3f}s")
     if call.time_to_first_chunk_s is not None:
         parts.append(f"first content {call.time_to_first_chunk_s:.3f}s")
