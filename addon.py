@@ -24,6 +24,7 @@ from typing import Any, Optional
 
 from mitmproxy import command, contentviews, ctx, exceptions, http
 from mitmproxy.addonmanager import Loader
+from mitmproxy.flow import Error as FlowError
 
 import wire
 from pricing import Prices
@@ -254,7 +255,7 @@ def classify_flow_error(message: str, had_response: bool) -> str:
     text = message.lower()
     if "client" in text or "cancel" in text:
         return "client_aborted"
-    if "killed" in text:
+    if message == FlowError.KILLED_MESSAGE:
         return "killed"
     return "upstream_aborted" if had_response else "connection_error"
 

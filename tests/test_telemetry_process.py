@@ -202,14 +202,14 @@ def test_the_child_keeps_the_usage_summary_and_sends_it_when_traffic_pauses(
     record_calls(child, 4, model="summarized")
     table = collector_env.wait_for(child.summary_table, timeout=5)
     row = next(line for line in table.splitlines() if line.startswith("openai") and "gpt-4o-mini-2024" in line)
-    assert row.split()[2] == "4"  # calls (the summary names the response model)
+    assert row.split()[3] == "4"  # calls (after the model asked for and, once, the one that answered)
     child.reset_summary()
     assert child.summary_table() is None
     record_calls(child, 1)
     assert child.shutdown() is True  # the final summary arrives before shutdown returns
     final = child.summary_table()
     assert (
-        final is not None and next(line for line in final.splitlines() if "gpt-4o-mini-2024" in line).split()[2] == "1"
+        final is not None and next(line for line in final.splitlines() if "gpt-4o-mini-2024" in line).split()[3] == "1"
     )
 
 

@@ -347,3 +347,25 @@ def test_the_array_framer_returns_exactly_the_elements_however_the_bytes_are_cut
     framer = JSONArrayFramer()
     out = [event for piece in split_randomly(body, seed, largest=17) for event in framer.feed(piece)]
     assert [json.loads(event.raw) for event in out] == elements
+
+
+def test_each_streamed_candidate_keeps_its_own_finish_reason_and_candidate_0_is_kept():
+    chunks = [
+        {"candidates": [{"index": 0, "content": {"role": "model", "parts": [{"text": "A"}]}}]},
+        {"candidates": [{"index": 1, "content": {"role": "model", "parts": [{"text": "B"}]}}]},
+        {
+            "candidates": [
+                {"index": 1, "content": {"role": "model", "parts": [{"text": "b"}]}, "finishReason": "MAX_TOKENS"},
+                {"index": 0, "content": {"role": "model", "parts": [{"text": "a"}]}, "finishReason": "STOP"},
+            ]
+        },
+    ]
+    body = "".join(f"data: {json.dumps(chunk)}\r\n\r\n" for chunk in chunks).encode()
+    messages = json.loads(run(SSEFramer(), [body], capture=True).accumulator.output_messages() or "[]")
+    assert [(m["parts"][0]["content"], m["finish_reason"]) for m in messages] == [("Aa", "stop"), ("Bb", "max_tokens")]
+
+
+def test_a_role_is_bounded_like_every_label():
+    body = json.dumps({"contents": [{"role": "x" * 500, "parts": [{"text": "hi"}]}]}).encode()
+    (message,) = json.loads(gemini_generate.API.captured_input(body).input_messages or "[]")
+    assert len(message["role"]) == 128

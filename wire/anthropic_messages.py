@@ -19,6 +19,7 @@ from wire.content import (
     TextCollector,
     dump_messages,
     media_part,
+    role_of,
     text_part,
     tool_call_part,
     tool_response_part,
@@ -274,7 +275,7 @@ class Messages(WireApi):
         inputs = []
         for message in data.get("messages") or []:
             if isinstance(message, dict):
-                role = str(message.get("role", "user"))[:32]
+                role = role_of(message)
                 inputs.append({"role": role, "parts": _block_parts(message.get("content"))})
         return CapturedContent(
             system_instructions=dump_messages(_block_parts(data.get("system"))), input_messages=dump_messages(inputs)

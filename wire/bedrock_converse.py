@@ -16,6 +16,7 @@ from wire.content import (
     TextCollector,
     dump_messages,
     media_part,
+    role_of,
     text_part,
     tool_call_part,
     tool_response_part,
@@ -148,7 +149,7 @@ def converse_output(message: Any, reason: Any) -> str | None:
 
 def converse_input(data: dict[str, Any]) -> CapturedContent:
     inputs = [
-        {"role": str(message.get("role", "user"))[:32], "parts": _parts(message.get("content"))}
+        {"role": role_of(message), "parts": _parts(message.get("content"))}
         for message in data.get("messages") or []
         if isinstance(message, dict)
     ]

@@ -24,6 +24,7 @@ from wire.content import (
     Part,
     TextCollector,
     dump_messages,
+    role_of,
     text_part,
     tool_call_part,
     tool_response_part,
@@ -218,7 +219,7 @@ class CohereChat(WireApi):
         system, inputs = [], []
         for message in data.get("messages") or []:
             message = obj(message)
-            role = str(message.get("role", "user"))[:32]
+            role = role_of(message)
             if role == "system":
                 system += _content_parts(message.get("content"))
             elif role == "tool":

@@ -18,7 +18,6 @@ MAX_PARTS = 256
 TRUNCATED = "…[truncated]"
 
 Part = dict[str, Any]
-Message = dict[str, Any]
 
 
 @dataclass
@@ -33,6 +32,11 @@ class CapturedContent:
 def capped(text: Any) -> str:
     content = text if isinstance(text, str) else str(text)
     return content[:MAX_PART_CHARS] + TRUNCATED if len(content) > MAX_PART_CHARS else content
+
+
+def role_of(message: Any, default: str = "user") -> str:
+    """A message's role, bounded like every label (a client chooses it)."""
+    return label(message.get("role") if isinstance(message, dict) else None) or default
 
 
 def text_part(text: Any, kind: str = "text") -> Part:

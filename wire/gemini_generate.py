@@ -22,6 +22,7 @@ from wire.content import (
     TextCollector,
     dump_messages,
     media_part,
+    role_of,
     text_part,
     tool_call_part,
     tool_response_part,
@@ -141,7 +142,7 @@ def _parts(content: Any) -> list[Part]:
 
 
 def _role(content: Any) -> str:
-    role = str(obj(content).get("role", "user"))[:32]
+    role = role_of(content)
     return "assistant" if role == "model" else role
 
 
@@ -166,6 +167,7 @@ class GenerateContentStreamAccumulator(StreamAccumulator):
     def __init__(self, started: float, capture_content: bool = False) -> None:
         super().__init__(started, capture_content)
         self._texts: dict[int, list[tuple[str, TextCollector | Part]]] = {}
+        self._reasons: dict[int, str] = {}  # each candidate's own finish reason
 
     def consume(self, event: Event, now: float) -> None:
         data = event.value if isinstance(event.value, dict) else load_json_object(event.data)
@@ -179,7 +181,11 @@ class GenerateContentStreamAccumulator(StreamAccumulator):
 
     def _collect(self, data: dict[str, Any]) -> None:
         for position, candidate in enumerate(data.get("candidates") or []):
-            kept = self._texts.setdefault(integer(obj(candidate).get("index")) or position, [])
+            index = integer(obj(candidate).get("index"))
+            index = position if index is None else index  # candidate 0 is a candidate, not a missing index
+            if isinstance(reason := obj(candidate).get("finishReason"), str) and reason:
+                self._reasons[index] = label(reason.lower()) or "stop"
+            kept = self._texts.setdefault(index, [])
             for part in _parts(obj(candidate).get("content")):
                 kind = part["type"]
                 if kind in ("text", "reasoning") and kept and kept[-1][0] == kind:
@@ -194,14 +200,13 @@ class GenerateContentStreamAccumulator(StreamAccumulator):
                     kept.append((kind, part))
 
     def output_messages(self) -> str | None:
-        reason = self.result.finish_reasons[0] if self.result.finish_reasons else "stop"
         candidates = [
             (
                 [
                     text_part(piece.text(), kind) if isinstance(piece, TextCollector) else piece
                     for kind, piece in self._texts[index]
                 ],
-                reason,
+                self._reasons.get(index, "stop"),
             )
             for index in sorted(self._texts)
         ]

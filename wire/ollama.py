@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from wire.call import Endpoint, Route, WireApi
-from wire.content import CapturedContent, Part, TextCollector, dump_messages, text_part, tool_call_part
+from wire.content import CapturedContent, Part, TextCollector, dump_messages, role_of, text_part, tool_call_part
 from wire.framing import Event, Framer
 from wire.framing.ndjson import NDJSONFramer
 from wire.records import NO_HEADERS, ApiRequest, ApiResult, AttributeValue, Usage
@@ -183,7 +183,7 @@ class OllamaChat(WireApi):
         for message in data.get("messages") or []:
             if isinstance(message, dict):
                 parts = [text_part(message.get("content", ""))] if message.get("content") else []
-                inputs.append({"role": str(message.get("role", "user"))[:32], "parts": parts})
+                inputs.append({"role": role_of(message), "parts": parts})
         if isinstance(prompt := data.get("prompt"), str):
             inputs.append({"role": "user", "parts": [text_part(prompt)]})
         system = data.get("system")

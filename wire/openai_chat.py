@@ -20,6 +20,7 @@ from wire.content import (
     dump_messages,
     openai_content_parts,
     openai_tool_call_part,
+    role_of,
     tool_response_part,
 )
 from wire.framing import Event
@@ -168,8 +169,8 @@ class StreamedOutput:
                     slot["id"] = slot.get("id") or call.get("id")
                     slot["name"] = slot.get("name") or function.get("name")
                     slot["arguments"] += str(function.get("arguments") or "")
-            if isinstance(choice.get("finish_reason"), str):
-                self._reasons[index] = choice["finish_reason"]
+            if reason := label(choice.get("finish_reason")):
+                self._reasons[index] = reason
 
     def messages(self) -> str | None:
         indexes = sorted(set(self._texts) | {i for i, _ in self._calls} | set(self._reasons))
@@ -285,7 +286,7 @@ def chat_input(messages: Any) -> tuple[list[Part], list[dict[str, Any]]]:
     for message in messages if isinstance(messages, list) else []:
         if not isinstance(message, dict):
             continue
-        role = str(message.get("role", "user"))
+        role = role_of(message)
         if role in ("system", "developer"):
             system += openai_content_parts(message.get("content"))
             continue
@@ -294,7 +295,7 @@ def chat_input(messages: Any) -> tuple[list[Part], list[dict[str, Any]]]:
         else:
             parts = openai_content_parts(message.get("content"))
             parts += [openai_tool_call_part(c) for c in message.get("tool_calls") or [] if isinstance(c, dict)]
-        inputs.append({"role": role[:32], "parts": parts})
+        inputs.append({"role": role, "parts": parts})
     return system, inputs
 
 

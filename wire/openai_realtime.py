@@ -167,7 +167,6 @@ class RealtimeSession(SocketSession):
             api=API,
             request=response.request,
             result=result,
-            started=timing.started,
             started_ns=response.started_ns,
             duration_s=now - timing.started,
             time_to_first_chunk_s=timing.time_to_first_chunk,
@@ -182,7 +181,6 @@ class RealtimeSession(SocketSession):
             api=TRANSCRIPTION,
             request=ApiRequest(model=self.info.transcription_model),
             result=result,
-            started=started,
             started_ns=started_ns,
             duration_s=now - started,
         )

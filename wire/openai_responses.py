@@ -13,6 +13,7 @@ from wire.content import (
     dump_messages,
     openai_content_parts,
     openai_tool_call_part,
+    role_of,
     text_part,
     tool_response_part,
 )
@@ -88,11 +89,11 @@ def input_messages(data: dict[str, Any]) -> tuple[list[Part], list[dict[str, Any
         elif kind == "function_call":
             inputs.append({"role": "assistant", "parts": [openai_tool_call_part(item)]})
         elif kind == "message":
-            role = str(item.get("role", "user"))
+            role = role_of(item)
             if role in ("system", "developer"):
                 system += openai_content_parts(item.get("content"))
             else:
-                inputs.append({"role": role[:32], "parts": openai_content_parts(item.get("content"))})
+                inputs.append({"role": role, "parts": openai_content_parts(item.get("content"))})
     return system, inputs
 
 
@@ -225,7 +226,6 @@ class ResponsesSocketSession(SocketSession):
             api=API,
             request=waiting.request,
             result=accumulator.result,
-            started=accumulator.started,
             started_ns=waiting.started_ns,
             duration_s=now - accumulator.started,
             time_to_first_chunk_s=accumulator.time_to_first_chunk,

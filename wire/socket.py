@@ -44,7 +44,6 @@ class Operation:
     api: WireApi
     request: ApiRequest
     result: ApiResult
-    started: float  # time.monotonic() of its start
     started_ns: int
     duration_s: float
     time_to_first_chunk_s: float | None = None
