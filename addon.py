@@ -562,7 +562,9 @@ class GenAIMeter:
         headers = state.response_headers = picked_headers(flow.response.headers, RESPONSE_FIELDS)
         state.response_of_headers = flow.response
         framer = state.endpoint.api.stream_framer(headers.get("content-type", "").lower(), state.endpoint)
-        if framer is None:
+        # An error answer is no stream, whatever the route and its content type say (Google answers
+        # a bad key on `:streamGenerateContent?alt=sse` with one JSON error): it is read whole.
+        if framer is None or flow.response.status_code >= 400:
             return
         accumulator = state.endpoint.api.stream_accumulator(state.started, state.content is not None)
         stream = EventStream(headers.get("content-encoding"), accumulator, framer)

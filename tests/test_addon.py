@@ -998,3 +998,40 @@ def test_metric_attribution_is_an_option_with_choices(context, sink):
     assert sink.metric_sum("gen_ai.client.token.usage", genai__client="openai-python/1") == 6
     with pytest.raises(exceptions.OptionsError, match="use one of none, client, client\\+key"):
         tctx.configure(metering, genai_metric_attribution="everything")
+
+
+@pytest.mark.parametrize(
+    ("host", "path", "body", "expected"),
+    [
+        (
+            "generativelanguage.googleapis.com",
+            "/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse",
+            {"error": {"code": 400, "message": "API key not valid.", "status": "INVALID_ARGUMENT"}},
+            "INVALID_ARGUMENT",
+        ),
+        (
+            "api.anthropic.com",
+            "/v1/messages",
+            {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}},
+            "overloaded_error",
+        ),
+        (
+            "api.openai.com",
+            "/v1/chat/completions",
+            {"error": {"message": "bad", "type": "invalid_request_error", "code": "model_not_found"}},
+            "model_not_found",
+        ),
+    ],
+)
+def test_an_error_answer_to_a_streamed_request_is_read_as_an_error_body(context, sink, host, path, body, expected):
+    """Whatever the route and the content type: an error answer is no stream (found replaying
+    Google's answer to a bad key on `:streamGenerateContent`, labelled as a stream)."""
+    metering, _ = context
+    flow = chat_flow({**CHAT_REQUEST, "stream": True}, host=host, path=path)
+    metering.request(flow)
+    flow.response = http.Response.make(400, compact(body).encode(), {"content-type": "text/event-stream"})
+    metering.responseheaders(flow)
+    assert not callable(flow.response.stream)
+    metering.response(flow)
+    (span,) = sink.finished_spans()
+    assert span.attributes["error.type"] == expected
