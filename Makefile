@@ -49,12 +49,18 @@ $(CLAUDE_CODE): harness/claude-code/package.json harness/claude-code/package-loc
 	cd harness/claude-code && npm ci --no-audit --no-fund --silent
 	@touch $@
 
+# The openai npm package and undici, for the Node end-to-end test.
+NODE_CLIENT := harness/node-client/node_modules/.package-lock.json
+$(NODE_CLIENT): harness/node-client/package.json harness/node-client/package-lock.json
+	cd harness/node-client && npm ci --no-audit --no-fund --silent
+	@touch $@
+
 lint: $(VENV)/.dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy .
 
-test: lint $(CODEX) $(CLAUDE_CODE)
+test: lint $(CODEX) $(CLAUDE_CODE) $(NODE_CLIENT)
 	$(BIN)/python -m pytest
 
 demo: $(VENV)/.dev
