@@ -250,6 +250,14 @@ def _option(name: str, default: Any) -> Any:
     return getattr(ctx.options, name, default)
 
 
+def refused(reason: str) -> exceptions.OptionsError:
+    """An option refused with one line that says why (raise it `from None`); the error behind it is
+    logged at debug level only: raised with its cause, both tracebacks print, twenty lines before
+    the one that counts."""
+    log.debug("genai: %s", reason, exc_info=True)
+    return exceptions.OptionsError(reason)
+
+
 def classify_flow_error(message: str, had_response: bool) -> str:
     """A low-cardinality `error.type` for mitmproxy's `error` hook."""
     text = message.lower()
@@ -448,7 +456,7 @@ class GenAIMeter:
                     try:
                         rules.append(parse_host_rule(entry))
                     except ValueError as error:
-                        raise exceptions.OptionsError(f"Invalid {name} entry {entry!r}: {error}") from error
+                        raise refused(f"Invalid {name} entry {entry!r}: {error}") from None
             self.rules = rules
             self._rule_for = {}
             dropped = [entry for entry in DEFAULT_HOSTS if entry not in ctx.options.genai_hosts]
@@ -488,7 +496,7 @@ class GenAIMeter:
             try:
                 self.prices = Prices.load(Path(user_file).expanduser() if user_file else None, update_url or None)
             except ValueError as error:
-                raise exceptions.OptionsError(f"Invalid genai_prices: {error}") from error
+                raise refused(f"Invalid genai_prices: {error}") from None
             if self.telemetry is not None:
                 self.telemetry.use_prices(self.prices)
 
