@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import threading
 import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
+from urllib.parse import urlsplit
 
 from genai_prices import UpdatePrices
 from opentelemetry.context import Context
@@ -103,12 +105,35 @@ def _exporter_names(variable: str, choices: Sequence[str] = EXPORTER_CHOICES) ->
     return [n for n in names if n != "none"]
 
 
+_HOST_AND_PORT = re.compile(r"(?:[A-Za-z0-9.\-]+|\[[0-9A-Fa-f:]+\]):[0-9]{1,5}")
+
+
+def _collector_url(value: str) -> bool:
+    """`http(s)://HOST[:PORT]`, or `HOST:PORT` (the exporter then uses TLS unless
+    OTEL_EXPORTER_OTLP_INSECURE=true)."""
+    if "://" not in value:
+        return _HOST_AND_PORT.fullmatch(value) is not None
+    url = urlsplit(value)
+    try:
+        url.port  # noqa: B018 (it raises on a port that is no number)
+    except ValueError:
+        return False
+    return url.scheme in ("http", "https") and bool(url.hostname)
+
+
 def _endpoint(signal: str) -> str:
-    return (
-        os.environ.get(f"OTEL_EXPORTER_OTLP_{signal.upper()}_ENDPOINT")
-        or os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT")
-        or "http://localhost:4317"
-    )
+    """The OTLP/gRPC endpoint of a signal, refused at start when it is no URL the exporter can use
+    (`htp://…`, `http://host:port/x` with a port that is no number): found only at the first
+    export, it would read as a collector that does not answer."""
+    for variable in (f"OTEL_EXPORTER_OTLP_{signal.upper()}_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT"):
+        if value := os.environ.get(variable, "").strip():
+            if not _collector_url(value):
+                raise ConfigurationError(
+                    f"{variable}={value!r} is not a collector URL; use http://HOST:PORT (OTLP/gRPC, e.g. "
+                    "http://localhost:4317)"
+                )
+            return value
+    return "http://localhost:4317"
 
 
 class _OutageLog:

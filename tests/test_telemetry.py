@@ -229,6 +229,27 @@ def test_unsupported_exporter_names_are_a_clear_configuration_error(monkeypatch,
         Telemetry()
 
 
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", "htp://localhost:4317"),
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://localhost:43l7"),
+        ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "collector"),
+    ],
+)
+def test_a_malformed_collector_url_is_refused_at_start(monkeypatch, variable, value):
+    """Found only at the first export, seconds later, it read as a collector that does not answer."""
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(telemetry.ConfigurationError, match=f"{variable}={value!r} is not a collector URL"):
+        Telemetry()
+
+
+@pytest.mark.parametrize("value", ["http://localhost:4317", "https://otel.example.com", "localhost:4317"])
+def test_collector_urls_the_exporter_takes_are_accepted(monkeypatch, value):
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", value)
+    Telemetry().shutdown(1)
+
+
 def test_none_and_console_exporters_are_accepted(monkeypatch):
     monkeypatch.setenv("OTEL_TRACES_EXPORTER", "none")
     monkeypatch.setenv("OTEL_METRICS_EXPORTER", "console")
