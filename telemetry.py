@@ -395,6 +395,8 @@ def _span_attributes(
         "gen_ai.response.time_to_first_chunk": call.time_to_first_chunk_s,
         "http.response.status_code": call.status_code,
         "gen_ai.usage.cost_usd": call.cost_usd,
+        # A number that is missing is shown, never silent: a stream without usage, an unreadable answer.
+        "genai.usage.unavailable": True if call.usage_unavailable else None,
         f"{vendor}.request.id": upstream.request_id,
         f"{vendor}.response.processing_ms": upstream.processing_ms,
     }

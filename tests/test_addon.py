@@ -1035,3 +1035,24 @@ def test_an_error_answer_to_a_streamed_request_is_read_as_an_error_body(context,
     metering.response(flow)
     (span,) = sink.finished_spans()
     assert span.attributes["error.type"] == expected
+
+
+def test_a_successful_answer_that_cannot_be_read_says_usage_unavailable(context, sink):
+    """A 200 whose body is not the API's JSON (an HTML page of a gateway): the missing numbers are
+    shown (comment and span), never silent; an answer that is not JSON by design (speech) is not."""
+    metering, _ = context
+    flow = chat_flow()
+    metering.request(flow)
+    flow.response = http.Response.make(
+        200, b"<html>Service temporarily unavailable</html>", {"content-type": "text/html"}
+    )
+    metering.response(flow)
+    assert "usage unavailable" in flow.comment
+    speech = chat_flow({"model": "tts-1", "voice": "alloy", "input": "Hi"}, path="/v1/audio/speech")
+    metering.request(speech)
+    speech.response = http.Response.make(200, b"ID3\x04audio", {"content-type": "audio/mpeg"})
+    metering.response(speech)
+    assert "usage unavailable" not in speech.comment
+    unreadable, audio = sink.finished_spans()
+    assert unreadable.attributes["genai.usage.unavailable"] is True
+    assert "genai.usage.unavailable" not in audio.attributes

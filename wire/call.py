@@ -56,6 +56,8 @@ class WireApi:
     operation: str  # gen_ai.operation.name: chat | text_completion | embeddings | generate_content ...
     vendor: Vendor  # headers, keys, the namespace of the API's own span attributes and gauges
     routes: tuple[Route, ...] = ()
+    # Its plain answers are JSON (not audio, nor a transcript as text): one that is not is unreadable.
+    answers_json = True
 
     def __reduce__(self) -> tuple[Any, tuple[str]]:
         """Pickled by its registry name: the same object after unpickling."""
@@ -156,12 +158,23 @@ class Call:
         if self.request_body is not None:
             self.request, self.request_body = api.parse_request(self.request_body), None
         if self.response_body is not None:
-            self.result, self.response_body = api.parse_response(self.response_body, self.response_headers), None
+            body, self.response_body = self.response_body, None
+            self.result = api.parse_response(body, self.response_headers)
+            succeeded = self.status_code is not None and 200 <= self.status_code < 300
+            if succeeded and api.answers_json and body.strip() and body.lstrip()[:1] not in (b"{", b"["):
+                self.result.unreadable = True
         return self
 
     @property
     def operation(self) -> str:
         return self.endpoint.operation
+
+    @property
+    def usage_unavailable(self) -> bool:
+        """A call that should have told its usage and did not, with no error to explain it: a
+        stream without usage, or a successful answer that could not be read."""
+        missing = self.usage is None and self.error_type is None
+        return missing and (self.streamed or self.result.unreadable)
 
     @property
     def usage(self) -> Usage | None:

@@ -42,7 +42,7 @@ def summarize(call: Call) -> str:
         if usage.reasoning_tokens:
             extras.append(f"{usage.reasoning_tokens} reasoning")
         parts.append(tokens + (f" ({', '.join(extras)})" if extras else ""))
-    elif call.streamed and error_type is None:
+    elif call.usage_unavailable:
         parts.append("usage unavailable")
     parts.append(f"{call.duration_s:.3f}s")
     if call.time_to_first_chunk_s is not None:

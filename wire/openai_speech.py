@@ -72,6 +72,7 @@ class Speech(WireApi):
     operation = "speech"
     vendor = OPENAI
     routes = openai_routes("/audio/speech")
+    answers_json = False  # the audio itself
 
     def parse_request(self, body: bytes | None) -> ApiRequest:
         data = json_members(body, _REQUEST_MEMBERS)

@@ -77,6 +77,7 @@ class Transcriptions(WireApi):
     operation = "transcription"
     vendor = OPENAI
     routes = openai_routes("/audio/transcriptions")
+    answers_json = False  # `response_format` text, srt or vtt answers the transcript itself
 
     def parse_request(self, body: bytes | None) -> ApiRequest:
         fields = form_fields(body)

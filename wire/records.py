@@ -112,5 +112,7 @@ class ApiResult:
     # Server-side tool uses billed per request (Anthropic's web search and fetch), by tool.
     server_tool_requests: dict[str, int] = field(default_factory=dict)
     audio_seconds: float | None = None  # speech to text billed by duration (whisper-1)
+    # A successful answer's body was not what the API sends (not JSON): nothing could be read from it.
+    unreadable: bool = False
     # The API's own span attributes, named without its vendor's namespace (`response.system_fingerprint`).
     attributes: dict[str, AttributeValue] = field(default_factory=dict)
