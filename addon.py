@@ -285,6 +285,10 @@ class GenAIMeter:
         self.log_calls = True  # mitmdump's flow_detail > 0: a log line per call, like its own
         # Flows outlive the call (mitmweb's or the console's flow view, or -w): each gets a comment.
         self.flows_are_kept = False
+        # mitmproxy is running (the `running` hook came): a bad option value is refused with an
+        # OptionsError that keeps the old value; before, at start, it is one error line and mitmproxy
+        # exits (its errorcheck addon), instead of the script loader's traceback.
+        self.started = False
 
     def load(self, loader: Loader) -> None:
         # Help texts are single lines: on a script reload mitmproxy keeps an option's value only
@@ -415,6 +419,7 @@ class GenAIMeter:
         self.flows_are_kept = ctx.master.addons.get("view") is not None or bool(_option("save_stream_file", None))
 
     def running(self) -> None:
+        self.started = True
         self._check_flows_are_kept()  # every addon is loaded now
         listen_host = _option("listen_host", "127.0.0.1")
         if listen_host in ("", "0.0.0.0", "::") and not _option("proxyauth", None):
@@ -449,6 +454,14 @@ class GenAIMeter:
         log.info("genai: usage summary reset.")
 
     def configure(self, updated: set[str]) -> None:
+        try:
+            self._configure(updated)
+        except exceptions.OptionsError as error:
+            if self.started:
+                raise
+            log.error("genai: %s", error)
+
+    def _configure(self, updated: set[str]) -> None:
         if {"genai_hosts", "genai_extra_hosts"} & updated:
             rules = []
             for name in ("genai_extra_hosts", "genai_hosts"):  # the extra entries are tried first

@@ -70,6 +70,7 @@ def sink(monkeypatch: pytest.MonkeyPatch) -> Iterator[Sink]:
 def context(sink: Sink) -> Iterator[tuple[addon_module.GenAIMeter, Any]]:
     metering = addon_module.GenAIMeter()
     with taddons.context(metering) as tctx:
+        metering.running()  # options set from now on are set at run time (mitmweb's editor, `set`)
         yield metering, tctx
 
 
@@ -1056,3 +1057,18 @@ def test_a_successful_answer_that_cannot_be_read_says_usage_unavailable(context,
     unreadable, audio = sink.finished_spans()
     assert unreadable.attributes["genai.usage.unavailable"] is True
     assert "genai.usage.unavailable" not in audio.attributes
+
+
+def test_a_bad_option_at_start_is_one_error_line_and_at_run_time_an_options_error(sink, caplog):
+    """At start mitmproxy's script loader would print a traceback around the reason; one error line
+    is enough, and mitmproxy exits on it (errorcheck). At run time the value is refused, the old kept."""
+    metering = addon_module.GenAIMeter()
+    with taddons.context(metering) as tctx, caplog.at_level(logging.ERROR, logger="genai"):
+        tctx.configure(metering, genai_hosts=["https://api.openai.com/v1"])
+        assert [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR] == [
+            "genai: Invalid genai_hosts entry 'https://api.openai.com/v1': a URL is not a host entry: use the form "
+            "HOST[:PORT][=PROVIDER], here 'api.openai.com'"
+        ]
+        metering.running()
+        with pytest.raises(exceptions.OptionsError):
+            tctx.configure(metering, genai_hosts=[":::"])
