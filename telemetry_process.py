@@ -68,10 +68,12 @@ SUMMARY_INTERVAL_S = 1.0
 # --- the pipe protocol: batches of messages down, reply lines up ---------------------------
 
 
-# A finished `Call` is a message of its own: one is pickled per call on mitmproxy's event loop,
-# and a wrapper around it cost as much again. The options it is recorded with come before it.
 # genai_metric_attribution: the client label on the token-usage and cost metrics, and the masked key too.
 ATTRIBUTIONS = ("none", "client", "client+key")
+
+# The messages down the pipe. A finished `Call` is a message of its own: one is pickled per call on
+# mitmproxy's event loop, and a wrapper around it cost as much again. The options it is recorded
+# with (`MetricOptions`) come before it.
 
 
 class MetricOptions(NamedTuple):
