@@ -14,6 +14,8 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from wire.framing import Framer
+from wire.framing.eventstream import EventStreamFramer
 from wire.headers import UpstreamInfo, header_count
 from wire.records import AttributeValue, Usage
 from wire.secrets import KeyMasker, masked
@@ -68,6 +70,12 @@ class BedrockVendor(Vendor):
 
 
 BEDROCK = BedrockVendor("aws.bedrock")
+EVENT_STREAM = "application/vnd.amazon.eventstream"
+
+
+def event_stream_framer(content_type: str) -> Framer | None:
+    """A `-stream` route may answer an error as plain JSON: only an event stream is a stream."""
+    return EventStreamFramer() if content_type.startswith(EVENT_STREAM) else None
 
 
 def error_type(headers: Mapping[str, str], data: dict[str, Any] | None) -> str | None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from wire.bedrock_common import BEDROCK, converse_usage, error_type, metrics_attributes
+from wire.bedrock_common import BEDROCK, converse_usage, error_type, event_stream_framer, metrics_attributes
 from wire.call import Endpoint, Route, WireApi
 from wire.content import (
     CapturedContent,
@@ -22,12 +22,10 @@ from wire.content import (
     tool_response_part,
 )
 from wire.framing import Event, Framer
-from wire.framing.eventstream import EventStreamFramer
 from wire.records import NO_HEADERS, ApiRequest, ApiResult
 from wire.stream import StreamAccumulator
 from wire.values import error_label, integer, json_members, label, labels, member_pattern, number, obj, small_json
 
-EVENT_STREAM = "application/vnd.amazon.eventstream"
 _REQUEST_MEMBERS = member_pattern("inferenceConfig", "serviceTier", "additionalModelRequestFields")
 _RESPONSE_MEMBERS = member_pattern("stopReason", "usage", "metrics", "serviceTier", "__type")
 # Bedrock's modelId: a model id, an inference profile's id, or an ARN (its `/` sent as %2F).
@@ -180,8 +178,7 @@ class Converse(WireApi):
         return result
 
     def stream_framer(self, content_type: str, endpoint: Endpoint) -> Framer | None:
-        """A stream route may answer an error as plain JSON: only an event stream is a stream."""
-        return EventStreamFramer() if content_type.startswith(EVENT_STREAM) else None
+        return event_stream_framer(content_type)
 
     def stream_accumulator(self, started: float, capture_content: bool = False) -> StreamAccumulator:
         return ConverseStreamAccumulator(started, capture_content)

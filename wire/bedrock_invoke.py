@@ -19,9 +19,15 @@ from collections.abc import Mapping
 from typing import Any
 
 from wire import anthropic_messages
-from wire.bedrock_common import BEDROCK, converse_usage, error_type, header_usage, metrics_attributes
+from wire.bedrock_common import (
+    BEDROCK,
+    converse_usage,
+    error_type,
+    event_stream_framer,
+    header_usage,
+    metrics_attributes,
+)
 from wire.bedrock_converse import (
-    EVENT_STREAM,
     MODEL,
     ConverseStreamAccumulator,
     converse_input,
@@ -31,7 +37,6 @@ from wire.bedrock_converse import (
 from wire.call import Endpoint, Route, WireApi
 from wire.content import CapturedContent
 from wire.framing import Event, Framer
-from wire.framing.eventstream import EventStreamFramer
 from wire.records import NO_HEADERS, ApiRequest, ApiResult, Usage
 from wire.stream import StreamAccumulator
 from wire.values import count, error_label, integer, json_members, label, member_pattern, number, obj, small_json
@@ -164,7 +169,7 @@ class InvokeModel(WireApi):
         return result
 
     def stream_framer(self, content_type: str, endpoint: Endpoint) -> Framer | None:
-        return EventStreamFramer() if content_type.startswith(EVENT_STREAM) else None
+        return event_stream_framer(content_type)
 
     def stream_accumulator(self, started: float, capture_content: bool = False) -> StreamAccumulator:
         return InvokeStreamAccumulator(started, capture_content)

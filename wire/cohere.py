@@ -22,7 +22,7 @@ from wire.call import Route, WireApi
 from wire.content import (
     CapturedContent,
     Part,
-    TextCollector,
+    PartsCollector,
     dump_messages,
     role_of,
     text_part,
@@ -121,7 +121,7 @@ class CohereStreamAccumulator(StreamAccumulator):
 
     def __init__(self, started: float, capture_content: bool = False) -> None:
         super().__init__(started, capture_content)
-        self._parts: list[tuple[str, TextCollector | dict[str, Any]]] = []
+        self._parts = PartsCollector()
 
     def consume(self, event: Event, now: float) -> None:
         if event.data == "[DONE]":
@@ -147,37 +147,17 @@ class CohereStreamAccumulator(StreamAccumulator):
         call = obj(message.get("tool_calls"))
         if kind == "content-delta":
             reasoning = isinstance(content.get("thinking"), str)
-            self._text("reasoning" if reasoning else "text", content.get("thinking" if reasoning else "text"))
-        elif kind == "tool-call-start" and len(self._parts) < 256:
-            function = obj(call.get("function"))
-            self._parts.append(("tool_call", {"id": call.get("id"), "name": function.get("name"), "arguments": []}))
-        elif kind == "tool-call-delta" and self._parts and self._parts[-1][0] == "tool_call":
-            tool = self._parts[-1][1]
-            assert isinstance(tool, dict)
-            piece = obj(call.get("function")).get("arguments")
-            if isinstance(piece, str):
-                tool["arguments"].append(piece)
-
-    def _text(self, kind: str, piece: Any) -> None:
-        if not isinstance(piece, str) or not piece:
-            return
-        if not self._parts or self._parts[-1][0] != kind:
-            self._parts.append((kind, TextCollector()))
-        collector = self._parts[-1][1]
-        assert isinstance(collector, TextCollector)
-        collector.add(piece)
+            self._parts.add_text(content.get("thinking" if reasoning else "text"), "reasoning" if reasoning else "text")
+        elif kind == "tool-call-start":
+            self._parts.add(tool_call_part(call.get("id"), obj(call.get("function")).get("name"), ""))
+        elif kind == "tool-call-delta":
+            self._parts.add_tool_arguments(obj(call.get("function")).get("arguments"))
 
     def output_messages(self) -> str | None:
-        if not self._parts:
+        if self._parts.empty:
             return None
-        parts = [
-            text_part(piece.text(), kind)
-            if isinstance(piece, TextCollector)
-            else tool_call_part(piece["id"], piece["name"], "".join(piece["arguments"]))
-            for kind, piece in self._parts
-        ]
         reason = self.result.finish_reasons[0] if self.result.finish_reasons else "stop"
-        return dump_messages([{"role": "assistant", "parts": parts, "finish_reason": reason}])
+        return dump_messages([{"role": "assistant", "parts": self._parts.parts(), "finish_reason": reason}])
 
 
 class CohereChat(WireApi):

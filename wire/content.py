@@ -101,3 +101,44 @@ class TextCollector:
 
     def text(self) -> str:
         return "".join(self.pieces)
+
+
+class PartsCollector:
+    """The parts of one streamed message, in order: consecutive pieces of text (or of reasoning)
+    joined into one part, tool calls and media kept whole; a tool call's arguments may arrive in
+    pieces after it (`add_tool_arguments`). At most MAX_PARTS parts."""
+
+    def __init__(self) -> None:
+        self._parts: list[tuple[str, TextCollector | Part]] = []
+
+    @property
+    def empty(self) -> bool:
+        return not self._parts
+
+    def add_text(self, piece: Any, kind: str = "text") -> None:
+        if not isinstance(piece, str) or not piece:
+            return
+        last = self._parts[-1] if self._parts else None
+        if last is None or last[0] != kind or not isinstance(last[1], TextCollector):
+            if len(self._parts) >= MAX_PARTS:
+                return
+            last = (kind, TextCollector())
+            self._parts.append(last)
+        collector = last[1]
+        assert isinstance(collector, TextCollector)
+        collector.add(piece)
+
+    def add(self, part: Part) -> None:
+        if len(self._parts) < MAX_PARTS:
+            self._parts.append((part["type"], part))
+
+    def add_tool_arguments(self, piece: Any) -> None:
+        """More of the last tool call's arguments (a streamed tool call)."""
+        last = self._parts[-1][1] if self._parts else None
+        if isinstance(last, dict) and last.get("type") == "tool_call" and isinstance(piece, str):
+            last["arguments"] = (last["arguments"] + piece)[:MAX_PART_CHARS]
+
+    def parts(self) -> list[Part]:
+        return [
+            text_part(piece.text(), kind) if isinstance(piece, TextCollector) else piece for kind, piece in self._parts
+        ]

@@ -19,7 +19,7 @@ from wire.call import Endpoint, Route, WireApi
 from wire.content import (
     CapturedContent,
     Part,
-    TextCollector,
+    PartsCollector,
     dump_messages,
     media_part,
     role_of,
@@ -166,7 +166,7 @@ class GenerateContentStreamAccumulator(StreamAccumulator):
 
     def __init__(self, started: float, capture_content: bool = False) -> None:
         super().__init__(started, capture_content)
-        self._texts: dict[int, list[tuple[str, TextCollector | Part]]] = {}
+        self._candidates: dict[int, PartsCollector] = {}
         self._reasons: dict[int, str] = {}  # each candidate's own finish reason
 
     def consume(self, event: Event, now: float) -> None:
@@ -185,30 +185,16 @@ class GenerateContentStreamAccumulator(StreamAccumulator):
             index = position if index is None else index  # candidate 0 is a candidate, not a missing index
             if isinstance(reason := obj(candidate).get("finishReason"), str) and reason:
                 self._reasons[index] = label(reason.lower()) or "stop"
-            kept = self._texts.setdefault(index, [])
+            kept = self._candidates.setdefault(index, PartsCollector())
             for part in _parts(obj(candidate).get("content")):
-                kind = part["type"]
-                if kind in ("text", "reasoning") and kept and kept[-1][0] == kind:
-                    collector = kept[-1][1]
-                    assert isinstance(collector, TextCollector)
-                    collector.add(part["content"])
-                elif kind in ("text", "reasoning"):
-                    collector = TextCollector()
-                    collector.add(part["content"])
-                    kept.append((kind, collector))
-                elif len(kept) < 256:
-                    kept.append((kind, part))
+                if part["type"] in ("text", "reasoning"):
+                    kept.add_text(part["content"], part["type"])
+                else:
+                    kept.add(part)
 
     def output_messages(self) -> str | None:
         candidates = [
-            (
-                [
-                    text_part(piece.text(), kind) if isinstance(piece, TextCollector) else piece
-                    for kind, piece in self._texts[index]
-                ],
-                self._reasons.get(index, "stop"),
-            )
-            for index in sorted(self._texts)
+            (self._candidates[index].parts(), self._reasons.get(index, "stop")) for index in sorted(self._candidates)
         ]
         return _output_messages(candidates)
 

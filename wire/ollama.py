@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from wire.call import Endpoint, Route, WireApi
-from wire.content import CapturedContent, Part, TextCollector, dump_messages, role_of, text_part, tool_call_part
+from wire.content import CapturedContent, PartsCollector, dump_messages, role_of, text_part, tool_call_part
 from wire.framing import Event, Framer
 from wire.framing.ndjson import NDJSONFramer
 from wire.records import NO_HEADERS, ApiRequest, ApiResult, AttributeValue, Usage
@@ -100,7 +100,7 @@ class OllamaStreamAccumulator(StreamAccumulator):
 
     def __init__(self, started: float, capture_content: bool = False) -> None:
         super().__init__(started, capture_content)
-        self._parts: list[tuple[str, TextCollector | Part]] = []
+        self._parts = PartsCollector()
 
     def consume(self, event: Event, now: float) -> None:
         data = event.value if isinstance(event.value, dict) else None
@@ -127,31 +127,17 @@ class OllamaStreamAccumulator(StreamAccumulator):
             result.attributes.update(timing_attributes(data))
 
     def _collect(self, text: Any, thinking: Any, calls: Any) -> None:
-        for kind, piece in (("reasoning", thinking), ("text", text)):
-            if isinstance(piece, str) and piece:
-                if not self._parts or self._parts[-1][0] != kind:
-                    self._parts.append((kind, TextCollector()))
-                collector = self._parts[-1][1]
-                assert isinstance(collector, TextCollector)
-                collector.add(piece)
+        self._parts.add_text(thinking, "reasoning")
+        self._parts.add_text(text)
         for call in calls if isinstance(calls, list) else []:
             function = obj(obj(call).get("function"))
-            if len(self._parts) < 256:
-                self._parts.append(
-                    (
-                        "tool_call",
-                        tool_call_part(obj(call).get("id"), function.get("name"), function.get("arguments", {})),
-                    )
-                )
+            self._parts.add(tool_call_part(obj(call).get("id"), function.get("name"), function.get("arguments", {})))
 
     def output_messages(self) -> str | None:
-        if not self._parts:
+        if self._parts.empty:
             return None
-        parts = [
-            text_part(piece.text(), kind) if isinstance(piece, TextCollector) else piece for kind, piece in self._parts
-        ]
         reason = self.result.finish_reasons[0] if self.result.finish_reasons else "stop"
-        return dump_messages([{"role": "assistant", "parts": parts, "finish_reason": reason}])
+        return dump_messages([{"role": "assistant", "parts": self._parts.parts(), "finish_reason": reason}])
 
 
 class OllamaChat(WireApi):
