@@ -813,6 +813,7 @@ class Telemetry:
         candidates: dict[str, Any] = {
             "gen_ai.provider.name": record.provider,
             "gen_ai.request.model": info.model,
+            "gen_ai.response.model": info.response_model,
             "gen_ai.conversation.id": info.session_id,
             "server.address": record.server_address,
             "server.port": record.server_port,

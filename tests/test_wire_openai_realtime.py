@@ -211,3 +211,26 @@ def test_arbitrary_frames_never_raise(frames):
         for from_client, content in frames:
             session.message(from_client, content, *clock.tick())
         session.close(*clock.tick())
+
+
+def test_the_model_asked_for_is_the_urls_or_the_clients_and_the_servers_is_the_response_model():
+    """A client asking `?model=gpt-realtime` was recorded as requesting the server's dated model
+    from `session.created`; the server's is what answered."""
+    dated = {**SESSION, "session": {**SESSION["session"], "model": "gpt-realtime-2025-08-28"}}
+    session = openai_realtime.API.socket_session("gpt-realtime")
+    (first,) = feed(
+        session,
+        Clock(),
+        [
+            (False, dated),
+            (True, {"type": "response.create", "response": {}}),
+            *((False, event) for event in RealtimeAnswer(1, audio=False, chunks=2).events()),
+        ],
+    )
+    assert (first.request.model, first.result.response_model) == ("gpt-realtime", "gpt-realtime-2025-08-28")
+    assert (session.info.model, session.info.response_model) == ("gpt-realtime", "gpt-realtime-2025-08-28")
+    asked = openai_realtime.API.socket_session(None)  # no model in the URL: the client's session.update names it
+    feed(
+        asked, Clock(), [(True, {"type": "session.update", "session": {"model": "gpt-realtime-mini"}}), (False, dated)]
+    )
+    assert (asked.info.model, asked.info.response_model) == ("gpt-realtime-mini", "gpt-realtime-2025-08-28")

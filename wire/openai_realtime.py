@@ -75,9 +75,12 @@ class RealtimeSession(SocketSession):
 
     def message(self, from_client: bool, content: bytes, now: float, now_ns: int) -> list[Operation]:
         kind = frame_type(content)
-        if from_client:  # only a response.create matters: appended audio is never parsed
+        if from_client:  # a response.create and a session.update matter: appended audio is never parsed
             if kind == "response.create":
                 self._pending = (now, now_ns, self._response_request(load_json_object(content)))
+            elif kind == "session.update":
+                asked = label(obj(obj(load_json_object(content)).get("session")).get("model"))
+                self.info.model = asked or self.info.model
             return []
         if kind in _OUTPUT_DELTAS:
             response = self._open.get(frame_response_id(content) or "")
@@ -128,7 +131,9 @@ class RealtimeSession(SocketSession):
         self._session = session = merged(self._session, update)
         info = self.info
         info.session_id = label(session.get("id")) or info.session_id
-        info.model = label(session.get("model")) or info.model
+        # The server's (dated) model answers; the model asked for stays the URL's or the client's own.
+        info.response_model = label(session.get("model")) or info.response_model
+        info.model = info.model or info.response_model
         audio = obj(session.get("audio"))
         info.voice = label(obj(audio.get("output")).get("voice") or session.get("voice")) or info.voice
         info.output_modalities = labels(session.get("output_modalities") or session.get("modalities")) or []
@@ -162,7 +167,7 @@ class RealtimeSession(SocketSession):
 
     def _operation(self, response: _Response, result: ApiResult, now: float) -> Operation:
         timing = response.timing
-        result.response_model = result.response_model or self.info.model
+        result.response_model = result.response_model or self.info.response_model or self.info.model
         return Operation(
             api=API,
             request=response.request,

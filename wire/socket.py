@@ -56,7 +56,8 @@ class SessionInfo:
     """What a session says about itself, for its span: the id, model, voice, modalities."""
 
     session_id: str | None = None
-    model: str | None = None
+    model: str | None = None  # the model asked for: the URL's, or the client's own `session.update`
+    response_model: str | None = None  # the model the server says answers (`session.created`)
     voice: str | None = None
     output_modalities: list[str] = field(default_factory=list)
     transcription_model: str | None = None
