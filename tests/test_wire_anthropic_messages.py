@@ -418,3 +418,48 @@ def test_arbitrary_bytes_never_raise_out_of_the_parsers(data, capture):
     API.captured_output(data)
     stream = run_stream([data], capture=capture)
     stream.accumulator.output_messages()
+
+
+def test_iterations_are_billed_summed_and_the_2026_fields_are_read():
+    """A compaction pass is left out of the top-level counts: with `iterations`, the sum over them
+    is billed. `thinking_tokens` is a part of the output; `speed` and `inference_geo` go on the span."""
+    usage = {
+        "input_tokens": 40,
+        "output_tokens": 300,
+        "cache_read_input_tokens": 1000,
+        "output_tokens_details": {"thinking_tokens": 120},
+        "speed": "fast",
+        "inference_geo": "us",
+        "server_tool_use": {"web_search_requests": 1, "web_fetch_requests": 2},
+        "iterations": [
+            {
+                "type": "compaction",
+                "input_tokens": 61_000,
+                "output_tokens": 2_000,
+                "cache_creation_input_tokens": 55_096,
+                "cache_read_input_tokens": 0,
+            },
+            {
+                "type": "message",
+                "model": "claude-opus-4-6",
+                "input_tokens": 40,
+                "output_tokens": 300,
+                "cache_read_input_tokens": 1000,
+            },
+        ],
+    }
+    body = json.dumps(
+        {"id": "msg_1", "type": "message", "model": "claude-opus-4-6", "stop_reason": "end_turn", "usage": usage}
+    )
+    result = API.parse_response(body.encode())
+    assert result.usage == Usage(
+        input_tokens=61_000 + 55_096 + 40 + 1000,
+        output_tokens=2_300,
+        cache_read_tokens=1000,
+        cache_write_tokens=55_096,
+        reasoning_tokens=120,
+    )
+    assert result.attributes == {"response.speed": "fast", "response.inference_geo": "us"}
+    assert result.server_tool_requests == {"web_search": 1, "web_fetch": 2}
+    plain = API.parse_response(json.dumps({"type": "message", "usage": {**usage, "iterations": None}}).encode())
+    assert plain.usage is not None and (plain.usage.input_tokens, plain.usage.output_tokens) == (1040, 300)

@@ -369,3 +369,11 @@ def test_a_role_is_bounded_like_every_label():
     body = json.dumps({"contents": [{"role": "x" * 500, "parts": [{"text": "hi"}]}]}).encode()
     (message,) = json.loads(gemini_generate.API.captured_input(body).input_messages or "[]")
     assert len(message["role"]) == 128
+
+
+def test_the_tool_use_prompt_is_input_and_on_the_span_to_explain_it():
+    """A call whose input is 40 times its prompt (Google's search results) can be explained."""
+    body = {"usageMetadata": {"promptTokenCount": 10, "toolUsePromptTokenCount": 390, "candidatesTokenCount": 5}}
+    result = gemini_generate.API.parse_response(json.dumps(body).encode())
+    assert result.usage is not None and result.usage.input_tokens == 400
+    assert result.attributes == {"usage.tool_use_prompt_tokens": 390}

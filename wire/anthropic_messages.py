@@ -9,6 +9,7 @@ ever changed. `count_tokens` and the batches API are other routes, not inference
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
@@ -108,10 +109,43 @@ def messages_usage(value: Any) -> Usage | None:
     )
 
 
+def _summed(usages: list[Usage]) -> Usage:
+    """The usage of several passes: each count the sum of those that report it."""
+
+    def total(name: str) -> int | None:
+        values = [value for usage in usages if (value := getattr(usage, name)) is not None]
+        return sum(values) if values else None
+
+    return Usage(
+        input_tokens=total("input_tokens"),
+        output_tokens=total("output_tokens"),
+        cache_read_tokens=total("cache_read_tokens"),
+        cache_write_tokens=total("cache_write_tokens"),
+        cache_write_5m_tokens=total("cache_write_5m_tokens"),
+        cache_write_1h_tokens=total("cache_write_1h_tokens"),
+    )
+
+
+def billed_usage(usage: dict[str, Any]) -> Usage | None:
+    """The usage to bill: with `iterations` (compaction and advisor passes, which the top-level
+    counts leave out: one recorded compaction pass wrote 55,096 cache tokens), the sum over them;
+    else the top-level counts. `output_tokens_details.thinking_tokens` is a part of the output."""
+    passes = [found for item in usage.get("iterations") or [] if (found := messages_usage(item)) is not None]
+    found = _summed(passes) if passes else messages_usage(usage)
+    thinking = count(obj(usage.get("output_tokens_details")).get("thinking_tokens"))
+    if found is not None and thinking is not None and found.reasoning_tokens is None:
+        found = dataclasses.replace(found, reasoning_tokens=thinking)
+    return found
+
+
 def _update_result(result: ApiResult, usage: dict[str, Any]) -> None:
-    """Usage, service tier and server tool uses from a (cumulative) usage object."""
-    result.usage = messages_usage(usage) or result.usage
+    """Usage, service tier, the price modifiers (`speed`, `inference_geo`) and server tool uses
+    from a (cumulative) usage object."""
+    result.usage = billed_usage(usage) or result.usage
     result.service_tier = label(usage.get("service_tier")) or result.service_tier
+    for name in ("speed", "inference_geo"):
+        if value := label(usage.get(name)):
+            result.attributes[f"response.{name}"] = value
     tools = obj(usage.get("server_tool_use"))
     for name, value in tools.items():
         requests = count(value)

@@ -109,6 +109,9 @@ def update_result(data: dict[str, Any], result: ApiResult) -> ApiResult:
     result.response_id = label(data.get("responseId")) or result.response_id
     result.response_model = label(data.get("modelVersion")) or result.response_model
     result.usage = gemini_usage(data.get("usageMetadata")) or result.usage
+    # Google's own tools' prompt (search, URL fetch): a part of the input, on the span to explain it.
+    if tool_prompt := count(obj(data.get("usageMetadata")).get("toolUsePromptTokenCount")):
+        result.attributes["usage.tool_use_prompt_tokens"] = tool_prompt
     reasons = [
         reason.lower()
         for candidate in data.get("candidates") or []
