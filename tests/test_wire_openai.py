@@ -886,3 +886,24 @@ def test_openrouter_reports_its_own_cost_and_keeps_the_usage_of_a_chunk_with_an_
     stream = run_stream([f"data: {json.dumps(failing)}\n\n".encode()])
     assert stream.accumulator.result.error_type == "502"
     assert stream.accumulator.result.usage == Usage(input_tokens=30, output_tokens=4)
+
+
+def test_a_compaction_is_a_metered_call_with_its_cache_writes():
+    """`POST /v1/responses/compact` answers a `response.compaction` with the Responses API's usage;
+    `input_tokens_details.cache_write_tokens` (GPT-5.6 and later) is a part of the input."""
+    endpoint = wire.endpoint_for("POST", "/v1/responses/compact")
+    assert endpoint is not None and endpoint.api is openai_responses.COMPACT
+    usage = {
+        "input_tokens": 9000,
+        "input_tokens_details": {"cached_tokens": 6000, "cache_write_tokens": 2500},
+        "output_tokens": 700,
+        "output_tokens_details": {"reasoning_tokens": 300},
+        "total_tokens": 9700,
+    }
+    body = {"id": "cmp_1", "object": "response.compaction", "created_at": 1, "output": [], "usage": usage}
+    result = endpoint.api.parse_response(json.dumps(body).encode())
+    assert result.usage == Usage(
+        input_tokens=9000, output_tokens=700, cache_read_tokens=6000, cache_write_tokens=2500, reasoning_tokens=300
+    )
+    assert result.attributes == {"response.compacted": True}
+    assert wire.endpoint_for("POST", "/v1/responses").api is openai_responses.API  # type: ignore[union-attr]

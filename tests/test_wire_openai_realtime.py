@@ -216,7 +216,8 @@ def test_arbitrary_frames_never_raise(frames):
 def test_the_model_asked_for_is_the_urls_or_the_clients_and_the_servers_is_the_response_model():
     """A client asking `?model=gpt-realtime` was recorded as requesting the server's dated model
     from `session.created`; the server's is what answered."""
-    dated = {**SESSION, "session": {**SESSION["session"], "model": "gpt-realtime-2025-08-28"}}
+    dated = json.loads(json.dumps(SESSION))
+    dated["session"]["model"] = "gpt-realtime-2025-08-28"
     session = openai_realtime.API.socket_session("gpt-realtime")
     (first,) = feed(
         session,

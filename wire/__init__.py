@@ -43,6 +43,7 @@ REGISTRY = Registry(
         ollama.EMBED,  # `/api/embeddings` before OpenAI's `…/embeddings`
         openai_chat.API,
         openai_responses.API,
+        openai_responses.COMPACT,
         openai_completions.API,
         openai_embeddings.API,
         openai_transcriptions.TRANSCRIPTIONS,

@@ -234,4 +234,19 @@ class ResponsesSocketSession(SocketSession):
         )
 
 
+class ResponsesCompact(Responses):
+    """`POST /v1/responses/compact`: a billed compaction pass over a conversation, answered with a
+    `response.compaction` object whose usage is the Responses API's. Never streamed."""
+
+    name = "responses.compact"
+    routes = openai_routes("/responses/compact")
+
+    def parse_response(self, body: bytes | None, headers: Mapping[str, str] = NO_HEADERS) -> ApiResult:
+        result = super().parse_response(body, headers)
+        if result.error_type is None:
+            result.attributes["response.compacted"] = True
+        return result
+
+
 API = Responses()
+COMPACT = ResponsesCompact()
