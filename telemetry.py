@@ -13,7 +13,7 @@ import re
 import threading
 import time
 import uuid
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 from urllib.parse import urlsplit
@@ -80,6 +80,10 @@ DEFAULT_SPAN_QUEUE = 8192
 OVERFLOW_VALUE = "_OTHER"
 # The bounded client label (`wire.headers.Client.label`, e.g. openai-python/3) as a metric attribute.
 CLIENT_ATTRIBUTE = "genai.client"
+# `gen_ai.operation.name` of a response fetched again, and how many response ids are remembered
+# so that its usage is counted once.
+FETCH_RESPONSE = "fetch_response"
+MAX_COUNTED_RESPONSES = 10_000
 # The rate-limit budgets each vendor's headers state, each a pair of gauges.
 RATE_LIMIT_BUDGETS = {
     vendor.name: vendor.rate_limit_budgets for vendor in REGISTRY.vendors if vendor.rate_limit_budgets
@@ -397,6 +401,7 @@ def _span_attributes(
         "gen_ai.usage.cost_usd": call.cost_usd,
         # A number that is missing is shown, never silent: a stream without usage, an unreadable answer.
         "genai.usage.unavailable": True if call.usage_unavailable else None,
+        "genai.usage.counted_before": True if call.usage_counted_before else None,
         f"{vendor}.request.id": upstream.request_id,
         f"{vendor}.response.processing_ms": upstream.processing_ms,
     }
@@ -655,6 +660,8 @@ class Telemetry:
         self.prices = Prices()
         self._price_updates: UpdatePrices | None = None
         self.summary = UsageSummary()
+        # The response ids whose usage was counted (bounded): a response fetched again is not counted twice.
+        self._counted_responses: OrderedDict[str, None] = OrderedDict()
 
         meter = self.meter_provider.get_meter(SCOPE_NAME, schema_url=conventions.schema_url)
         self.conventions = conventions(meter)
@@ -716,8 +723,26 @@ class Telemetry:
     def record_call(self, call: Call, options: MetricOptions) -> None:
         """Parse what the proxy passed on unparsed, price and record the call (see `record`)."""
         call.parse_bodies()
+        self._count_usage_once(call)
         call.cost_usd = self.prices.cost_of(call)
         self.record(call, options)
+
+    def _count_usage_once(self, call: Call) -> None:
+        """A response fetched again (`fetch_response`: a stored or background Gemini interaction)
+        carries the usage of the call that made it: the usage of a response id is counted once (in
+        this process; a background interaction's usage comes only with its first fetch). A repeated
+        fetch keeps its span, without the usage, marked `genai.usage.counted_before`."""
+        response_id = call.result.response_id
+        if call.usage is None or not response_id:
+            return
+        counted = self._counted_responses
+        if call.operation == FETCH_RESPONSE and response_id in counted:
+            call.result.usage = None
+            call.usage_counted_before = True
+            return
+        counted[response_id] = None
+        if len(counted) > MAX_COUNTED_RESPONSES:
+            counted.popitem(last=False)
 
     def record(self, call: Call, options: MetricOptions) -> None:
         """Record one finished, parsed call as metrics, a span and a summary row. No I/O happens here."""

@@ -16,7 +16,7 @@ from opentelemetry.trace import SpanKind, StatusCode
 import telemetry
 from telemetry import Telemetry
 from telemetry_process import MetricOptions
-from wire import anthropic_messages, openai_chat, openai_embeddings, openai_responses
+from wire import anthropic_messages, gemini_interactions, openai_chat, openai_embeddings, openai_responses
 from wire.call import Call, Endpoint
 from wire.records import ApiRequest, ApiResult, Usage
 
@@ -858,3 +858,22 @@ def test_a_websocket_session_is_one_span_and_its_operations_are_its_children(sin
     record(instance, make_call())  # the next span's ids are random again
     instance.tracer_provider.force_flush()
     assert spans.get_finished_spans()[-1].context.span_id != span_id
+
+
+def test_a_response_fetched_again_is_counted_once(sink):
+    """A Gemini interaction created in the background is counted when a fetch first reads its usage;
+    fetched again, its usage is not counted a second time (the span stays, marked)."""
+    instance, spans, reader = sink
+    interaction = Usage(input_tokens=9, output_tokens=1658, reasoning_tokens=838)
+    fetch = Endpoint(gemini_interactions.FETCH)
+    for _ in range(2):
+        call = make_call(endpoint=fetch, provider="gcp.gemini", request=ApiRequest())
+        call.result = ApiResult(response_id="v1_abc", response_model="gemini-3.8-flash", usage=interaction)
+        instance.record_call(call, MetricOptions())
+    instance.tracer_provider.force_flush()
+    first, second = spans.get_finished_spans()
+    assert first.attributes["gen_ai.usage.input_tokens"] == 9 and "genai.usage.counted_before" not in first.attributes
+    assert "gen_ai.usage.input_tokens" not in second.attributes and second.attributes["genai.usage.counted_before"]
+    assert second.attributes["gen_ai.operation.name"] == "fetch_response"
+    usage_points = [p for p in points(reader)["gen_ai.client.token.usage"] if p[2]["gen_ai.token.type"] == "input"]
+    assert sum(p[3].sum for p in usage_points) == 9

@@ -152,6 +152,9 @@ class Call:
     cost_usd: float | None = None
     # An operation of a WebSocket session: (trace id, span id) of the session's span, its parent.
     session_span: tuple[int, int] | None = None
+    # A response fetched again whose usage was counted with the call that made it (the telemetry
+    # layer decides: it remembers which responses it counted).
+    usage_counted_before: bool = False
 
     def parse_bodies(self) -> Call:
         api = self.endpoint.api
