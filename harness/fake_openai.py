@@ -46,7 +46,15 @@ import brotli
 import yaml
 from backports import zstd
 
-from harness import fake_anthropic, fake_bedrock, fake_cohere, fake_google, fake_media, fake_ollama
+from harness import (
+    fake_anthropic,
+    fake_bedrock,
+    fake_cohere,
+    fake_google,
+    fake_interactions,
+    fake_media,
+    fake_ollama,
+)
 
 FIXTURES = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "recorded"
 CREATED = 1731368639
@@ -475,6 +483,17 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
         return
 
+    def do_GET(self) -> None:
+        """Only the Interactions API's fetch: every other GET is not found."""
+        headers = {k.lower(): v for k, v in self.headers.items()}
+        self.server.received.append(ReceivedRequest("GET", self.path, headers, b""))
+        self.upstream_headers = {"x-goog-fake": "1"}
+        if fake_interactions.is_interactions(self.path):
+            answer = fake_interactions.answer("GET", self.path, b"", headers, len(self.server.received))
+            self._send_answer(*answer, headers, headers.get("x-fake-encoding", "identity"))
+        else:
+            self._send_whole(404, "application/json", b'{"error":{"message":"not found"}}', "identity")
+
     def do_POST(self) -> None:
         length = int(self.headers.get("content-length") or 0)
         body = self.rfile.read(length)
@@ -489,6 +508,9 @@ class _Handler(BaseHTTPRequestHandler):
             self._bedrock(body, headers, encoding)
         elif fake_ollama.is_ollama(self.path):
             self._ollama(body, headers, encoding)
+        elif fake_interactions.is_interactions(self.path):
+            number = len(self.server.received)
+            self._send_answer(*fake_interactions.answer("POST", self.path, body, headers, number), headers, encoding)
         elif fake_cohere.is_cohere(self.path):
             self._send_answer(
                 *fake_cohere.answer(self.path, body, headers, len(self.server.received)), headers, encoding
