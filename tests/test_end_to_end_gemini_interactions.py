@@ -6,6 +6,7 @@ generativelanguage.googleapis.com on the default host list), to the fake upstrea
 
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from google import genai
@@ -33,7 +34,7 @@ def client(proxy: Mitmdump | None = None) -> genai.Client:
 def test_a_create_plain_and_streamed_counts_thought_tokens_as_output(world: World, proxy: Mitmdump):
     model = "e2e-interactions-model"
     api = client(proxy)
-    plain = api.interactions.create(model=model, input="Say hi")
+    plain: Any = api.interactions.create(model=model, input="Say hi")  # an Interaction (the SDK's union type)
     events = list(api.interactions.create(model=model, input="Say hi", stream=True))
     assert plain.usage is not None and events
     expected_output = 2 * (plain.usage.total_output_tokens + THOUGHT)
@@ -58,10 +59,10 @@ def test_a_create_plain_and_streamed_counts_thought_tokens_as_output(world: Worl
 def test_a_background_interaction_is_counted_when_first_fetched_and_never_twice(world: World, proxy: Mitmdump):
     model = "e2e-interactions-background"
     api = client(proxy)
-    started = api.interactions.create(model=model, input="Write a guide", background=True)
+    started: Any = api.interactions.create(model=model, input="Write a guide", background=True)
     assert started.status == "in_progress"
     first = list(api.interactions.get(started.id, stream=True))
-    second = api.interactions.get(started.id)
+    second: Any = api.interactions.get(started.id)
     assert first and second.usage is not None
     output = second.usage.total_output_tokens + THOUGHT
     spans = spans_for(world, model, count=3)
@@ -80,7 +81,7 @@ def test_interactions_through_https_proxy(world: World, monkeypatch: pytest.Monk
     monkeypatch.delenv("NO_PROXY", raising=False)
     model = "e2e-interactions-regular"
     api = client()  # the real generativelanguage.googleapis.com; kept: the SDK closes its HTTP client with it
-    answer = api.interactions.create(model=model, input="hi")
+    answer: Any = api.interactions.create(model=model, input="hi")
     assert answer.usage is not None
     (span,) = spans_for(world, model)
     assert span.attributes["server.address"] == "generativelanguage.googleapis.com"
