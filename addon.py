@@ -682,8 +682,7 @@ class GenAIMeter:
             return
         assert flow.websocket
         message = flow.websocket.messages[-1]
-        if not message.is_text:  # binary frames carry no events of these APIs
-            return
+        # Binary frames too: Gemini's Live API writes its JSON messages as binary frames.
         for operation in state.session.message(message.from_client, message.content, time.monotonic(), time.time_ns()):
             self._record_operation(flow, state, operation)
 

@@ -82,6 +82,23 @@ class RealtimeAnswer:
         return events
 
 
+LIVE_DELAY_S = 0.1
+
+
+def live_answer(prompt_tokens: int, chunks: int = 4) -> dict[str, Any]:
+    """A Live API turn: `chunks` text parts, and the turn's usage in the Live API's names."""
+    return {
+        "parts": [{"text": WORDS[i % len(WORDS)]} for i in range(chunks)],
+        "usage": {
+            "promptTokenCount": prompt_tokens,
+            "responseTokenCount": chunks,
+            "totalTokenCount": prompt_tokens + chunks,
+            "promptTokensDetails": [{"modality": "TEXT", "tokenCount": prompt_tokens}],
+            "responseTokensDetails": [{"modality": "TEXT", "tokenCount": chunks}],
+        },
+    }
+
+
 def transcription_usage(number: int) -> dict[str, Any]:
     return {
         "type": "tokens",
@@ -152,10 +169,45 @@ class FakeSockets:
             await connection.send(text)
 
         route = urlsplit(request.path)
-        if route.path.endswith("/responses"):
+        if "BidiGenerateContent" in route.path:
+            await self._live(connection, log)
+        elif route.path.endswith("/responses"):
             await self._responses(connection, log, send)
         else:
             await self._realtime(connection, log, send, (parse_qs(route.query).get("model") or ["gpt-realtime"])[0])
+
+    async def _live(self, connection: ServerConnection, log: SessionLog) -> None:
+        """Gemini's Live API: `setupComplete` for the `setup`, then per client turn paced
+        `serverContent.modelTurn` text parts and `turnComplete` with the turn's `usageMetadata`,
+        each message a binary frame of JSON as the real server writes them."""
+
+        async def send(message: dict[str, Any]) -> None:
+            payload = json.dumps(message).encode()
+            log.sent.append(payload.decode())
+            log.sent_at.append(time.monotonic())
+            await connection.send(payload)
+
+        async for raw in connection:
+            text = raw.decode() if isinstance(raw, bytes) else raw
+            log.received.append(text)
+            message = json.loads(text)
+            if "setup" in message:
+                await send({"setupComplete": {}})
+                continue
+            content = message.get("clientContent") or message.get("client_content") or {}
+            if not (content.get("turnComplete") or content.get("turn_complete")):
+                continue
+            words = sum(
+                len(str(part.get("text", "")).split())
+                for turn in content.get("turns") or []
+                for part in turn.get("parts") or []
+            )
+            answer = live_answer(10 + words)
+            for position, part in enumerate(answer["parts"]):
+                if position:
+                    await asyncio.sleep(LIVE_DELAY_S)
+                await send({"serverContent": {"modelTurn": {"parts": [part]}}})
+            await send({"serverContent": {"turnComplete": True}, "usageMetadata": answer["usage"]})
 
     async def _realtime(self, connection: ServerConnection, log: SessionLog, send: Any, model: str) -> None:
         number = len(self.sessions) * 100

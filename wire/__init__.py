@@ -15,6 +15,7 @@ from wire import (
     gemini_embeddings,
     gemini_generate,
     gemini_interactions,
+    gemini_live,
     ollama,
     openai_chat,
     openai_completions,
@@ -57,6 +58,7 @@ REGISTRY = Registry(
         openai_images.VARIATIONS,
         openai_realtime.API,
         openai_realtime.TRANSCRIPTION,
+        gemini_live.API,
     ]
 )
 
