@@ -80,6 +80,8 @@ DEFAULT_SPAN_QUEUE = 8192
 OVERFLOW_VALUE = "_OTHER"
 # The bounded client label (`wire.headers.Client.label`, e.g. openai-python/3) as a metric attribute.
 CLIENT_ATTRIBUTE = "genai.client"
+# An API's own span attribute with a conventions' name (`gen_ai.conversation.compacted`) is not namespaced.
+CONVENTION_NAMESPACE = "gen_ai."
 # `gen_ai.operation.name` of a response fetched again, and how many response ids are remembered
 # so that its usage is counted once.
 FETCH_RESPONSE = "fetch_response"
@@ -409,7 +411,11 @@ def _span_attributes(
         candidates[f"{vendor}.ratelimit.remaining_{budget}"] = getattr(limits, f"remaining_{budget}")
         candidates[f"{vendor}.ratelimit.reset_{budget}_s"] = getattr(limits, f"reset_{budget}_s")
     for attributes in (api_vendor.request_attributes(call.request_headers), request.attributes, result.attributes):
-        candidates |= {f"{vendor}.{name}": value for name, value in attributes.items()}
+        # An API's own names go under its vendor's namespace; a conventions' name stays as it is.
+        candidates |= {
+            name if name.startswith(CONVENTION_NAMESPACE) else f"{vendor}.{name}": value
+            for name, value in attributes.items()
+        }
     for tool, requests in result.server_tool_requests.items():
         candidates[f"{vendor}.usage.server_tool_use.{tool}_requests"] = requests
     if call.content is not None:

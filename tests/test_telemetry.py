@@ -877,3 +877,18 @@ def test_a_response_fetched_again_is_counted_once(sink):
     assert second.attributes["gen_ai.operation.name"] == "fetch_response"
     usage_points = [p for p in points(reader)["gen_ai.client.token.usage"] if p[2]["gen_ai.token.type"] == "input"]
     assert sum(p[3].sum for p in usage_points) == 9
+
+
+def test_an_apis_own_attributes_are_namespaced_and_a_conventions_name_is_not(sink):
+    instance, spans, _ = sink
+    call = make_call(
+        endpoint=Endpoint(openai_responses.COMPACT),
+        request=ApiRequest(model="gpt-5.6", attributes={"request.prompt_cache_retention": "24h"}),
+    )
+    call.result.attributes = {"gen_ai.conversation.compacted": True}
+    record(instance, call)
+    instance.tracer_provider.force_flush()
+    (span,) = spans.get_finished_spans()
+    assert span.attributes["openai.request.prompt_cache_retention"] == "24h"
+    assert span.attributes["gen_ai.conversation.compacted"] is True
+    assert span.attributes["openai.api.type"] == "responses.compact"

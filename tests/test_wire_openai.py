@@ -905,5 +905,5 @@ def test_a_compaction_is_a_metered_call_with_its_cache_writes():
     assert result.usage == Usage(
         input_tokens=9000, output_tokens=700, cache_read_tokens=6000, cache_write_tokens=2500, reasoning_tokens=300
     )
-    assert result.attributes == {"response.compacted": True}
+    assert result.attributes == {"gen_ai.conversation.compacted": True}
     assert wire.endpoint_for("POST", "/v1/responses").api is openai_responses.API  # type: ignore[union-attr]

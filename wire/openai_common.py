@@ -66,6 +66,7 @@ REQUEST_MEMBERS = member_pattern(
     "encoding_format",
     "conversation",
     "previous_response_id",
+    "prompt_cache_retention",
 )
 RESPONSE_MEMBERS = member_pattern("id", "model", "usage", "system_fingerprint", "service_tier", "status")
 _OUTPUT_TYPES = {"text": "text", "json_object": "json", "json_schema": "json"}
@@ -87,6 +88,7 @@ def openai_request(body: bytes | None, *, responses_api: bool = False) -> ApiReq
         output_format = obj(data.get("response_format")).get("type")
         max_tokens = data.get("max_completion_tokens", data.get("max_tokens"))
     encoding_format = label(data.get("encoding_format"))
+    retention = label(data.get("prompt_cache_retention"))  # in_memory | 24h: how long a cache write lives
     return ApiRequest(
         model=label(data.get("model")),
         stream=data.get("stream") is True,
@@ -105,6 +107,7 @@ def openai_request(body: bytes | None, *, responses_api: bool = False) -> ApiReq
         dimensions=integer(data.get("dimensions")),
         conversation_id=conversation,
         previous_response_id=previous_response,
+        attributes={"request.prompt_cache_retention": retention} if retention else {},
     )
 
 

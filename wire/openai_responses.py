@@ -236,7 +236,8 @@ class ResponsesSocketSession(SocketSession):
 
 class ResponsesCompact(Responses):
     """`POST /v1/responses/compact`: a billed compaction pass over a conversation, answered with a
-    `response.compaction` object whose usage is the Responses API's. Never streamed."""
+    `response.compaction` object whose usage is the Responses API's. Never streamed. Marked
+    `gen_ai.conversation.compacted` (semantic-conventions-genai, after v0.1.0)."""
 
     name = "responses.compact"
     routes = openai_routes("/responses/compact")
@@ -244,7 +245,7 @@ class ResponsesCompact(Responses):
     def parse_response(self, body: bytes | None, headers: Mapping[str, str] = NO_HEADERS) -> ApiResult:
         result = super().parse_response(body, headers)
         if result.error_type is None:
-            result.attributes["response.compacted"] = True
+            result.attributes["gen_ai.conversation.compacted"] = True
         return result
 
 

@@ -91,7 +91,8 @@ class ApiRequest:
     previous_response_id: str | None = None
     input_characters: int | None = None  # text to speech: the input's length, what tts-1 bills
     # The API's own span attributes, named without its vendor's namespace (`request.voice`,
-    # `request.thinking.budget_tokens`): the telemetry layer puts them under it.
+    # `request.thinking.budget_tokens`): the telemetry layer puts them under it (a `gen_ai.` name,
+    # one of the conventions', stays as it is).
     attributes: dict[str, AttributeValue] = field(default_factory=dict)
 
 
