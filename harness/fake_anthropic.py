@@ -88,6 +88,10 @@ class MessagesScript:
     cache_write_5m: int = 0
     cache_write_1h: int = 0
     number: int = 0
+    # `x-fake-compaction: N`: a server-side compaction pass of N input tokens (and N // 2 written to
+    # the cache, 400 output) in `usage.iterations`, which the top-level counts leave out.
+    compaction: int = 0
+    speed: str | None = None  # `x-fake-speed: fast`
 
     @property
     def model(self) -> str:
@@ -101,6 +105,32 @@ class MessagesScript:
         return [WORDS[i % len(WORDS)] for i in range(self.chunks)]
 
     def usage(self, output_tokens: int) -> dict[str, Any]:
+        usage = self._usage(output_tokens)
+        if self.speed:
+            usage["speed"] = self.speed
+        if self.compaction:
+            compacting = {
+                "type": "compaction",
+                "input_tokens": self.compaction,
+                "cache_creation_input_tokens": self.compaction // 2,
+                "cache_read_input_tokens": 0,
+                "cache_creation": {"ephemeral_5m_input_tokens": self.compaction // 2, "ephemeral_1h_input_tokens": 0},
+                "output_tokens": 400,
+            }
+            turn = {"type": "message", "model": self.model} | {
+                key: usage[key]
+                for key in (
+                    "input_tokens",
+                    "cache_creation_input_tokens",
+                    "cache_read_input_tokens",
+                    "cache_creation",
+                    "output_tokens",
+                )
+            }
+            usage["iterations"] = [compacting, turn]
+        return usage
+
+    def _usage(self, output_tokens: int) -> dict[str, Any]:
         return {
             "input_tokens": prompt_tokens(self.request),
             "cache_creation_input_tokens": self.cache_write_5m + self.cache_write_1h,

@@ -138,7 +138,7 @@ def answer(path: str, body: bytes, headers: dict[str, str], number: int) -> Answ
             int(status), "application/json", {**common, "x-amzn-ErrorType": f"{name}:{ERROR_NAMESPACE}"}, error
         )
     request = json.loads(body or b"{}")
-    knobs = {
+    knobs: dict[str, int] = {
         "chunks": int(headers.get("x-fake-chunks", len(WORDS))),
         "cache_read": int(headers.get("x-fake-cache-read", 0)),
         "cache_write_5m": int(headers.get("x-fake-cache-write-5m", 0)),
@@ -150,7 +150,14 @@ def answer(path: str, body: bytes, headers: dict[str, str], number: int) -> Answ
         if operation == "converse":
             return Answer(200, "application/json", common, json.dumps(script.response()).encode())
         return Answer(200, EVENT_STREAM, common, script.stream(stream_error))
-    claude = fake_anthropic.MessagesScript({**request, "model": model}, number=number, **knobs)
+    claude = fake_anthropic.MessagesScript(
+        {**request, "model": model},
+        chunks=knobs["chunks"],
+        cache_read=knobs["cache_read"],
+        cache_write_5m=knobs["cache_write_5m"],
+        cache_write_1h=knobs["cache_write_1h"],
+        number=number,
+    )
     message = claude.message()
     usage = message["usage"]
     counts = {

@@ -274,10 +274,11 @@ class ResponsesScript:
     chunks: int = 4
     cached_tokens: int = 0
     reasoning_tokens: int = 0
+    cache_write_tokens: int = 0  # GPT-5.6 and later report the input written to the cache
 
     def response(self, status: str = "completed") -> dict[str, Any]:
         text = "".join(WORDS[i % len(WORDS)] for i in range(self.chunks))
-        prompt = 8 + prompt_words(self.request) + self.cached_tokens
+        prompt = 8 + prompt_words(self.request) + self.cached_tokens + self.cache_write_tokens
         output = self.chunks + self.reasoning_tokens
         return {
             "id": "resp_" + hashlib.sha256(compact(self.request).encode()).hexdigest()[:24],
@@ -299,7 +300,8 @@ class ResponsesScript:
             "service_tier": "default",
             "usage": {
                 "input_tokens": prompt,
-                "input_tokens_details": {"cached_tokens": self.cached_tokens},
+                "input_tokens_details": {"cached_tokens": self.cached_tokens}
+                | ({"cache_write_tokens": self.cache_write_tokens} if self.cache_write_tokens else {}),
                 "output_tokens": output,
                 "output_tokens_details": {"reasoning_tokens": self.reasoning_tokens},
                 "total_tokens": prompt + output,
@@ -567,8 +569,12 @@ class _Handler(BaseHTTPRequestHandler):
         streamed = request.get("stream") is True
         if route.endswith("/embeddings"):
             self._send_whole(200, "application/json", compact(embeddings_answer(request)).encode(), encoding)
+        elif route.endswith("/responses/compact"):  # a compaction pass: the Responses usage, never streamed
+            compaction = ResponsesScript(request, **knobs, cache_write_tokens=int(headers.get("x-fake-cache-write", 0)))
+            answered = {**compaction.response(), "object": "response.compaction"}
+            self._send_whole(200, "application/json", compact(answered).encode(), encoding)
         elif route.endswith("/responses"):
-            answer = ResponsesScript(request, **knobs)
+            answer = ResponsesScript(request, **knobs, cache_write_tokens=int(headers.get("x-fake-cache-write", 0)))
             if streamed:
                 self._send_stream(answer.stream_events(), delay, encoding, answer.response()["id"])
             else:
@@ -646,6 +652,8 @@ class _Handler(BaseHTTPRequestHandler):
             cache_read=int(headers.get("x-fake-cache-read", 0)),
             cache_write_5m=int(headers.get("x-fake-cache-write-5m", 0)),
             cache_write_1h=int(headers.get("x-fake-cache-write-1h", 0)),
+            compaction=int(headers.get("x-fake-compaction", 0)),
+            speed=headers.get("x-fake-speed"),
             number=len(self.server.received),
         )
         if request.get("stream") is True:

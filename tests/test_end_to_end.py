@@ -967,3 +967,30 @@ def test_console_exporters_print_spans_and_metrics_to_mitmdumps_output(world: Wo
         proxy.wait_for_line(r'"name": "chat e2e-console"', timeout=10)  # the span, as the SDK prints it
     assert '"name": "gen_ai.client.token.usage"' in proxy.output  # the metrics, flushed at exit
     assert_no_addon_failure(proxy.output)
+
+
+def test_a_compaction_and_a_cache_write_are_metered_and_priced_to_the_cent(world: World):
+    """`responses.compact` (a billed compaction pass) and GPT-5.6's cache writes: the usage is the
+    Responses API's, the writes a part of the input priced at their own rate (gpt-5.6-sol, from
+    2026-08-21: $4 input, $0.40 cached, $5 written, $20 output per million tokens)."""
+    client = world.reverse_client()
+    knobs = {"x-fake-cached-tokens": "40000", "x-fake-cache-write": "20000"}
+    compacted = client.responses.compact(model="gpt-5.6-sol", input="a long conversation", extra_headers=knobs)
+    answer = client.responses.create(model="gpt-5.6-sol", input="go on", extra_headers=knobs)
+    spans = spans_for(world, "gpt-5.6-sol", count=2)
+    for usage, span in zip(
+        (compacted.usage, answer.usage),
+        sorted(spans, key=lambda s: s.attributes["openai.api.type"], reverse=True),  # responses.compact first
+        strict=True,
+    ):
+        assert usage is not None
+        details = usage.input_tokens_details
+        written = getattr(details, "cache_write_tokens", None) or (details.model_extra or {})["cache_write_tokens"]
+        uncached = usage.input_tokens - details.cached_tokens - written
+        cost = (uncached * 4 + details.cached_tokens * 0.4 + written * 5 + usage.output_tokens * 20) / 1e6
+        assert span.attributes["gen_ai.usage.cache_creation.input_tokens"] == written == 20000
+        assert span.attributes["gen_ai.usage.input_tokens"] == usage.input_tokens
+        assert span.attributes["gen_ai.usage.cost_usd"] == pytest.approx(cost, abs=0.005)  # to the cent
+        assert span.attributes["gen_ai.usage.cost_usd"] == pytest.approx(cost, rel=1e-9)
+    compaction = next(s for s in spans if s.attributes["openai.api.type"] == "responses.compact")
+    assert compaction.attributes["gen_ai.conversation.compacted"] is True

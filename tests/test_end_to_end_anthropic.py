@@ -331,3 +331,31 @@ def test_no_anthropic_key_anywhere(world: World, proxy: Mitmdump):
     for text in (exported, logs):
         assert not [piece for piece in pieces if piece in text]
     assert "Traceback" not in logs and "hook failed" not in logs
+
+
+def test_a_compaction_pass_a_1h_cache_write_and_fast_speed_are_metered_and_priced(world: World, proxy: Mitmdump):
+    """The 2026 usage: a server-side compaction pass in `usage.iterations` (left out of the
+    top-level counts: billed as the sum), a 1 h cache write at its own rate, `speed: fast`
+    recorded. claude-sonnet-4-5: $3 input, $15 output, $6 per million 1 h cache writes, $3.75 5 m."""
+    headers = {"x-fake-compaction": "30000", "x-fake-cache-write-1h": "2000", "x-fake-speed": "fast"}
+    message = client(proxy).messages.create(
+        model="claude-sonnet-4-5-20250929", max_tokens=64, messages=ask("compacted e2e"), extra_headers=headers
+    )
+    iterations = (message.usage.model_extra or {}).get("iterations") or []
+    assert [item["type"] for item in iterations] == ["compaction", "message"]
+    turn_input = message.usage.input_tokens + 2000  # uncached + the 1 h write
+    span = world.receiver.wait_for(
+        lambda: next(
+            (s for s in world.receiver.spans() if s.attributes.get("anthropic.response.speed") == "fast"), None
+        )
+    )
+    assert span.attributes["gen_ai.usage.input_tokens"] == turn_input + 30000 + 15000
+    assert span.attributes["gen_ai.usage.output_tokens"] == message.usage.output_tokens + 400
+    assert span.attributes["gen_ai.usage.cache_creation.input_tokens"] == 2000 + 15000
+    cost = (
+        (message.usage.input_tokens + 30000) * 3
+        + 2000 * 6  # the turn's 1 h write
+        + 15000 * 3.75  # the compaction pass's 5 m write
+        + (message.usage.output_tokens + 400) * 15
+    ) / 1e6
+    assert span.attributes["gen_ai.usage.cost_usd"] == pytest.approx(cost, rel=1e-9)
