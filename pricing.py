@@ -133,11 +133,14 @@ def usage_counts(usage: Usage, server_tool_requests: Mapping[str, int] | None = 
     return counts
 
 
+# (provider, model, vendor, the price context's items, day): a compiled price is cached per key.
+PriceKey = tuple[str, str, str, tuple[tuple[str, str], ...] | None, int]
+
+
 def tier_context(call: Call) -> PriceContext | None:
-    """The service tier as the response reports it, in the library's terms (its vendor says how:
-    OpenAI's flex, priority, default, ...; Anthropic's batch)."""
-    tier = call.result.service_tier
-    return cast(PriceContext, call.endpoint.api.vendor.price_context(tier)) if tier else None
+    """What of the answer changes its price, in the library's terms (its vendor says what: OpenAI's
+    service tier; Anthropic's batch and fast speed)."""
+    return cast(PriceContext | None, call.endpoint.api.vendor.price_context(call.result))
 
 
 @dataclass(frozen=True, slots=True)
@@ -263,7 +266,7 @@ class Prices:
         self.update_url = update_url
         self._snapshot = data_snapshot.get_snapshot()
         # (provider, model, vendor, tier, day) → the price, or None for an unknown model
-        self._compiled: dict[tuple[str, str, str, str | None, int], CompiledPrice | None] = {}
+        self._compiled: dict[PriceKey, CompiledPrice | None] = {}
         self._unpriced_logged: set[str] = set()
 
     def __reduce__(self) -> tuple[type[Prices], tuple[Overrides, str | None]]:
@@ -311,7 +314,7 @@ class Prices:
         if snapshot is not self._snapshot:  # updated prices arrived
             self._snapshot = snapshot
             self._compiled.clear()
-        key = (provider, model.lower(), vendor, next(iter(tier.values())) if tier else None, day)
+        key = (provider, model.lower(), vendor, tuple(sorted(tier.items())) if tier else None, day)
         try:
             return self._compiled[key]
         except KeyError:

@@ -457,3 +457,17 @@ def test_cohere_is_priced_by_its_billed_units_not_the_processed_tokens(prices):
     priced.result.billed_usage = billed
     # command-a: $2.50 input, $10 output per million tokens (genai-prices)
     assert prices.cost_of(priced) == pytest.approx(80 * 2.5e-6 + 301 * 10e-6)
+
+
+def test_fast_speed_and_the_fast_tier_are_priced_at_their_own_rates(prices):
+    """Anthropic's `speed: fast` (claude-opus-4-8: $10 in, $50 out against $5 / $25) and OpenAI's
+    `fast` service tier (gpt-5.4: $5 / $30 against $2.50 / $15), as genai-prices 0.2.5 lists them."""
+    usage = Usage(input_tokens=1_000_000, output_tokens=100_000)
+    fast = call("claude-opus-4-8", usage, provider="anthropic", api=anthropic_messages.API)
+    fast.result.attributes["response.speed"] = "fast"
+    standard = call("claude-opus-4-8", usage, provider="anthropic", api=anthropic_messages.API)
+    assert prices.cost_of(fast) == pytest.approx(10 + 5)
+    assert prices.cost_of(standard) == pytest.approx(5 + 2.5)
+    below_the_long_context_tier = Usage(input_tokens=100_000, output_tokens=10_000)
+    assert cost(prices, "gpt-5.4", below_the_long_context_tier, tier="fast") == pytest.approx(0.5 + 0.3)
+    assert cost(prices, "gpt-5.4", below_the_long_context_tier, tier="default") == pytest.approx(0.25 + 0.15)

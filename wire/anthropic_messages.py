@@ -69,9 +69,13 @@ class AnthropicVendor(Vendor):
     def rate_limits(self, headers: Mapping[str, str], now_s: float) -> RateLimits:
         return rate_limits_from(headers, now_s, _LIMITS, reset_as_moment=True)
 
-    def price_context(self, service_tier: str) -> dict[str, str] | None:
-        """Anthropic's tiers (standard, priority) share one price; batch is half of it."""
-        return {"processing": "batch"} if service_tier == "batch" else None
+    def price_context(self, result: ApiResult) -> dict[str, str] | None:
+        """Anthropic's tiers (standard, priority) share one price, batch is half of it; `speed: fast`
+        has prices of its own. (`inference_geo` is recorded, not priced: the data has no rates.)"""
+        context = {"processing": "batch"} if result.service_tier == "batch" else {}
+        if result.attributes.get("response.speed") == "fast":
+            context["speed"] = "fast"
+        return context or None
 
 
 ANTHROPIC = AnthropicVendor("anthropic")

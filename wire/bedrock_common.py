@@ -17,7 +17,7 @@ from typing import Any
 from wire.framing import Framer
 from wire.framing.eventstream import EventStreamFramer
 from wire.headers import UpstreamInfo, header_count
-from wire.records import AttributeValue, Usage
+from wire.records import ApiResult, AttributeValue, Usage
 from wire.secrets import KeyMasker, masked
 from wire.values import count, error_label, obj
 from wire.vendor import Vendor
@@ -65,7 +65,7 @@ class BedrockVendor(Vendor):
             return masked(found.group(1), found.group(2))
         return masker.masked_key_of(headers, query)
 
-    def price_context(self, service_tier: str) -> dict[str, str] | None:
+    def price_context(self, result: ApiResult) -> dict[str, str] | None:
         return None  # the price data has Bedrock's standard prices only
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from wire.headers import RateLimits, UpstreamInfo, request_id_of
-from wire.records import AttributeValue
+from wire.records import ApiResult, AttributeValue
 from wire.secrets import KeyMasker
 
 
@@ -53,6 +53,7 @@ class Vendor:
         """The request's credential, masked (`query`: the URL's, for keys sent there)."""
         return masker.masked_key_of(headers, query)
 
-    def price_context(self, service_tier: str) -> dict[str, str] | None:
-        """The service tier a response reports, in genai-prices' terms (its `PriceContext`)."""
-        return {"service_tier": service_tier}
+    def price_context(self, result: ApiResult) -> dict[str, str] | None:
+        """What of the answer changes its price, in genai-prices' terms (its `PriceContext`): the
+        service tier the response reports (OpenAI's flex, priority, fast; Google's)."""
+        return {"service_tier": result.service_tier} if result.service_tier else None
