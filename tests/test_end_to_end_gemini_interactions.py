@@ -4,10 +4,12 @@ real mitmdump, reverse mode (the client's base URL) and regular mode (`HTTPS_PRO
 generativelanguage.googleapis.com on the default host list), to the fake upstream
 (`harness/fake_interactions.py`)."""
 
+import ssl
 import time
 from collections.abc import Iterator
 from typing import Any
 
+import anthropic
 import pytest
 from google import genai
 from google.genai import types
@@ -16,7 +18,7 @@ from harness.e2e import World, spans_for, tokens
 from harness.fake_interactions import THOUGHT
 from harness.mitmdump import Mitmdump, reverse_args
 
-KEY = "AIzaSyE2eInteractions7Hq2Lp9Wm4Xn6Rt1Vb3Zc"
+KEY = "AIzaSyQ7w9Kp2Lx4Mz8Rv3Tn6Bc1Hd5Fg0Js2WqX"
 
 
 @pytest.fixture(scope="module")
@@ -73,6 +75,21 @@ def test_a_background_interaction_is_counted_when_first_fetched_and_never_twice(
     again = [span for span in spans if span.attributes.get("genai.usage.counted_before")]
     assert len(again) == 1 and "gen_ai.usage.output_tokens" not in again[0].attributes
     assert tokens(world, model, "output") == output  # counted once
+    # The stream a fetch gets through the proxy is the upstream's, byte for byte.
+    path = f"/v1beta/interactions/{started.id}?stream=true"
+    trusting_the_fake = ssl.create_default_context(cafile=str(world.pki.ca_cert))
+    with anthropic.DefaultHttpxClient(verify=trusting_the_fake, trust_env=False, timeout=30) as http:
+        through = http.get(proxy.url + path, headers={"x-goog-api-key": KEY}).content
+        direct = http.get(f"https://127.0.0.1:{world.fake.port}{path}", headers={"x-goog-api-key": KEY}).content
+    assert through == direct and b"interaction.completed" in through
+
+
+def test_no_interactions_key_anywhere(world: World, proxy: Mitmdump):
+    time.sleep(0.5)
+    exported = "".join(str(r) for r in world.receiver.metric_requests + world.receiver.trace_requests)
+    pieces = {KEY[4:][i : i + 8] for i in range(len(KEY) - 11)}
+    for text in (exported, proxy.output, world.regular.output):
+        assert not [piece for piece in pieces if piece in text]
 
 
 def test_interactions_through_https_proxy(world: World, monkeypatch: pytest.MonkeyPatch):
