@@ -109,3 +109,15 @@ def spans_for(world: World, model: str, count: int = 1) -> list[Any]:
             and found
         )
     )
+
+
+def export_mark(world: World) -> tuple[int, int]:
+    """How many metric and trace requests the receiver holds now (see `exported_since`)."""
+    return len(world.receiver.metric_requests), len(world.receiver.trace_requests)
+
+
+def exported_since(world: World, mark: tuple[int, int]) -> str:
+    """Everything exported since `mark`, as text: a module's own exports, to search for secrets
+    without scanning what every module before it exported."""
+    requests = world.receiver.metric_requests[mark[0] :] + world.receiver.trace_requests[mark[1] :]
+    return "".join(str(request) for request in requests)

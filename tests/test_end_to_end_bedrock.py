@@ -25,7 +25,7 @@ from botocore.exceptions import ClientError, EventStreamError
 from genai_prices import Usage as PricedUsage
 from genai_prices import calc_price
 
-from harness.e2e import World, spans_for, tokens
+from harness.e2e import World, export_mark, exported_since, spans_for, tokens
 from harness.fake_anthropic import prompt_tokens as claude_prompt_tokens
 from harness.fake_bedrock import prompt_tokens
 from harness.mitmdump import Mitmdump, reverse_args
@@ -41,7 +41,13 @@ SONNET = "us.anthropic.claude-sonnet-4-5-20250929-v1:0"
 
 
 @pytest.fixture(scope="module")
-def bedrock_proxy(world: World) -> Iterator[Mitmdump]:
+def module_start(world: World) -> tuple[tuple[int, int], int]:
+    """Where this module's exports and upstream requests begin."""
+    return export_mark(world), len(world.fake.received)
+
+
+@pytest.fixture(scope="module")
+def bedrock_proxy(world: World, module_start: tuple[tuple[int, int], int]) -> Iterator[Mitmdump]:
     args = reverse_args(world.fake.port, world.pki.ca_cert, provider="aws.bedrock")
     with Mitmdump(args, world.env, world.tmp / "conf-bedrock") as started:
         yield started
@@ -297,7 +303,9 @@ def test_regular_mode_through_https_proxy_with_aws_ca_bundle(world: World, monke
         assert span.attributes["gen_ai.usage.output_tokens"] == claude.usage.output_tokens
 
 
-def test_no_credential_anywhere(world: World, bedrock_proxy: Mitmdump, vertex_proxy: Mitmdump):
+def test_no_credential_anywhere(
+    world: World, bedrock_proxy: Mitmdump, vertex_proxy: Mitmdump, module_start: tuple[tuple[int, int], int]
+):
     """After every path above: no 8 characters of an access key id, a secret, a signature, a
     session token or a Vertex token are in what was exported or logged."""
     runtime(bedrock_proxy.url, temporary=True).converse(modelId="e2e-bedrock-secret", messages=ask())
@@ -305,13 +313,13 @@ def test_no_credential_anywhere(world: World, bedrock_proxy: Mitmdump, vertex_pr
     time.sleep(0.5)
     signatures = [
         r.headers["authorization"].rpartition("Signature=")[2]
-        for r in world.fake.received
+        for r in world.fake.received[module_start[1] :]
         if r.headers.get("authorization", "").startswith("AWS4-HMAC-SHA256")
     ]
     assert signatures and all(len(signature) == 64 for signature in signatures)
     secrets = [ACCESS_KEY[4:], TEMPORARY_KEY[4:], SECRET_KEY, SESSION_TOKEN, VERTEX_TOKEN[5:], *signatures]
     pieces = {secret[i : i + 8] for secret in secrets for i in range(len(secret) - 7)}
-    exported = "".join(str(r) for r in world.receiver.metric_requests + world.receiver.trace_requests)
+    exported = exported_since(world, module_start[0])
     logs = bedrock_proxy.output + vertex_proxy.output + world.regular.output
     for text in (exported, logs):
         assert not [piece for piece in pieces if piece in text]
