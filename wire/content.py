@@ -111,10 +111,6 @@ class PartsCollector:
     def __init__(self) -> None:
         self._parts: list[tuple[str, TextCollector | Part]] = []
 
-    @property
-    def empty(self) -> bool:
-        return not self._parts
-
     def add_text(self, piece: Any, kind: str = "text") -> None:
         if not isinstance(piece, str) or not piece:
             return
@@ -137,6 +133,13 @@ class PartsCollector:
         last = self._parts[-1][1] if self._parts else None
         if isinstance(last, dict) and last.get("type") == "tool_call" and isinstance(piece, str):
             last["arguments"] = (last["arguments"] + piece)[:MAX_PART_CHARS]
+
+    def message(self, finish_reasons: list[str]) -> str | None:
+        """The one assistant message these parts make, as captured output; None without parts."""
+        if not self._parts:
+            return None
+        reason = finish_reasons[0] if finish_reasons else "stop"
+        return dump_messages([{"role": "assistant", "parts": self.parts(), "finish_reason": reason}])
 
     def parts(self) -> list[Part]:
         return [

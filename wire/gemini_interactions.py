@@ -133,10 +133,7 @@ class InteractionStreamAccumulator(StreamAccumulator):
                 self.done = True
 
     def output_messages(self) -> str | None:
-        if self._parts.empty:
-            return None
-        reason = self.result.finish_reasons[0] if self.result.finish_reasons else "stop"
-        return dump_messages([{"role": "assistant", "parts": self._parts.parts(), "finish_reason": reason}])
+        return self._parts.message(self.result.finish_reasons)
 
 
 class Interactions(WireApi):
@@ -191,9 +188,7 @@ class Interactions(WireApi):
             for content in obj(step).get("content") or []:
                 if obj(content).get("type") == "text":
                     parts.add_text(obj(content).get("text"))
-        if parts.empty:
-            return None
-        return dump_messages([{"role": "assistant", "parts": parts.parts(), "finish_reason": "stop"}])
+        return parts.message(["stop"])
 
 
 class InteractionsFetch(Interactions):

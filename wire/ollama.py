@@ -134,10 +134,7 @@ class OllamaStreamAccumulator(StreamAccumulator):
             self._parts.add(tool_call_part(obj(call).get("id"), function.get("name"), function.get("arguments", {})))
 
     def output_messages(self) -> str | None:
-        if self._parts.empty:
-            return None
-        reason = self.result.finish_reasons[0] if self.result.finish_reasons else "stop"
-        return dump_messages([{"role": "assistant", "parts": self._parts.parts(), "finish_reason": reason}])
+        return self._parts.message(self.result.finish_reasons)
 
 
 class OllamaChat(WireApi):
