@@ -643,6 +643,8 @@ class GenAIMeter:
 
     @never_raises
     def websocket_start(self, flow: http.HTTPFlow) -> None:
+        if self.telemetry is None:  # telemetry is off (its process failed at start): nothing to record
+            return
         found = wire.socket_endpoint_for(flow.request.path)
         if found is None:
             return

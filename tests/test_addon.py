@@ -1072,3 +1072,17 @@ def test_a_bad_option_at_start_is_one_error_line_and_at_run_time_an_options_erro
         metering.running()
         with pytest.raises(exceptions.OptionsError):
             tctx.configure(metering, genai_hosts=[":::"])
+
+
+def test_websocket_hooks_with_telemetry_off_do_nothing_and_log_nothing(context, caplog):
+    """With the telemetry process failed at start, every WebSocket operation and close logged an
+    AssertionError."""
+    metering, _ = context
+    metering.telemetry = None
+    flow = tflow.twebsocketflow()
+    flow.request.host, flow.request.path = "api.openai.com", "/v1/realtime?model=gpt-realtime"
+    with caplog.at_level(logging.WARNING, logger="genai"):
+        metering.websocket_start(flow)
+        metering.websocket_message(flow)
+        metering.websocket_end(flow)
+    assert caplog.records == []
