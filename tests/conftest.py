@@ -1,10 +1,21 @@
-"""The end-to-end world, shared by the end-to-end modules (each test uses its own model names)."""
+"""The end-to-end world, shared by the end-to-end modules (each test uses its own model names), and
+the two markers: `pytest -m unit` runs in seconds, `pytest -m end_to_end` starts real processes."""
 
 from collections.abc import Iterator
 
 import pytest
 
 from harness.e2e import World, started_world
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Modules named test_end_to_end_* are end-to-end; another module that starts processes says so
+    with `pytestmark = pytest.mark.end_to_end`; every other test is a unit test."""
+    for item in items:
+        if item.path.name.startswith("test_end_to_end"):
+            item.add_marker(pytest.mark.end_to_end)
+        elif item.get_closest_marker("end_to_end") is None:
+            item.add_marker(pytest.mark.unit)
 
 
 @pytest.fixture(scope="session")

@@ -130,6 +130,7 @@ def promtool() -> str:
     return found
 
 
+@pytest.mark.end_to_end
 @pytest.mark.parametrize(
     "command",
     [

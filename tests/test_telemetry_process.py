@@ -32,6 +32,8 @@ from wire.call import Call
 from wire.content import CapturedContent
 from wire.records import ApiRequest, ApiResult, Usage
 
+pytestmark = pytest.mark.end_to_end
+
 
 @pytest.fixture
 def receiver() -> Iterator[OTLPReceiver]:
