@@ -257,6 +257,7 @@ class TelemetryProcess:
     def __init__(self, command: Sequence[str] | None = None) -> None:
         self.command = list(command or [sys.executable, str(CHILD_SCRIPT)])
         self.dropped = 0  # calls lost to a stalled or dead child
+        self.unencodable = 0  # messages that could not be pickled, each dropped alone
         self._pending: list[Message] = []
         self._prices: Prices | None = None  # sent again to a restarted child
         self._options: MetricOptions | None = None  # the ones the child has, as last sent
@@ -468,7 +469,33 @@ class TelemetryProcess:
         elif self._dropping and not over_bound:
             self._dropping = False
             log.info("genai: the telemetry process keeps up again; %d calls were dropped so far.", self.dropped)
-        self.queue.append(encode_batch(batch), calls)
+        try:
+            frame = encode_batch(batch)
+        except Exception:
+            batch = self._encodable(batch)
+            frame, calls = encode_batch(batch), sum(isinstance(message, Call) for message in batch)
+        self.queue.append(frame, calls)
+
+    def _encodable(self, batch: list[Message]) -> list[Message]:
+        """The batch without the messages that cannot be pickled: each is left out alone and counted,
+        the first logged with its traceback (a bug in a record, not in the traffic)."""
+        encodable: list[Message] = []
+        for message in batch:
+            try:
+                pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+            except Exception:
+                self.unencodable += 1
+                log.log(
+                    logging.WARNING if self.unencodable == 1 else logging.DEBUG,
+                    "genai: a %s could not be sent to the telemetry process and is dropped "
+                    "(%d so far; the rest of its batch is sent).",
+                    type(message).__name__,
+                    self.unencodable,
+                    exc_info=self.unencodable == 1,
+                )
+            else:
+                encodable.append(message)
+        return encodable
 
 
 _instance: TelemetrySink | None = None

@@ -8,6 +8,7 @@ import logging
 import os
 import signal
 import sys
+import threading
 import time
 from collections.abc import Iterator
 
@@ -86,6 +87,32 @@ def test_calls_reach_the_collector_exactly_once(child: TelemetryProcess, collect
     legacy = collector_env.latest("prompt_tokens", model="gpt-4o-mini")
     assert [point.value for point in legacy] == [300 * 100]
     assert child.dropped == 0
+
+
+def test_a_call_that_cannot_be_pickled_is_dropped_alone_and_counted(
+    child: TelemetryProcess, collector_env: OTLPReceiver, caplog: pytest.LogCaptureFixture
+):
+    calls = [make_call() for _ in range(3)]
+    for number, call in enumerate(calls):
+        call.result.response_id = f"chatcmpl-batch-{number}"
+    calls[1].result.attributes["unpicklable"] = threading.Lock()  # type: ignore[assignment]
+
+    async def one_batch() -> None:  # inside a loop the hooks queue, and a flush sends one batch
+        for call in calls:
+            child.record_call(call, MetricOptions())
+        assert not child.queue  # nothing framed yet: the three go in one frame
+        child.flush()
+
+    with caplog.at_level(logging.WARNING, logger="genai"):
+        asyncio.run(one_batch())
+    assert child.shutdown() is True
+    assert sorted(span.attributes["gen_ai.response.id"] for span in collector_env.spans()) == [
+        "chatcmpl-batch-0",
+        "chatcmpl-batch-2",
+    ]
+    assert child.unencodable == 1 and child.dropped == 0
+    (warning,) = [record for record in caplog.records if "could not be sent" in record.getMessage()]
+    assert "Call" in warning.getMessage() and warning.exc_info is not None
 
 
 def test_the_legacy_options_in_force_for_each_call_reach_the_child(
