@@ -166,18 +166,41 @@ class _OutageLog:
             )
 
 
+class _ExportErrorLog:
+    """An exporter that raises has a local error (encoding a value, a bug), not an unreachable
+    collector (the OTLP exporters return FAILURE for that): the first is logged with its traceback,
+    the rest counted. Called from the `except` block."""
+
+    def __init__(self, signal: str) -> None:
+        self._signal = signal
+        self.errors = 0
+
+    def report(self, consequence: str) -> None:
+        self.errors += 1
+        log.log(
+            logging.ERROR if self.errors == 1 else logging.DEBUG,
+            "OpenTelemetry export of %s failed here, not at the collector; %s (%d such errors so far).",
+            self._signal,
+            consequence,
+            self.errors,
+            exc_info=self.errors == 1,
+        )
+
+
 class _GuardedSpanExporter(SpanExporter):
     """Turns export failures into `_OutageLog` reports, and keeps failed spans for the next try.
 
     At most `MAX_QUEUED_SPANS` wait (the newest); they go out with the next batch once the
     collector accepts data again, so a short outage loses no span. After a failure, batches wait
     without trying for `RETRY_AFTER_S`: a dead collector then costs one slow attempt now and then,
-    not one per batch, and the SDK's own queue keeps draining instead of dropping spans.
+    not one per batch, and the SDK's own queue keeps draining instead of dropping spans. A batch
+    whose export raises is dropped (see `_ExportErrorLog`): it would fail again.
     """
 
     def __init__(self, inner: SpanExporter, outage: _OutageLog) -> None:
         self._inner = inner
         self._outage = outage
+        self.export_errors = _ExportErrorLog("spans")
         self._waiting: deque[ReadableSpan] = deque(maxlen=MAX_QUEUED_SPANS)
         self._retry_at = 0.0
         self.dropped = 0
@@ -191,7 +214,9 @@ class _GuardedSpanExporter(SpanExporter):
             try:
                 result = self._inner.export(batch)
             except Exception:
-                result = SpanExportResult.FAILURE
+                self.dropped += len(batch)
+                self.export_errors.report(f"a batch of {len(batch)} spans is dropped")
+                return SpanExportResult.FAILURE
             self._outage.report(result == SpanExportResult.SUCCESS)
             self._retry_at = 0.0 if result == SpanExportResult.SUCCESS else time.monotonic() + RETRY_AFTER_S
         if result != SpanExportResult.SUCCESS:
@@ -210,7 +235,7 @@ class _GuardedSpanExporter(SpanExporter):
 
 
 class _GuardedMetricExporter(MetricExporter):
-    """Turns export failures and exceptions into `_OutageLog` reports."""
+    """Turns export failures into `_OutageLog` reports, exceptions into `_ExportErrorLog` ones."""
 
     def __init__(self, inner: MetricExporter, outage: _OutageLog) -> None:
         super().__init__(
@@ -219,12 +244,14 @@ class _GuardedMetricExporter(MetricExporter):
         )
         self._inner = inner
         self._outage = outage
+        self.export_errors = _ExportErrorLog("metrics")
 
     def export(self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any) -> MetricExportResult:
         try:
             result = self._inner.export(metrics_data, timeout_millis=timeout_millis, **kwargs)
         except Exception:
-            result = MetricExportResult.FAILURE
+            self.export_errors.report("the next export sends the totals again")
+            return MetricExportResult.FAILURE
         self._outage.report(result == MetricExportResult.SUCCESS)
         return result
 

@@ -281,8 +281,6 @@ class FailingExporter(SpanExporter):
 
     def export(self, spans: Any) -> SpanExportResult:
         self.calls += 1
-        if self.calls == 2:
-            raise ConnectionError("boom")
         return SpanExportResult.SUCCESS if self.ok else SpanExportResult.FAILURE
 
 
@@ -308,6 +306,47 @@ def test_the_metric_guard_keeps_the_inner_exporters_preferences():
     assert guarded._preferred_temporality == inner._preferred_temporality
     inner.shutdown()
     assert guarded.export(None, timeout_millis=10) == MetricExportResult.FAILURE  # type: ignore[arg-type]
+
+
+class RaisingExporter(SpanExporter):
+    """An exporter with a local bug: it raises instead of returning FAILURE."""
+
+    def __init__(self) -> None:
+        self.batches = 0
+
+    def export(self, spans: Any) -> SpanExportResult:
+        self.batches += 1
+        raise TypeError("an attribute value the encoder cannot encode")
+
+
+def test_an_exporter_that_raises_is_a_local_error_not_an_outage(caplog):
+    guarded = telemetry._GuardedSpanExporter(
+        RaisingExporter(), telemetry._OutageLog("spans", "http://collector:4317", "kept")
+    )
+    spans = [type("S", (), {"name": f"s{i}"})() for i in range(3)]
+    with caplog.at_level(logging.DEBUG, logger="genai"):
+        results = [guarded.export(spans[:2]), guarded.export(spans[2:])]
+    assert results == [SpanExportResult.FAILURE] * 2
+    assert guarded.dropped == 3 and guarded.export_errors.errors == 2  # dropped, not kept to fail again
+    messages = [record.getMessage() for record in caplog.records]
+    assert not any("does not accept" in message for message in messages)
+    first, second = [record for record in caplog.records if "failed here, not at the collector" in record.getMessage()]
+    assert first.levelno == logging.ERROR and first.exc_info is not None and "a batch of 2 spans" in first.getMessage()
+    assert second.levelno == logging.DEBUG and not second.exc_info
+
+
+def test_a_metric_exporter_that_raises_is_a_local_error_not_an_outage(caplog):
+    from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
+
+    inner = OTLPMetricExporter(endpoint="http://127.0.0.1:9")
+    guarded = telemetry._GuardedMetricExporter(inner, telemetry._OutageLog("metrics", "http://collector:4317", "kept"))
+    try:
+        with caplog.at_level(logging.INFO, logger="genai"):  # the SDK's encoder raises on it
+            assert guarded.export("not metrics data") == MetricExportResult.FAILURE  # type: ignore[arg-type]
+    finally:
+        inner.shutdown()
+    assert guarded.export_errors.errors == 1
+    assert not any("does not accept" in record.getMessage() for record in caplog.records)
 
 
 class HangingExporter(SpanExporter):
