@@ -27,6 +27,7 @@ from mitmproxy.addonmanager import Loader
 from mitmproxy.flow import Error as FlowError
 
 import wire
+from errors import UnexpectedErrors
 from pricing import Prices
 from summary import NO_CALLS
 from telemetry_process import ATTRIBUTIONS, MetricOptions, TelemetrySink, TelemetryStartError, telemetry_process
@@ -73,6 +74,7 @@ class StreamTap:
 
     stream: EventStream
     filtering: bool
+    errors: UnexpectedErrors
     failed: bool = False
     # What the client got, kept for mitmweb up to `store_limit` bytes (None: not kept).
     stored: bytearray | None = None
@@ -94,9 +96,9 @@ class StreamTap:
             if self.filtering:
                 return self.stream.filter(chunk, now)
             self.stream.observe(chunk, now)
-        except Exception as error:
+        except Exception:
             self.failed = True
-            log.warning("genai: stopped parsing a stream after %s: %s", type(error).__name__, error)
+            self.errors.report("parsing a stream", "the rest of that stream is passed on unread")
         return chunk
 
 
@@ -230,16 +232,14 @@ def in_flight(flow: http.HTTPFlow) -> InFlight | None:
 
 
 def never_raises[F: Callable[..., None]](hook: F) -> F:
-    """Telemetry must never break traffic: a failing hook logs one line and returns."""
+    """Telemetry must never break traffic: a failing hook is reported (`errors`) and returns."""
 
     @functools.wraps(hook)
-    def guarded(*args: Any, **kwargs: Any) -> None:
+    def guarded(self: "GenAIMeter", *args: Any, **kwargs: Any) -> None:
         try:
-            hook(*args, **kwargs)
-        except Exception as error:
-            log.warning(
-                "genai: %s hook failed (%s: %s); the flow is unaffected.", hook.__name__, type(error).__name__, error
-            )
+            hook(self, *args, **kwargs)
+        except Exception:
+            self.errors.report(f"the {hook.__name__} hook", "the flow is unaffected")
 
     return guarded  # type: ignore[return-value]
 
@@ -276,6 +276,7 @@ class GenAIMeter:
         # The rule for each (host, port) seen: glob matching costs a microsecond or more per rule.
         self._rule_for: dict[tuple[str, int], HostRule | None] = {}
         self.telemetry: TelemetrySink | None = None
+        self.errors = UnexpectedErrors(log)
         self.prices = Prices()
         self.capture_content = False  # genai_capture_content or its environment variable
         # Options read on every call, kept here: each `ctx.options` read deep-copies the value.
@@ -596,6 +597,7 @@ class GenAIMeter:
         state.tap = StreamTap(
             stream,
             filtering=bool(flow.metadata.get(USAGE_REMOVED)) and stream.decodable,
+            errors=self.errors,
             stored=bytearray() if store_limit > 0 else None,
             store_limit=store_limit,
         )

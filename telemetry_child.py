@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from typing import IO
 
 import telemetry_process
+from errors import UnexpectedErrors
 from telemetry import ConfigurationError, Telemetry, quiet_exporter_logs
 from telemetry_process import (
     LogReply,
@@ -114,7 +115,7 @@ def serve(batches: IO[bytes], replies: Replies, shutdown_budget_s: float = telem
     replies.send(StatusReply())
 
     options = MetricOptions()  # the options' defaults
-    failures: set[str] = set()
+    errors = UnexpectedErrors(log, prefix="")
     changed_since = 0.0  # when the summary changed first since it was last sent (0: it did not)
     while True:
         paused = not select.select([batches], [], [], telemetry_process.SUMMARY_PAUSE_S)[0]
@@ -141,10 +142,8 @@ def serve(batches: IO[bytes], replies: Replies, shutdown_budget_s: float = telem
                     case ResetSummary():
                         instance.reset_summary()
                         changed_since = changed_since or time.monotonic()  # a summary sent before is stale
-            except Exception as error:  # one bad call must not end the process; say so once per kind
-                if type(error).__name__ not in failures:
-                    failures.add(type(error).__name__)
-                    log.warning("recording a call failed (%s: %s); others go on.", type(error).__name__, error)
+            except Exception:  # one bad call must not end the process
+                errors.report(f"recording a {type(message).__name__}", "the others go on")
     replies.send(SummaryReply(instance.summary_table()))
     return 0 if instance.shutdown(shutdown_budget_s) else 1
 

@@ -44,6 +44,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, NamedTuple, Protocol
 
+from errors import UnexpectedErrors
 from pricing import Prices
 from wire.call import Call, SocketRecord
 
@@ -133,7 +134,7 @@ class LogReply:
     message: str
 
     def line(self) -> str:
-        return f"log {self.level} {self.message.replace(chr(10), ' ')}"
+        return f"log {self.level} {json.dumps(self.message)}"  # a traceback's lines too
 
 
 @dataclass(frozen=True)
@@ -158,12 +159,16 @@ Reply = LogReply | SummaryReply | StatusReply
 
 
 def parse_reply(line: str) -> Reply | None:
+    """The reply on a line, None for a line that is not one (stray output)."""
     kind, _, rest = line.partition(" ")
-    if kind == "log":
-        level, _, message = rest.partition(" ")
-        return LogReply(int(level), message) if level.isdigit() else None
-    if kind == "summary":
-        return SummaryReply(json.loads(rest))
+    try:
+        if kind == "log":
+            level, _, message = rest.partition(" ")
+            return LogReply(int(level), json.loads(message)) if level.isdigit() else None
+        if kind == "summary":
+            return SummaryReply(json.loads(rest))
+    except ValueError:
+        return None
     if kind == "ready":
         return StatusReply()
     if kind == "error":
@@ -258,6 +263,7 @@ class TelemetryProcess:
         self.command = list(command or [sys.executable, str(CHILD_SCRIPT)])
         self.dropped = 0  # calls lost to a stalled or dead child
         self.unencodable = 0  # messages that could not be pickled, each dropped alone
+        self.errors = UnexpectedErrors(log)
         self._pending: list[Message] = []
         self._prices: Prices | None = None  # sent again to a restarted child
         self._options: MetricOptions | None = None  # the ones the child has, as last sent
@@ -433,8 +439,8 @@ class TelemetryProcess:
         self._flush_scheduled = False
         try:
             self.flush()
-        except Exception as error:  # a timer callback must not take mitmproxy's loop down
-            log.warning("genai: telemetry flush failed (%s: %s).", type(error).__name__, error)
+        except Exception:  # a timer callback must not take mitmproxy's loop down
+            self.errors.report("a flush to the telemetry process", "its calls wait for the next one")
         if self.queue and not self._flush_scheduled:
             self._flush_scheduled = True
             asyncio.get_running_loop().call_later(FLUSH_INTERVAL_S, self._scheduled_flush)
@@ -477,21 +483,17 @@ class TelemetryProcess:
         self.queue.append(frame, calls)
 
     def _encodable(self, batch: list[Message]) -> list[Message]:
-        """The batch without the messages that cannot be pickled: each is left out alone and counted,
-        the first logged with its traceback (a bug in a record, not in the traffic)."""
+        """The batch without the messages that cannot be pickled (a bug in a record, not in the
+        traffic): each is left out alone and counted."""
         encodable: list[Message] = []
         for message in batch:
             try:
                 pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
             except Exception:
                 self.unencodable += 1
-                log.log(
-                    logging.WARNING if self.unencodable == 1 else logging.DEBUG,
-                    "genai: a %s could not be sent to the telemetry process and is dropped "
-                    "(%d so far; the rest of its batch is sent).",
-                    type(message).__name__,
-                    self.unencodable,
-                    exc_info=self.unencodable == 1,
+                self.errors.report(
+                    f"sending a {type(message).__name__} to the telemetry process",
+                    "it is dropped, the rest of its batch is sent",
                 )
             else:
                 encodable.append(message)

@@ -394,7 +394,16 @@ def test_a_bug_in_a_hook_never_reaches_mitmproxy(context, caplog, monkeypatch):
     monkeypatch.setattr(addon_module, "summarize", explode)
     flow.response = json_response({})
     metering.response(flow)  # must not raise
-    assert "response hook failed (RuntimeError: boom); the flow is unaffected" in caplog.text
+    (first,) = [record for record in caplog.records if "the response hook failed" in record.getMessage()]
+    assert first.getMessage() == "genai: the response hook failed; the flow is unaffected."
+    assert first.exc_info is not None and "RuntimeError: boom" in caplog.text  # its traceback
+    caplog.clear()
+    again = chat_flow()
+    metering.request(again)
+    again.response = json_response({})
+    metering.response(again)
+    assert "response hook failed" not in caplog.text  # counted, told in the next summary line
+    assert metering.errors.count("the response hook") == 2
 
 
 def test_a_failing_parser_turns_the_tap_into_a_pass_through(context, monkeypatch):

@@ -111,8 +111,8 @@ def test_a_call_that_cannot_be_pickled_is_dropped_alone_and_counted(
         "chatcmpl-batch-2",
     ]
     assert child.unencodable == 1 and child.dropped == 0
-    (warning,) = [record for record in caplog.records if "could not be sent" in record.getMessage()]
-    assert "Call" in warning.getMessage() and warning.exc_info is not None
+    (warning,) = [record for record in caplog.records if "to the telemetry process failed" in record.getMessage()]
+    assert "sending a Call to the telemetry process failed" in warning.getMessage() and warning.exc_info
 
 
 def test_the_legacy_options_in_force_for_each_call_reach_the_child(
@@ -306,6 +306,7 @@ def test_calls_survive_the_pipe_unchanged():
     "reply",
     [
         LogReply(30, "a warning"),
+        LogReply(30, "recording a Call failed; the others go on.\nTraceback (most recent call last):\n  ..."),
         SummaryReply("provider  model\n---"),
         SummaryReply(None),
         StatusReply(),
@@ -320,6 +321,7 @@ def test_replies_survive_their_line_unchanged(reply):
 def test_a_reply_line_that_is_not_one_is_ignored():
     assert parse_reply("some stray output") is None
     assert parse_reply("log x y") is None
+    assert parse_reply("log 30 not json") is None and parse_reply("summary {") is None
 
 
 def test_the_frame_queue_counts_its_bytes_through_partial_writes_and_drops():
