@@ -278,6 +278,11 @@ class TelemetryProcess:
         self._status_read = threading.Event()
         self._relay_thread: threading.Thread | None = None
 
+    @property
+    def pid(self) -> int | None:
+        """The running child's process id (None before the first start and after shutdown)."""
+        return self._process.pid if self._process is not None else None
+
     # --- lifecycle -----------------------------------------------------------------------
 
     def start(self, timeout_s: float = START_TIMEOUT_S) -> None:

@@ -11,6 +11,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -58,6 +59,28 @@ def child(collector_env: OTLPReceiver) -> Iterator[TelemetryProcess]:
     process.start()
     yield process
     process.shutdown()
+
+
+def child_pid(child: TelemetryProcess) -> int:
+    assert child.pid is not None
+    return child.pid
+
+
+def thread_state(task: Path) -> str:
+    try:
+        return (task / "stat").read_text().split(")")[-1].split()[0]
+    except FileNotFoundError:
+        return "gone"
+
+
+def kill(pid: int) -> None:
+    """SIGKILL, and wait until all its threads are gone (a zombie until the parent's next poll
+    reaps it; its main thread is one while the others still exit and hold its pipes open)."""
+    os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while any(thread_state(task) not in ("Z", "gone") for task in Path(f"/proc/{pid}/task").iterdir()):
+        assert time.monotonic() < deadline, f"process {pid} did not die"
+        time.sleep(0.01)
 
 
 def record_calls(process: TelemetryProcess, count: int, model: str = "gpt-4o-mini") -> None:
@@ -174,8 +197,8 @@ def test_a_stalled_child_never_blocks_and_buffers_only_up_to_the_bound(
     what was not dropped arrives once it runs again. (A blocking write would hang this test.)"""
     monkeypatch.setattr(telemetry_process, "MAX_BUFFERED_BYTES", 256 * 1024)
     monkeypatch.setattr(telemetry_process, "MAX_BATCH", 50)
-    assert child._process is not None
-    os.kill(child._process.pid, signal.SIGSTOP)
+    pid = child_pid(child)
+    os.kill(pid, signal.SIGSTOP)
     try:
         record_calls(child, 20_000)
         assert child.dropped > 0
@@ -185,7 +208,7 @@ def test_a_stalled_child_never_blocks_and_buffers_only_up_to_the_bound(
         assert child.queue and child.queue._frames[-1][1] == 0
         assert telemetry_process.read_batch(io.BytesIO(child.queue._frames[-1][0])) == [ResetSummary()]
     finally:
-        os.kill(child._process.pid, signal.SIGCONT)
+        os.kill(pid, signal.SIGCONT)
     assert child.shutdown(budget_s=30) is True
     assert len(collector_env.spans()) == 20_000 - child.dropped
 
@@ -197,28 +220,24 @@ def test_a_dead_child_is_started_again(
     caplog: pytest.LogCaptureFixture,
 ):
     monkeypatch.setattr(telemetry_process, "RESTART_INTERVAL_S", 0.0)
-    assert child._process is not None
-    first = child._process
-    first.kill()
-    first.wait()
+    first = child_pid(child)
+    kill(first)
     with caplog.at_level(logging.WARNING, logger="genai"):
         record_calls(child, 1, model="lost-or-not")  # finds the child gone and starts another
         record_calls(child, 10, model="after-restart")
-    assert child._process is not first
+    assert child_pid(child) != first
     assert child.shutdown() is True
     assert input_tokens(collector_env, "after-restart") == 10 * 100
     assert any("exited" in r.message and "starting it again" in r.message for r in caplog.records)
 
 
 def test_the_child_runs_only_on_an_otherwise_idle_core(child: TelemetryProcess):
-    assert child._process is not None
-    assert os.sched_getscheduler(child._process.pid) == os.SCHED_IDLE
+    assert os.sched_getscheduler(child_pid(child)) == os.SCHED_IDLE
 
 
 def test_ctrl_c_in_the_terminal_does_not_stop_the_child(child: TelemetryProcess, collector_env: OTLPReceiver):
     """SIGINT reaches the whole process group; the child waits for its input to close."""
-    assert child._process is not None
-    os.kill(child._process.pid, signal.SIGINT)
+    os.kill(child_pid(child), signal.SIGINT)
     record_calls(child, 7)
     assert child.shutdown() is True
     assert len(collector_env.spans()) == 7
@@ -261,9 +280,7 @@ def test_the_child_prices_deferred_calls_with_the_table_it_was_sent(
     child.use_prices(Prices.load(prices))
     child.record_call(deferred_call("house-model"), MetricOptions(legacy_metrics=False))
     monkeypatch.setattr(telemetry_process, "RESTART_INTERVAL_S", 0.0)
-    assert child._process is not None
-    child._process.kill()  # a new child must get the table again
-    child._process.wait()
+    kill(child_pid(child))  # a new child must get the table again
     child.record_call(deferred_call("house-model"), MetricOptions(legacy_metrics=False))
     child.record_call(deferred_call("house-model"), MetricOptions(legacy_metrics=False))
     assert child.shutdown() is True
@@ -357,17 +374,15 @@ def test_children_killed_mid_frame_lose_only_that_frame_and_the_byte_count_retur
     monkeypatch.setattr(telemetry_process, "MAX_BUFFERED_BYTES", 3 * 1024 * 1024)
     child.use_prices(Prices())  # re-sent to every new child, its bytes counted
     for death in range(3):
-        assert child._process is not None
-        os.kill(child._process.pid, signal.SIGSTOP)
+        dead = child_pid(child)
+        os.kill(dead, signal.SIGSTOP)
         doomed = make_call(content=CapturedContent(input_messages="x" * 2_500_000))  # > the 1 MiB pipe
         doomed.request.model = f"doomed-{death}"
         child.record_call(doomed, MetricOptions(legacy_metrics=False))
         assert child.queue._written_of_first > 0, "the pipe should have taken part of the frame"
-        dead = child._process
-        dead.kill()
-        dead.wait()
+        kill(dead)
         record_calls(child, 1, model=f"between-{death}")  # finds the child gone: starts another
-        assert child._process is not dead
+        assert child_pid(child) != dead
     assert child.dropped == 3  # the three half-written frames, nothing else
     record_calls(child, 50, model="after")
     deadline = time.monotonic() + 30
