@@ -777,6 +777,25 @@ def test_cache_writes_and_modalities_are_read_in_both_usage_shapes():
     )
 
 
+def test_responses_tool_usage_counts_become_attributes_in_either_shape():
+    usage = {
+        "input_tokens": 50,
+        "output_tokens": 5,
+        "tool_usage": {
+            "web_search": {"requests": 2, "sources": "many"},
+            "file_search_calls": 1,
+            "image_generation": None,
+            "code_interpreter": [3],
+        },
+    }
+    body = json.dumps({"id": "r", "status": "completed", "usage": usage}).encode()
+    result = RESPONSES.api.parse_response(body)
+    assert result.attributes == {"usage.tool_usage.web_search.requests": 2, "usage.tool_usage.file_search_calls": 1}
+    assert result.usage == Usage(input_tokens=50, output_tokens=5)  # the counts add no tokens
+    many = {"tool_usage": {f"tool_{number}": number + 1 for number in range(40)}}
+    assert len(openai_responses.tool_usage(many["tool_usage"])) == 16
+
+
 @pytest.mark.parametrize(
     "conversation", ['"conv_68966790a"', '{"id": "conv_68966790a"}', '{"id": "conv_68966790a", "metadata": {}}']
 )

@@ -22,7 +22,16 @@ from wire.openai_common import OPENAI, RESPONSE_MEMBERS, openai_request, openai_
 from wire.records import NO_HEADERS, ApiRequest, ApiResult, Usage
 from wire.socket import Operation, SessionInfo, SocketSession, frame_type
 from wire.stream import StreamAccumulator
-from wire.values import error_label, error_type_from_object, json_members, label, load_json_object, obj, small_json
+from wire.values import (
+    count,
+    error_label,
+    error_type_from_object,
+    json_members,
+    label,
+    load_json_object,
+    obj,
+    small_json,
+)
 
 _LIFECYCLE = {"response.created", "response.in_progress", "response.queued"}
 _TERMINAL = {"response.completed", "response.incomplete", "response.failed"}
@@ -30,6 +39,22 @@ _TERMINAL = {"response.completed", "response.incomplete", "response.failed"}
 
 def responses_usage(value: Any) -> Usage | None:
     return openai_usage(value, "input_tokens", "output_tokens")
+
+
+def tool_usage(value: Any, most: int = 16) -> dict[str, int]:
+    """The counts in Responses usage's `tool_usage` (the hosted tools' uses), by their names.
+
+    Its shape is not documented in the API reference nor typed in the openai SDK (3.60), so any
+    count is taken, directly (`{"web_search": 2}`) or one level down
+    (`{"web_search": {"requests": 2}}` → `web_search.requests`); at most `most`, names cut to 64.
+    """
+    counts: dict[str, int] = {}
+    for name, member in obj(value).items():
+        inner = {"": member} if count(member) is not None else obj(member)
+        for detail, uses in inner.items():
+            if (number := count(uses)) is not None and len(counts) < most:
+                counts[f"{name}.{detail}".strip(".")[:64]] = number
+    return counts
 
 
 def finish_reason(response: dict[str, Any]) -> str | None:
@@ -52,6 +77,8 @@ def update_result(response: dict[str, Any], result: ApiResult) -> ApiResult:
     result.response_model = label(response.get("model")) or result.response_model
     result.service_tier = label(response.get("service_tier")) or result.service_tier
     result.usage = responses_usage(response.get("usage")) or result.usage
+    for name, uses in tool_usage(obj(response.get("usage")).get("tool_usage")).items():
+        result.attributes[f"usage.tool_usage.{name}"] = uses
     reason = finish_reason(response)
     if reason:
         result.finish_reasons = [reason]
