@@ -91,8 +91,14 @@ def start_error(error: Exception, environment: Mapping[str, str]) -> str:
     return f"OpenTelemetry could not be configured: {type(error).__name__}: {text}{named}"
 
 
-def serve(batches: IO[bytes], replies: Replies, shutdown_budget_s: float = telemetry_process.SHUTDOWN_BUDGET_S) -> int:
-    """Reply ready (or the reason for refusing the configuration, and exit 2). Then record every
+def serve(
+    batches: IO[bytes],
+    replies: Replies,
+    shutdown_budget_s: float = telemetry_process.SHUTDOWN_BUDGET_S,
+    schema: str | None = None,
+) -> int:
+    """Reply ready (or the reason for refusing the configuration or the parent's records'
+    `schema`, and exit 2). Then record every
     call from `batches`, apply the other messages, and send the usage summary back whenever it
     changed and the input has paused, or at least once a second. When the parent closes
     `batches`, send the final summary and shut down within `shutdown_budget_s`. SIGINT is
@@ -103,6 +109,14 @@ def serve(batches: IO[bytes], replies: Replies, shutdown_budget_s: float = telem
     _run_only_when_idle()
     logging.basicConfig(level=logging.INFO, handlers=[_ReplyHandler(replies)], force=True)
     quiet_exporter_logs()
+    if schema is not None and schema != telemetry_process.schema_version():
+        replies.send(
+            StatusReply(
+                "the addon's files changed since mitmdump loaded them (its records differ from this "
+                "telemetry process's); restart mitmdump to load them"
+            )
+        )
+        return 2
     try:
         instance = Telemetry()
     except ConfigurationError as error:
@@ -151,11 +165,12 @@ def serve(batches: IO[bytes], replies: Replies, shutdown_budget_s: float = telem
 if __name__ == "__main__":
     reply_fd = int(sys.argv[1])
     budget = float(sys.argv[2]) if len(sys.argv) > 2 else telemetry_process.SHUTDOWN_BUDGET_S
+    parent_schema = sys.argv[3] if len(sys.argv) > 3 else None
     # Unbuffered: `serve` waits for input with select(), which cannot see a read-ahead buffer.
     reply_stream = open(reply_fd, "w", encoding="utf-8")  # noqa: SIM115 (closed below, whatever happens)
     try:
         with open(sys.stdin.fileno(), "rb", buffering=0, closefd=False) as parent_input:
-            status = serve(parent_input, Replies(reply_stream), budget)
+            status = serve(parent_input, Replies(reply_stream), budget, parent_schema)
     finally:
         with contextlib.suppress(OSError):  # the parent is gone: nobody to tell
             reply_stream.close()

@@ -17,6 +17,10 @@ parses what is left, prices, records, keeps the usage summary and exports, on an
 - The child's replies (log records, usage summaries, its start-up status) come back on a pipe of
   their own and are logged here, so they appear in mitmdump's output and mitmweb's event log.
   Its stdout and stderr are mitmdump's: the SDK's console exporters print there.
+- Never misreads: records are pickled with their fields by position (`wire.records`), and mitmproxy
+  reloads `addon.py` but not the modules it imports, so a child started later (a restart) may run
+  changed files. The child gets `schema_version()` of mitmdump's classes and refuses to start
+  when its own differ (restart mitmdump to load the changed files).
 - The child ignores SIGINT and exits when its stdin closes, also when mitmdump is killed.
   `shutdown` flushes and waits at most `SHUTDOWN_BUDGET_S` in all.
 
@@ -27,7 +31,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import fcntl
+import hashlib
 import json
 import logging
 import os
@@ -42,8 +48,14 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import IO, NamedTuple, Protocol
 
+import wire.call
+import wire.content
+import wire.headers
+import wire.records
+import wire.socket
 from errors import UnexpectedErrors
 from pricing import Prices
 from wire.call import Call, SocketRecord
@@ -97,6 +109,24 @@ class ResetSummary(NamedTuple):
 
 
 Message = Call | SocketRecord | MetricOptions | UsePrices | ResetSummary
+
+
+def schema_version(modules: Sequence[ModuleType] | None = None) -> str:
+    """A fingerprint of the fields of every record class the pipe carries, as this process has
+    them loaded (`modules`: where they are defined; default: the wire records and this module)."""
+    shapes = []
+    for module in modules or (wire.records, wire.call, wire.content, wire.headers, wire.socket, sys.modules[__name__]):
+        for name, value in sorted(vars(module).items()):
+            if not isinstance(value, type) or value.__module__ != module.__name__:
+                continue
+            if dataclasses.is_dataclass(value):
+                members = [f"{member.name}:{member.type}" for member in dataclasses.fields(value)]
+            elif issubclass(value, tuple) and hasattr(value, "_fields"):  # a NamedTuple
+                members = [f"{member}:{value.__annotations__.get(member)}" for member in value._fields]
+            else:
+                continue
+            shapes.append(f"{module.__name__}.{name}({','.join(members)})")
+    return hashlib.sha256("\n".join(shapes).encode()).hexdigest()[:16]
 
 
 def encode_batch(batch: Sequence[Message]) -> bytes:
@@ -259,8 +289,10 @@ class TelemetrySink(Protocol):
 class TelemetryProcess:
     """The parent's side: starts the child, batches messages, relays its replies."""
 
-    def __init__(self, command: Sequence[str] | None = None) -> None:
+    def __init__(self, command: Sequence[str] | None = None, schema: str | None = None) -> None:
+        """`schema`: the records' `schema_version()` the child must have (default: this process's)."""
         self.command = list(command or [sys.executable, str(CHILD_SCRIPT)])
+        self.schema = schema or schema_version()
         self.dropped = 0  # calls lost to a stalled or dead child
         self.unencodable = 0  # messages that could not be pickled, each dropped alone
         self.errors = UnexpectedErrors(log)
@@ -303,7 +335,7 @@ class TelemetryProcess:
         replies_read, replies_write = os.pipe()
         try:
             process = subprocess.Popen(
-                [*self.command, str(replies_write), child_budget],
+                [*self.command, str(replies_write), child_budget, self.schema],
                 stdin=subprocess.PIPE,
                 close_fds=True,
                 pass_fds=(replies_write,),

@@ -2,6 +2,7 @@
 over OTLP/gRPC to a real receiver; and the pipe protocol and frame queue it is fed through."""
 
 import asyncio
+import dataclasses
 import io
 import json
 import logging
@@ -10,6 +11,7 @@ import signal
 import sys
 import threading
 import time
+import types
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -155,6 +157,34 @@ def test_a_bad_configuration_is_refused_with_the_childs_reason(monkeypatch: pyte
     monkeypatch.setenv("OTEL_TRACES_EXPORTER", "zipkin")
     with pytest.raises(TelemetryStartError, match="OTEL_TRACES_EXPORTER='zipkin' is not supported"):
         TelemetryProcess().start()
+
+
+def test_a_child_whose_records_differ_from_mitmdumps_refuses_to_start(collector_env: OTLPReceiver):
+    with pytest.raises(TelemetryStartError, match=r"files changed since mitmdump loaded them.*restart mitmdump"):
+        TelemetryProcess(schema="0123456789abcdef").start()
+    matching = TelemetryProcess()  # the default: this process's own records, as the child loads them
+    matching.start()
+    assert matching.shutdown() is True
+
+
+def records_module(*fields: str) -> types.ModuleType:
+    module = types.ModuleType("records_under_test")
+    record = dataclasses.make_dataclass("Record", [(name, int) for name in fields])
+    record.__module__ = module.__name__
+    module.Record = record  # type: ignore[attr-defined]
+    return module
+
+
+def test_the_schema_version_changes_with_any_records_fields():
+    version = telemetry_process.schema_version
+    assert version([records_module("input_tokens", "output_tokens")]) == version(
+        [records_module("input_tokens", "output_tokens")]
+    )
+    assert version([records_module("input_tokens", "output_tokens")]) != version(
+        [records_module("output_tokens", "input_tokens")]  # positional pickles: the order counts
+    )
+    assert version([records_module("input_tokens")]) != version([records_module("input_tokens", "output_tokens")])
+    assert len(telemetry_process.schema_version()) == 16
 
 
 def test_a_child_that_cannot_start_is_an_error_not_a_hang():
