@@ -81,8 +81,15 @@ class EventStream:
         return self._encoder
 
     def observe(self, chunk: bytes, now: float) -> None:
+        """Read `chunk`. Compressed data that does not decode (an upstream fault, not a bug) ends
+        the reading: the rest of the stream is not read."""
         if self.decodable and chunk:
-            for event in self._framer.feed(self._decode(chunk)):
+            try:
+                data = self._decode(chunk)
+            except Exception:
+                self.decodable = False
+                return
+            for event in self._framer.feed(data):
                 self.accumulator.consume(event, now)
 
     def finish(self, now: float) -> None:
