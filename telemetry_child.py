@@ -97,13 +97,12 @@ def serve(
     shutdown_budget_s: float = telemetry_process.SHUTDOWN_BUDGET_S,
     schema: str | None = None,
 ) -> int:
-    """Reply ready (or the reason for refusing the configuration or the parent's records'
-    `schema`, and exit 2). Then record every
-    call from `batches`, apply the other messages, and send the usage summary back whenever it
-    changed and the input has paused, or at least once a second. When the parent closes
-    `batches`, send the final summary and shut down within `shutdown_budget_s`. SIGINT is
-    ignored: Ctrl-C in a terminal reaches the whole process group, and the parent decides when
-    to stop.
+    """Reply ready, or the reason for refusing the configuration or the parent's records'
+    `schema` (and exit 2). Then record every call from `batches`, apply the other messages, and
+    send the usage summary back whenever it changed and the input has paused, or at least once a
+    second. When the parent closes `batches`, send the final summary and shut down within
+    `shutdown_budget_s`. SIGINT is ignored: Ctrl-C in a terminal reaches the whole process group,
+    and the parent decides when to stop.
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _run_only_when_idle()
