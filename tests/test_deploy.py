@@ -14,8 +14,9 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
 from telemetry import Telemetry
 from telemetry_process import MetricOptions
+from tests.builders import finished_call
 from wire import anthropic_messages, openai_chat
-from wire.call import Call, Endpoint
+from wire.call import Endpoint
 from wire.records import ApiRequest, ApiResult, Usage
 
 DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
@@ -46,15 +47,9 @@ def emitted_prometheus_names() -> set[str]:
             },
         ),
     ):
-        call = Call(
+        call = finished_call(
             endpoint=endpoint,
-            provider="openai",
-            server_address="api.openai.com",
-            server_port=443,
             request=ApiRequest(model="gpt-4o-mini", stream=True),
-            api_key="sk-...abcd",
-            start_time_ns=0,
-            duration_s=0.5,
             result=ApiResult(response_model="gpt-4o-mini", usage=usage),
             time_to_first_chunk_s=0.1,
             chunk_intervals_s=[0.01],

@@ -14,6 +14,7 @@ import pytest
 from genai_prices import data_snapshot
 
 from pricing import REPORTED_KEYS, CompiledPrice, Prices, _library_cost, load_overrides
+from tests.builders import finished_call
 from wire import anthropic_messages, cohere, ollama, openai_chat, openai_responses
 from wire.call import Call, Endpoint, WireApi
 from wire.records import ApiRequest, ApiResult, Usage
@@ -31,14 +32,10 @@ def call(
     status: int = 200,
     request_tier: str | None = None,
 ) -> Call:
-    return Call(
+    return finished_call(
         endpoint=Endpoint(api),
         provider=provider,
-        server_address="h",
-        server_port=443,
-        api_key="k",
         start_time_ns=int(DAY.timestamp()) * 10**9,
-        duration_s=1.0,
         status_code=status,
         request=ApiRequest(model=model, service_tier=request_tier),
         result=ApiResult(usage=usage, service_tier=tier),

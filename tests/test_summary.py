@@ -1,22 +1,14 @@
 """The usage summary table."""
 
 from summary import Reservoir, UsageSummary
-from wire import openai_chat
-from wire.call import Call, Endpoint
+from tests.builders import finished_call
+from wire.call import Call
 from wire.records import ApiRequest, ApiResult, Usage
-
-CHAT = Endpoint(openai_chat.API)
 
 
 def call(model: str, duration: float, usage: Usage | None, cost: float | None = None, **extra) -> Call:
-    return Call(
-        endpoint=CHAT,
-        provider=extra.pop("provider", "openai"),
-        server_address="api.openai.com",
-        server_port=443,
+    return finished_call(
         request=ApiRequest(model=model),
-        api_key=extra.pop("api_key", "sk-..."),
-        start_time_ns=0,
         duration_s=duration,
         result=ApiResult(response_model=model, usage=usage, error_type=extra.pop("error_type", None)),
         cost_usd=cost,

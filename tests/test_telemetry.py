@@ -16,6 +16,7 @@ from opentelemetry.trace import SpanKind, StatusCode
 import telemetry
 from telemetry import Telemetry
 from telemetry_process import MetricOptions
+from tests.builders import finished_call
 from wire import anthropic_messages, gemini_interactions, openai_chat, openai_embeddings, openai_responses
 from wire.call import Call, Endpoint
 from wire.records import ApiRequest, ApiResult, Usage
@@ -26,14 +27,9 @@ PARENT_ID = "00f067aa0ba902b7"
 
 def make_call(**overrides: Any) -> Call:
     values: dict[str, Any] = {
-        "endpoint": Endpoint(openai_chat.API),
-        "provider": "openai",
-        "server_address": "api.openai.com",
-        "server_port": 443,
         "request": ApiRequest(model="gpt-4o-mini", temperature=0.2, max_tokens=50, seed=7),
         "api_key": "sk-proj-...abcd",
         "start_time_ns": 1_700_000_000_000_000_000,
-        "duration_s": 0.5,
         "result": ApiResult(
             response_id="chatcmpl-123",
             response_model="gpt-4o-mini-2024-07-18",
@@ -44,8 +40,7 @@ def make_call(**overrides: Any) -> Call:
         ),
         "status_code": 200,
     }
-    values.update(overrides)
-    return Call(**values)
+    return finished_call(**(values | overrides))
 
 
 @pytest.fixture

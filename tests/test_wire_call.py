@@ -1,30 +1,16 @@
 """The one record of a finished call: where its bodies are parsed, and the rules written once."""
 
 import pickle
-from typing import Any
 
 import pytest
 
 from harness.fake_openai import load_fixture
-from wire import anthropic_messages, openai_chat
-from wire.call import Call, Endpoint
+from tests.builders import CHAT, finished_call
+from wire import anthropic_messages
+from wire.call import Endpoint
 from wire.records import ApiRequest, ApiResult
 
-CHAT = Endpoint(openai_chat.API)
 MESSAGES = Endpoint(anthropic_messages.API)
-
-
-def call(**fields) -> Call:
-    base: dict[str, Any] = {
-        "endpoint": CHAT,
-        "provider": "openai",
-        "server_address": "api.openai.com",
-        "server_port": 443,
-        "api_key": "k",
-        "start_time_ns": 7,
-        "duration_s": 1.0,
-    }
-    return Call(**(base | fields))
 
 
 @pytest.mark.parametrize("name", ["test_chat_completion_with_content", "test_chat_completion_404"])
@@ -33,7 +19,7 @@ def test_parse_bodies_reads_deferred_bodies_as_the_api_would(name):
     request_body = recorded["request"]["body"].encode()
     response_body = recorded["response"]["body"]["string"].encode()
     status = recorded["response"]["status"]["code"]
-    finished = call(status_code=status, request_body=request_body, response_body=response_body).parse_bodies()
+    finished = finished_call(status_code=status, request_body=request_body, response_body=response_body).parse_bodies()
     assert finished.request == CHAT.api.parse_request(request_body)
     assert finished.result == CHAT.api.parse_response(response_body)
     assert (finished.request_body, finished.response_body) == (None, None)
@@ -42,7 +28,7 @@ def test_parse_bodies_reads_deferred_bodies_as_the_api_would(name):
 
 def test_parse_bodies_keeps_what_the_hooks_parsed():
     request, result = ApiRequest(model="m"), ApiResult(response_id="r")
-    finished = call(request=request, result=result).parse_bodies()
+    finished = finished_call(request=request, result=result).parse_bodies()
     assert finished.request is request and finished.result is result
 
 
@@ -58,27 +44,27 @@ def test_parse_bodies_keeps_what_the_hooks_parsed():
     ],
 )
 def test_the_error_type_rule(flow_error, result_error, status, expected):
-    finished = call(flow_error=flow_error, result=ApiResult(error_type=result_error), status_code=status)
+    finished = finished_call(flow_error=flow_error, result=ApiResult(error_type=result_error), status_code=status)
     assert finished.error_type == expected
 
 
 def test_which_model_counts():
-    both = call(request=ApiRequest(model="gpt-4o"), result=ApiResult(response_model="gpt-4o-2024-08-06"))
+    both = finished_call(request=ApiRequest(model="gpt-4o"), result=ApiResult(response_model="gpt-4o-2024-08-06"))
     assert (both.request_model, both.billed_model) == ("gpt-4o", "gpt-4o-2024-08-06")
-    deployment_only = call(result=ApiResult(response_model="gpt-4o-2024-08-06"))  # Azure names no model
+    deployment_only = finished_call(result=ApiResult(response_model="gpt-4o-2024-08-06"))  # Azure names no model
     assert (deployment_only.request_model, deployment_only.billed_model) == ("gpt-4o-2024-08-06",) * 2
-    request_only = call(request=ApiRequest(model="claude-sonnet-4"))  # failed before any answer
+    request_only = finished_call(request=ApiRequest(model="claude-sonnet-4"))  # failed before any answer
     assert (request_only.request_model, request_only.billed_model) == ("claude-sonnet-4",) * 2
 
 
 def test_a_call_pickles_with_its_wire_api_as_the_same_object():
-    finished = call(endpoint=MESSAGES, request_body=b"{}", request_headers={"anthropic-version": "2023-06-01"})
+    finished = finished_call(endpoint=MESSAGES, request_body=b"{}", request_headers={"anthropic-version": "2023-06-01"})
     copy = pickle.loads(pickle.dumps(finished))
     assert copy == finished and copy.endpoint.api is anthropic_messages.API
 
 
 def test_reset_times_count_from_the_calls_end():
-    finished = call(
+    finished = finished_call(
         endpoint=MESSAGES,
         start_time_ns=1_772_506_980 * 10**9,  # 2026-03-03T03:03:00Z
         duration_s=1.5,

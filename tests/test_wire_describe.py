@@ -6,12 +6,11 @@ import wire
 from harness.fake_google import GenerateScript, array_chunks
 from harness.fake_openai import load_fixture
 from harness.recordings import load_anthropic, load_bedrock
-from wire import anthropic_messages, gemini_generate, openai_chat, openai_responses
-from wire.call import Call, Endpoint
+from tests.builders import CHAT, finished_call
+from wire import anthropic_messages, gemini_generate, openai_responses
+from wire.call import Endpoint
 from wire.describe import describe_stream, format_usd, summarize
 from wire.records import ApiRequest, ApiResult, Usage
-
-CHAT = Endpoint(openai_chat.API)
 
 
 def body_of(name: str) -> bytes:
@@ -19,14 +18,8 @@ def body_of(name: str) -> bytes:
 
 
 def test_summary_line_names_model_tokens_timing_and_errors():
-    call = Call(
-        endpoint=CHAT,
-        provider="openai",
-        server_address="api.openai.com",
-        server_port=443,
+    call = finished_call(
         request=ApiRequest(model="gpt-4o-mini", stream=True),
-        api_key="sk-...abcd",
-        start_time_ns=0,
         duration_s=1.2345,
         result=ApiResult(
             response_model="gpt-4o-mini-2024-07-18",
