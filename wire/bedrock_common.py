@@ -14,6 +14,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from wire.call import Endpoint, WireApi
 from wire.framing import Framer
 from wire.framing.eventstream import EventStreamFramer
 from wire.headers import UpstreamInfo, header_count
@@ -73,9 +74,15 @@ BEDROCK = BedrockVendor("aws.bedrock")
 EVENT_STREAM = "application/vnd.amazon.eventstream"
 
 
-def event_stream_framer(content_type: str) -> Framer | None:
-    """A `-stream` route may answer an error as plain JSON: only an event stream is a stream."""
-    return EventStreamFramer() if content_type.startswith(EVENT_STREAM) else None
+class BedrockApi(WireApi):
+    """What Bedrock's runtime APIs share: the vendor, chat, and streams as AWS event streams."""
+
+    operation = "chat"
+    vendor = BEDROCK
+
+    def stream_framer(self, content_type: str, endpoint: Endpoint) -> Framer | None:
+        """A `-stream` route may answer an error as plain JSON: only an event stream is a stream."""
+        return EventStreamFramer() if content_type.startswith(EVENT_STREAM) else None
 
 
 def error_type(headers: Mapping[str, str], data: dict[str, Any] | None) -> str | None:

@@ -8,8 +8,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from wire.bedrock_common import BEDROCK, converse_usage, error_type, event_stream_framer, metrics_attributes
-from wire.call import Endpoint, Route, WireApi
+from wire.bedrock_common import BedrockApi, converse_usage, error_type, metrics_attributes
+from wire.call import Route
 from wire.content import (
     CapturedContent,
     Part,
@@ -21,7 +21,7 @@ from wire.content import (
     tool_call_part,
     tool_response_part,
 )
-from wire.framing import Event, Framer
+from wire.framing import Event
 from wire.records import NO_HEADERS, ApiRequest, ApiResult
 from wire.stream import StreamAccumulator
 from wire.values import error_label, integer, json_members, label, labels, member_pattern, number, obj, small_json
@@ -156,10 +156,8 @@ def converse_input(data: dict[str, Any]) -> CapturedContent:
     )
 
 
-class Converse(WireApi):
+class Converse(BedrockApi):
     name = "converse"
-    operation = "chat"
-    vendor = BEDROCK
     routes = (Route(MODEL + "/converse"), Route(MODEL + "/converse-stream", streamed=True))
 
     def parse_request(self, body: bytes | None) -> ApiRequest:
@@ -176,9 +174,6 @@ class Converse(WireApi):
         result.finish_reasons = [reason] if reason else []
         update_from_metadata(result, data)
         return result
-
-    def stream_framer(self, content_type: str, endpoint: Endpoint) -> Framer | None:
-        return event_stream_framer(content_type)
 
     def stream_accumulator(self, started: float, capture_content: bool = False) -> StreamAccumulator:
         return ConverseStreamAccumulator(started, capture_content)

@@ -20,10 +20,9 @@ from typing import Any
 
 from wire import anthropic_messages
 from wire.bedrock_common import (
-    BEDROCK,
+    BedrockApi,
     converse_usage,
     error_type,
-    event_stream_framer,
     header_usage,
     metrics_attributes,
 )
@@ -34,9 +33,9 @@ from wire.bedrock_converse import (
     converse_output,
     converse_request,
 )
-from wire.call import Endpoint, Route, WireApi
+from wire.call import Route
 from wire.content import CapturedContent
-from wire.framing import Event, Framer
+from wire.framing import Event
 from wire.records import NO_HEADERS, ApiRequest, ApiResult, Usage
 from wire.stream import StreamAccumulator
 from wire.values import count, error_label, integer, json_members, label, member_pattern, number, obj, small_json
@@ -133,10 +132,8 @@ class InvokeStreamAccumulator(StreamAccumulator):
         return self._inner.output_messages() if self._inner else None
 
 
-class InvokeModel(WireApi):
+class InvokeModel(BedrockApi):
     name = "invoke_model"
-    operation = "chat"
-    vendor = BEDROCK
     routes = (Route(MODEL + "/invoke"), Route(MODEL + "/invoke-with-response-stream", streamed=True))
 
     def parse_request(self, body: bytes | None) -> ApiRequest:
@@ -167,9 +164,6 @@ class InvokeModel(WireApi):
             result.finish_reasons = [reason] if reason else []
         result.usage = result.usage or header_usage(headers)
         return result
-
-    def stream_framer(self, content_type: str, endpoint: Endpoint) -> Framer | None:
-        return event_stream_framer(content_type)
 
     def stream_accumulator(self, started: float, capture_content: bool = False) -> StreamAccumulator:
         return InvokeStreamAccumulator(started, capture_content)
