@@ -10,7 +10,7 @@ PORT ?= 8080
 MODE ?= regular
 ARGS ?=
 
-.PHONY: run web test demo fuzz bench soak lint clean
+.PHONY: run web test demo fuzz bench soak lint clean collector
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 12) else "Python >= 3.12 is needed (mitmproxy 12); set PYTHON=/path/to/python3.12")'
@@ -55,12 +55,20 @@ $(NODE_CLIENT): harness/node-client/package.json harness/node-client/package-loc
 	cd harness/node-client && npm ci --no-audit --no-fund --silent
 	@touch $@
 
+# The project's OpenTelemetry Collector (deploy/collector/builder-config.yaml), built by the
+# Collector Builder with the machine's Go; modules come from the Go module proxy on first use and
+# stay in Go's caches. OTELCOL=otelcol-contrib (or any path) uses a Collector you have instead.
+COLLECTOR := deploy/collector/build/otelcol-genai
+$(COLLECTOR): deploy/collector/builder-config.yaml
+	cd deploy/collector && go run go.opentelemetry.io/collector/cmd/builder@v0.161.0 --config builder-config.yaml
+collector: $(COLLECTOR)
+
 lint: $(VENV)/.dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy .
 
-test: lint $(CODEX) $(CLAUDE_CODE) $(NODE_CLIENT)
+test: lint $(CODEX) $(CLAUDE_CODE) $(NODE_CLIENT) $(if $(OTELCOL),,$(COLLECTOR))
 	$(BIN)/python -m pytest
 
 demo: $(VENV)/.dev

@@ -70,7 +70,8 @@ TOKEN_BUCKETS = [4**i for i in range(14)]  # 1, 4, 16, ... 67108864
 DURATION_BUCKETS = [0.01 * 2**i for i in range(14)]  # 0.01 ... 81.92
 COST_BUCKETS = [0.00001 * 4**i for i in range(13)]  # $0.00001 ... $167
 MAX_DISTINCT_VALUES = 500
-# Spans kept while the collector is down (the newest win): about 2 KB each.
+# Spans kept while the collector is down (the newest win; about 2 KB each), unless
+# OTEL_BSP_MAX_QUEUE_SIZE is set: then that many wait, as many as the SDK's queue holds.
 MAX_QUEUED_SPANS = 2048
 # After a failed span export, later batches wait this long before the collector is tried again.
 RETRY_AFTER_S = 2.0
@@ -151,10 +152,11 @@ class _OutageLog:
         self._kept = kept
         self._down = False
 
-    def report(self, ok: bool) -> None:
+    def report(self, ok: bool, recovered: str = "") -> None:
+        """`recovered`: what the note on recovery adds (what happened to the data that waited)."""
         if ok and self._down:
             self._down = False
-            log.info("OpenTelemetry collector at %s accepts %s again.", self._endpoint, self._signal)
+            log.info("OpenTelemetry collector at %s accepts %s again%s.", self._endpoint, self._signal, recovered)
         elif not ok and not self._down:
             self._down = True
             log.warning(
@@ -187,28 +189,59 @@ class _ExportErrorLog:
         )
 
 
+def _later(delay_s: float, action: Callable[[], None]) -> None:
+    timer = threading.Timer(delay_s, action)
+    timer.daemon = True
+    timer.start()
+
+
 class _GuardedSpanExporter(SpanExporter):
     """Turns export failures into `_OutageLog` reports, and keeps failed spans for the next try.
 
-    At most `MAX_QUEUED_SPANS` wait (the newest); they go out with the next batch once the
-    collector accepts data again, so a short outage loses no span. After a failure, batches wait
-    without trying for `RETRY_AFTER_S`: a dead collector then costs one slow attempt now and then,
-    not one per batch, and the SDK's own queue keeps draining instead of dropping spans. A batch
-    whose export raises is dropped (see `_ExportErrorLog`): it would fail again.
+    At most `kept` wait (the newest). After a failure, batches wait without trying for
+    `retry_after_s`: a dead collector then costs one slow attempt now and then, not one per batch,
+    and the SDK's own queue keeps draining instead of dropping spans. The waiting spans are tried
+    again after that pause (`later` schedules it) even when no new span comes, so they reach a
+    collector that is back without waiting for traffic: a short outage loses no span. A batch
+    whose export raises is dropped (see `_ExportErrorLog`): it would fail again. `dropped` counts
+    the spans lost either way; the note on recovery and the exit line say it.
     """
 
-    def __init__(self, inner: SpanExporter, outage: _OutageLog) -> None:
+    def __init__(
+        self,
+        inner: SpanExporter,
+        outage: _OutageLog,
+        kept: int = MAX_QUEUED_SPANS,
+        retry_after_s: float = RETRY_AFTER_S,
+        clock: Callable[[], float] = time.monotonic,
+        later: Callable[[float, Callable[[], None]], None] = _later,
+    ) -> None:
         self._inner = inner
         self._outage = outage
+        self._kept = kept
+        self._retry_after_s = retry_after_s
+        self._clock = clock
+        self._later = later
+        self._lock = threading.Lock()  # the SDK's worker and the retry of waiting spans
+        self._retry_scheduled = False
         self.export_errors = _ExportErrorLog("spans")
-        self._waiting: deque[ReadableSpan] = deque(maxlen=MAX_QUEUED_SPANS)
+        self._waiting: deque[ReadableSpan] = deque(maxlen=kept)
         self._retry_at = 0.0
         self.dropped = 0
 
+    @property
+    def kept(self) -> int:
+        """How many spans may wait for the collector."""
+        return self._kept
+
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        with self._lock:
+            return self._export(spans)
+
+    def _export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         batch = [*self._waiting, *spans]
         self._waiting.clear()
-        if time.monotonic() < self._retry_at:
+        if self._clock() < self._retry_at:
             result = SpanExportResult.FAILURE
         else:
             try:
@@ -217,17 +250,30 @@ class _GuardedSpanExporter(SpanExporter):
                 self.dropped += len(batch)
                 self.export_errors.report(f"a batch of {len(batch)} spans is dropped")
                 return SpanExportResult.FAILURE
-            self._outage.report(result == SpanExportResult.SUCCESS)
-            self._retry_at = 0.0 if result == SpanExportResult.SUCCESS else time.monotonic() + RETRY_AFTER_S
+            ok = result == SpanExportResult.SUCCESS
+            self._outage.report(ok, f"; {len(batch)} spans sent, {self.dropped} dropped in outages so far")
+            self._retry_at = 0.0 if ok else self._clock() + self._retry_after_s
         if result != SpanExportResult.SUCCESS:
-            self.dropped += max(len(batch) - MAX_QUEUED_SPANS, 0)
+            self.dropped += max(len(batch) - self._kept, 0)
             self._waiting.extend(batch)
+            if not self._retry_scheduled:
+                self._retry_scheduled = True
+                self._later(max(self._retry_at - self._clock(), 0.0), self._retry_waiting)
         return result
 
+    def _retry_waiting(self) -> None:
+        with self._lock:
+            self._retry_scheduled = False
+            if self._waiting:
+                self._export([])
+
     def shutdown(self) -> None:
-        if self._waiting:
-            self._retry_at = 0.0
-            self.export([])
+        with self._lock:
+            if self._waiting:
+                self._retry_at = 0.0
+                self._export([])
+                self.dropped += len(self._waiting)  # the collector is still down: these are lost now
+                self._waiting.clear()
         self._inner.shutdown()
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
@@ -264,14 +310,16 @@ class _GuardedMetricExporter(MetricExporter):
 
 def _span_exporters() -> list[SpanExporter]:
     exporters: list[SpanExporter] = []
+    queue = os.environ.get("OTEL_BSP_MAX_QUEUE_SIZE", "")
+    kept = int(queue) if queue.isdigit() and int(queue) > 0 else MAX_QUEUED_SPANS
     for name in _exporter_names("OTEL_TRACES_EXPORTER"):
         if name == "console":
             exporters.append(ConsoleSpanExporter())
         else:
-            outage = _OutageLog("spans", _endpoint("traces"), f"up to {MAX_QUEUED_SPANS} spans wait for it")
+            outage = _OutageLog("spans", _endpoint("traces"), f"up to {kept} spans wait for it")
             from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
 
-            exporters.append(_GuardedSpanExporter(OTLPSpanExporter(), outage))
+            exporters.append(_GuardedSpanExporter(OTLPSpanExporter(), outage, kept))
     return exporters
 
 
@@ -681,6 +729,7 @@ class Telemetry:
         self._ids = PresetIds()
         self.tracer_provider = TracerProvider(resource=resource, id_generator=self._ids, shutdown_on_exit=False)
         queue_size = None if "OTEL_BSP_MAX_QUEUE_SIZE" in os.environ else DEFAULT_SPAN_QUEUE
+        self._span_exporters = list(span_exporters)
         for exporter in span_exporters:
             self.tracer_provider.add_span_processor(BatchSpanProcessor(exporter, max_queue_size=queue_size))
         self.meter_provider = MeterProvider(resource=resource, metric_readers=metric_readers, shutdown_on_exit=False)
@@ -931,7 +980,14 @@ class Telemetry:
         closer = threading.Thread(target=close, name="genai-telemetry-shutdown", daemon=True)
         closer.start()
         closer.join(budget_s)
-        if closer.is_alive():
+        finished = not closer.is_alive()
+        if not finished:
             log.warning("OpenTelemetry export did not finish within %.1fs at exit; the rest is dropped.", budget_s)
-            return False
-        return True
+        dropped = sum(e.dropped for e in self._span_exporters if isinstance(e, _GuardedSpanExporter))
+        if dropped:
+            log.warning(
+                "%d spans were dropped while the collector did not accept them (OTEL_BSP_MAX_QUEUE_SIZE sets how "
+                "many may wait).",
+                dropped,
+            )
+        return finished

@@ -8,98 +8,28 @@ README, in the rules and in every dashboard panel is run through Prometheus's HT
 parse, and those the traffic feeds must return what the traffic implies.
 """
 
-import json
 import re
-import shutil
-import socket
 import ssl
-import subprocess
 import time
-import urllib.parse
-import urllib.request
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import anthropic
 import openai
 import pytest
-import yaml
 
+from harness.collector import free_port
 from harness.e2e import KEY, World
-from harness.mitmdump import ROOT, Mitmdump
+from harness.mitmdump import Mitmdump
+from harness.prometheus import (
+    Prometheus,
+    dashboard_expressions,
+    readme_expressions,
+    rule_expressions,
+    wait_until,
+)
 
-DEPLOY = ROOT / "deploy"
 ANTHROPIC_KEY = "sk-ant-api03-" + "Prom" * 20
-# The dashboard's variables as a user who picked "All" would have them.
-DASHBOARD_VARIABLES = {"$__rate_interval": "1m", "$provider": ".*", "$model": ".*", "$instance": ".*"}
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-class Prometheus:
-    """A real Prometheus on loopback with a temporary data directory, until `stop`."""
-
-    def __init__(self, tmp: Path, target_port: int) -> None:
-        binary = shutil.which("prometheus")
-        if binary is None:
-            pytest.fail("prometheus is not installed: .ci/run installs Debian's package (apt-get install prometheus)")
-        self.port = free_port()
-        config = {
-            "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-            "rule_files": [str(DEPLOY / "prometheus-rules.yaml")],
-            "scrape_configs": [
-                {"job_name": "mitmproxy-genai", "static_configs": [{"targets": [f"127.0.0.1:{target_port}"]}]}
-            ],
-        }
-        (tmp / "prometheus.yml").write_text(yaml.safe_dump(config))
-        self.process = subprocess.Popen(
-            [
-                binary,
-                f"--config.file={tmp / 'prometheus.yml'}",
-                f"--storage.tsdb.path={tmp / 'data'}",
-                f"--web.listen-address=127.0.0.1:{self.port}",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-        )
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/-/ready", timeout=1) as response:
-                    if response.status == 200:
-                        return
-            except OSError:
-                time.sleep(0.2)
-        self.stop()
-        raise RuntimeError("Prometheus did not become ready")
-
-    def query(self, expr: str) -> list[dict[str, Any]]:
-        """An instant query; raises with Prometheus's own error for an expression it refuses."""
-        url = f"http://127.0.0.1:{self.port}/api/v1/query?" + urllib.parse.urlencode({"query": expr})
-        try:
-            with urllib.request.urlopen(url, timeout=10) as response:
-                answer = json.loads(response.read())
-        except urllib.error.HTTPError as error:
-            raise AssertionError(f"Prometheus refused {expr!r}: {error.read().decode()}") from error
-        assert answer["status"] == "success", answer
-        result: list[dict[str, Any]] = answer["data"]["result"]
-        return result
-
-    def values(self, expr: str, by: str) -> dict[str, float]:
-        return {sample["metric"].get(by, ""): float(sample["value"][1]) for sample in self.query(expr)}
-
-    def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(5)
 
 
 @pytest.fixture(scope="module")
@@ -188,34 +118,6 @@ def traffic(world: World, proxy: Mitmdump) -> dict[str, Any]:
             extra_headers={"x-fake-error": "529:overloaded_error"},
         )
     return expected
-
-
-def readme_expressions() -> list[str]:
-    readme = (ROOT / "README.md").read_text()
-    blocks = re.findall(r"```promql\n(.*?)```", readme, re.S)
-    return [line.split("  #")[0].strip() for block in blocks for line in block.splitlines() if line.strip()]
-
-
-def rule_expressions() -> list[str]:
-    rules = yaml.safe_load((DEPLOY / "prometheus-rules.yaml").read_text())
-    return [rule["expr"] for group in rules["groups"] for rule in group["rules"]]
-
-
-def dashboard_expressions() -> list[str]:
-    dashboard = json.loads((DEPLOY / "grafana" / "genai-dashboard.json").read_text())
-    expressions = [target["expr"] for panel in dashboard["panels"] for target in panel["targets"]]
-    for name, value in DASHBOARD_VARIABLES.items():
-        expressions = [expr.replace(name, value) for expr in expressions]
-    return expressions
-
-
-def wait_until(predicate: Any, timeout: float = 20) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(0.5)
 
 
 def test_exported_token_sums_are_exactly_what_the_sdks_were_told(scraped):

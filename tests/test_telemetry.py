@@ -279,10 +279,10 @@ class FailingExporter(SpanExporter):
         return SpanExportResult.SUCCESS if self.ok else SpanExportResult.FAILURE
 
 
-def test_an_outage_is_one_warning_and_recovery_one_note(caplog, monkeypatch):
-    monkeypatch.setattr(telemetry, "RETRY_AFTER_S", 0.0)
+def test_an_outage_is_one_warning_and_recovery_one_note(caplog):
     inner = FailingExporter()
-    guarded = telemetry._GuardedSpanExporter(inner, telemetry._OutageLog("spans", "http://collector:4317", "kept"))
+    outage = telemetry._OutageLog("spans", "http://collector:4317", "kept")
+    guarded = telemetry._GuardedSpanExporter(inner, outage, retry_after_s=0.0, later=lambda delay, action: None)
     with caplog.at_level(logging.INFO, logger="genai"):
         results = [guarded.export([]) for _ in range(4)]
         inner.ok = True
@@ -290,7 +290,7 @@ def test_an_outage_is_one_warning_and_recovery_one_note(caplog, monkeypatch):
     assert results == [SpanExportResult.FAILURE] * 4 + [SpanExportResult.SUCCESS]
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1 and "http://collector:4317" in warnings[0].getMessage()
-    assert "accepts spans again" in caplog.records[-1].getMessage()
+    assert "accepts spans again; 0 spans sent, 0 dropped in outages so far" in caplog.records[-1].getMessage()
 
 
 def test_the_metric_guard_keeps_the_inner_exporters_preferences():
@@ -644,25 +644,68 @@ class RecordingExporter(SpanExporter):
         return SpanExportResult.SUCCESS
 
 
-def test_spans_of_failed_exports_are_sent_when_the_collector_is_back(monkeypatch):
-    monkeypatch.setattr(telemetry, "MAX_QUEUED_SPANS", 3)
-    monkeypatch.setattr(telemetry, "RETRY_AFTER_S", 0.0)
+class Later:
+    """The retries a guarded exporter scheduled, run when the test says."""
+
+    def __init__(self) -> None:
+        self.scheduled: list[tuple[float, Any]] = []
+
+    def __call__(self, delay_s: float, action: Any) -> None:
+        self.scheduled.append((delay_s, action))
+
+    def run(self) -> None:
+        scheduled, self.scheduled = self.scheduled, []
+        for _, action in scheduled:
+            action()
+
+
+def guard(inner: SpanExporter, kept: int = 2048, clock: Any = time.monotonic, later: Any = None) -> Any:
+    outage = telemetry._OutageLog("spans", "x", "kept")
+    return telemetry._GuardedSpanExporter(inner, outage, kept, 2.0, clock, later or Later())
+
+
+def test_spans_of_failed_exports_are_sent_when_the_collector_is_back():
     inner = RecordingExporter()
-    guarded = telemetry._GuardedSpanExporter(inner, telemetry._OutageLog("spans", "x", "kept"))
+    clock = [100.0]
+    guarded = guard(inner, 3, lambda: clock[0])
     spans = [type("S", (), {"name": f"s{i}"})() for i in range(6)]
     guarded.export(spans[:1])
     inner.up = False
     guarded.export(spans[1:3])
+    clock[0] += 2.0
     guarded.export(spans[3:5])  # 4 waiting, only the newest 3 are kept
     inner.up = True
+    clock[0] += 2.0
     guarded.export(spans[5:])
     assert inner.received == ["s0", "s2", "s3", "s4", "s5"]
     assert guarded.dropped == 1
 
 
-def test_after_a_failure_batches_wait_without_trying_the_collector(monkeypatch):
+def test_spans_still_waiting_at_exit_are_counted_and_the_exit_line_says_so(caplog):
+    inner = RecordingExporter()
+    inner.up = False
+    guarded = guard(inner, 5)
+    instance = Telemetry(span_exporters=[guarded], metric_readers=[])
+    instance.record(make_call(), MetricOptions())
+    with caplog.at_level(logging.WARNING, logger="genai"):
+        assert instance.shutdown(5)
+    assert guarded.dropped == 1 and inner.received == []
+    assert any("1 spans were dropped while the collector did not accept them" in r.getMessage() for r in caplog.records)
+
+
+def test_otel_bsp_max_queue_size_sets_how_many_spans_wait_for_the_collector(monkeypatch):
+    monkeypatch.setenv("OTEL_TRACES_EXPORTER", "otlp")
+    monkeypatch.setenv("OTEL_BSP_MAX_QUEUE_SIZE", "20000")
+    (guarded,) = telemetry._span_exporters()
+    assert isinstance(guarded, telemetry._GuardedSpanExporter)
+    assert guarded.kept == 20_000
+    monkeypatch.delenv("OTEL_BSP_MAX_QUEUE_SIZE")
+    (default,) = telemetry._span_exporters()
+    assert isinstance(default, telemetry._GuardedSpanExporter) and default.kept == telemetry.MAX_QUEUED_SPANS
+
+
+def test_after_a_failure_batches_wait_without_trying_the_collector():
     clock = [100.0]
-    monkeypatch.setattr(time, "monotonic", lambda: clock[0])
     attempts: list[int] = []
 
     class CountingExporter(RecordingExporter):
@@ -672,16 +715,48 @@ def test_after_a_failure_batches_wait_without_trying_the_collector(monkeypatch):
 
     inner = CountingExporter()
     inner.up = False
-    guarded = telemetry._GuardedSpanExporter(inner, telemetry._OutageLog("spans", "x", "kept"))
+    later = Later()
+    guarded = guard(inner, clock=lambda: clock[0], later=later)
     spans = [type("S", (), {"name": f"s{i}"})() for i in range(4)]
     guarded.export(spans[:1])  # fails: the collector is down
-    clock[0] += telemetry.RETRY_AFTER_S / 2
+    clock[0] += 1.0
     guarded.export(spans[1:2])  # within the pause: kept, collector not tried
     inner.up = True
-    clock[0] += telemetry.RETRY_AFTER_S
+    clock[0] += 2.0
     guarded.export(spans[2:])  # the pause is over: everything goes out
     assert attempts == [1, 4]
     assert inner.received == ["s0", "s1", "s2", "s3"]
+    assert [delay for delay, _ in later.scheduled] == [2.0]  # one retry was scheduled, not one per batch
+    later.run()
+    assert attempts == [1, 4]  # nothing waits any more: the retry has nothing to send
+
+
+def test_waiting_spans_are_retried_after_the_pause_without_new_traffic():
+    """A collector back after an outage gets the spans that waited even if no call follows."""
+    inner = RecordingExporter()
+    inner.up = False
+    clock, later = [100.0], Later()
+    guarded = guard(inner, clock=lambda: clock[0], later=later)
+    guarded.export([type("S", (), {"name": "s0"})()])
+    clock[0] += 2.0
+    later.run()  # still down: tried, failed, scheduled again
+    assert inner.received == [] and [delay for delay, _ in later.scheduled] == [2.0]
+    inner.up = True
+    clock[0] += 2.0
+    later.run()
+    assert inner.received == ["s0"] and not later.scheduled and guarded.dropped == 0
+
+
+def test_the_default_retry_runs_on_a_timer_thread():
+    inner = RecordingExporter()
+    inner.up = False
+    guarded = telemetry._GuardedSpanExporter(inner, telemetry._OutageLog("spans", "x", "kept"), retry_after_s=0.05)
+    guarded.export([type("S", (), {"name": "s0"})()])
+    inner.up = True
+    deadline = time.monotonic() + 5
+    while not inner.received and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert inner.received == ["s0"]
 
 
 def test_the_otlp_span_exporter_is_the_sdks_own(monkeypatch):
