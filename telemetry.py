@@ -75,6 +75,8 @@ MAX_DISTINCT_VALUES = 500
 MAX_QUEUED_SPANS = 2048
 # After a failed span export, later batches wait this long before the collector is tried again.
 RETRY_AFTER_S = 2.0
+# Spans per export request, as the SDK's batches (OTEL_BSP_MAX_EXPORT_BATCH_SIZE's default).
+SPANS_PER_EXPORT = 512
 # The SDK's span queue (OTEL_BSP_MAX_QUEUE_SIZE, SDK default 2048) fills in seconds at a few
 # hundred calls per second while an export hangs; it drops what does not fit.
 DEFAULT_SPAN_QUEUE = 8192
@@ -198,7 +200,8 @@ def _later(delay_s: float, action: Callable[[], None]) -> None:
 class _GuardedSpanExporter(SpanExporter):
     """Turns export failures into `_OutageLog` reports, and keeps failed spans for the next try.
 
-    At most `kept` wait (the newest). After a failure, batches wait without trying for
+    At most `kept` wait (the newest); they go out in requests of `slice_size` spans, as the SDK's
+    own batches do, however many waited. After a failure, batches wait without trying for
     `retry_after_s`: a dead collector then costs one slow attempt now and then, not one per batch,
     and the SDK's own queue keeps draining instead of dropping spans. The waiting spans are tried
     again after that pause (`later` schedules it) even when no new span comes, so they reach a
@@ -215,10 +218,12 @@ class _GuardedSpanExporter(SpanExporter):
         retry_after_s: float = RETRY_AFTER_S,
         clock: Callable[[], float] = time.monotonic,
         later: Callable[[float, Callable[[], None]], None] = _later,
+        slice_size: int = SPANS_PER_EXPORT,
     ) -> None:
         self._inner = inner
         self._outage = outage
         self._kept = kept
+        self._slice = slice_size
         self._retry_after_s = retry_after_s
         self._clock = clock
         self._later = later
@@ -242,30 +247,51 @@ class _GuardedSpanExporter(SpanExporter):
         batch = [*self._waiting, *spans]
         self._waiting.clear()
         if self._clock() < self._retry_at:
-            result = SpanExportResult.FAILURE
-        else:
+            self._keep(batch)
+            return SpanExportResult.FAILURE
+        # In slices: what waited through an outage can be far more than one request may carry
+        # (a Collector takes 4 MB per request by default).
+        position = delivered = 0
+        while position < len(batch):
+            chunk = batch[position : position + self._slice]
             try:
-                result = self._inner.export(batch)
+                result = self._inner.export(chunk)
             except Exception:
-                self.dropped += len(batch)
-                self.export_errors.report(f"a batch of {len(batch)} spans is dropped")
-                return SpanExportResult.FAILURE
-            ok = result == SpanExportResult.SUCCESS
-            self._outage.report(ok, f"; {len(batch)} spans sent, {self.dropped} dropped in outages so far")
-            self._retry_at = 0.0 if ok else self._clock() + self._retry_after_s
-        if result != SpanExportResult.SUCCESS:
-            self.dropped += max(len(batch) - self._kept, 0)
-            self._waiting.extend(batch)
-            if not self._retry_scheduled:
-                self._retry_scheduled = True
-                self._later(max(self._retry_at - self._clock(), 0.0), self._retry_waiting)
-        return result
+                self.dropped += len(chunk)
+                self.export_errors.report(f"a batch of {len(chunk)} spans is dropped")
+            else:
+                if result != SpanExportResult.SUCCESS:
+                    break
+                delivered += len(chunk)
+            position += len(chunk)
+        if position < len(batch):
+            self._outage.report(False)
+            self._retry_at = self._clock() + self._retry_after_s
+            self._keep(batch[position:])
+            return SpanExportResult.FAILURE
+        if delivered:
+            self._retry_at = 0.0
+            self._outage.report(True, f"; {delivered} spans sent, {self.dropped} dropped in outages so far")
+        return SpanExportResult.SUCCESS if delivered == len(batch) else SpanExportResult.FAILURE
+
+    def _keep(self, spans: list[ReadableSpan]) -> None:
+        """Spans wait for the next try (the newest `kept`), which is scheduled if none is."""
+        self.dropped += max(len(self._waiting) + len(spans) - self._kept, 0)
+        self._waiting.extend(spans)
+        if not self._retry_scheduled:
+            self._retry_scheduled = True
+            self._later(max(self._retry_at - self._clock(), 0.0), self._retry_waiting)
 
     def _retry_waiting(self) -> None:
         with self._lock:
             self._retry_scheduled = False
             if self._waiting:
                 self._export([])
+
+    @property
+    def waiting(self) -> int:
+        """How many spans wait for the collector now."""
+        return len(self._waiting)
 
     def shutdown(self) -> None:
         with self._lock:
@@ -983,7 +1009,9 @@ class Telemetry:
         finished = not closer.is_alive()
         if not finished:
             log.warning("OpenTelemetry export did not finish within %.1fs at exit; the rest is dropped.", budget_s)
-        dropped = sum(e.dropped for e in self._span_exporters if isinstance(e, _GuardedSpanExporter))
+        # If the exit budget ran out, the spans still waiting are lost as well.
+        guards = [e for e in self._span_exporters if isinstance(e, _GuardedSpanExporter)]
+        dropped = sum(guard.dropped + (0 if finished else guard.waiting) for guard in guards)
         if dropped:
             log.warning(
                 "%d spans were dropped while the collector did not accept them (OTEL_BSP_MAX_QUEUE_SIZE sets how "

@@ -49,6 +49,8 @@ from wsproto.frame_protocol import Opcode
 import addon as addon_module
 import telemetry_process
 from bench.discard import Discard
+from bench.fleet import fleet
+from bench.measure import child_pids, family_cpu_seconds, latency_row, memory_of, percentile
 from harness import eventstream
 from harness.fake_openai import load_fixture
 from harness.fake_realtime import AUDIO_FRAME, FakeSockets
@@ -67,7 +69,6 @@ from wire.openai_chat import ChatStreamAccumulator
 from wire.records import ApiRequest, ApiResult, Usage
 from wire.stream import EventStream
 
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 CHAT = Endpoint(openai_chat.API)
 # Part 6: about the share of a core the telemetry process uses at full load (part 1's last column).
 BURN_SHARE = 0.25
@@ -90,6 +91,9 @@ class Sizes:
     memory_checkpoints: tuple[int, int] = (2000, 50_000)
     big_stream_events: int = 50_000  # of ~1 KB: a 50 MB stream
     collector_requests: int = 3000
+    # Part 10: requests per proxy in the fleet, and how long the Collector stays down.
+    fleet_requests: int = 3000
+    outage_s: float = 15.0
     attribution_rounds: int = 7
     instruction_requests: int = 200
     single_core_rounds: int = 9
@@ -111,6 +115,8 @@ SMOKE = Sizes(
     memory_checkpoints=(100, 200),
     big_stream_events=500,
     collector_requests=100,
+    fleet_requests=100,
+    outage_s=2.0,
     attribution_rounds=1,
     instruction_requests=20,
     single_core_rounds=1,
@@ -120,38 +126,6 @@ SMOKE = Sizes(
     realtime_paced_chunks=20,
     realtime_rounds=1,
 )
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime + stime
-
-
-def child_pids(pid: int) -> list[int]:
-    """The processes `pid` started: the addon's telemetry process."""
-    children = Path(f"/proc/{pid}/task/{pid}/children")
-    return [int(child) for child in children.read_text().split()] if children.exists() else []
-
-
-def family_cpu_seconds(pid: int) -> tuple[float, float]:
-    """CPU seconds of `pid` itself and of its running children."""
-    return cpu_seconds(pid), sum(cpu_seconds(child) for child in child_pids(pid))
-
-
-def memory_kb(pid: int, name: str) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(name + ":"):
-            return int(line.split()[1])
-    raise KeyError(name)
-
-
-def memory_of(processes: dict[str, int], name: str) -> dict[str, int]:
-    return {process: memory_kb(pid, name) for process, pid in processes.items()}
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(int(q * len(ordered)), len(ordered) - 1)] if ordered else float("nan")
 
 
 class Bench:
@@ -174,18 +148,25 @@ class Bench:
 
     @contextmanager
     def proxy(
-        self, with_addon: bool, collector: str = "live", *extra: str, wrapper: Sequence[str] = ()
+        self,
+        with_addon: bool,
+        collector: str = "live",
+        *extra: str,
+        wrapper: Sequence[str] = (),
+        env: dict[str, str] | None = None,
     ) -> Iterator[Mitmdump]:
+        """`collector`: one of the bench's (live, dead, slow; "live, spans off") or a collector's URL."""
         endpoint = {
             "live": self.collector.endpoint,
             "live, spans off": self.collector.endpoint,
             "slow": self.slow_collector.endpoint,
             "dead": "http://127.0.0.1:9",  # the discard port: nothing listens there
-        }[collector]
+        }.get(collector, collector)
         env = {
             "OTEL_EXPORTER_OTLP_ENDPOINT": endpoint,
             "OTEL_METRIC_EXPORT_INTERVAL": "5000",
             "OTEL_EXPORTER_OTLP_TIMEOUT": "10",
+            **(env or {}),
         }
         if collector == "live, spans off":
             env["OTEL_TRACES_EXPORTER"] = "none"
@@ -193,7 +174,7 @@ class Bench:
         args = ["--mode", f"reverse:http://127.0.0.1:{self.upstream_port}", "--set", "flow_detail=0"]
         if with_addon:
             args += ["--set", f"genai_hosts=127.0.0.1:{self.upstream_port}=openai;stream_usage=on"]
-        name = f"{'addon' if with_addon else 'bare'}-{collector}-{time.monotonic_ns()}"
+        name = f"{'addon' if with_addon else 'bare'}-{time.monotonic_ns()}"
         # Under a wrapper (valgrind) start-up takes half a minute.
         timeout = 180 if wrapper else 20
         with Mitmdump(
@@ -226,18 +207,6 @@ class Bench:
         result["child_cpu_per_1000"] = (children_after - children_before) * 1000 / requests
         result["rps"] = requests / result["elapsed"]
         return result
-
-
-def latency_row(result: dict[str, Any]) -> dict[str, float]:
-    latencies = result["latencies"]
-    return {
-        "rps": result["rps"],
-        "p50_ms": percentile(latencies, 0.50) * 1000,
-        "p95_ms": percentile(latencies, 0.95) * 1000,
-        "p99_ms": percentile(latencies, 0.99) * 1000,
-        "cpu_s_per_1000": result["cpu_per_1000"],
-        "child_cpu_s_per_1000": result["child_cpu_per_1000"],
-    }
 
 
 def paired(
@@ -1107,7 +1076,7 @@ def main() -> None:
     parser.add_argument("--smoke", action="store_true", help="a few hundred requests, to check that it works")
     parser.add_argument("--report", type=Path, help="write the Markdown report here as well")
     parser.add_argument("--raw", type=Path, help="write the raw numbers as JSON here")
-    parser.add_argument("--parts", default="1,2,3,4,5,6,7,8,9", help="which parts to run, e.g. 1,5 (default: all)")
+    parser.add_argument("--parts", default="1,2,3,4,5,6,7,8,9,10", help="which parts to run, e.g. 1,5 (default: all)")
     parser.add_argument("--rounds", type=int, help="paired rounds in parts 1 (per concurrency) and 6 (default: 25, 7)")
     parser.add_argument(
         "--pool", type=Path, nargs="+", metavar="RAW", help="only pool part 1 of earlier runs (their --raw files)"
@@ -1140,6 +1109,7 @@ def main() -> None:
                 ("7", instructions),
                 ("8", single_core),
                 ("9", realtime),
+                ("10", fleet),
             )
             for number, part in parts:
                 if number in chosen:

@@ -13,7 +13,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.run import SMOKE, Bench, memory_kb
+from bench.measure import memory_kb
+from bench.run import SMOKE, Bench
 from harness.otlp_receiver import OTLPReceiver
 
 BATCH = 1500  # requests between collector restarts: fewer than the 2,048 spans kept in an outage

@@ -63,25 +63,27 @@ def merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
 class Collector:
     """A running Collector on loopback, until `stop` (or the `with` block ends)."""
 
-    def __init__(self, tmp: Path, traces_to: str, overrides: dict[str, Any] | None = None) -> None:
+    def __init__(self, tmp: Path, traces_to: str, overrides: dict[str, Any] | None = None, files: bool = True) -> None:
+        """`files=False` leaves the file exporters out (the benchmark: they would cost the most)."""
         tmp.mkdir(parents=True, exist_ok=True)
         self.tmp = tmp
         self.otlp_port = free_port()
         self.prometheus_port = free_port()
         self.metrics_file = tmp / "metrics.jsonl"
         self.traces_file = tmp / "traces.jsonl"
+        written = {"file/metrics": {"path": str(self.metrics_file)}, "file/traces": {"path": str(self.traces_file)}}
+        written = written if files else {}
         overlay: dict[str, Any] = {
             "receivers": {"otlp": {"protocols": {"grpc": {"endpoint": f"127.0.0.1:{self.otlp_port}"}}}},
             "exporters": {
                 "prometheus": {"endpoint": f"127.0.0.1:{self.prometheus_port}"},
                 "otlp/traces": {"endpoint": traces_to.removeprefix("http://")},
-                "file/metrics": {"path": str(self.metrics_file)},
-                "file/traces": {"path": str(self.traces_file)},
+                **written,
             },
             "service": {
                 "pipelines": {
-                    "metrics": {"exporters": ["prometheus", "file/metrics"]},
-                    "traces": {"exporters": ["otlp/traces", "file/traces"]},
+                    "metrics": {"exporters": ["prometheus", *[name for name in written if "metrics" in name]]},
+                    "traces": {"exporters": ["otlp/traces", *[name for name in written if "traces" in name]]},
                 },
                 # The Collector's own metrics would listen on :8888 for every instance.
                 "telemetry": {"metrics": {"level": "none"}},

@@ -1,6 +1,7 @@
-"""The deployment recipes in deploy/: valid YAML, consistent pipelines, only real metric names,
-the rules checked and unit-tested by a real `promtool`, and the Grafana dashboard's structure.
-(`tests/test_end_to_end_prometheus.py` runs every query against a real Prometheus.)"""
+"""The deployment recipes in deploy/: valid YAML, only real metric names, the rules checked and
+unit-tested by a real `promtool`, and the Grafana dashboard's structure.
+(`tests/test_end_to_end_prometheus.py` runs every query against a real Prometheus, and
+`tests/test_end_to_end_collector.py` the Collector configuration in a real Collector.)"""
 
 import json
 import re
@@ -12,6 +13,7 @@ import pytest
 import yaml
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
+from harness.prometheus import dashboard_expressions, rule_expressions
 from telemetry import Telemetry
 from telemetry_process import MetricOptions
 from tests.builders import finished_call
@@ -67,29 +69,8 @@ def emitted_prometheus_names() -> set[str]:
     }
 
 
-def test_collector_config_is_valid_and_its_pipelines_name_defined_components():
-    config = yaml.safe_load((DEPLOY / "otel-collector.yaml").read_text())
-    pipelines = config["service"]["pipelines"]
-    assert set(pipelines) == {"metrics", "traces"}
-    for pipeline in pipelines.values():
-        for kind in ("receivers", "processors", "exporters"):
-            for name in pipeline.get(kind, []):
-                assert name in config[kind], f"{name} is used but not defined under {kind}"
-    assert config["receivers"]["otlp"]["protocols"]["grpc"]["endpoint"].endswith(":4317")
-
-
 DASHBOARD = DEPLOY / "grafana" / "genai-dashboard.json"
 LABELS = r"gen_ai_(request_model|response_model|provider_name|token_type|operation_name)"
-
-
-def rule_expressions() -> list[str]:
-    rules = yaml.safe_load((DEPLOY / "prometheus-rules.yaml").read_text())
-    return [rule["expr"] for group in rules["groups"] for rule in group["rules"]]
-
-
-def dashboard_expressions() -> list[str]:
-    dashboard = json.loads(DASHBOARD.read_text())
-    return [target["expr"] for panel in dashboard["panels"] for target in panel["targets"]]
 
 
 def metric_names(expressions: list[str]) -> set[str]:

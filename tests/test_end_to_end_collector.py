@@ -207,6 +207,10 @@ def test_each_proxys_series_stay_apart_with_job_and_instance_from_its_resource(f
     }
     labels = set().union(*(s["metric"] for s in fleet.prometheus.query("gen_ai_client_token_usage_count")))
     assert not {label for label in labels if label.startswith(("service_", "telemetry_", "process_"))}
+    # The other resource attributes are on `target_info`, one series per proxy.
+    described = fleet.prometheus.query(f'target_info{{job="{SERVICE}"}}')
+    assert {s["metric"]["instance"] for s in described} == set(fleet.instances)
+    assert all("telemetry_sdk_version" in s["metric"] for s in described)
 
 
 def test_no_key_on_the_collectors_metrics_and_the_key_on_every_span(fleet: Fleet):

@@ -283,14 +283,15 @@ def test_an_outage_is_one_warning_and_recovery_one_note(caplog):
     inner = FailingExporter()
     outage = telemetry._OutageLog("spans", "http://collector:4317", "kept")
     guarded = telemetry._GuardedSpanExporter(inner, outage, retry_after_s=0.0, later=lambda delay, action: None)
+    span = type("S", (), {"name": "s"})()
     with caplog.at_level(logging.INFO, logger="genai"):
-        results = [guarded.export([]) for _ in range(4)]
+        results = [guarded.export([span]) for _ in range(4)]
         inner.ok = True
-        results.append(guarded.export([]))
+        results.append(guarded.export([span]))
     assert results == [SpanExportResult.FAILURE] * 4 + [SpanExportResult.SUCCESS]
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1 and "http://collector:4317" in warnings[0].getMessage()
-    assert "accepts spans again; 0 spans sent, 0 dropped in outages so far" in caplog.records[-1].getMessage()
+    assert "accepts spans again; 5 spans sent, 0 dropped in outages so far" in caplog.records[-1].getMessage()
 
 
 def test_the_metric_guard_keeps_the_inner_exporters_preferences():
@@ -729,6 +730,43 @@ def test_after_a_failure_batches_wait_without_trying_the_collector():
     assert [delay for delay, _ in later.scheduled] == [2.0]  # one retry was scheduled, not one per batch
     later.run()
     assert attempts == [1, 4]  # nothing waits any more: the retry has nothing to send
+
+
+def test_spans_that_waited_go_out_in_requests_of_the_sdks_batch_size():
+    """1,300 spans that waited through an outage are three requests, not one a Collector refuses
+    for its size (4 MB by default)."""
+    requests: list[int] = []
+
+    class Sizes(RecordingExporter):
+        def export(self, spans: Any) -> SpanExportResult:
+            requests.append(len(spans))
+            return super().export(spans)
+
+    inner = Sizes()
+    inner.up = False
+    clock = [100.0]
+    guarded = guard(inner, clock=lambda: clock[0])
+    spans = [type("S", (), {"name": f"s{i}"})() for i in range(1300)]
+    guarded.export(spans[:500])
+    clock[0] += 2.0
+    guarded.export(spans[500:1299])  # 1,299 wait
+    inner.up, requests[:] = True, []
+    clock[0] += 2.0
+    assert guarded.export(spans[1299:]) == SpanExportResult.SUCCESS
+    assert requests == [512, 512, 276] and len(inner.received) == 1300 and guarded.waiting == 0
+
+
+def test_a_slice_the_collector_refuses_keeps_it_and_the_rest_waiting():
+    class Once(RecordingExporter):
+        def export(self, spans: Any) -> SpanExportResult:
+            result = super().export(spans)
+            self.up = False  # the collector goes away after the first request
+            return result
+
+    inner = Once()
+    guarded = guard(inner)
+    assert guarded.export([type("S", (), {"name": f"s{i}"})() for i in range(600)]) == SpanExportResult.FAILURE
+    assert len(inner.received) == 512 and guarded.waiting == 88 and guarded.dropped == 0
 
 
 def test_waiting_spans_are_retried_after_the_pause_without_new_traffic():
