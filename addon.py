@@ -11,11 +11,12 @@ Layers, one direction: this file is the mitmproxy glue (hooks, options, per-flow
 child process that `telemetry_process` starts and feeds.
 """
 
+import asyncio
+import contextlib
 import functools
 import logging
 import os
 import random
-import textwrap
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -28,12 +29,12 @@ from mitmproxy.flow import Error as FlowError
 
 import wire
 from errors import UnexpectedErrors
+from presentation import USAGE_REMOVED, LLMStreamView, ShownCalls
 from pricing import Prices
 from summary import NO_CALLS
 from telemetry_process import ATTRIBUTIONS, MetricOptions, TelemetrySink, TelemetryStartError, telemetry_process
 from wire.call import Call, Endpoint, SocketRecord
 from wire.content import MAX_PART_CHARS, CapturedContent
-from wire.describe import describe_stream, summarize
 from wire.headers import MAX_TRACE_HEADER_LENGTH, REQUEST_HEADERS, TRACE_HEADERS, parse_traceparent
 from wire.hosts import DEFAULT_HOSTS, HostRule, match_host, parse_host_rule
 from wire.records import ApiRequest, ApiResult
@@ -54,11 +55,6 @@ MAX_REMEMBERED_HOSTS = 1024
 # (No quoted annotations in this file's dataclasses: mitmproxy loads it outside sys.modules.)
 IN_FLIGHT_ATTRIBUTE = "_genai_in_flight"
 SOCKET_ATTRIBUTE = "_genai_socket"
-# In the flow's metadata (kept with saved flows): the addon asked the upstream for usage the client
-# did not ask for, and took it out of the client's stream again. The stream view says so.
-USAGE_REMOVED = "genai_usage_removed"
-# The stream view's "metered:" line is wrapped at this width.
-STREAM_VIEW_WIDTH = 100
 # Incremental formats that mitmproxy holds back to the end unless a flow is streamed.
 INCREMENTAL_TYPES = ("text/event-stream", "application/x-ndjson", "application/vnd.amazon.eventstream")
 
@@ -100,37 +96,6 @@ class StreamTap:
             self.failed = True
             self.errors.report("parsing a stream", "the rest of that stream is passed on unread")
         return chunk
-
-
-class LLMStreamView(contentviews.Contentview):
-    """mitmweb's view of a metered stream: the reassembled answer, thinking, tool calls and usage."""
-
-    name = "LLM stream"
-
-    def prettify(self, data: bytes, metadata: contentviews.Metadata) -> str:
-        endpoint = _observed_endpoint(metadata)
-        assert endpoint is not None
-        usage_removed = bool(metadata.flow and metadata.flow.metadata.get(USAGE_REMOVED))
-        description = describe_stream(endpoint, data, metadata.content_type or "", usage_removed)
-        # What the addon metered, which includes usage it asked for and kept from the client.
-        metered = metadata.flow.comment if metadata.flow else ""
-        if not metered:
-            return description
-        # Wrapped: mitmweb shows a view's lines unwrapped, and a long one needs horizontal scrolling.
-        return "\n         ".join(textwrap.wrap(f"metered: {metered}", STREAM_VIEW_WIDTH)) + f"\n{description}"
-
-    def render_priority(self, data: bytes, metadata: contentviews.Metadata) -> float:
-        endpoint = _observed_endpoint(metadata)
-        content_type = (metadata.content_type or "").lower()
-        is_stream = endpoint is not None and endpoint.api.stream_framer(content_type, endpoint) is not None
-        return 2.0 if is_stream else 0.0
-
-
-def _observed_endpoint(metadata: contentviews.Metadata) -> Endpoint | None:
-    flow = metadata.flow
-    if not isinstance(flow, http.HTTPFlow):
-        return None
-    return wire.endpoint_for(flow.request.method, flow.request.path)
 
 
 @dataclass
@@ -283,9 +248,7 @@ class GenAIMeter:
         self.stream_usage = True
         self.stream_unmetered = True
         self.metric_options = MetricOptions()  # genai_legacy_* and genai_metric_attribution
-        self.log_calls = True  # mitmdump's flow_detail > 0: a log line per call, like its own
-        # Flows outlive the call (mitmweb's or the console's flow view, or -w): each gets a comment.
-        self.flows_are_kept = False
+        self.shown = ShownCalls()  # the log line and the flow comment of each call
         # mitmproxy is running (the `running` hook came): a bad option value is refused with an
         # OptionsError that keeps the old value; before, at start, it is one error line and mitmproxy
         # exits (its errorcheck addon), instead of the script loader's traceback.
@@ -410,18 +373,17 @@ class GenAIMeter:
             self.telemetry = telemetry_process()
         except TelemetryStartError as error:
             log.error("genai: telemetry is off: %s", error)
-
-    def _shows_calls(self) -> bool:
-        """Is each call described here (log line, flow comment, captured content)? Then it is
-        parsed here; otherwise the telemetry process parses it, off the event loop."""
-        return self.log_calls or self.flows_are_kept or self.capture_content
+        else:
+            self.telemetry.on_description = self.shown.arrived  # also after a script reload
 
     def _check_flows_are_kept(self) -> None:
-        self.flows_are_kept = ctx.master.addons.get("view") is not None or bool(_option("save_stream_file", None))
+        self.shown.comments = ctx.master.addons.get("view") is not None or bool(_option("save_stream_file", None))
 
     def running(self) -> None:
         self.started = True
         self._check_flows_are_kept()  # every addon is loaded now
+        with contextlib.suppress(RuntimeError):  # no loop: tests that call the hooks themselves
+            self.shown.on_loop(asyncio.get_running_loop())
         listen_host = _option("listen_host", "127.0.0.1")
         if listen_host in ("", "0.0.0.0", "::") and not _option("proxyauth", None):
             log.warning(
@@ -501,7 +463,7 @@ class GenAIMeter:
                 attribution=ctx.options.genai_metric_attribution,
             )
         if "flow_detail" in updated:
-            self.log_calls = _option("flow_detail", 1) > 0
+            self.shown.log_lines = _option("flow_detail", 1) > 0
         self._check_flows_are_kept()
         if "genai_prices" in updated or "genai_prices_update" in updated:
             user_file, update_url = ctx.options.genai_prices, ctx.options.genai_prices_update
@@ -539,9 +501,9 @@ class GenAIMeter:
         api = endpoint.api
         headers = picked_headers(req.headers, REQUEST_FIELDS)
         body = body_of(req, headers)
-        # Parsed here only if it may stream (the include_usage rewrite) or the call is shown here.
+        # Parsed here only if it may stream (the include_usage rewrite) or is too large to copy.
         may_stream = body is not None and b'"stream"' in body
-        parse_here = may_stream or self._shows_calls() or not passed_on_unparsed(body)
+        parse_here = may_stream or not passed_on_unparsed(body)
         api_request = api.parse_request(body) if parse_here else None
         if (
             api_request is not None
@@ -592,7 +554,7 @@ class GenAIMeter:
         stream = EventStream(headers.get("content-encoding"), accumulator, framer)
         state.stream = stream
         # A copy of the streamed body, unless mitmproxy keeps it itself (store_streamed_bodies).
-        keep_copy = self.flows_are_kept and not _option("store_streamed_bodies", False)
+        keep_copy = self.shown.comments and not _option("store_streamed_bodies", False)
         store_limit = ctx.options.genai_stream_store_limit if keep_copy else 0
         state.tap = StreamTap(
             stream,
@@ -738,9 +700,7 @@ class GenAIMeter:
             content=operation.content,
             session_span=(state.trace_id, state.span_id),
         )
-        self._finish(flow, call)
-        if self.flows_are_kept:  # the flow is the session: its comment counts what it carried
-            flow.comment = f"{state.operations} calls · last: {flow.comment}"
+        self._finish(flow, call, session_calls=state.operations)
 
     def _call(
         self, state: InFlight, status: int | None, flow_error: str | None, response_headers: dict[str, str]
@@ -768,19 +728,14 @@ class GenAIMeter:
             content=state.content,
         )
 
-    def _finish(self, flow: http.HTTPFlow, call: Call) -> None:
-        """Describe the call where it is shown, and hand it to telemetry. Its bodies are parsed
-        here only if it is shown here, or too large to copy (`passed_on_unparsed`)."""
-        if self._shows_calls() or not passed_on_unparsed(call.response_body):
+    def _finish(self, flow: http.HTTPFlow, call: Call, session_calls: int | None = None) -> None:
+        """Hand the call to telemetry, which parses, prices and records it, and describes it back
+        if it is shown here (`ShownCalls`). Its bodies are parsed here only when too large to copy
+        (`passed_on_unparsed`)."""
+        if not passed_on_unparsed(call.response_body):
             call.parse_bodies()
-        if call.error_type is not None:
-            flow.marked = ":warning:"
-        if self.log_calls or self.flows_are_kept:
-            call.cost_usd = self.prices.cost_of(call, quiet=True)  # the telemetry process names unknown models
-            summary = summarize(call)
-            flow.comment = summary
-            if self.log_calls:  # like mitmproxy's own flow lines: quiet at flow_detail=0
-                log.info("genai: %s", summary)
+        if self.shown.wanted:
+            call.description_id = self.shown.expect(flow, session_calls)
         assert self.telemetry is not None
         self.telemetry.record_call(call, self.metric_options)
 

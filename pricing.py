@@ -264,7 +264,9 @@ class Prices:
     def __init__(self, overrides: Overrides | None = None, update_url: str | None = None) -> None:
         self.overrides = overrides or {}
         self.update_url = update_url
-        self._snapshot = data_snapshot.get_snapshot()
+        # genai-prices' data, read at the first lookup: the proxy's process sends its Prices to the
+        # telemetry process and never prices a call itself, so it never holds the data (31.5 MB).
+        self._snapshot: data_snapshot.DataSnapshot | None = None
         # (provider, model, vendor, tier, day) → the price, or None for an unknown model
         self._compiled: dict[PriceKey, CompiledPrice | None] = {}
         self._unpriced_logged: set[str] = set()
@@ -282,6 +284,7 @@ class Prices:
         return UpdatePrices(url=self.update_url) if self.update_url else None
 
     def _provider(self, provider_id: str) -> Provider | None:
+        assert self._snapshot is not None  # `lookup` read it
         try:
             return self._snapshot.find_provider(None, PROVIDER_IDS.get(provider_id, provider_id), None)
         except LookupError:
@@ -296,10 +299,12 @@ class Prices:
                 if (price := self.overrides.get(section, {}).get(name)) is not None:
                     return price
         when = datetime.fromtimestamp(day * 86_400, UTC)
+        found_in = self._snapshot
+        assert found_in is not None  # `lookup` read it
         for name in names:
             for provider_id in dict.fromkeys((provider, vendor)):
                 found = self._provider(provider_id)
-                info = found.find_model(name, all_providers=self._snapshot.providers) if found else None
+                info = found.find_model(name, all_providers=found_in.providers) if found else None
                 if found is not None and info is not None:
                     # A tier's prices are the provider's own, not those of a provider it falls back to.
                     own = any(info is candidate for candidate in found.models)
@@ -325,12 +330,11 @@ class Prices:
         compiled = self._compiled[key] = CompiledPrice(price) if price is not None else None
         return compiled
 
-    def cost_of(self, call: Call, *, quiet: bool = False) -> float | None:
+    def cost_of(self, call: Call) -> float | None:
         """USD for a finished call, or None when its model or usage is unknown (never a guessed 0).
 
         A flex request refused with 429 costs nothing (OpenAI does not bill it). An unknown model
-        is named in the log once (unless `quiet`: the proxy's log line is quiet, the telemetry
-        process prices the same call and says it, its lines relayed with the prefix "genai: ").
+        is named in the log once.
         """
         usage = call.result.billed_usage or call.usage
         # Counts that are not tokens: a call without usage is still priced by them.
@@ -354,7 +358,7 @@ class Prices:
                 return None  # a model billed by tokens, and none reported: no cost, not 0
             return price.cost(counts)
         logged = self._unpriced_logged
-        if not quiet and model not in logged and len(logged) < MAX_UNPRICED_MODELS_LOGGED:
+        if model not in logged and len(logged) < MAX_UNPRICED_MODELS_LOGGED:
             logged.add(model)
             log.info("no price for model %r of %s; its calls record no cost (see genai_prices).", model, call.provider)
         return None

@@ -56,6 +56,7 @@ from summary import UsageSummary
 from telemetry_process import MetricOptions
 from wire import REGISTRY
 from wire.call import Call, SocketRecord
+from wire.describe import Description
 from wire.headers import BUDGETS, RateLimits, RequestInfo, UpstreamInfo, parse_request_headers
 
 log = logging.getLogger("genai")
@@ -768,6 +769,8 @@ class Telemetry:
         self.prices = Prices()
         self._price_updates: UpdatePrices | None = None
         self.summary = UsageSummary()
+        # Where descriptions of shown calls go: the reply pipe in the telemetry process.
+        self.on_description: Callable[[Description], None] | None = None
         # The response ids whose usage was counted (bounded): a response fetched again is not counted twice.
         self._counted_responses: OrderedDict[str, None] = OrderedDict()
 
@@ -829,11 +832,14 @@ class Telemetry:
             )
 
     def record_call(self, call: Call, options: MetricOptions) -> None:
-        """Parse what the proxy passed on unparsed, price and record the call (see `record`)."""
+        """The one pipeline of a finished call: parse what the proxy passed on unparsed, price,
+        record (summary, metrics, span; see `record`), and describe it back if the proxy shows it."""
         call.parse_bodies()
         self._count_usage_once(call)
         call.cost_usd = self.prices.cost_of(call)
         self.record(call, options)
+        if call.description_id is not None and self.on_description is not None:
+            self.on_description(Description.of(call))
 
     def _count_usage_once(self, call: Call) -> None:
         """A response fetched again (`fetch_response`: a stored or background Gemini interaction)

@@ -1,7 +1,7 @@
-"""The telemetry process's main loop: `python telemetry_child.py REPLY_FD [SHUTDOWN_BUDGET_S]`.
+"""The telemetry process's main loop: `python telemetry_child.py REPLY_FD [SHUTDOWN_BUDGET_S [SCHEMA]]`.
 
-Started and fed by `telemetry_process.TelemetryProcess`: batches of messages on stdin, reply
-lines (`telemetry_process.Reply`) on the pipe REPLY_FD. Its stdout and stderr are mitmdump's,
+Started and fed by `telemetry_process.TelemetryProcess`: frames of messages on stdin, frames of
+replies (`telemetry_process.Reply`) on the pipe REPLY_FD. Its stdout and stderr are mitmdump's,
 so the SDK's console exporters print to mitmdump's terminal.
 """
 
@@ -22,6 +22,7 @@ import telemetry_process
 from errors import UnexpectedErrors
 from telemetry import ConfigurationError, Telemetry, quiet_exporter_logs
 from telemetry_process import (
+    DescriptionReply,
     LogReply,
     MetricOptions,
     Reply,
@@ -29,6 +30,7 @@ from telemetry_process import (
     StatusReply,
     SummaryReply,
     UsePrices,
+    encode_batch,
     read_batch,
 )
 from wire.call import Call, SocketRecord
@@ -39,13 +41,13 @@ log = logging.getLogger("genai")
 class Replies:
     """The reply pipe to the parent, shared by the main loop and the SDK's export threads."""
 
-    def __init__(self, stream: IO[str]) -> None:
+    def __init__(self, stream: IO[bytes]) -> None:
         self._stream = stream
         self._lock = threading.Lock()
 
     def send(self, reply: Reply) -> None:
         with self._lock, contextlib.suppress(OSError, ValueError):  # the parent is gone: nobody to tell
-            self._stream.write(reply.line() + "\n")
+            self._stream.write(encode_batch([reply]))
             self._stream.flush()
 
 
@@ -126,6 +128,7 @@ def serve(
         replies.send(StatusReply(start_error(error, os.environ)))
         return 2
     replies.send(StatusReply())
+    instance.on_description = lambda description: replies.send(DescriptionReply(description))
 
     options = MetricOptions()  # the options' defaults
     errors = UnexpectedErrors(log, prefix="")
@@ -166,7 +169,7 @@ if __name__ == "__main__":
     budget = float(sys.argv[2]) if len(sys.argv) > 2 else telemetry_process.SHUTDOWN_BUDGET_S
     parent_schema = sys.argv[3] if len(sys.argv) > 3 else None
     # Unbuffered: `serve` waits for input with select(), which cannot see a read-ahead buffer.
-    reply_stream = open(reply_fd, "w", encoding="utf-8")  # noqa: SIM115 (closed below, whatever happens)
+    reply_stream = open(reply_fd, "wb")  # noqa: SIM115 (closed below, whatever happens)
     try:
         with open(sys.stdin.fileno(), "rb", buffering=0, closefd=False) as parent_input:
             status = serve(parent_input, Replies(reply_stream), budget, parent_schema)

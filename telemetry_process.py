@@ -14,9 +14,11 @@ parses what is left, prices, records, keeps the usage summary and exports, on an
 - Survives the child: if it dies, it is started again (at most every `RESTART_INTERVAL_S`) and one
   warning says so. Its cumulative metrics then start from zero under a new start time, which
   metric backends treat as a counter reset.
-- The child's replies (log records, usage summaries, its start-up status) come back on a pipe of
-  their own and are logged here, so they appear in mitmdump's output and mitmweb's event log.
-  Its stdout and stderr are mitmdump's: the SDK's console exporters print there.
+- The child's replies (log records, usage summaries, its start-up status, the description of each
+  shown call) come back in frames of their own on a pipe of their own: log records are logged here,
+  so they appear in mitmdump's output and mitmweb's event log; descriptions go to
+  `on_description` (the addon's `presentation.ShownCalls`). Its stdout and stderr are mitmdump's:
+  the SDK's console exporters print there.
 - Never misreads: records are pickled with their fields by position (`wire.records`), and mitmproxy
   reloads `addon.py` but not the modules it imports, so a child started later (a restart) may run
   changed files. The child gets `schema_version()` of mitmdump's classes and refuses to start
@@ -34,7 +36,6 @@ import contextlib
 import dataclasses
 import fcntl
 import hashlib
-import json
 import logging
 import os
 import pickle
@@ -45,20 +46,22 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
-from typing import IO, NamedTuple, Protocol
+from typing import IO, Any, NamedTuple, Protocol
 
 import wire.call
 import wire.content
+import wire.describe
 import wire.headers
 import wire.records
 import wire.socket
 from errors import UnexpectedErrors
 from pricing import Prices
 from wire.call import Call, SocketRecord
+from wire.describe import Description
 
 log = logging.getLogger("genai")
 
@@ -115,7 +118,8 @@ def schema_version(modules: Sequence[ModuleType] | None = None) -> str:
     """A fingerprint of the fields of every record class the pipe carries, as this process has
     them loaded (`modules`: where they are defined; default: the wire records and this module)."""
     shapes = []
-    for module in modules or (wire.records, wire.call, wire.content, wire.headers, wire.socket, sys.modules[__name__]):
+    own = (wire.records, wire.call, wire.content, wire.describe, wire.headers, wire.socket, sys.modules[__name__])
+    for module in modules or own:
         for name, value in sorted(vars(module).items()):
             if not isinstance(value, type) or value.__module__ != module.__name__:
                 continue
@@ -129,7 +133,8 @@ def schema_version(modules: Sequence[ModuleType] | None = None) -> str:
     return hashlib.sha256("\n".join(shapes).encode()).hexdigest()[:16]
 
 
-def encode_batch(batch: Sequence[Message]) -> bytes:
+def encode_batch(batch: Sequence[Message] | Sequence[Reply]) -> bytes:
+    """One frame of messages (down) or replies (up): their pickle, after its length."""
     payload = pickle.dumps(batch, protocol=pickle.HIGHEST_PROTOCOL)
     return FRAME_HEADER.pack(len(payload)) + payload
 
@@ -145,8 +150,8 @@ def _read_exactly(stream: IO[bytes], size: int) -> bytes:
     return bytes(data)
 
 
-def read_batch(stream: IO[bytes]) -> list[Message] | None:
-    """The next batch from the parent, or None at the end of the input."""
+def read_batch(stream: IO[bytes]) -> list[Any] | None:
+    """The next frame's messages or replies, or None at the end of the input."""
     header = _read_exactly(stream, FRAME_HEADER.size)
     if len(header) < FRAME_HEADER.size:
         return None
@@ -154,25 +159,26 @@ def read_batch(stream: IO[bytes]) -> list[Message] | None:
     payload = _read_exactly(stream, length)
     if len(payload) < length:
         return None
-    batch: list[Message] = pickle.loads(payload)  # our own child's pipe: trusted
+    batch: list[Any] = pickle.loads(payload)  # our own process's pipe: trusted
     return batch
+
+
+# The replies up the reply pipe, in frames as the messages: typed values, no text to parse.
 
 
 @dataclass(frozen=True)
 class LogReply:
+    """A log record of the child's, for mitmdump's log."""
+
     level: int
     message: str
-
-    def line(self) -> str:
-        return f"log {self.level} {json.dumps(self.message)}"  # a traceback's lines too
 
 
 @dataclass(frozen=True)
 class SummaryReply:
-    table: str | None
+    """The child's usage summary (None: no calls yet)."""
 
-    def line(self) -> str:
-        return f"summary {json.dumps(self.table)}"
+    table: str | None
 
 
 @dataclass(frozen=True)
@@ -181,29 +187,15 @@ class StatusReply:
 
     error: str | None = None
 
-    def line(self) -> str:
-        return "ready" if self.error is None else f"error {self.error.replace(chr(10), ' ')}"
+
+@dataclass(frozen=True)
+class DescriptionReply:
+    """A shown call, parsed and priced: for its flow's comment and mark and the log line."""
+
+    description: Description
 
 
-Reply = LogReply | SummaryReply | StatusReply
-
-
-def parse_reply(line: str) -> Reply | None:
-    """The reply on a line, None for a line that is not one (stray output)."""
-    kind, _, rest = line.partition(" ")
-    try:
-        if kind == "log":
-            level, _, message = rest.partition(" ")
-            return LogReply(int(level), json.loads(message)) if level.isdigit() else None
-        if kind == "summary":
-            return SummaryReply(json.loads(rest))
-    except ValueError:
-        return None
-    if kind == "ready":
-        return StatusReply()
-    if kind == "error":
-        return StatusReply(rest)
-    return None
+Reply = LogReply | SummaryReply | StatusReply | DescriptionReply
 
 
 class FrameQueue:
@@ -285,6 +277,9 @@ class TelemetrySink(Protocol):
 
     def shutdown(self, budget_s: float = SHUTDOWN_BUDGET_S) -> bool: ...
 
+    # Where descriptions of shown calls (`Call.description_id`) go, possibly from another thread.
+    on_description: Callable[[Description], None] | None
+
 
 class TelemetryProcess:
     """The parent's side: starts the child, batches messages, relays its replies."""
@@ -300,6 +295,8 @@ class TelemetryProcess:
         self._prices: Prices | None = None  # sent again to a restarted child
         self._options: MetricOptions | None = None  # the ones the child has, as last sent
         self._summary: str | None = None  # the child's latest usage summary
+        # Where the child's descriptions of shown calls go; called on the reply thread.
+        self.on_description: Callable[[Description], None] | None = None
         self.queue = FrameQueue()
         self._flush_scheduled = False
         self._dropping = False
@@ -363,17 +360,20 @@ class TelemetryProcess:
         self, replies: IO[bytes], status: list[StatusReply], status_read: threading.Event, announce_failure: bool
     ) -> None:
         with replies:
-            for raw in replies:
-                match parse_reply(raw.decode(errors="replace").rstrip("\n")):
-                    case LogReply(level, message):
-                        log.log(level, "genai: %s", message)  # the one prefix of the addon's lines
-                    case SummaryReply(table):
-                        self._summary = table
-                    case StatusReply() as reply if not status_read.is_set():
-                        status.append(reply)
-                        status_read.set()
-                        if announce_failure and reply.error is not None:
-                            log.error("genai: the telemetry process did not start again: %s", reply.error)
+            while (batch := read_batch(replies)) is not None:
+                for reply in batch:
+                    match reply:
+                        case LogReply(level, message):
+                            log.log(level, "genai: %s", message)  # the one prefix of the addon's lines
+                        case SummaryReply(table):
+                            self._summary = table
+                        case DescriptionReply(description) if self.on_description is not None:
+                            self.on_description(description)
+                        case StatusReply() if not status_read.is_set():
+                            status.append(reply)
+                            status_read.set()
+                            if announce_failure and reply.error is not None:
+                                log.error("genai: the telemetry process did not start again: %s", reply.error)
         status_read.set()
 
     def _kill(self) -> None:

@@ -1,11 +1,16 @@
 """A telemetry sink that discards every call: the addon's hooks measured without what they hand on."""
 
+from collections.abc import Callable
+
 from pricing import Prices
 from telemetry_process import MetricOptions
 from wire.call import Call, SocketRecord
+from wire.describe import Description
 
 
 class Discard:
+    on_description: Callable[[Description], None] | None = None
+
     def record_call(self, call: Call, options: MetricOptions) -> None:
         pass
 

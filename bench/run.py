@@ -52,6 +52,7 @@ from bench.discard import Discard
 from bench.fleet import fleet
 from bench.measure import child_pids, family_cpu_seconds, latency_row, memory_of, percentile
 from harness import eventstream
+from harness.collector import free_port
 from harness.fake_openai import load_fixture
 from harness.fake_realtime import AUDIO_FRAME, FakeSockets
 from harness.mitmdump import ROOT, Mitmdump
@@ -154,8 +155,10 @@ class Bench:
         *extra: str,
         wrapper: Sequence[str] = (),
         env: dict[str, str] | None = None,
+        program: str = "mitmdump",
     ) -> Iterator[Mitmdump]:
-        """`collector`: one of the bench's (live, dead, slow; "live, spans off") or a collector's URL."""
+        """`collector`: one of the bench's (live, dead, slow; "live, spans off") or a collector's URL.
+        `program`: mitmdump, or mitmweb (which keeps every flow and gives each a comment)."""
         endpoint = {
             "live": self.collector.endpoint,
             "live, spans off": self.collector.endpoint,
@@ -177,8 +180,16 @@ class Bench:
         name = f"{'addon' if with_addon else 'bare'}-{time.monotonic_ns()}"
         # Under a wrapper (valgrind) start-up takes half a minute.
         timeout = 180 if wrapper else 20
+        if program == "mitmweb":
+            args += ["--web-host", "127.0.0.1", "--web-port", str(free_port()), "--set", "web_open_browser=false"]
         with Mitmdump(
-            [*args, *extra], env, self.tmp / name, with_addon=with_addon, start_timeout=timeout, wrapper=wrapper
+            [*args, *extra],
+            env,
+            self.tmp / name,
+            with_addon=with_addon,
+            start_timeout=timeout,
+            wrapper=wrapper,
+            program=program,
         ) as proxy:
             yield proxy
 
@@ -303,6 +314,52 @@ def throughput(bench: Bench, report: list[str], raw: dict[str, Any]) -> None:
                 f"| {statistics.median(pair['addon']['child_cpu_s_per_1000'] for pair in rounds):.3f} |"
             )
     report += [*summary, "", "Each figure is the median over the rounds of the within-round comparison.", ""]
+    shown_calls(bench, report, raw)
+
+
+# Part 1's settings where each call is shown: mitmdump's default (a line per flow, and the addon's
+# line per call) and mitmweb (a comment per flow, updated when it arrives).
+SHOWN_SETTINGS = {
+    "mitmdump, flow_detail=1": ("mitmdump", ("--set", "flow_detail=1")),
+    "mitmweb": ("mitmweb", ()),
+}
+
+
+def shown_calls(bench: Bench, report: list[str], raw: dict[str, Any]) -> None:
+    """Part 1 again at concurrency 16 where calls are shown, bare and addon at the same setting."""
+    sizes = bench.sizes
+    requests = sizes.throughput[16]
+    report += [
+        "### Where calls are shown: concurrency 16, bare and addon at the same setting",
+        "",
+        "| setting | throughput addon / bare: median (90% interval of the median) (range) | added p50 ms "
+        "| added p99 ms | CPU addon / bare (mitmdump) |",
+        "|---|---|---|---|---|",
+    ]
+    for setting, (program, extra) in SHOWN_SETTINGS.items():
+        with (
+            bench.proxy(False, "live", *extra, program=program) as bare,
+            bench.proxy(True, "live", *extra, program=program) as addon,
+        ):
+            for proxy in (bare, addon):
+                bench.load(proxy.port, 4, sizes.warmup, "plain")
+            rounds: list[dict[str, dict[str, float]]] = []
+            for number in range(sizes.throughput_rounds):
+                order = (("bare", bare), ("addon", addon)) if number % 2 == 0 else (("addon", addon), ("bare", bare))
+                rounds.append(
+                    {name: latency_row(bench.measured(proxy, 16, requests, "plain")) for name, proxy in order}
+                )
+        raw[f"shown_{setting}"] = rounds
+        ratios = paired(rounds, "rps", operator.truediv)
+        low, high = median_interval(ratios)
+        report.append(
+            f"| {setting} | {statistics.median(ratios):.3f} ({low:.3f}–{high:.3f}) "
+            f"({min(ratios):.3f}–{max(ratios):.3f}) "
+            f"| {statistics.median(paired(rounds, 'p50_ms', operator.sub)):+.3f} "
+            f"| {statistics.median(paired(rounds, 'p99_ms', operator.sub)):+.3f} "
+            f"| {statistics.median(paired(rounds, 'cpu_s_per_1000', operator.truediv)):.3f} |"
+        )
+    report.append("")
 
 
 def streaming(bench: Bench, report: list[str], raw: dict[str, Any]) -> None:
@@ -513,7 +570,7 @@ def hooks_per_call_us(calls: int, repeat: int = 5) -> float:
     try:
         with taddons.context(metering):  # type: ignore[no-untyped-call]
             metering.telemetry = recorder
-            metering.log_calls = False  # as in the benchmark's mitmdump (flow_detail=0)
+            metering.shown.log_lines = False  # as in the benchmark's mitmdump (flow_detail=0)
             return asyncio.run(run(metering))
     finally:
         recorder.shutdown()
@@ -524,7 +581,7 @@ def socket_frame_us(content: bytes, frames: int = 2000, repeat: int = 5) -> floa
     metering = addon_module.GenAIMeter()
     with taddons.context(metering):  # type: ignore[no-untyped-call]
         metering.telemetry = Discard()
-        metering.log_calls = False
+        metering.shown.log_lines = False
         flow = tflow.twebsocketflow()
         flow.request.host, flow.request.port, flow.request.path = "api.openai.com", 443, "/v1/realtime?model=m"
         metering.websocket_start(flow)
@@ -984,7 +1041,17 @@ def instructions(bench: Bench, report: list[str], raw: dict[str, Any]) -> None:
             f"| {step}: {(count - previous) / bare:+.1%} |"
         )
         previous = count
-    report += ["", f"Addon / bare: {counts['addon'] / bare:.3f}.", ""]
+    shown = ("--set", "flow_detail=1")  # mitmdump's default: a line per flow, and the addon's per call
+    bare_shown = callgrind_instructions(bench, False, requests, *shown)
+    addon_shown = callgrind_instructions(bench, True, requests, *shown)
+    raw["instructions_flow_detail_1"] = {"bare": bare_shown, "addon": addon_shown}
+    report += [
+        "",
+        f"Addon / bare: {counts['addon'] / bare:.3f}. At `flow_detail=1`, both: "
+        f"{bare_shown / requests:,.0f} and {addon_shown / requests:,.0f} instructions per request, "
+        f"addon / bare {addon_shown / bare_shown:.3f}.",
+        "",
+    ]
 
 
 def realtime_round(port: int, sockets: FakeSockets, chunks: int, delay_ms: int) -> dict[str, Any]:

@@ -16,6 +16,7 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 import addon as addon_module
+import presentation
 import telemetry
 import telemetry_process
 from harness.fake_anthropic import claude_code_request
@@ -391,7 +392,7 @@ def test_a_bug_in_a_hook_never_reaches_mitmproxy(context, caplog, monkeypatch):
     def explode(*args: Any, **kwargs: Any) -> None:
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(addon_module, "summarize", explode)
+    monkeypatch.setattr(addon_module, "Call", explode)
     flow.response = json_response({})
     metering.response(flow)  # must not raise
     (first,) = [record for record in caplog.records if "the response hook failed" in record.getMessage()]
@@ -616,7 +617,7 @@ def test_compatible_hosts_speak_the_dialect_their_route_says(context, sink, host
 
 def test_a_key_in_the_query_is_masked_and_the_query_is_shown_nowhere(context, sink, caplog):
     metering, _ = context
-    metering.flows_are_kept = True
+    metering.shown.comments = True
     key = "AIzaSyQ1w2E3r4T5y6U7i8O9p0AsDfGhJkLzXcV"
     path = f"/v1beta/models/gemini-2.5-flash:generateContent?key={key}&alt=json"
     flow = chat_flow({"contents": [{"parts": [{"text": "hi"}]}]}, host="generativelanguage.googleapis.com", path=path)
@@ -709,7 +710,7 @@ def test_the_contentview_shows_the_reassembled_stream(context):  # the context r
     body = load_fixture("test_chat_completion_streaming")["response"]["body"]["string"].encode()
     flow = chat_flow({**CHAT_REQUEST, "stream": True})
     flow.response = http.Response.make(200, body, {"content-type": "text/event-stream"})
-    view = addon_module.LLMStreamView()
+    view = presentation.LLMStreamView()
     metadata = contentviews.Metadata(flow=flow, content_type="text/event-stream", http_message=flow.response)
     assert view.render_priority(body, metadata) > 1
     text = view.prettify(body, metadata)
@@ -725,7 +726,7 @@ def test_the_contentview_shows_the_reassembled_stream(context):  # the context r
 def test_the_contentview_shows_a_gemini_json_array_stream_and_not_a_plain_answer(context):
     chunks = GenerateScript("gemini-2.5-flash", {}).stream_chunks()
     body = "".join(array_chunks(chunks)).encode()
-    view = addon_module.LLMStreamView()
+    view = presentation.LLMStreamView()
     host = "generativelanguage.googleapis.com"
     streamed = chat_flow(host=host, path="/v1beta/models/gemini-2.5-flash:streamGenerateContent")
     plain = chat_flow(host=host, path="/v1beta/models/gemini-2.5-flash:generateContent")
@@ -750,11 +751,12 @@ def test_summary_commands(context):
     assert tctx.master.commands.execute("genai.summary") == "No LLM API calls observed yet."
 
 
-def test_where_calls_are_not_shown_the_bodies_are_parsed_by_the_telemetry_process(context, sink, monkeypatch):
-    """mitmdump -q: no log line, no flow view. The hooks keep bodies unparsed; the recorder parses
-    and prices them, with the same result as parsing in the hooks."""
+@pytest.mark.parametrize("shown", [False, True], ids=["quiet", "shown"])
+def test_the_hooks_leave_bodies_unparsed_for_the_telemetry_process(context, sink, monkeypatch, shown):
+    """Whether calls are shown (a log line, a flow comment) or not (mitmdump -q): the hooks keep the
+    bodies unparsed; the recorder parses and prices them, and describes back the calls shown."""
     metering, _ = context
-    metering.log_calls = False
+    metering.shown.log_lines = shown
     seen: list[Call] = []
     record_call = sink.telemetry.record_call
 
@@ -774,13 +776,18 @@ def test_where_calls_are_not_shown_the_bodies_are_parsed_by_the_telemetry_proces
     metering.request(failed)
     failed.response = json_response({"error": {"code": "model_not_found", "type": "invalid_request_error"}}, 404)
     metering.response(failed)
-    assert len(seen) == 2 and not flow.comment  # nothing shown, nothing described
+    assert len(seen) == 2
+    if shown:  # the telemetry side's line, with its price
+        assert flow.comment.startswith("$") and "12→5 tok" in flow.comment and failed.marked
+        assert failed.comment.startswith("error model_not_found (404)")
+    else:
+        assert not flow.comment and not failed.comment and not failed.marked  # nothing shown, nothing described
     (span, error_span) = sorted(sink.finished_spans(), key=lambda s: s.attributes.get("http.response.status_code"))
     usage = recorded["usage"]
     assert span.attributes["gen_ai.usage.input_tokens"] == usage["prompt_tokens"]
     assert span.attributes["gen_ai.request.model"] == "gpt-4o-mini"
     assert span.attributes["gen_ai.usage.cost_usd"] > 0
-    assert error_span.attributes["error.type"] == "model_not_found" and failed.marked
+    assert error_span.attributes["error.type"] == "model_not_found"
     assert sink.metric_sum("gen_ai.client.token.usage", gen_ai__token__type="input") == usage["prompt_tokens"]
     table = sink.telemetry.summary_table()
     assert table is not None and recorded["model"] in table
@@ -788,16 +795,16 @@ def test_where_calls_are_not_shown_the_bodies_are_parsed_by_the_telemetry_proces
 
 def test_streamed_requests_are_parsed_in_the_hook_even_when_calls_are_not_shown(context):
     metering, _ = context
-    metering.log_calls = False
+    metering.shown.log_lines = False
     flow = chat_flow({**CHAT_REQUEST, "stream": True})
     metering.request(flow)
     state = addon_module.in_flight(flow)
-    assert state is not None and isinstance(state.request, ApiRequest) and flow.metadata[addon_module.USAGE_REMOVED]
+    assert state is not None and isinstance(state.request, ApiRequest) and flow.metadata[presentation.USAGE_REMOVED]
 
 
 def test_large_bodies_are_read_at_their_edges_here_not_copied_down_the_pipe(context, sink, monkeypatch):
     metering, _ = context
-    metering.log_calls = False
+    metering.shown.log_lines = False
     big = {**CHAT_REQUEST, "messages": [{"role": "user", "content": "x" * (LARGE_BODY + 1)}]}
     flow = chat_flow(big)
     metering.request(flow)
@@ -980,7 +987,7 @@ def test_the_stream_view_says_when_the_proxy_removed_the_usage_it_asked_for(cont
     metering, _ = context
     flow = chat_flow({**CHAT_REQUEST, "stream": True})
     metering.request(flow)
-    assert flow.metadata[addon_module.USAGE_REMOVED] is True
+    assert flow.metadata[presentation.USAGE_REMOVED] is True
     upstream = "".join(
         ChatScript({**CHAT_REQUEST, "stream": True, "stream_options": {"include_usage": True}}).stream_events()
     ).encode()
@@ -989,12 +996,12 @@ def test_the_stream_view_says_when_the_proxy_removed_the_usage_it_asked_for(cont
     assert b'"usage"' not in client_got
     flow.response.content = client_got
     metadata = contentviews.Metadata(flow=flow, content_type="text/event-stream", http_message=flow.response)
-    text = addon_module.LLMStreamView().prettify(client_got, metadata)
+    text = presentation.LLMStreamView().prettify(client_got, metadata)
     assert "usage: requested by the proxy and removed from the client's stream" in text
     assert text.startswith("metered: ") and " tok" in text.splitlines()[0]
     asked = chat_flow({**CHAT_REQUEST, "stream": True, "stream_options": {"include_usage": True}})
     metering.request(asked)
-    assert addon_module.USAGE_REMOVED not in asked.metadata
+    assert presentation.USAGE_REMOVED not in asked.metadata
 
 
 def test_metric_attribution_is_an_option_with_choices(context, sink):

@@ -24,7 +24,7 @@ def test_a_short_run_of_three_parts_measures_both_sides(tmp_path):
     )
     assert finished.returncode == 0, finished.stderr[-4000:]
     figures = json.loads(raw.read_text())
-    for concurrency in ("throughput_c1", "throughput_c16"):
+    for concurrency in ("throughput_c1", "throughput_c16", "shown_mitmdump, flow_detail=1", "shown_mitmweb"):
         (round_,) = figures.pop(concurrency)
         for side in ("bare", "addon"):
             assert round_[side]["rps"] > 0 and 0 < round_[side]["p50_ms"] <= round_[side]["p99_ms"]
@@ -36,6 +36,7 @@ def test_a_short_run_of_three_parts_measures_both_sides(tmp_path):
     text = report.read_text()
     assert "## 1. Non-streaming" in text and "## 4. Cost per unit" in text and "## 9. Realtime API frames" in text
     assert "| 16 | 1 |" in text and "throughput addon / bare" in text  # a paired round and the summary
+    assert "| mitmweb | " in text and "| mitmdump, flow_detail=1 | " in text  # where calls are shown
 
 
 @pytest.mark.end_to_end

@@ -635,7 +635,9 @@ def test_mitmweb_shows_comments_marks_the_stream_view_and_the_summary(world: Wor
             )
         client.close()
         web = WebAPI(web_port)
-        flows = web.get("/flows")
+        # Each comment comes from the telemetry process, where the call is parsed and priced, and
+        # mitmweb shows it when it arrives (a few ms after the flow).
+        flows = world.receiver.wait_for(lambda: (f := web.get("/flows")) and all(x["comment"] for x in f) and f)
         comments = [flow["comment"] for flow in flows]
         assert len(flows) == 3 and all(comment.endswith("chat e2e-web-2024-07-18") for comment in comments[:2])
         assert "first content" in comments[1] and comments[2].startswith("error rate_limit_exceeded (429)")

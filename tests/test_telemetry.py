@@ -1039,3 +1039,18 @@ def test_an_apis_own_attributes_are_namespaced_and_a_conventions_name_is_not(sin
     assert span.attributes["openai.request.prompt_cache_retention"] == "24h"
     assert span.attributes["gen_ai.conversation.compacted"] is True
     assert span.attributes["openai.api.type"] == "responses.compact"
+
+
+def test_a_shown_call_is_described_back_after_it_is_parsed_and_priced():
+    """The one pipeline: parse, price, record, then the description (with the same price)."""
+    instance = Telemetry(span_exporters=[], metric_readers=[])
+    described: list[Any] = []
+    instance.on_description = described.append
+    body = b'{"model": "gpt-4o-mini", "usage": {"prompt_tokens": 1000, "completion_tokens": 100}}'
+    shown = finished_call(response_body=body, status_code=200, description_id=41)
+    instance.record_call(shown, MetricOptions())
+    instance.record_call(finished_call(response_body=body, status_code=200), MetricOptions())  # not shown
+    (description,) = described
+    assert description.call_id == 41 and not description.failed
+    assert shown.cost_usd and f"${shown.cost_usd:.6f}" in description.text and "1000→100 tok" in description.text
+    instance.shutdown(1)

@@ -21,6 +21,7 @@ import telemetry_process
 from harness.otlp_receiver import OTLPReceiver
 from pricing import Prices
 from telemetry_process import (
+    DescriptionReply,
     FrameQueue,
     LogReply,
     MetricOptions,
@@ -29,11 +30,11 @@ from telemetry_process import (
     SummaryReply,
     TelemetryProcess,
     TelemetryStartError,
-    parse_reply,
 )
 from tests.test_telemetry import make_call
 from wire.call import Call
 from wire.content import CapturedContent
+from wire.describe import Description
 from wire.records import ApiRequest, ApiResult, Usage
 
 pytestmark = pytest.mark.end_to_end
@@ -358,17 +359,12 @@ def test_calls_survive_the_pipe_unchanged():
         SummaryReply(None),
         StatusReply(),
         StatusReply("no"),
+        DescriptionReply(Description(7, "$0.0011 · 67→64 tok · 0.912s · chat gpt-4o-mini", failed=False)),
     ],
 )
-def test_replies_survive_their_line_unchanged(reply):
-    assert parse_reply(reply.line()) == reply
-    assert "\n" not in reply.line()
-
-
-def test_a_reply_line_that_is_not_one_is_ignored():
-    assert parse_reply("some stray output") is None
-    assert parse_reply("log x y") is None
-    assert parse_reply("log 30 not json") is None and parse_reply("summary {") is None
+def test_replies_come_back_as_the_values_they_were(reply):
+    frame = telemetry_process.encode_batch([reply])
+    assert telemetry_process.read_batch(io.BytesIO(frame)) == [reply]
 
 
 def test_the_frame_queue_counts_its_bytes_through_partial_writes_and_drops():

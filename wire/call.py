@@ -123,9 +123,9 @@ class Call:
     """One observed call, finished: everything the telemetry layer records.
 
     Built by the proxy's hooks and handed to the telemetry process. Its bodies may still be
-    unparsed (`request_body`, `response_body`): `parse_bodies` is the one place they are read,
-    in the proxy when the call is shown there (log line, flow comment), else in the telemetry
-    process, off mitmproxy's event loop.
+    unparsed (`request_body`, `response_body`): `parse_bodies` is the one place they are read, in
+    the telemetry process, off mitmproxy's event loop (in the proxy only the edges of a body too
+    large to copy, and a request that may stream, for the include_usage rewrite).
     """
 
     endpoint: Endpoint
@@ -155,6 +155,9 @@ class Call:
     # A response fetched again whose usage was counted with the call that made it (the telemetry
     # layer decides: it remembers which responses it counted).
     usage_counted_before: bool = False
+    # The proxy shows this call (log line, flow comment): the telemetry layer describes it back
+    # under this number once it is parsed and priced (`wire.describe.Description`).
+    description_id: int | None = None
 
     def parse_bodies(self) -> Call:
         api = self.endpoint.api
@@ -163,6 +166,8 @@ class Call:
         if self.response_body is not None:
             body, self.response_body = self.response_body, None
             self.result = api.parse_response(body, self.response_headers)
+            if self.content is not None and self.content.output_messages is None:
+                self.content.output_messages = api.captured_output(body)
             succeeded = self.status_code is not None and 200 <= self.status_code < 300
             if succeeded and api.answers_json and body.strip() and body.lstrip()[:1] not in (b"{", b"["):
                 self.result.unreadable = True

@@ -4,11 +4,27 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import dataclass
 
 from wire.call import Call, Endpoint
 from wire.stream import EventStream
 
 UNPRICED = "–"  # no price for the model: no cost is known, which is not a cost of 0
+
+
+@dataclass(frozen=True)
+class Description:
+    """A shown call as the proxy shows it, made where it is parsed and priced: `summarize`'s line,
+    and whether it failed (the flow is marked). `call_id` is the call's `description_id`."""
+
+    call_id: int
+    text: str
+    failed: bool
+
+    @classmethod
+    def of(cls, call: Call) -> Description:
+        assert call.description_id is not None
+        return cls(call.description_id, summarize(call), call.error_type is not None)
 
 
 def format_usd(cost: float | None) -> str:

@@ -1,0 +1,88 @@
+"""How calls are shown: descriptions made in the telemetry process, applied to their flows on
+mitmproxy's event loop (comment, mark, log line), whatever thread they arrive on."""
+
+import asyncio
+import logging
+import threading
+
+from mitmproxy.test import taddons, tflow
+
+from presentation import ShownCalls
+from wire.describe import Description
+
+
+class View:
+    """An addon that hears of updated flows, as mitmweb's view does."""
+
+    def __init__(self) -> None:
+        self.updated: list[list[object]] = []
+
+    def update(self, flows: list[object]) -> None:
+        self.updated.append(list(flows))
+
+
+def test_a_description_sets_the_comment_the_mark_and_the_log_line(caplog):
+    shown = ShownCalls()
+    flow = tflow.tflow()
+    number = shown.expect(flow)
+    with taddons.context(), caplog.at_level(logging.INFO, logger="genai"):
+        shown.show(Description(number, "error rate_limit_exceeded (429) · 0.120s · chat gpt-4o", failed=True))
+    assert flow.comment == "error rate_limit_exceeded (429) · 0.120s · chat gpt-4o" and flow.marked == ":warning:"
+    assert "genai: error rate_limit_exceeded (429)" in caplog.text
+
+
+def test_an_operation_of_a_session_counts_the_sessions_calls_and_views_hear_of_it():
+    shown = ShownCalls()
+    shown.comments = True
+    flow = tflow.twebsocketflow()
+    number = shown.expect(flow, session_calls=3)
+    views = View()
+    with taddons.context(views):
+        shown.show(Description(number, "$0.01 · 10→5 tok", failed=False))
+    assert flow.comment == "3 calls · last: $0.01 · 10→5 tok" and not flow.marked
+    assert views.updated == [[flow]]  # mitmweb's view hears of it, and shows the new comment
+
+
+def test_quiet_calls_get_a_comment_but_no_log_line(caplog):
+    shown = ShownCalls()
+    shown.log_lines = False
+    flow = tflow.tflow()
+    with taddons.context(), caplog.at_level(logging.INFO, logger="genai"):
+        shown.show(Description(shown.expect(flow), "$0.01", failed=False))
+    assert flow.comment == "$0.01" and "genai:" not in caplog.text
+
+
+def test_a_description_from_another_thread_is_applied_on_the_loop():
+    shown = ShownCalls()
+    flow = tflow.tflow()
+    applied_on: list[int] = []
+
+    async def main() -> None:
+        shown.on_loop(asyncio.get_running_loop())
+        number = shown.expect(flow)
+        original = shown.show
+
+        def show(description: Description) -> None:
+            applied_on.append(threading.get_ident())
+            original(description)
+
+        shown.show = show  # type: ignore[method-assign]
+        sender = threading.Thread(target=shown.arrived, args=(Description(number, "$0.02", failed=False),))
+        sender.start()
+        sender.join()
+        assert not flow.comment  # not yet: it waits for the loop
+        await asyncio.sleep(0.01)
+
+    with taddons.context():
+        asyncio.run(main())
+    assert flow.comment == "$0.02" and applied_on == [threading.get_ident()]
+
+
+def test_unknown_and_forgotten_numbers_are_ignored():
+    shown = ShownCalls(max_waiting=2)
+    flows = [tflow.tflow() for _ in range(3)]
+    numbers = [shown.expect(flow) for flow in flows]  # the first is forgotten: at most 2 wait
+    with taddons.context():
+        for number in [*numbers, 999]:
+            shown.show(Description(number, f"call {number}", failed=False))
+    assert [flow.comment for flow in flows] == ["", f"call {numbers[1]}", f"call {numbers[2]}"]
