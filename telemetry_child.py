@@ -20,7 +20,8 @@ from typing import IO
 
 import telemetry_process
 from errors import UnexpectedErrors
-from telemetry import ConfigurationError, Telemetry, quiet_exporter_logs
+from otel.export import ConfigurationError, quiet_exporter_logs
+from telemetry import Telemetry
 from telemetry_process import (
     DescriptionReply,
     LogReply,

@@ -156,9 +156,12 @@ class Bench:
         wrapper: Sequence[str] = (),
         env: dict[str, str] | None = None,
         program: str = "mitmdump",
+        flow_detail: int = 0,
     ) -> Iterator[Mitmdump]:
         """`collector`: one of the bench's (live, dead, slow; "live, spans off") or a collector's URL.
-        `program`: mitmdump, or mitmweb (which keeps every flow and gives each a comment)."""
+        `program`: mitmdump, or mitmweb (which keeps every flow and gives each a comment).
+        `flow_detail`: 0, no line per flow (the addon's line per call goes with it), or mitmdump's
+        default 1."""
         endpoint = {
             "live": self.collector.endpoint,
             "live, spans off": self.collector.endpoint,
@@ -173,8 +176,7 @@ class Bench:
         }
         if collector == "live, spans off":
             env["OTEL_TRACES_EXPORTER"] = "none"
-        # No flow lines for either variant; the addon's own line per call stays (it is part of its cost).
-        args = ["--mode", f"reverse:http://127.0.0.1:{self.upstream_port}", "--set", "flow_detail=0"]
+        args = ["--mode", f"reverse:http://127.0.0.1:{self.upstream_port}", "--set", f"flow_detail={flow_detail}"]
         if with_addon:
             args += ["--set", f"genai_hosts=127.0.0.1:{self.upstream_port}=openai;stream_usage=on"]
         name = f"{'addon' if with_addon else 'bare'}-{time.monotonic_ns()}"
@@ -319,10 +321,7 @@ def throughput(bench: Bench, report: list[str], raw: dict[str, Any]) -> None:
 
 # Part 1's settings where each call is shown: mitmdump's default (a line per flow, and the addon's
 # line per call) and mitmweb (a comment per flow, updated when it arrives).
-SHOWN_SETTINGS = {
-    "mitmdump, flow_detail=1": ("mitmdump", ("--set", "flow_detail=1")),
-    "mitmweb": ("mitmweb", ()),
-}
+SHOWN_SETTINGS = {"mitmdump, flow_detail=1": ("mitmdump", 1), "mitmweb": ("mitmweb", 0)}
 
 
 def shown_calls(bench: Bench, report: list[str], raw: dict[str, Any]) -> None:
@@ -336,10 +335,10 @@ def shown_calls(bench: Bench, report: list[str], raw: dict[str, Any]) -> None:
         "| added p99 ms | CPU addon / bare (mitmdump) |",
         "|---|---|---|---|---|",
     ]
-    for setting, (program, extra) in SHOWN_SETTINGS.items():
+    for setting, (program, flow_detail) in SHOWN_SETTINGS.items():
         with (
-            bench.proxy(False, "live", *extra, program=program) as bare,
-            bench.proxy(True, "live", *extra, program=program) as addon,
+            bench.proxy(False, program=program, flow_detail=flow_detail) as bare,
+            bench.proxy(True, program=program, flow_detail=flow_detail) as addon,
         ):
             for proxy in (bare, addon):
                 bench.load(proxy.port, 4, sizes.warmup, "plain")
@@ -987,12 +986,12 @@ def attribution(bench: Bench, report: list[str], raw: dict[str, Any]) -> None:
     report.append("")
 
 
-def callgrind_instructions(bench: Bench, with_addon: bool, requests: int, *extra: str) -> int:
+def callgrind_instructions(bench: Bench, with_addon: bool, requests: int, *extra: str, flow_detail: int = 0) -> int:
     """Instructions mitmdump's process executes for `requests` non-streaming calls, counted by
     callgrind from a warmed-up proxy (the telemetry process is not traced)."""
     out = bench.tmp / f"callgrind-{time.monotonic_ns()}.out"
     wrapper = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}"]
-    with bench.proxy(with_addon, "live", *extra, wrapper=wrapper) as proxy:
+    with bench.proxy(with_addon, "live", *extra, wrapper=wrapper, flow_detail=flow_detail) as proxy:
         bench.load(proxy.port, 2, 20, "plain", timeout=120)  # warm up: imports, caches, connections
         subprocess.run(["callgrind_control", "--zero", str(proxy.pid)], check=True, capture_output=True)
         bench.load(proxy.port, 4, requests, "plain", timeout=120)
@@ -1041,9 +1040,9 @@ def instructions(bench: Bench, report: list[str], raw: dict[str, Any]) -> None:
             f"| {step}: {(count - previous) / bare:+.1%} |"
         )
         previous = count
-    shown = ("--set", "flow_detail=1")  # mitmdump's default: a line per flow, and the addon's per call
-    bare_shown = callgrind_instructions(bench, False, requests, *shown)
-    addon_shown = callgrind_instructions(bench, True, requests, *shown)
+    # mitmdump's default: a line per flow, and the addon's per call
+    bare_shown = callgrind_instructions(bench, False, requests, flow_detail=1)
+    addon_shown = callgrind_instructions(bench, True, requests, flow_detail=1)
     raw["instructions_flow_detail_1"] = {"bare": bare_shown, "addon": addon_shown}
     report += [
         "",
