@@ -15,12 +15,10 @@ import asyncio
 import contextlib
 import functools
 import logging
-import os
 import random
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Optional
 
 from mitmproxy import command, contentviews, ctx, exceptions, http
@@ -30,13 +28,13 @@ from mitmproxy.flow import Error as FlowError
 import wire
 from errors import UnexpectedErrors
 from presentation import USAGE_REMOVED, LLMStreamView, ShownCalls
-from pricing import Prices
+from settings import CAPTURE_CONTENT_VARIABLE, Settings
 from summary import NO_CALLS
-from telemetry_process import ATTRIBUTIONS, MetricOptions, TelemetrySink, TelemetryStartError, telemetry_process
+from telemetry_process import ATTRIBUTIONS, TelemetrySink, TelemetryStartError, telemetry_process
 from wire.call import Call, Endpoint, SocketRecord
 from wire.content import MAX_PART_CHARS, CapturedContent
 from wire.headers import MAX_TRACE_HEADER_LENGTH, REQUEST_HEADERS, TRACE_HEADERS, parse_traceparent
-from wire.hosts import DEFAULT_HOSTS, HostRule, match_host, parse_host_rule
+from wire.hosts import DEFAULT_HOSTS, HostMatcher, HostRule
 from wire.records import ApiRequest, ApiResult
 from wire.secrets import CREDENTIAL_HEADERS
 from wire.socket import Operation, SocketSession
@@ -44,9 +42,6 @@ from wire.stream import EventStream
 from wire.values import LARGE_BODY
 
 log = logging.getLogger("genai")
-
-CAPTURE_CONTENT_VARIABLE = "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"
-MAX_REMEMBERED_HOSTS = 1024
 
 
 # The per-flow bookkeeping lives on the flow object itself, not in the addon instance: when
@@ -215,14 +210,6 @@ def _option(name: str, default: Any) -> Any:
     return getattr(ctx.options, name, default)
 
 
-def refused(reason: str) -> exceptions.OptionsError:
-    """An option refused with one line that says why (raise it `from None`); the error behind it is
-    logged at debug level only: raised with its cause, both tracebacks print, twenty lines before
-    the one that counts."""
-    log.debug("genai: %s", reason, exc_info=True)
-    return exceptions.OptionsError(reason)
-
-
 def classify_flow_error(message: str, had_response: bool) -> str:
     """A low-cardinality `error.type` for mitmproxy's `error` hook."""
     text = message.lower()
@@ -237,17 +224,11 @@ class GenAIMeter:
     """The addon: meters the LLM API calls on `genai_hosts` and hands each finished one to telemetry."""
 
     def __init__(self) -> None:
-        self.rules: list[HostRule] = [parse_host_rule(entry) for entry in DEFAULT_HOSTS]
+        self.settings = Settings()  # the options, parsed in `configure`
         # The rule for each (host, port) seen: glob matching costs a microsecond or more per rule.
-        self._rule_for: dict[tuple[str, int], HostRule | None] = {}
+        self.hosts = HostMatcher(self.settings.rules)  # the metered host rule of a (host, port)
         self.telemetry: TelemetrySink | None = None
         self.errors = UnexpectedErrors(log)
-        self.prices = Prices()
-        self.capture_content = False  # genai_capture_content or its environment variable
-        # Options read on every call, kept here: each `ctx.options` read deep-copies the value.
-        self.stream_usage = True
-        self.stream_unmetered = True
-        self.metric_options = MetricOptions()  # genai_legacy_* and genai_metric_attribution
         self.shown = ShownCalls()  # the log line and the flow comment of each call
         # mitmproxy is running (the `running` hook came): a bad option value is refused with an
         # OptionsError that keeps the old value; before, at start, it is one error line and mitmproxy
@@ -425,66 +406,15 @@ class GenAIMeter:
             log.error("genai: %s", error)
 
     def _configure(self, updated: set[str]) -> None:
-        if {"genai_hosts", "genai_extra_hosts"} & updated:
-            rules = []
-            for name in ("genai_extra_hosts", "genai_hosts"):  # the extra entries are tried first
-                for entry in getattr(ctx.options, name):
-                    try:
-                        rules.append(parse_host_rule(entry))
-                    except ValueError as error:
-                        raise refused(f"Invalid {name} entry {entry!r}: {error}") from None
-            self.rules = rules
-            self._rule_for = {}
-            dropped = [entry for entry in DEFAULT_HOSTS if entry not in ctx.options.genai_hosts]
-            if "genai_hosts" in updated and dropped:
-                log.warning(
-                    "genai: genai_hosts replaces the default host list: %d default hosts are not metered now "
-                    "(%s%s). To add hosts and keep the defaults, set genai_extra_hosts instead.",
-                    len(dropped),
-                    ", ".join(entry.partition("=")[0] for entry in dropped[:5]),
-                    ", ..." if len(dropped) > 5 else "",
-                )
-        if "genai_capture_content" in updated:
-            from_environment = os.environ.get(CAPTURE_CONTENT_VARIABLE, "").strip().lower() == "true"
-            self.capture_content = bool(ctx.options.genai_capture_content) or from_environment
-        if "genai_stream_usage" in updated:
-            self.stream_usage = ctx.options.genai_stream_usage
-        if "genai_stream_unmetered" in updated:
-            self.stream_unmetered = ctx.options.genai_stream_unmetered
-        if {"genai_legacy_metrics", "genai_legacy_completion_id", "genai_metric_attribution"} & updated:
-            if ctx.options.genai_metric_attribution not in ATTRIBUTIONS:
-                raise exceptions.OptionsError(
-                    f"Invalid genai_metric_attribution {ctx.options.genai_metric_attribution!r}: "
-                    f"use one of {', '.join(ATTRIBUTIONS)}"
-                )
-            self.metric_options = MetricOptions(
-                legacy_metrics=ctx.options.genai_legacy_metrics,
-                legacy_completion_id=ctx.options.genai_legacy_completion_id,
-                attribution=ctx.options.genai_metric_attribution,
-            )
+        settings = self.settings.parse(ctx.options, updated)
+        if settings.rules is not self.settings.rules:
+            self.hosts = HostMatcher(settings.rules)
+        if settings.prices is not self.settings.prices and self.telemetry is not None:
+            self.telemetry.use_prices(settings.prices)
+        self.settings = settings
         if "flow_detail" in updated:
             self.shown.log_lines = _option("flow_detail", 1) > 0
         self._check_flows_are_kept()
-        if "genai_prices" in updated or "genai_prices_update" in updated:
-            user_file, update_url = ctx.options.genai_prices, ctx.options.genai_prices_update
-            if update_url and not update_url.startswith(("https://", "http://")):
-                raise exceptions.OptionsError(f"Invalid genai_prices_update: {update_url!r} is not an http(s) URL")
-            try:
-                self.prices = Prices.load(Path(user_file).expanduser() if user_file else None, update_url or None)
-            except ValueError as error:
-                raise refused(f"Invalid genai_prices: {error}") from None
-            if self.telemetry is not None:
-                self.telemetry.use_prices(self.prices)
-
-    def _rule(self, host: str, port: int) -> HostRule | None:
-        try:
-            return self._rule_for[host, port]
-        except KeyError:
-            pass
-        if len(self._rule_for) >= MAX_REMEMBERED_HOSTS:  # a client may name any number of hosts
-            self._rule_for.clear()
-        rule = self._rule_for[host, port] = match_host(self.rules, host, port)
-        return rule
 
     @never_raises
     def request(self, flow: http.HTTPFlow) -> None:
@@ -495,7 +425,7 @@ class GenAIMeter:
         if endpoint is None:
             return
         host, port = req.host, req.port
-        rule = self._rule(host, port)
+        rule = self.hosts(host, port)
         if rule is None:
             return
         api = endpoint.api
@@ -509,7 +439,7 @@ class GenAIMeter:
             api_request is not None
             and api_request.stream
             and not api_request.include_usage
-            and self.stream_usage
+            and self.settings.stream_usage
             and api.may_request_usage(rule, endpoint)
             and "content-encoding" not in headers
             and body
@@ -529,7 +459,7 @@ class GenAIMeter:
             started=time.monotonic(),
             started_ns=time.time_ns(),
             request_headers=recorded_request_headers(headers),
-            content=api.captured_input(body) if self.capture_content else None,
+            content=api.captured_input(body) if self.settings.capture_content else None,
         )
         setattr(flow, IN_FLIGHT_ATTRIBUTE, state)
 
@@ -538,7 +468,7 @@ class GenAIMeter:
         state = in_flight(flow)
         assert flow.response
         if state is None:
-            if self.stream_unmetered and not flow.response.stream:
+            if self.settings.stream_unmetered and not flow.response.stream:
                 content_type = flow.response.headers.get("content-type", "")
                 if content_type.lower().startswith(INCREMENTAL_TYPES):
                     flow.response.stream = True
@@ -555,7 +485,7 @@ class GenAIMeter:
         state.stream = stream
         # A copy of the streamed body, unless mitmproxy keeps it itself (store_streamed_bodies).
         keep_copy = self.shown.comments and not _option("store_streamed_bodies", False)
-        store_limit = ctx.options.genai_stream_store_limit if keep_copy else 0
+        store_limit = self.settings.stream_store_limit if keep_copy else 0
         state.tap = StreamTap(
             stream,
             filtering=bool(flow.metadata.get(USAGE_REMOVED)) and stream.decodable,
@@ -613,11 +543,11 @@ class GenAIMeter:
         if found is None:
             return
         host, port = flow.request.host, flow.request.port
-        rule = self._rule(host, port)
+        rule = self.hosts(host, port)
         if rule is None:
             return
         endpoint, model = found
-        session = endpoint.api.socket_session(model, self.capture_content)
+        session = endpoint.api.socket_session(model, self.settings.capture_content)
         if session is None:
             return
         headers = picked_headers(flow.request.headers, REQUEST_FIELDS)
@@ -737,7 +667,7 @@ class GenAIMeter:
         if self.shown.wanted:
             call.description_id = self.shown.expect(flow, session_calls)
         assert self.telemetry is not None
-        self.telemetry.record_call(call, self.metric_options)
+        self.telemetry.record_call(call, self.settings.metric_options)
 
 
 addons = [GenAIMeter()]

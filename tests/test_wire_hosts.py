@@ -2,7 +2,7 @@
 
 import pytest
 
-from wire.hosts import DEFAULT_HOSTS, HostRule, match_host, parse_host_rule
+from wire.hosts import DEFAULT_HOSTS, HostMatcher, HostRule, match_host, parse_host_rule
 
 
 @pytest.mark.parametrize(
@@ -44,3 +44,15 @@ def test_the_default_hosts_parse_and_include_anthropic():
     rules = [parse_host_rule(entry) for entry in DEFAULT_HOSTS]
     rule = match_host(rules, "api.anthropic.com", 443)
     assert rule is not None and rule.provider == "anthropic"
+
+
+def test_the_matcher_remembers_each_answer_and_at_most_its_limit():
+    rules = [parse_host_rule("*.example.com=vllm")]
+    matcher = HostMatcher(rules, limit=5)
+    first = matcher("llm.example.com", 443)
+    assert first is not None and first.provider == "vllm" and matcher("llm.example.com", 443) is first
+    assert matcher("elsewhere.org", 443) is None and len(matcher) == 2
+    for number in range(12):
+        assert matcher(f"h{number}.example.net", 443) is None
+    assert len(matcher) <= 5  # forgotten and asked again, never more than the limit
+    assert matcher("llm.example.com", 443) is first

@@ -125,3 +125,31 @@ def match_host(rules: Sequence[HostRule], host: str, port: int) -> HostRule | No
         if rule.matches(host, port):
             return rule
     return None
+
+
+MAX_REMEMBERED_HOSTS = 1024
+
+
+class HostMatcher:
+    """`match_host` over `rules`, its answer remembered per (host, port): glob matching costs a
+    microsecond or more per rule, and a proxy sees few hosts. At most `limit` answers are kept,
+    as a client may name any number of hosts."""
+
+    def __init__(self, rules: Sequence[HostRule], limit: int = MAX_REMEMBERED_HOSTS) -> None:
+        self.rules = rules
+        self._limit = limit
+        self._answers: dict[tuple[str, int], HostRule | None] = {}
+
+    def __call__(self, host: str, port: int) -> HostRule | None:
+        try:
+            return self._answers[host, port]
+        except KeyError:
+            pass
+        if len(self._answers) >= self._limit:
+            self._answers.clear()
+        rule = self._answers[host, port] = match_host(self.rules, host, port)
+        return rule
+
+    def __len__(self) -> int:
+        """How many answers are remembered."""
+        return len(self._answers)
