@@ -13,6 +13,7 @@ child process that `telemetry_process` starts and feeds.
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import logging
 import random
@@ -31,10 +32,10 @@ from presentation import USAGE_REMOVED, LLMStreamView, ShownCalls
 from settings import CAPTURE_CONTENT_VARIABLE, Settings
 from summary import NO_CALLS
 from telemetry_process import ATTRIBUTIONS, TelemetrySink, TelemetryStartError, telemetry_process
-from wire.call import Call, Endpoint, SocketRecord
+from wire.call import Call, Endpoint, Origin, SocketRecord
 from wire.content import MAX_PART_CHARS, CapturedContent
 from wire.headers import MAX_TRACE_HEADER_LENGTH, REQUEST_HEADERS, TRACE_HEADERS, parse_traceparent
-from wire.hosts import DEFAULT_HOSTS, HostMatcher, HostRule
+from wire.hosts import DEFAULT_HOSTS, HostMatcher
 from wire.records import ApiRequest, ApiResult
 from wire.secrets import CREDENTIAL_HEADERS
 from wire.socket import Operation, SocketSession
@@ -97,16 +98,12 @@ class StreamTap:
 class InFlight:
     """Bookkeeping for one observed flow between its `request` and `response`/`error` hooks."""
 
-    rule: HostRule
-    host: str
-    port: int
+    origin: Origin
     endpoint: Endpoint
     request: ApiRequest | None  # parsed here, or None: `request_body` is for the telemetry process
     request_body: bytes | None
-    api_key: str
     started: float  # time.monotonic() when the request went upstream
     started_ns: int  # the same moment on the wall clock, for the span
-    request_headers: dict[str, str]
     stream: EventStream | None = None
     tap: StreamTap | None = None
     content: CapturedContent | None = None  # the prompt, when content capture is on
@@ -170,15 +167,13 @@ def passed_on_unparsed(body: bytes | None) -> bool:
 class OpenSocket:
     """Bookkeeping for one metered WebSocket between `websocket_start` and `websocket_end`."""
 
-    rule: HostRule
-    host: str
-    port: int
+    origin: Origin  # the upgrade request's
+    # Its operations': the same without the trace context (each names the session's span as parent).
+    operation_origin: Origin
     endpoint: Endpoint
-    api_key: str
     session: SocketSession
     started: float
     started_ns: int
-    request_headers: dict[str, str]
     # The session span's ids, chosen now: its operations are recorded before it, as its children.
     trace_id: int
     span_id: int
@@ -449,16 +444,14 @@ class GenAIMeter:
                 req.content = rewritten
                 flow.metadata[USAGE_REMOVED] = True
         state = InFlight(
-            rule=rule,
-            host=host,
-            port=port,
+            origin=Origin(
+                rule.provider, host, port, masked_key(endpoint, headers, req.path), recorded_request_headers(headers)
+            ),
             endpoint=endpoint,
             request=api_request,
             request_body=None if api_request is not None else body,
-            api_key=masked_key(endpoint, headers, req.path),
             started=time.monotonic(),
             started_ns=time.time_ns(),
-            request_headers=recorded_request_headers(headers),
             content=api.captured_input(body) if self.settings.capture_content else None,
         )
         setattr(flow, IN_FLIGHT_ATTRIBUTE, state)
@@ -552,19 +545,19 @@ class GenAIMeter:
             return
         headers = picked_headers(flow.request.headers, REQUEST_FIELDS)
         parent = parse_traceparent(headers.get("traceparent"))
+        recorded = recorded_request_headers(headers)
+        origin = Origin(rule.provider, host, port, masked_key(endpoint, headers, flow.request.path), recorded)
+        untraced = {name: value for name, value in recorded.items() if name not in TRACE_HEADERS}
         setattr(
             flow,
             SOCKET_ATTRIBUTE,
             OpenSocket(
-                rule=rule,
-                host=host,
-                port=port,
+                origin=origin,
+                operation_origin=dataclasses.replace(origin, request_headers=untraced),
                 endpoint=endpoint,
-                api_key=masked_key(endpoint, headers, flow.request.path),
                 session=session,
                 started=time.monotonic(),
                 started_ns=time.time_ns(),
-                request_headers=recorded_request_headers(headers),
                 trace_id=parent[0] if parent else random.getrandbits(128),
                 span_id=random.getrandbits(64),
                 parent_span_id=parent[1] if parent else None,
@@ -593,15 +586,11 @@ class GenAIMeter:
         self.telemetry.record_session(
             SocketRecord(
                 endpoint=state.endpoint,
-                provider=state.rule.provider,
-                server_address=state.host,
-                server_port=state.port,
-                api_key=state.api_key,
+                origin=state.origin,
                 start_time_ns=state.started_ns,
                 duration_s=time.monotonic() - state.started,
                 info=state.session.info,
                 operations=state.operations,
-                request_headers=state.request_headers,
                 trace_id=state.trace_id,
                 span_id=state.span_id,
                 parent_span_id=state.parent_span_id,
@@ -615,16 +604,12 @@ class GenAIMeter:
             endpoint=Endpoint(
                 operation.api, deployment=state.endpoint.deployment, api_version=state.endpoint.api_version
             ),
-            provider=state.rule.provider,
-            server_address=state.host,
-            server_port=state.port,
-            api_key=state.api_key,
+            origin=state.operation_origin,
             start_time_ns=operation.started_ns,
             duration_s=operation.duration_s,
             status_code=101,
             request=operation.request,
             result=operation.result,
-            request_headers={k: v for k, v in state.request_headers.items() if k not in TRACE_HEADERS},
             time_to_first_chunk_s=operation.time_to_first_chunk_s,
             chunk_intervals_s=operation.chunk_intervals_s,
             content=operation.content,
@@ -640,10 +625,7 @@ class GenAIMeter:
         accumulator = state.stream.accumulator if state.stream else None
         return Call(
             endpoint=state.endpoint,
-            provider=state.rule.provider,
-            server_address=state.host,
-            server_port=state.port,
-            api_key=state.api_key,
+            origin=state.origin,
             start_time_ns=state.started_ns,
             duration_s=time.monotonic() - state.started,
             status_code=status,
@@ -651,7 +633,6 @@ class GenAIMeter:
             request=state.request or ApiRequest(),
             result=accumulator.result if accumulator else ApiResult(),
             request_body=state.request_body,
-            request_headers=state.request_headers,
             response_headers=response_headers,
             time_to_first_chunk_s=accumulator.time_to_first_chunk if accumulator else None,
             chunk_intervals_s=accumulator.chunk_intervals if accumulator else (),

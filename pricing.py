@@ -343,11 +343,11 @@ class Prices:
         if usage is None and not units:
             return 0.0 if call.status_code == 429 and call.request.service_tier == "flex" else None
         model = call.billed_model
-        free = call.provider in FREE_PROVIDERS
+        free = call.origin.provider in FREE_PROVIDERS
         if not model or (usage is not None and usage.input_tokens is None and not units):
             return 0.0 if free and model else None
         day = call.start_time_ns // NS_PER_DAY
-        price = self.lookup(call.provider, model, call.endpoint.api.vendor.name, tier_context(call), day)
+        price = self.lookup(call.origin.provider, model, call.endpoint.api.vendor.name, tier_context(call), day)
         if price is None and free:
             return 0.0
         if price is not None:
@@ -360,5 +360,7 @@ class Prices:
         logged = self._unpriced_logged
         if model not in logged and len(logged) < MAX_UNPRICED_MODELS_LOGGED:
             logged.add(model)
-            log.info("no price for model %r of %s; its calls record no cost (see genai_prices).", model, call.provider)
+            log.info(
+                "no price for model %r of %s; its calls record no cost (see genai_prices).", model, call.origin.provider
+            )
         return None

@@ -131,11 +131,11 @@ class UsageSummary:
 
     def add(self, call: Call, client: str) -> None:
         """One finished call; `client` is its client's label (`wire.headers.Client.label`)."""
-        for spends, name in ((self.by_client, client), (self.by_key, call.api_key)):
+        for spends, name in ((self.by_client, client), (self.by_key, call.origin.api_key)):
             spends.setdefault(_bounded(spends, name, "_OTHER"), Spend()).add(call)
         # By the model asked for: a failed call has no response model, and one model must not
         # make two rows (its answers under the dated snapshot, its failures under its name).
-        key = _bounded(self.rows, (call.provider, call.request_model or "?"), (call.provider, "_OTHER"))
+        key = _bounded(self.rows, (call.origin.provider, call.request_model or "?"), (call.origin.provider, "_OTHER"))
         self.rows.setdefault(key, Row()).add(call)
 
     def table(self) -> str:

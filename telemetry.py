@@ -142,7 +142,7 @@ class Telemetry:
 
     def record(self, call: Call, options: MetricOptions) -> None:
         """Record one finished, parsed call as metrics, a span and a summary row. No I/O happens here."""
-        headers = parse_request_headers(call.request_headers)
+        headers = parse_request_headers(call.origin.request_headers)
         self.summary.add(call, headers.client.label)
         attributes = metric_attributes(call, self.bounded)
         spend = attributes | self._attribution(call, headers, options.attribution)
@@ -172,7 +172,9 @@ class Telemetry:
             return {}
         labels = {CLIENT_ATTRIBUTE: self.bounded(CLIENT_ATTRIBUTE, headers.client.label)}
         if attribution == "client+key":
-            labels[f"{call.endpoint.api.vendor.name}.api_key.masked"] = self.bounded("api_key.masked", call.api_key)
+            labels[f"{call.endpoint.api.vendor.name}.api_key.masked"] = self.bounded(
+                "api_key.masked", call.origin.api_key
+            )
         return labels
 
     def _record_rate_limits(self, call: Call, limits: RateLimits) -> None:
@@ -181,10 +183,10 @@ class Telemetry:
         vendor = call.endpoint.api.vendor.name
         attributes = (
             ("gen_ai.request.model", self.bounded("gen_ai.request.model", call.request_model or "unknown")),
-            ("gen_ai.provider.name", call.provider),
-            ("server.address", self.bounded("server.address", call.server_address)),
-            ("server.port", call.server_port),
-            (f"{vendor}.api_key.masked", self.bounded("api_key.masked", call.api_key)),
+            ("gen_ai.provider.name", call.origin.provider),
+            ("server.address", self.bounded("server.address", call.origin.server_address)),
+            ("server.port", call.origin.server_port),
+            (f"{vendor}.api_key.masked", self.bounded("api_key.masked", call.origin.api_key)),
         )
         self.instruments.rate_limits.set(vendor, attributes, limits)
 
@@ -193,7 +195,7 @@ class Telemetry:
         assert usage is not None
         attributes: tuple[tuple[str, str], ...] = (
             ("model", self.bounded("gen_ai.request.model", call.request_model or "unknown")),
-            ("api_key", self.bounded("api_key.masked", call.api_key)),
+            ("api_key", self.bounded("api_key.masked", call.origin.api_key)),
         )
         if with_completion_id and call.result.response_id:
             attributes += (("chat_completion_id", call.result.response_id),)
@@ -211,8 +213,8 @@ class Telemetry:
             trace_id, span_id = call.session_span
             session = SpanContext(trace_id, span_id, is_remote=False, trace_flags=TraceFlags(TraceFlags.SAMPLED))
             parent = set_span_in_context(NonRecordingSpan(session))
-        elif "traceparent" in call.request_headers:
-            parent = self._propagator.extract(carrier=call.request_headers)
+        elif "traceparent" in call.origin.request_headers:
+            parent = self._propagator.extract(carrier=call.origin.request_headers)
         model = call.request_model
         span = self._tracer.start_span(
             f"{call.operation} {model}" if model else call.operation,
@@ -229,17 +231,17 @@ class Telemetry:
 
     def record_session(self, record: SocketRecord) -> None:
         """A closed WebSocket session's span, with the ids its operations named as their parent."""
-        parent = self._propagator.extract(carrier=record.request_headers) if record.parent_span_id else None
+        parent = self._propagator.extract(carrier=record.origin.request_headers) if record.parent_span_id else None
         vendor, info = record.endpoint.api.vendor.name, record.info
         candidates: dict[str, Any] = {
-            "gen_ai.provider.name": record.provider,
+            "gen_ai.provider.name": record.origin.provider,
             "gen_ai.request.model": info.model,
             "gen_ai.response.model": info.response_model,
             "gen_ai.conversation.id": info.session_id,
-            "server.address": record.server_address,
-            "server.port": record.server_port,
+            "server.address": record.origin.server_address,
+            "server.port": record.origin.server_port,
             f"{vendor}.api.type": record.endpoint.api.name,
-            f"{vendor}.api_key.masked": record.api_key,
+            f"{vendor}.api_key.masked": record.origin.api_key,
             f"{vendor}.realtime.voice": info.voice,
             f"{vendor}.realtime.output_modalities": info.output_modalities or None,
             f"{vendor}.realtime.transcription_model": info.transcription_model,

@@ -61,7 +61,7 @@ from pricing import Prices
 from telemetry import Telemetry
 from telemetry_process import MetricOptions
 from wire import anthropic_messages, bedrock_converse, bedrock_invoke, gemini_generate, ollama, openai_chat
-from wire.call import Call, Endpoint
+from wire.call import Call, Endpoint, Origin
 from wire.framing.eventstream import EventStreamFramer
 from wire.framing.json_array import JSONArrayFramer
 from wire.framing.ndjson import NDJSONFramer
@@ -611,10 +611,7 @@ def in_process(report: list[str], raw: dict[str, Any]) -> None:
     telemetry = Telemetry(span_exporters=[spans], metric_readers=[InMemoryMetricReader()])
     call = Call(
         endpoint=CHAT,
-        provider="openai",
-        server_address="api.openai.com",
-        server_port=443,
-        api_key="sk-...abcd",
+        origin=Origin("openai", "api.openai.com", 443, "sk-...abcd"),
         start_time_ns=0,
         duration_s=0.5,
         request=ApiRequest(model="gpt-4o-mini"),

@@ -50,9 +50,9 @@ def metric_attributes(call: Call, bounded: BoundedValues) -> dict[str, Any]:
     """The low-cardinality attributes every metric of a call carries."""
     attributes: dict[str, Any] = {
         "gen_ai.operation.name": call.operation,
-        "gen_ai.provider.name": call.provider,
-        "server.address": bounded("server.address", call.server_address),
-        "server.port": call.server_port,
+        "gen_ai.provider.name": call.origin.provider,
+        "server.address": bounded("server.address", call.origin.server_address),
+        "server.port": call.origin.server_port,
     }
     if call.request_model:
         attributes["gen_ai.request.model"] = bounded("gen_ai.request.model", call.request_model)
@@ -75,7 +75,7 @@ def span_attributes(
     candidates: dict[str, Any] = {
         **metric_attributes,
         f"{vendor}.api.type": call.endpoint.api.name,
-        f"{vendor}.api_key.masked": call.api_key,
+        f"{vendor}.api_key.masked": call.origin.api_key,
         "gen_ai.request.temperature": request.temperature,
         "gen_ai.request.top_p": request.top_p,
         "gen_ai.request.top_k": request.top_k,
@@ -112,7 +112,11 @@ def span_attributes(
     for budget in BUDGETS:
         candidates[f"{vendor}.ratelimit.remaining_{budget}"] = getattr(limits, f"remaining_{budget}")
         candidates[f"{vendor}.ratelimit.reset_{budget}_s"] = getattr(limits, f"reset_{budget}_s")
-    for attributes in (api_vendor.request_attributes(call.request_headers), request.attributes, result.attributes):
+    for attributes in (
+        api_vendor.request_attributes(call.origin.request_headers),
+        request.attributes,
+        result.attributes,
+    ):
         # An API's own names go under its vendor's namespace; a conventions' name stays as it is.
         candidates |= {
             name if name.startswith(CONVENTION_NAMESPACE) else f"{vendor}.{name}": value

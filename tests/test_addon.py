@@ -474,9 +474,9 @@ def test_azure_streams_get_include_usage_only_on_api_versions_that_accept_it(con
     assert ("stream_options" in json.loads(flow.request.content or b"")) is rewritten
     state = addon_module.in_flight(flow)
     assert state is not None
-    assert state.rule.provider == "azure.ai.openai"
+    assert state.origin.provider == "azure.ai.openai"
     assert state.endpoint.deployment == "prod-gpt"
-    assert state.api_key == "...cdef"
+    assert state.origin.api_key == "...cdef"
 
 
 def test_azure_stream_without_usage_is_timed_and_named_by_the_response_model(context, sink):

@@ -16,7 +16,7 @@ from opentelemetry.trace import SpanKind, StatusCode
 import telemetry
 from telemetry import Telemetry
 from telemetry_process import MetricOptions
-from tests.builders import finished_call
+from tests.builders import finished_call, origin
 from tests.test_otel_export import RecordingExporter, guard
 from wire import anthropic_messages, gemini_interactions, openai_chat, openai_embeddings, openai_responses
 from wire.call import Call, Endpoint
@@ -686,15 +686,11 @@ def test_a_websocket_session_is_one_span_and_its_operations_are_its_children(sin
     instance.record_session(
         SocketRecord(
             endpoint=Endpoint(openai_realtime.API),
-            provider="openai",
-            server_address="api.openai.com",
-            server_port=443,
-            api_key="sk-...abcd",
+            origin=origin(request_headers={"traceparent": f"00-{TRACE_ID}-{PARENT_ID}-01"}),
             start_time_ns=1_700_000_000_000_000_000,
             duration_s=9.0,
             info=info,
             operations=2,
-            request_headers={"traceparent": f"00-{TRACE_ID}-{PARENT_ID}-01"},
             trace_id=trace_id,
             span_id=span_id,
             parent_span_id=int(PARENT_ID, 16),

@@ -13,7 +13,7 @@ from wire.framing import Framer
 from wire.framing.sse import SSEFramer
 from wire.headers import UpstreamInfo
 from wire.hosts import HostRule
-from wire.records import NO_HEADERS, ApiRequest, ApiResult, Usage
+from wire.records import NO_HEADERS, ApiRequest, ApiResult, Usage, pickled_as_tuple
 from wire.socket import SessionInfo, SocketSession
 from wire.stream import StreamAccumulator
 from wire.values import GENERIC_ERROR
@@ -118,6 +118,21 @@ class Endpoint:
         return self.api.operation
 
 
+@pickled_as_tuple
+@dataclass(frozen=True, slots=True)
+class Origin:
+    """Where a flow's calls come from and go: the metered host's provider, the server, the masked
+    key and the request's recorded header fields (`wire.headers.REQUEST_HEADERS` and its vendor's,
+    lower-case names, parsed only where they are recorded). Built once per flow by the proxy, and
+    shared by its call, or by a WebSocket session and its operations."""
+
+    provider: str
+    server_address: str
+    server_port: int
+    api_key: str  # already masked
+    request_headers: Mapping[str, str] = field(default_factory=dict)
+
+
 @dataclass(slots=True, kw_only=True)
 class Call:
     """One observed call, finished: everything the telemetry layer records.
@@ -129,10 +144,7 @@ class Call:
     """
 
     endpoint: Endpoint
-    provider: str
-    server_address: str
-    server_port: int
-    api_key: str  # already masked
+    origin: Origin
     start_time_ns: int  # wall clock, for the span
     duration_s: float
     status_code: int | None = None
@@ -141,10 +153,8 @@ class Call:
     result: ApiResult = field(default_factory=ApiResult)
     request_body: bytes | None = None  # still to parse into `request`
     response_body: bytes | None = None  # still to parse into `result`
-    # The request's recorded header fields (`wire.headers.REQUEST_HEADERS` and its vendor's) and the
-    # response's that its vendor reads (lower-case names), parsed only where they are recorded: the
-    # proxy passes them on as they are.
-    request_headers: dict[str, str] = field(default_factory=dict)
+    # The response's header fields that its vendor reads (lower-case names), parsed only where they
+    # are recorded: the proxy passes them on as they are.
     response_headers: dict[str, str] = field(default_factory=dict)
     time_to_first_chunk_s: float | None = None
     chunk_intervals_s: Sequence[float] = ()
@@ -254,15 +264,11 @@ class SocketRecord:
     before it, could name it as their parent."""
 
     endpoint: Endpoint
-    provider: str
-    server_address: str
-    server_port: int
-    api_key: str  # already masked
+    origin: Origin  # its request_headers are the upgrade request's
     start_time_ns: int
     duration_s: float
     info: SessionInfo
     operations: int
-    request_headers: dict[str, str] = field(default_factory=dict)  # the upgrade request's
     trace_id: int
     span_id: int
     parent_span_id: int | None = None  # from the upgrade request's traceparent
