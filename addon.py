@@ -218,7 +218,10 @@ def classify_flow_error(message: str, had_response: bool) -> str:
 class GenAIMeter:
     """The addon: meters the LLM API calls on `genai_hosts` and hands each finished one to telemetry."""
 
-    def __init__(self) -> None:
+    def __init__(self, telemetry: Callable[[], TelemetrySink] = telemetry_process) -> None:
+        """`telemetry`: where finished calls go, asked once in `load` (the process-wide telemetry
+        process; an in-process `telemetry.Telemetry` in tests)."""
+        self._telemetry_sink = telemetry
         self.settings = Settings()  # the options, parsed in `configure`
         # The rule for each (host, port) seen: glob matching costs a microsecond or more per rule.
         self.hosts = HostMatcher(self.settings.rules)  # the metered host rule of a (host, port)
@@ -346,7 +349,7 @@ class GenAIMeter:
         )
         contentviews.add(LLMStreamView)
         try:
-            self.telemetry = telemetry_process()
+            self.telemetry = self._telemetry_sink()
         except TelemetryStartError as error:
             log.error("genai: telemetry is off: %s", error)
         else:

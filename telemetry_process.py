@@ -212,6 +212,16 @@ class FrameQueue:
     def __bool__(self) -> bool:
         return bool(self._frames)
 
+    @property
+    def frames(self) -> tuple[tuple[bytes, int], ...]:
+        """The frames waiting, each with its number of calls."""
+        return tuple(self._frames)
+
+    @property
+    def partly_written(self) -> bool:
+        """Has the pipe taken part of the first frame?"""
+        return self._written_of_first > 0
+
     def calls(self) -> int:
         return sum(calls for _, calls in self._frames)
 
@@ -284,10 +294,22 @@ class TelemetrySink(Protocol):
 class TelemetryProcess:
     """The parent's side: starts the child, batches messages, relays its replies."""
 
-    def __init__(self, command: Sequence[str] | None = None, schema: str | None = None) -> None:
-        """`schema`: the records' `schema_version()` the child must have (default: this process's)."""
+    def __init__(
+        self,
+        command: Sequence[str] | None = None,
+        schema: str | None = None,
+        *,
+        max_batch: int = MAX_BATCH,
+        max_buffered_bytes: int = MAX_BUFFERED_BYTES,
+        restart_interval_s: float = RESTART_INTERVAL_S,
+    ) -> None:
+        """`schema`: the records' `schema_version()` the child must have (default: this process's).
+        The limits are the module's constants unless given (tests)."""
         self.command = list(command or [sys.executable, str(CHILD_SCRIPT)])
         self.schema = schema or schema_version()
+        self.max_batch = max_batch
+        self.max_buffered_bytes = max_buffered_bytes
+        self.restart_interval_s = restart_interval_s
         self.dropped = 0  # calls lost to a stalled or dead child
         self.unencodable = 0  # messages that could not be pickled, each dropped alone
         self.errors = UnexpectedErrors(log)
@@ -306,6 +328,11 @@ class TelemetryProcess:
         self._status: list[StatusReply] = []
         self._status_read = threading.Event()
         self._relay_thread: threading.Thread | None = None
+
+    @property
+    def pending(self) -> tuple[Message, ...]:
+        """The messages waiting for the next flush."""
+        return tuple(self._pending)
 
     @property
     def pid(self) -> int | None:
@@ -384,7 +411,7 @@ class TelemetryProcess:
     def _restart(self) -> None:
         """The child is gone: start another, at most every RESTART_INTERVAL_S; until then, queue."""
         assert self._process is not None
-        if time.monotonic() - self._started_at < RESTART_INTERVAL_S:
+        if time.monotonic() - self._started_at < self.restart_interval_s:
             return
         log.warning(
             "genai: the telemetry process exited (exit code %s); starting it again. Its metrics restart from zero.",
@@ -461,7 +488,7 @@ class TelemetryProcess:
 
     def _send(self, message: Message) -> None:
         self._pending.append(message)
-        if len(self._pending) >= MAX_BATCH:
+        if len(self._pending) >= self.max_batch:
             self.flush()
         elif not self._flush_scheduled:
             try:
@@ -496,7 +523,7 @@ class TelemetryProcess:
             return
         batch, self._pending = self._pending, []
         calls = sum(isinstance(message, Call) for message in batch)
-        over_bound = self.queue.bytes > MAX_BUFFERED_BYTES
+        over_bound = self.queue.bytes > self.max_buffered_bytes
         if over_bound and calls:
             self.dropped += calls
             if not self._dropping:

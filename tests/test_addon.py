@@ -60,16 +60,20 @@ class Sink:
 
 
 @pytest.fixture
-def sink(monkeypatch: pytest.MonkeyPatch) -> Iterator[Sink]:
+def sink() -> Iterator[Sink]:
     instance = Sink()
-    monkeypatch.setattr(telemetry_process, "_instance", instance.telemetry)
     yield instance
     instance.telemetry.shutdown(1)
 
 
+def metering_into(sink: Sink) -> addon_module.GenAIMeter:
+    """The addon, its calls recorded by `sink` in this process."""
+    return addon_module.GenAIMeter(telemetry=lambda: sink.telemetry)
+
+
 @pytest.fixture
 def context(sink: Sink) -> Iterator[tuple[addon_module.GenAIMeter, Any]]:
-    metering = addon_module.GenAIMeter()
+    metering = metering_into(sink)
     with taddons.context(metering) as tctx:
         metering.running()  # options set from now on are set at run time (mitmweb's editor, `set`)
         yield metering, tctx
@@ -420,9 +424,11 @@ def test_keys_never_appear_unmasked_in_comments_logs_or_spans(context, sink, cap
         assert not any(piece in text for piece in pieces)
 
 
-def test_script_reload_keeps_the_providers_and_finishes_flows_in_flight(context, sink):
-    """mitmproxy re-executes addon.py on reload; the sibling telemetry module stays imported."""
+def test_script_reload_keeps_the_providers_and_finishes_flows_in_flight(context, sink, monkeypatch):
+    """mitmproxy re-executes addon.py on reload; the sibling telemetry module stays imported, and
+    with it the process-wide telemetry process (here the sink) that the reloaded addon finds."""
     metering, _ = context
+    monkeypatch.setattr(telemetry_process, "_instance", sink.telemetry)
     started_before = chat_flow({**CHAT_REQUEST, "stream": True})
     metering.request(started_before)
     started_before.response = sse_response()
@@ -658,7 +664,7 @@ def test_content_is_captured_only_when_asked(context, sink, monkeypatch):
     [("", None, True), ("0.0.0.0", None, True), ("127.0.0.1", None, False), ("", "user:pass", False)],
 )
 def test_a_warning_when_listening_on_all_interfaces_without_auth(sink, caplog, listen_host, proxyauth, warned):
-    metering = addon_module.GenAIMeter()
+    metering = metering_into(sink)
     with taddons.context(metering, ProxyAuth()) as tctx:
         tctx.configure(metering, listen_host=listen_host, proxyauth=proxyauth)
         metering.running()
@@ -677,7 +683,7 @@ def streamed_and_kept(metering: addon_module.GenAIMeter, upstream: bytes, body: 
 def test_streamed_bodies_are_kept_for_mitmweb_up_to_the_limit(sink):
     body = {**CHAT_REQUEST, "stream": True, "stream_options": {"include_usage": True}}
     upstream = "".join(ChatScript(body).stream_events()).encode()
-    metering = addon_module.GenAIMeter()
+    metering = metering_into(sink)
     with taddons.context(View(), metering) as tctx:  # a flow view, loaded before scripts as in mitmweb
         metering.running()  # as mitmproxy calls it once every addon is loaded
         assert streamed_and_kept(metering, upstream, body) == upstream
@@ -1064,7 +1070,7 @@ def test_a_successful_answer_that_cannot_be_read_says_usage_unavailable(context,
 def test_a_bad_option_at_start_is_one_error_line_and_at_run_time_an_options_error(sink, caplog):
     """At start mitmproxy's script loader would print a traceback around the reason; one error line
     is enough, and mitmproxy exits on it (errorcheck). At run time the value is refused, the old kept."""
-    metering = addon_module.GenAIMeter()
+    metering = metering_into(sink)
     with taddons.context(metering) as tctx, caplog.at_level(logging.ERROR, logger="genai"):
         tctx.configure(metering, genai_hosts=["https://api.openai.com/v1"])
         assert [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR] == [

@@ -12,8 +12,9 @@ import sys
 import threading
 import time
 import types
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -57,11 +58,24 @@ def collector_env(monkeypatch: pytest.MonkeyPatch, receiver: OTLPReceiver) -> OT
 
 
 @pytest.fixture
-def child(collector_env: OTLPReceiver) -> Iterator[TelemetryProcess]:
-    process = TelemetryProcess()
-    process.start()
-    yield process
-    process.shutdown()
+def start_child(collector_env: OTLPReceiver) -> Iterator[Callable[..., TelemetryProcess]]:
+    """Start a telemetry process with these limits (`TelemetryProcess`'s keywords); shut down after."""
+    started: list[TelemetryProcess] = []
+
+    def start(**limits: Any) -> TelemetryProcess:
+        process = TelemetryProcess(**limits)
+        process.start()
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        process.shutdown()
+
+
+@pytest.fixture
+def child(start_child: Callable[..., TelemetryProcess]) -> TelemetryProcess:
+    return start_child()
 
 
 def child_pid(child: TelemetryProcess) -> int:
@@ -211,9 +225,9 @@ def test_the_childs_log_records_are_logged_here(monkeypatch: pytest.MonkeyPatch,
 def test_the_hooks_queue_and_a_timer_sends_one_batch(child: TelemetryProcess, collector_env: OTLPReceiver):
     async def traffic() -> tuple[int, int]:
         record_calls(child, 5)
-        queued = sum(isinstance(message, Call) for message in child._pending)
+        queued = sum(isinstance(message, Call) for message in child.pending)
         await asyncio.sleep(telemetry_process.FLUSH_INTERVAL_S * 4)
-        return queued, len(child._pending)
+        return queued, len(child.pending)
 
     queued, left = asyncio.run(traffic())
     assert (queued, left) == (5, 0)
@@ -222,12 +236,11 @@ def test_the_hooks_queue_and_a_timer_sends_one_batch(child: TelemetryProcess, co
 
 
 def test_a_stalled_child_never_blocks_and_buffers_only_up_to_the_bound(
-    child: TelemetryProcess, collector_env: OTLPReceiver, monkeypatch: pytest.MonkeyPatch
+    start_child: Callable[..., TelemetryProcess], collector_env: OTLPReceiver
 ):
     """SIGSTOP the child: its pipe fills, record() keeps returning, memory stays bounded, and
     what was not dropped arrives once it runs again. (A blocking write would hang this test.)"""
-    monkeypatch.setattr(telemetry_process, "MAX_BUFFERED_BYTES", 256 * 1024)
-    monkeypatch.setattr(telemetry_process, "MAX_BATCH", 50)
+    child = start_child(max_buffered_bytes=256 * 1024, max_batch=50)
     pid = child_pid(child)
     os.kill(pid, signal.SIGSTOP)
     try:
@@ -236,8 +249,8 @@ def test_a_stalled_child_never_blocks_and_buffers_only_up_to_the_bound(
         assert child.queue.bytes <= 256 * 1024 + 64 * 1024  # the bound plus one batch
         child.reset_summary()  # a control message is never dropped with the calls
         child.flush()
-        assert child.queue and child.queue._frames[-1][1] == 0
-        assert telemetry_process.read_batch(io.BytesIO(child.queue._frames[-1][0])) == [ResetSummary()]
+        assert child.queue and child.queue.frames[-1][1] == 0
+        assert telemetry_process.read_batch(io.BytesIO(child.queue.frames[-1][0])) == [ResetSummary()]
     finally:
         os.kill(pid, signal.SIGCONT)
     assert child.shutdown(budget_s=30) is True
@@ -245,12 +258,11 @@ def test_a_stalled_child_never_blocks_and_buffers_only_up_to_the_bound(
 
 
 def test_a_dead_child_is_started_again(
-    child: TelemetryProcess,
+    start_child: Callable[..., TelemetryProcess],
     collector_env: OTLPReceiver,
-    monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ):
-    monkeypatch.setattr(telemetry_process, "RESTART_INTERVAL_S", 0.0)
+    child = start_child(restart_interval_s=0.0)
     first = child_pid(child)
     kill(first)
     with caplog.at_level(logging.WARNING, logger="genai"):
@@ -304,13 +316,13 @@ def deferred_call(model: str) -> Call:
 
 
 def test_the_child_prices_deferred_calls_with_the_table_it_was_sent(
-    child: TelemetryProcess, collector_env: OTLPReceiver, monkeypatch: pytest.MonkeyPatch, tmp_path
+    start_child: Callable[..., TelemetryProcess], collector_env: OTLPReceiver, tmp_path
 ):
+    child = start_child(restart_interval_s=0.0)
     prices = tmp_path / "prices.json"
     prices.write_text(json.dumps({"models": {"house-model": {"input": 2.5, "output": 10}}}))
     child.use_prices(Prices.load(prices))
     child.record_call(deferred_call("house-model"), MetricOptions(legacy_metrics=False))
-    monkeypatch.setattr(telemetry_process, "RESTART_INTERVAL_S", 0.0)
     kill(child_pid(child))  # a new child must get the table again
     child.record_call(deferred_call("house-model"), MetricOptions(legacy_metrics=False))
     child.record_call(deferred_call("house-model"), MetricOptions(legacy_metrics=False))
@@ -389,15 +401,14 @@ def test_the_frame_queue_counts_its_bytes_through_partial_writes_and_drops():
 
 
 def test_children_killed_mid_frame_lose_only_that_frame_and_the_byte_count_returns_to_zero(
-    child: TelemetryProcess, collector_env: OTLPReceiver, monkeypatch: pytest.MonkeyPatch
+    start_child: Callable[..., TelemetryProcess], collector_env: OTLPReceiver
 ):
     """The restart bug: a frame half-written to a child that then died was dropped without its
     bytes leaving the count (and the price table re-sent without adding its bytes), so after a
     few deaths the count stayed over the bound and every later call was dropped. Here the child
     is stopped, handed a frame larger than its pipe (written in part), killed, and the next
     flush starts another, three times over."""
-    monkeypatch.setattr(telemetry_process, "RESTART_INTERVAL_S", 0.0)
-    monkeypatch.setattr(telemetry_process, "MAX_BUFFERED_BYTES", 3 * 1024 * 1024)
+    child = start_child(restart_interval_s=0.0, max_buffered_bytes=3 * 1024 * 1024)
     child.use_prices(Prices())  # re-sent to every new child, its bytes counted
     for death in range(3):
         dead = child_pid(child)
@@ -405,7 +416,7 @@ def test_children_killed_mid_frame_lose_only_that_frame_and_the_byte_count_retur
         doomed = make_call(content=CapturedContent(input_messages="x" * 2_500_000))  # > the 1 MiB pipe
         doomed.request.model = f"doomed-{death}"
         child.record_call(doomed, MetricOptions(legacy_metrics=False))
-        assert child.queue._written_of_first > 0, "the pipe should have taken part of the frame"
+        assert child.queue.partly_written, "the pipe should have taken part of the frame"
         kill(dead)
         record_calls(child, 1, model=f"between-{death}")  # finds the child gone: starts another
         assert child_pid(child) != dead
