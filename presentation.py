@@ -12,9 +12,11 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import sys
 import textwrap
 import threading
 from collections import OrderedDict
+from collections.abc import Callable, Sequence
 
 from mitmproxy import contentviews, ctx, hooks, http
 
@@ -37,12 +39,14 @@ MAX_WAITING = 10_000
 class ShownCalls:
     """The flows whose calls are shown, until their description arrives from telemetry."""
 
-    def __init__(self, max_waiting: int = MAX_WAITING) -> None:
+    def __init__(self, max_waiting: int = MAX_WAITING, watching: Callable[[], bool] | None = None) -> None:
+        """`watching`: do flow views need to hear of changed comments now (default: `_someone_watches`)."""
         self.log_lines = True  # mitmdump's flow_detail > 0: a log line per call, like its own
         # Flows outlive the call (mitmweb, the console, -w): views hear of each comment (it is set
         # whenever the call is shown).
         self.comments = False
         self._max_waiting = max_waiting
+        self._watching = watching or _someone_watches
         self._waiting: OrderedDict[int, tuple[http.HTTPFlow, int | None]] = OrderedDict()
         self._numbers = itertools.count(1)
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -65,28 +69,39 @@ class ShownCalls:
             self._waiting.popitem(last=False)
         return number
 
-    def arrived(self, description: Description) -> None:
-        """From any thread: apply `description` on mitmproxy's loop."""
+    def arrived(self, descriptions: Sequence[Description]) -> None:
+        """From any thread: apply `descriptions` on mitmproxy's loop (one wake-up for them all)."""
         loop = self._loop
         if loop is not None and threading.get_ident() != self._loop_thread:
             if not loop.is_closed():
-                loop.call_soon_threadsafe(self.show, description)
+                loop.call_soon_threadsafe(self.show, descriptions)
             return
-        self.show(description)
+        self.show(descriptions)
 
-    def show(self, description: Description) -> None:
-        waiting = self._waiting.pop(description.call_id, None)
-        if waiting is None:
-            return
-        flow, session_calls = waiting
-        if description.failed:
-            flow.marked = ":warning:"
-        text = description.text
-        flow.comment = text if session_calls is None else f"{session_calls} calls · last: {text}"
-        if self.comments:
-            ctx.master.addons.trigger(hooks.UpdateHook([flow]))  # mitmweb shows the new comment now
-        if self.log_lines:  # like mitmproxy's own flow lines: quiet at flow_detail=0
-            log.info("genai: %s", description.text)
+    def show(self, descriptions: Sequence[Description]) -> None:
+        updated = []
+        for description in descriptions:
+            waiting = self._waiting.pop(description.call_id, None)
+            if waiting is None:
+                continue
+            flow, session_calls = waiting
+            if description.failed:
+                flow.marked = ":warning:"
+            text = description.text
+            flow.comment = text if session_calls is None else f"{session_calls} calls · last: {text}"
+            updated.append(flow)
+            if self.log_lines:  # like mitmproxy's own flow lines: quiet at flow_detail=0
+                log.info("genai: %s", text)
+        if self.comments and updated and self._watching():
+            ctx.master.addons.trigger(hooks.UpdateHook(updated))  # mitmweb shows the new comments now
+
+
+def _someone_watches() -> bool:
+    """Do the flow views need to hear of changed comments now? mitmweb turns every updated flow
+    into JSON for its browsers, even when none is connected (a browser that connects later loads
+    the flows, comments included); the console redraws its list."""
+    web = sys.modules.get("mitmproxy.tools.web.app")
+    return web is None or bool(web.ClientConnection.connections)
 
 
 class LLMStreamView(contentviews.Contentview):

@@ -105,8 +105,8 @@ class Telemetry:
         self.prices = Prices()
         self._price_updates: UpdatePrices | None = None
         self.summary = UsageSummary()
-        # Where descriptions of shown calls go: the reply pipe in the telemetry process.
-        self.on_description: Callable[[Description], None] | None = None
+        # Where descriptions of shown calls go (in batches): the reply pipe in the telemetry process.
+        self.on_description: Callable[[Sequence[Description]], None] | None = None
         # The response ids whose usage was counted (bounded): a response fetched again is not counted twice.
         self._counted_responses: OrderedDict[str, None] = OrderedDict()
 
@@ -121,7 +121,7 @@ class Telemetry:
         call.cost_usd = self.prices.cost_of(call)
         self.record(call, options)
         if call.description_id is not None and self.on_description is not None:
-            self.on_description(Description.of(call))
+            self.on_description((Description.of(call),))
 
     def _count_usage_once(self, call: Call) -> None:
         """A response fetched again (`fetch_response`: a stored or background Gemini interaction)

@@ -35,6 +35,7 @@ from telemetry_process import (
     read_batch,
 )
 from wire.call import Call, SocketRecord
+from wire.describe import Description
 
 log = logging.getLogger("genai")
 
@@ -129,7 +130,8 @@ def serve(
         replies.send(StatusReply(start_error(error, os.environ)))
         return 2
     replies.send(StatusReply())
-    instance.on_description = lambda description: replies.send(DescriptionReply(description))
+    described: list[Description] = []  # the shown calls of the batch being recorded
+    instance.on_description = described.extend
 
     options = MetricOptions()  # the options' defaults
     errors = UnexpectedErrors(log, prefix="")
@@ -161,6 +163,9 @@ def serve(
                         changed_since = changed_since or time.monotonic()  # a summary sent before is stale
             except Exception:  # one bad call must not end the process
                 errors.report(f"recording a {type(message).__name__}", "the others go on")
+        if described:
+            replies.send(DescriptionReply(tuple(described)))
+            described.clear()
     replies.send(SummaryReply(instance.summary_table()))
     return 0 if instance.shutdown(shutdown_budget_s) else 1
 

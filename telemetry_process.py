@@ -190,9 +190,10 @@ class StatusReply:
 
 @dataclass(frozen=True)
 class DescriptionReply:
-    """A shown call, parsed and priced: for its flow's comment and mark and the log line."""
+    """Shown calls, parsed and priced: for their flows' comments and marks and the log lines. One
+    reply per batch of calls: each reply wakes mitmproxy's event loop once."""
 
-    description: Description
+    descriptions: tuple[Description, ...]
 
 
 Reply = LogReply | SummaryReply | StatusReply | DescriptionReply
@@ -288,7 +289,7 @@ class TelemetrySink(Protocol):
     def shutdown(self, budget_s: float = SHUTDOWN_BUDGET_S) -> bool: ...
 
     # Where descriptions of shown calls (`Call.description_id`) go, possibly from another thread.
-    on_description: Callable[[Description], None] | None
+    on_description: Callable[[Sequence[Description]], None] | None
 
 
 class TelemetryProcess:
@@ -318,7 +319,7 @@ class TelemetryProcess:
         self._options: MetricOptions | None = None  # the ones the child has, as last sent
         self._summary: str | None = None  # the child's latest usage summary
         # Where the child's descriptions of shown calls go; called on the reply thread.
-        self.on_description: Callable[[Description], None] | None = None
+        self.on_description: Callable[[Sequence[Description]], None] | None = None
         self.queue = FrameQueue()
         self._flush_scheduled = False
         self._dropping = False
@@ -394,8 +395,8 @@ class TelemetryProcess:
                             log.log(level, "genai: %s", message)  # the one prefix of the addon's lines
                         case SummaryReply(table):
                             self._summary = table
-                        case DescriptionReply(description) if self.on_description is not None:
-                            self.on_description(description)
+                        case DescriptionReply(descriptions) if self.on_description is not None:
+                            self.on_description(descriptions)
                         case StatusReply() if not status_read.is_set():
                             status.append(reply)
                             status_read.set()

@@ -1,6 +1,6 @@
 """A telemetry sink that discards every call: the addon's hooks measured without what they hand on."""
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from pricing import Prices
 from telemetry_process import MetricOptions
@@ -9,7 +9,7 @@ from wire.describe import Description
 
 
 class Discard:
-    on_description: Callable[[Description], None] | None = None
+    on_description: Callable[[Sequence[Description]], None] | None = None
 
     def record_call(self, call: Call, options: MetricOptions) -> None:
         pass

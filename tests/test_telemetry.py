@@ -751,7 +751,7 @@ def test_a_shown_call_is_described_back_after_it_is_parsed_and_priced():
     """The one pipeline: parse, price, record, then the description (with the same price)."""
     instance = Telemetry(span_exporters=[], metric_readers=[])
     described: list[Any] = []
-    instance.on_description = described.append
+    instance.on_description = described.extend
     body = b'{"model": "gpt-4o-mini", "usage": {"prompt_tokens": 1000, "completion_tokens": 100}}'
     shown = finished_call(response_body=body, status_code=200, description_id=41)
     instance.record_call(shown, MetricOptions())

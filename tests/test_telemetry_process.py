@@ -371,7 +371,7 @@ def test_calls_survive_the_pipe_unchanged():
         SummaryReply(None),
         StatusReply(),
         StatusReply("no"),
-        DescriptionReply(Description(7, "$0.0011 · 67→64 tok · 0.912s · chat gpt-4o-mini", failed=False)),
+        DescriptionReply((Description(7, "$0.0011 · 67→64 tok · 0.912s · chat gpt-4o-mini", failed=False),)),
     ],
 )
 def test_replies_come_back_as_the_values_they_were(reply):
