@@ -89,15 +89,18 @@ def test_unknown_and_forgotten_numbers_are_ignored():
     assert [flow.comment for flow in flows] == ["", f"call {numbers[1]}", f"call {numbers[2]}"]
 
 
-def test_a_batch_of_descriptions_is_one_update_for_the_views():
+def test_a_batch_of_descriptions_is_one_update_for_the_views_and_one_log_record(caplog):
+    """Both cost mitmproxy per event, not per line: a log record about a tenth of a request."""
     shown = ShownCalls(watching=lambda: True)
     shown.comments = True
     flows = [tflow.tflow() for _ in range(3)]
     batch = [Description(shown.expect(flow), f"call {n}", failed=False) for n, flow in enumerate(flows)]
     views = View()
-    with taddons.context(views):
+    with taddons.context(views), caplog.at_level(logging.INFO, logger="genai"):
         shown.show(batch)
     assert views.updated == [flows] and [flow.comment for flow in flows] == ["call 0", "call 1", "call 2"]
+    (record,) = caplog.records
+    assert record.getMessage().splitlines() == ["genai: call 0", "genai: call 1", "genai: call 2"]
 
 
 def test_views_that_nobody_watches_are_not_updated():
