@@ -68,8 +68,10 @@ lint: $(VENV)/.dev
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy .
 
+# Three workers, each test module on one (its processes and fixtures stay together): most of an
+# end-to-end test's time is waiting for processes, so three share the 2 cores well.
 test: lint $(CODEX) $(CLAUDE_CODE) $(NODE_CLIENT) $(if $(OTELCOL),,$(COLLECTOR))
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 3 --dist loadfile
 
 demo: $(VENV)/.dev
 	$(BIN)/python -m tools.demo

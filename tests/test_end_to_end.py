@@ -129,8 +129,9 @@ def test_streamed_chunks_reach_the_client_live(world: World):
         stream=True,
         extra_headers={"x-fake-chunks": "8", "x-fake-chunk-delay-ms": "150"},
     )
-    received_at = [time.monotonic() for chunk in stream if chunk.choices and chunk.choices[0].delta.content]
-    log = next(s for s in reversed(world.fake.streams) if s.response_id and s.finished_at)
+    chunks = [(time.monotonic(), chunk) for chunk in stream]
+    received_at = [at for at, chunk in chunks if chunk.choices and chunk.choices[0].delta.content]
+    log = next(s for s in world.fake.streams if s.response_id == chunks[0][1].id)  # this stream's, by its id
     assert log.finished_at is not None
     first_content_sent = log.sent_at[1]  # event 0 is the role-only opener
     assert received_at[0] < log.finished_at - 0.9
@@ -943,7 +944,8 @@ def first_and_last_arrival(proxy: Mitmdump, world: World, model: str) -> tuple[f
     ) as response:
         for _ in response.iter_bytes():
             arrivals.append(time.monotonic() - started)
-    log = next(s for s in reversed(world.fake.streams) if s.finished_at)
+    # The fake's last paced stream (8 chunks 150 ms apart), not one of another test's streams.
+    log = next(s for s in reversed(world.fake.streams) if s.finished_at and s.sent_at[-1] - s.sent_at[0] > 0.9)
     assert log.finished_at is not None
     return arrivals[0], arrivals[-1], log.finished_at - started
 
