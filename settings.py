@@ -7,20 +7,20 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from mitmproxy import exceptions
 
-from pricing import Prices
-from telemetry_process import ATTRIBUTIONS, MetricOptions
+from telemetry_process import ATTRIBUTIONS, MetricOptions, UsePrices
 from wire.hosts import DEFAULT_HOSTS, HostRule, parse_host_rule
 
 log = logging.getLogger("genai")
 
 CAPTURE_CONTENT_VARIABLE = "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"
 DEFAULT_METRIC_OPTIONS = MetricOptions()
+DEFAULT_PRICES = UsePrices()
 
 
 def refused(reason: str) -> exceptions.OptionsError:
@@ -42,7 +42,7 @@ class Settings:
     stream_unmetered: bool = True
     stream_store_limit: int = 1024 * 1024
     metric_options: MetricOptions = DEFAULT_METRIC_OPTIONS  # genai_legacy_* and genai_metric_attribution
-    prices: Prices = field(default_factory=Prices)  # genai_prices and genai_prices_update
+    prices: UsePrices = DEFAULT_PRICES  # genai_prices and genai_prices_update
 
     def parse(self, options: Any, updated: set[str]) -> Settings:
         """These settings with the `updated` options read anew; raises OptionsError naming the
@@ -74,10 +74,17 @@ class Settings:
             user_file, update_url = options.genai_prices, options.genai_prices_update
             if update_url and not update_url.startswith(("https://", "http://")):
                 raise exceptions.OptionsError(f"Invalid genai_prices_update: {update_url!r} is not an http(s) URL")
-            try:
-                changes["prices"] = Prices.load(Path(user_file).expanduser() if user_file else None, update_url or None)
-            except ValueError as error:
-                raise refused(f"Invalid genai_prices: {error}") from None
+            path = Path(user_file).expanduser() if user_file else None
+            if path is not None:
+                # Imported only to check a price file: genai-prices costs mitmdump's process some
+                # 11,000 long-lived objects, which every full garbage collection walks.
+                from pricing import load_overrides
+
+                try:
+                    load_overrides(path)
+                except ValueError as error:
+                    raise refused(f"Invalid genai_prices: {error}") from None
+            changes["prices"] = UsePrices(str(path) if path else None, update_url or None)
         return dataclasses.replace(self, **changes)
 
 

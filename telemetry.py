@@ -14,6 +14,7 @@ import os
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from genai_prices import UpdatePrices
@@ -41,7 +42,7 @@ from otel.conventions import V0_1_0, V1_41, Instruments, latest_experimental_opt
 from otel.export import DEFAULT_SPAN_QUEUE, GuardedSpanExporter, build_resource, quiet_exporter_logs
 from pricing import Prices
 from summary import UsageSummary
-from telemetry_process import MetricOptions
+from telemetry_process import MetricOptions, UsePrices
 from wire.call import Call, SocketRecord
 from wire.describe import Description
 from wire.headers import RateLimits, RequestInfo, UpstreamInfo, parse_request_headers
@@ -263,8 +264,15 @@ class Telemetry:
             span.set_status(Status(StatusCode.ERROR, info.error_type))
         span.end(end_time=record.start_time_ns + int(record.duration_s * 1e9))
 
-    def use_prices(self, prices: Prices) -> None:
-        """Price calls with `prices`, fetching its updates (if it has a URL) instead of the last's."""
+    def use_prices(self, source: UsePrices) -> None:
+        """Price calls with the prices `source` names, fetching updates (if it has a URL) instead
+        of the last's. The proxy checked the file when the option was set; if it is unreadable now,
+        the prices before stay."""
+        try:
+            prices = Prices.load(Path(source.user_file) if source.user_file else None, source.update_url)
+        except ValueError as error:
+            log.warning("%s; the prices before stay.", error)
+            return
         if self._price_updates is not None:
             self._price_updates.stop()  # type: ignore[no-untyped-call]
         self.prices = prices

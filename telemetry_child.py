@@ -156,7 +156,7 @@ def serve(
                         instance.record_session(record)
                     case MetricOptions() as sent:
                         options = sent
-                    case UsePrices(prices):
+                    case UsePrices() as prices:
                         instance.use_prices(prices)
                     case ResetSummary():
                         instance.reset_summary()

@@ -59,7 +59,6 @@ import wire.headers
 import wire.records
 import wire.socket
 from errors import UnexpectedErrors
-from pricing import Prices
 from wire.call import Call, SocketRecord
 from wire.describe import Description
 
@@ -102,9 +101,13 @@ class MetricOptions(NamedTuple):
 
 
 class UsePrices(NamedTuple):
-    """Price calls with this table from now on (the addon's genai_prices)."""
+    """Price calls with these prices from now on: the user's price file over genai-prices' data,
+    and where to fetch updates of that data (the addon's genai_prices and genai_prices_update).
+    Paths, not a table: mitmdump's process never imports genai-prices for itself (its classes are
+    some 11,000 objects that every full garbage collection there would walk; BENCHMARKS.md)."""
 
-    prices: Prices
+    user_file: str | None = None
+    update_url: str | None = None
 
 
 class ResetSummary(NamedTuple):
@@ -280,7 +283,7 @@ class TelemetrySink(Protocol):
 
     def record_session(self, record: SocketRecord) -> None: ...
 
-    def use_prices(self, prices: Prices) -> None: ...
+    def use_prices(self, prices: UsePrices) -> None: ...
 
     def summary_table(self) -> str | None: ...
 
@@ -315,7 +318,7 @@ class TelemetryProcess:
         self.unencodable = 0  # messages that could not be pickled, each dropped alone
         self.errors = UnexpectedErrors(log)
         self._pending: list[Message] = []
-        self._prices: Prices | None = None  # sent again to a restarted child
+        self._prices: UsePrices | None = None  # sent again to a restarted child
         self._options: MetricOptions | None = None  # the ones the child has, as last sent
         self._summary: str | None = None  # the child's latest usage summary
         # Where the child's descriptions of shown calls go; called on the reply thread.
@@ -423,7 +426,7 @@ class TelemetryProcess:
             self._process.stdin.close()
         self.dropped += self.queue.drop_partial()
         self._spawn(announce_failure=True)
-        settings: list[Message] = [UsePrices(self._prices)] if self._prices is not None else []
+        settings: list[Message] = [self._prices] if self._prices is not None else []
         if self._options is not None:
             settings.append(self._options)
         if settings:
@@ -461,10 +464,10 @@ class TelemetryProcess:
 
     # --- the usage summary and prices, kept in the child ---------------------------------
 
-    def use_prices(self, prices: Prices) -> None:
-        """The table the child prices calls with (the addon's genai_prices)."""
+    def use_prices(self, prices: UsePrices) -> None:
+        """The prices the child prices calls with (the addon's genai_prices and _update)."""
         self._prices = prices
-        self._send(UsePrices(prices))
+        self._send(prices)
 
     def summary_table(self) -> str | None:
         """The child's usage summary: as of its last pause in traffic, at most a second old."""

@@ -2,8 +2,7 @@
 
 from collections.abc import Callable, Sequence
 
-from pricing import Prices
-from telemetry_process import MetricOptions
+from telemetry_process import MetricOptions, UsePrices
 from wire.call import Call, SocketRecord
 from wire.describe import Description
 
@@ -17,7 +16,7 @@ class Discard:
     def record_session(self, record: SocketRecord) -> None:
         pass
 
-    def use_prices(self, prices: Prices) -> None:
+    def use_prices(self, prices: UsePrices) -> None:
         pass
 
     def summary_table(self) -> str | None:

@@ -20,7 +20,6 @@ import pytest
 
 import telemetry_process
 from harness.otlp_receiver import OTLPReceiver
-from pricing import Prices
 from telemetry_process import (
     DescriptionReply,
     FrameQueue,
@@ -31,6 +30,7 @@ from telemetry_process import (
     SummaryReply,
     TelemetryProcess,
     TelemetryStartError,
+    UsePrices,
 )
 from tests.test_telemetry import make_call
 from wire.call import Call
@@ -321,7 +321,7 @@ def test_the_child_prices_deferred_calls_with_the_table_it_was_sent(
     child = start_child(restart_interval_s=0.0)
     prices = tmp_path / "prices.json"
     prices.write_text(json.dumps({"models": {"house-model": {"input": 2.5, "output": 10}}}))
-    child.use_prices(Prices.load(prices))
+    child.use_prices(UsePrices(str(prices)))
     child.record_call(deferred_call("house-model"), MetricOptions(legacy_metrics=False))
     kill(child_pid(child))  # a new child must get the table again
     child.record_call(deferred_call("house-model"), MetricOptions(legacy_metrics=False))
@@ -409,7 +409,7 @@ def test_children_killed_mid_frame_lose_only_that_frame_and_the_byte_count_retur
     is stopped, handed a frame larger than its pipe (written in part), killed, and the next
     flush starts another, three times over."""
     child = start_child(restart_interval_s=0.0, max_buffered_bytes=3 * 1024 * 1024)
-    child.use_prices(Prices())  # re-sent to every new child, its bytes counted
+    child.use_prices(UsePrices())  # re-sent to every new child, its bytes counted
     for death in range(3):
         dead = child_pid(child)
         os.kill(dead, signal.SIGSTOP)
