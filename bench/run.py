@@ -265,6 +265,27 @@ def pooled_throughput(raw_files: Sequence[Path]) -> list[str]:
     return lines
 
 
+Rounds = list[dict[str, dict[str, float]]]
+
+
+def paired_rounds(bench: Bench, bare: Mitmdump, addon: Mitmdump, concurrency: int, requests: int) -> Rounds:
+    """Part 1's rounds: each runs both proxies back to back, the order alternating."""
+    rounds: Rounds = []
+    for number in range(bench.sizes.throughput_rounds):
+        order = (("bare", bare), ("addon", addon)) if number % 2 == 0 else (("addon", addon), ("bare", bare))
+        rounds.append(
+            {name: latency_row(bench.measured(proxy, concurrency, requests, "plain")) for name, proxy in order}
+        )
+    return rounds
+
+
+def throughput_ratio(rounds: Rounds) -> str:
+    """addon / bare requests per second: the median of the rounds, its 90% interval, the range."""
+    ratios = paired(rounds, "rps", operator.truediv)
+    low, high = median_interval(ratios)
+    return f"{statistics.median(ratios):.3f} ({low:.3f}–{high:.3f}) ({min(ratios):.3f}–{max(ratios):.3f})"
+
+
 def throughput(bench: Bench, report: list[str], raw: dict[str, Any]) -> None:
     sizes = bench.sizes
     report += [
@@ -289,12 +310,7 @@ def throughput(bench: Bench, report: list[str], raw: dict[str, Any]) -> None:
         for proxy in (bare, addon):
             bench.load(proxy.port, 4, sizes.warmup, "plain")
         for concurrency, requests in sizes.throughput.items():
-            rounds: list[dict[str, dict[str, float]]] = []
-            for number in range(sizes.throughput_rounds):
-                order = (("bare", bare), ("addon", addon)) if number % 2 == 0 else (("addon", addon), ("bare", bare))
-                rounds.append(
-                    {name: latency_row(bench.measured(proxy, concurrency, requests, "plain")) for name, proxy in order}
-                )
+            rounds = paired_rounds(bench, bare, addon, concurrency, requests)
             raw[f"throughput_c{concurrency}"] = rounds
             for number, pair in enumerate(rounds, 1):
                 b, a = pair["bare"], pair["addon"]
@@ -304,11 +320,8 @@ def throughput(bench: Bench, report: list[str], raw: dict[str, Any]) -> None:
                     f"| {a['p50_ms']:.2f} / {a['p95_ms']:.2f} / {a['p99_ms']:.2f} "
                     f"| {b['cpu_s_per_1000']:.3f} | {a['cpu_s_per_1000']:.3f} | {a['child_cpu_s_per_1000']:.3f} |"
                 )
-            ratios = paired(rounds, "rps", operator.truediv)
-            low, high = median_interval(ratios)
             summary.append(
-                f"| {concurrency} | {statistics.median(ratios):.3f} ({low:.3f}–{high:.3f}) "
-                f"({min(ratios):.3f}–{max(ratios):.3f}) "
+                f"| {concurrency} | {throughput_ratio(rounds)} "
                 f"| {statistics.median(paired(rounds, 'p50_ms', operator.sub)):+.3f} "
                 f"| {statistics.median(paired(rounds, 'p95_ms', operator.sub)):+.3f} "
                 f"| {statistics.median(paired(rounds, 'p99_ms', operator.sub)):+.3f} "
@@ -342,18 +355,10 @@ def shown_calls(bench: Bench, report: list[str], raw: dict[str, Any]) -> None:
         ):
             for proxy in (bare, addon):
                 bench.load(proxy.port, 4, sizes.warmup, "plain")
-            rounds: list[dict[str, dict[str, float]]] = []
-            for number in range(sizes.throughput_rounds):
-                order = (("bare", bare), ("addon", addon)) if number % 2 == 0 else (("addon", addon), ("bare", bare))
-                rounds.append(
-                    {name: latency_row(bench.measured(proxy, 16, requests, "plain")) for name, proxy in order}
-                )
+            rounds = paired_rounds(bench, bare, addon, 16, requests)
         raw[f"shown_{setting}"] = rounds
-        ratios = paired(rounds, "rps", operator.truediv)
-        low, high = median_interval(ratios)
         report.append(
-            f"| {setting} | {statistics.median(ratios):.3f} ({low:.3f}–{high:.3f}) "
-            f"({min(ratios):.3f}–{max(ratios):.3f}) "
+            f"| {setting} | {throughput_ratio(rounds)} "
             f"| {statistics.median(paired(rounds, 'p50_ms', operator.sub)):+.3f} "
             f"| {statistics.median(paired(rounds, 'p99_ms', operator.sub)):+.3f} "
             f"| {statistics.median(paired(rounds, 'cpu_s_per_1000', operator.truediv)):.3f} |"

@@ -140,11 +140,15 @@ def test_a_metric_exporter_that_raises_is_a_local_error_not_an_outage(caplog):
 
 
 class RecordingExporter(SpanExporter):
+    """A collector that is up or down: what it received, and the size of every request tried."""
+
     def __init__(self) -> None:
         self.up = True
         self.received: list[str] = []
+        self.requests: list[int] = []
 
     def export(self, spans: Any) -> SpanExportResult:
+        self.requests.append(len(spans))
         if not self.up:
             return SpanExportResult.FAILURE
         self.received += [span.name for span in spans]
@@ -201,14 +205,7 @@ def test_otel_bsp_max_queue_size_sets_how_many_spans_wait_for_the_collector(monk
 
 def test_after_a_failure_batches_wait_without_trying_the_collector():
     clock = [100.0]
-    attempts: list[int] = []
-
-    class CountingExporter(RecordingExporter):
-        def export(self, spans: Any) -> SpanExportResult:
-            attempts.append(len(spans))
-            return super().export(spans)
-
-    inner = CountingExporter()
+    inner = RecordingExporter()
     inner.up = False
     later = Later()
     guarded = guard(inner, clock=lambda: clock[0], later=later)
@@ -219,24 +216,17 @@ def test_after_a_failure_batches_wait_without_trying_the_collector():
     inner.up = True
     clock[0] += 2.0
     guarded.export(spans[2:])  # the pause is over: everything goes out
-    assert attempts == [1, 4]
+    assert inner.requests == [1, 4]
     assert inner.received == ["s0", "s1", "s2", "s3"]
     assert [delay for delay, _ in later.scheduled] == [2.0]  # one retry was scheduled, not one per batch
     later.run()
-    assert attempts == [1, 4]  # nothing waits any more: the retry has nothing to send
+    assert inner.requests == [1, 4]  # nothing waits any more: the retry has nothing to send
 
 
 def test_spans_that_waited_go_out_in_requests_of_the_sdks_batch_size():
     """1,300 spans that waited through an outage are three requests, not one a Collector refuses
     for its size (4 MB by default)."""
-    requests: list[int] = []
-
-    class Sizes(RecordingExporter):
-        def export(self, spans: Any) -> SpanExportResult:
-            requests.append(len(spans))
-            return super().export(spans)
-
-    inner = Sizes()
+    inner = RecordingExporter()
     inner.up = False
     clock = [100.0]
     guarded = guard(inner, clock=lambda: clock[0])
@@ -244,10 +234,10 @@ def test_spans_that_waited_go_out_in_requests_of_the_sdks_batch_size():
     guarded.export(spans[:500])
     clock[0] += 2.0
     guarded.export(spans[500:1299])  # 1,299 wait
-    inner.up, requests[:] = True, []
+    inner.up, inner.requests = True, []
     clock[0] += 2.0
     assert guarded.export(spans[1299:]) == SpanExportResult.SUCCESS
-    assert requests == [512, 512, 276] and len(inner.received) == 1300 and guarded.waiting == 0
+    assert inner.requests == [512, 512, 276] and len(inner.received) == 1300 and guarded.waiting == 0
 
 
 def test_a_slice_the_collector_refuses_keeps_it_and_the_rest_waiting():
