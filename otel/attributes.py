@@ -89,7 +89,11 @@ def span_attributes(
         "gen_ai.request.encoding_formats": request.encoding_formats,
         "gen_ai.embeddings.dimension.count": request.dimensions,
         "gen_ai.output.type": request.output_type,
-        "gen_ai.conversation.id": request.conversation_id,
+        # The API's own conversation (a Responses `conversation`), else the agent's session.
+        "gen_ai.conversation.id": request.conversation_id or (headers.session and headers.session.session_id),
+        # The agent that made the call, as its User-Agent names it, when it said which session.
+        "gen_ai.agent.name": headers.client.name if headers.session else None,
+        "gen_ai.agent.id": headers.session.subagent_id if headers.session else None,
         "gen_ai.request.previous_response.id": request.previous_response_id,
         f"{vendor}.request.service_tier": request.service_tier if request.service_tier != "auto" else None,
         f"{vendor}.request.input_characters": request.input_characters,

@@ -95,6 +95,11 @@ def assert_metered_exactly(world: World, received_before: int, server: str, resu
     time.sleep(0.5)
     spans = claude_code_spans(world, server, len(sent))
     assert len(spans) == len(sent)  # each call metered once
+    # One session, named by the CLI's X-Claude-Code-Session-Id on every call: the agent's conversation.
+    sessions = {r.headers.get("x-claude-code-session-id") for r in sent}
+    assert len(sessions) == 1 and None not in sessions
+    assert {s.attributes.get("gen_ai.conversation.id") for s in spans} == sessions
+    assert {s.attributes.get("gen_ai.agent.name") for s in spans} == {"claude-cli"}
     (turn,) = [s for s in spans if s.attributes["gen_ai.request.model"] == MODEL]
     body = json.loads(sent[-1].body)
     assert turn.attributes["gen_ai.usage.input_tokens"] == prompt_tokens(body) == result["usage"]["input_tokens"]

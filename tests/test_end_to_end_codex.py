@@ -77,6 +77,9 @@ def test_a_codex_turn_over_the_responses_websocket_is_metered_exactly(world: Wor
         assert span.attributes["gen_ai.usage.output_tokens"] == usage["output_tokens"]
         assert span.attributes["openai.api.type"] == "responses"
         assert span.attributes["user_agent.name"] == "codex_exec"
+        # Codex names its session in the upgrade request (`session-id`): each call's conversation.
+        assert span.attributes["gen_ai.conversation.id"] == session.headers["session-id"]
+        assert span.attributes["gen_ai.agent.name"] == "codex_exec"
     (session_span,) = [s for s in world.receiver.spans() if s.name == "responses e2e-codex"]
     assert {s.parent_span_id for s in spans} == {session_span.span_id}
     exported = "".join(str(r) for r in world.receiver.trace_requests + world.receiver.metric_requests)

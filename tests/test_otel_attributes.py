@@ -76,3 +76,24 @@ def test_captured_content_goes_on_the_span():
     attributes = span_attributes(call, UpstreamInfo(), parse_request_headers({}), {}, V1_41_CACHE_WRITE)
     assert attributes["gen_ai.input.messages"] == '[{"role":"user"}]'
     assert attributes["gen_ai.output.messages"] == '[{"role":"assistant"}]'
+
+
+def test_an_agents_session_names_the_conversation_and_the_agent():
+    headers = parse_request_headers(
+        {
+            "user-agent": "claude-cli/2.1.332 (external, sdk-cli)",
+            "x-claude-code-session-id": "s-1",
+            "x-claude-code-agent-id": "a-7",
+        }
+    )
+    attributes = span_attributes(finished_call(status_code=200), UpstreamInfo(), headers, {}, V1_41_CACHE_WRITE)
+    assert attributes["gen_ai.conversation.id"] == "s-1"
+    assert (attributes["gen_ai.agent.name"], attributes["gen_ai.agent.id"]) == ("claude-cli", "a-7")
+    responses = finished_call(request=ApiRequest(conversation_id="conv_9"), status_code=200)
+    assert (
+        span_attributes(responses, UpstreamInfo(), headers, {}, V1_41_CACHE_WRITE)["gen_ai.conversation.id"] == "conv_9"
+    )
+    plain = span_attributes(
+        finished_call(status_code=200), UpstreamInfo(), parse_request_headers({}), {}, V1_41_CACHE_WRITE
+    )
+    assert not {"gen_ai.conversation.id", "gen_ai.agent.name", "gen_ai.agent.id"} & set(plain)

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from datetime import datetime
 
+from wire.agents import SESSION_HEADERS, SUBAGENT_HEADERS, AgentSession, agent_session
 from wire.values import label
 
 # Rate-limit budgets a vendor may state.
@@ -115,7 +116,7 @@ def request_id_of(headers: Mapping[str, str], names: tuple[str, ...]) -> str | N
 # The request header fields every call keeps (besides the key, masked at once, and its vendor's
 # own, `Vendor.request_headers`): the trace context and the client's User-Agent.
 TRACE_HEADERS = ("traceparent", "tracestate")
-REQUEST_HEADERS = (*TRACE_HEADERS, "user-agent")
+REQUEST_HEADERS = (*TRACE_HEADERS, "user-agent", *SESSION_HEADERS, *SUBAGENT_HEADERS)
 # Trace context headers longer than this are not W3C-valid anyway; ignore them.
 MAX_TRACE_HEADER_LENGTH = 512
 MAX_USER_AGENT_LENGTH = 256
@@ -151,10 +152,11 @@ def parse_user_agent(user_agent: str | None) -> Client:
 
 @dataclass
 class RequestInfo:
-    """What the request's common headers say: the client."""
+    """What the request's common headers say: the client, and the agent session it is part of."""
 
     user_agent: str | None = None  # as sent, cut at MAX_USER_AGENT_LENGTH
     client: Client = field(default_factory=Client)
+    session: AgentSession | None = None
 
 
 _TRACEPARENT = re.compile(r"^[0-9a-f]{2}-([0-9a-f]{32})-([0-9a-f]{16})-[0-9a-f]{2}")
@@ -172,5 +174,7 @@ def parse_traceparent(value: str | None) -> tuple[int, int] | None:
 def parse_request_headers(headers: Mapping[str, str]) -> RequestInfo:
     user_agent = headers.get("user-agent")
     return RequestInfo(
-        user_agent=user_agent[:MAX_USER_AGENT_LENGTH] if user_agent else None, client=parse_user_agent(user_agent)
+        user_agent=user_agent[:MAX_USER_AGENT_LENGTH] if user_agent else None,
+        client=parse_user_agent(user_agent),
+        session=agent_session(headers),
     )

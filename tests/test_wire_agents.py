@@ -1,0 +1,51 @@
+"""The agent session of a call, from the request shapes each agent sends
+(tests/fixtures/agents/agents-on-the-wire.md)."""
+
+import pytest
+
+from wire.agents import AgentSession, agent_session, conversation_id
+from wire.headers import REQUEST_HEADERS, parse_request_headers
+
+SESSION = "3f2b8c1e-7d4a-4e5b-9c6f-0a1b2c3d4e5f"
+
+
+@pytest.mark.parametrize(
+    ("headers", "expected"),
+    [
+        # Claude Code 2.1: the main agent, then a Task sub-agent (the parent's session, its own id).
+        (
+            {"x-claude-code-session-id": SESSION, "user-agent": "claude-cli/2.1.332 (external, sdk-cli)"},
+            (SESSION, None),
+        ),
+        ({"x-claude-code-session-id": SESSION, "x-claude-code-agent-id": "agent_7"}, (SESSION, "agent_7")),
+        # Codex CLI: `session-id` since 0.131, `session_id` before; a sub-agent says which.
+        ({"session-id": SESSION, "originator": "codex_cli_rs"}, (SESSION, None)),
+        ({"session_id": SESSION}, (SESSION, None)),
+        ({"session-id": SESSION, "x-openai-subagent": "review"}, (SESSION, "review")),
+        ({"x-opencode-session": "ses_01JZ"}, ("ses_01JZ", None)),
+        ({"x-copilot-session-id": "c0p1l0t"}, ("c0p1l0t", None)),
+        ({"x-qwen-code-session-id": SESSION}, (SESSION, None)),
+    ],
+)
+def test_each_agents_session_header_names_the_session(headers, expected):
+    assert agent_session(headers) == AgentSession(*expected)
+
+
+def test_a_call_without_a_session_header_has_none():
+    assert agent_session({"user-agent": "OpenAI/Python 1.54.3"}) is None
+    assert agent_session({"x-claude-code-session-id": "  "}) is None  # blank is not a session
+
+
+def test_long_or_odd_ids_are_recorded_as_their_hash():
+    long = "x" * 200
+    hashed = conversation_id(long)
+    assert hashed.startswith("sha256:") and len(hashed) == 7 + 32 and hashed == conversation_id(long)
+    assert conversation_id("line\nbreak").startswith("sha256:")
+    assert agent_session({"session-id": long}) == AgentSession(hashed)
+
+
+def test_the_headers_are_recorded_and_read_with_the_request():
+    """The hooks pass the session headers on (REQUEST_HEADERS); the telemetry side reads them."""
+    assert {"x-claude-code-session-id", "session-id", "x-claude-code-agent-id"} <= set(REQUEST_HEADERS)
+    info = parse_request_headers({"x-claude-code-session-id": SESSION, "user-agent": "claude-cli/2.1.332"})
+    assert info.session == AgentSession(SESSION) and info.client.name == "claude-cli"

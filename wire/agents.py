@@ -1,0 +1,53 @@
+"""The agent session a call belongs to, from the headers agents send with every request
+(facts and sources: tests/fixtures/agents/agents-on-the-wire.md): the session's id, and a sub-agent's.
+
+A session id is not a credential, but it comes from the client: it is recorded as it is when
+short and printable, and otherwise as a hash of it (`conversation_id`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+# The header each agent names its session with, first found wins (lower-case names).
+SESSION_HEADERS = (
+    "x-claude-code-session-id",  # Claude Code, since 2.1.86
+    "session-id",  # Codex CLI since rust-v0.131.0
+    "session_id",  # Codex CLI before
+    "x-opencode-session",  # OpenCode (Zen / Go)
+    "x-copilot-session-id",  # GitHub Copilot
+    "x-qwen-code-session-id",  # Qwen Code
+)
+# The header a sub-agent's requests carry its own id in (its session is its parent's).
+SUBAGENT_HEADERS = (
+    "x-claude-code-agent-id",  # Claude Code's Task / Agent tool
+    "x-openai-subagent",  # Codex CLI
+)
+MAX_ID_LENGTH = 64
+
+
+@dataclass(frozen=True)
+class AgentSession:
+    """The session a call belongs to; `subagent_id` when a sub-agent made it."""
+
+    session_id: str
+    subagent_id: str | None = None
+
+
+def conversation_id(value: str) -> str:
+    """A client's id as recorded: itself when short and printable, else `sha256:` and 32 hex digits
+    of its hash (the same id gives the same value, and nothing long or odd reaches a backend)."""
+    if len(value) <= MAX_ID_LENGTH and value.isprintable():
+        return value
+    return "sha256:" + hashlib.sha256(value.encode("utf-8", "surrogateescape")).hexdigest()[:32]
+
+
+def agent_session(headers: Mapping[str, str]) -> AgentSession | None:
+    """The session the request's headers name (lower-case names), or None."""
+    session = next((value.strip() for name in SESSION_HEADERS if (value := headers.get(name, "")).strip()), None)
+    if session is None:
+        return None
+    subagent = next((value.strip() for name in SUBAGENT_HEADERS if (value := headers.get(name, "")).strip()), None)
+    return AgentSession(conversation_id(session), conversation_id(subagent) if subagent else None)
