@@ -1,9 +1,12 @@
 """The agent session of a call, from the request shapes each agent sends
 (tests/fixtures/agents/agents-on-the-wire.md)."""
 
+import json
+
 import pytest
 
-from wire.agents import AgentSession, agent_session, conversation_id
+from wire import anthropic_messages
+from wire.agents import AgentSession, agent_session, claude_code_session, conversation_id
 from wire.headers import REQUEST_HEADERS, parse_request_headers
 
 SESSION = "3f2b8c1e-7d4a-4e5b-9c6f-0a1b2c3d4e5f"
@@ -49,3 +52,35 @@ def test_the_headers_are_recorded_and_read_with_the_request():
     assert {"x-claude-code-session-id", "session-id", "x-claude-code-agent-id"} <= set(REQUEST_HEADERS)
     info = parse_request_headers({"x-claude-code-session-id": SESSION, "user-agent": "claude-cli/2.1.332"})
     assert info.session == AgentSession(SESSION) and info.client.name == "claude-cli"
+
+
+@pytest.mark.parametrize(
+    ("user_id", "expected"),
+    [
+        # Claude Code since 2.1.78: a JSON object in the string.
+        (f'{{"device_id":"{"d" * 64}","account_uuid":"","session_id":"{SESSION}"}}', SESSION),
+        # Before: user_<64 hex>_account_<uuid>_session_<uuid>.
+        (f"user_{'a' * 64}_account_11111111-2222-3333-4444-555555555555_session_{SESSION}", SESSION),
+        ("some-other-client-user", None),
+        ('{"session_id": 7}', None),
+        ("{not json", None),
+        ('{"session_id": "s"}' + " " * 2000, None),  # too long to read
+        (None, None),
+    ],
+)
+def test_claude_codes_session_in_metadata_user_id(user_id, expected):
+    assert claude_code_session(user_id) == expected
+
+
+def test_an_anthropic_request_names_claude_codes_session_from_its_metadata():
+    body = json.dumps(
+        {
+            "model": "claude-sonnet-4-6",
+            "max_tokens": 32,
+            "messages": [],
+            "metadata": {"user_id": f'{{"device_id":"{"d" * 64}","account_uuid":"","session_id":"{SESSION}"}}'},
+        }
+    ).encode()
+    request = anthropic_messages.API.parse_request(body)
+    assert request.conversation_id == SESSION
+    assert "d" * 16 not in repr(request)  # the device id is never kept

@@ -8,6 +8,7 @@ short and printable, and otherwise as a hash of it (`conversation_id`).
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -26,6 +27,9 @@ SUBAGENT_HEADERS = (
     "x-openai-subagent",  # Codex CLI
 )
 MAX_ID_LENGTH = 64
+# Claude Code's `metadata.user_id` is about 200 characters; a longer one is not read (it may be
+# parsed on mitmproxy's event loop, with a request that may stream).
+MAX_USER_ID_LENGTH = 1024
 
 
 @dataclass(frozen=True)
@@ -42,6 +46,25 @@ def conversation_id(value: str) -> str:
     if len(value) <= MAX_ID_LENGTH and value.isprintable():
         return value
     return "sha256:" + hashlib.sha256(value.encode("utf-8", "surrogateescape")).hexdigest()[:32]
+
+
+def claude_code_session(user_id: object) -> str | None:
+    """The session in a Claude Code request body's `metadata.user_id`, which names it for versions
+    without the session header: a JSON object serialised into the string since 2.1.78
+    (`{"device_id": …, "account_uuid": …, "session_id": …}`), `user_…_account_…_session_<uuid>`
+    before. The rest of it (device and account) is never recorded."""
+    if not isinstance(user_id, str) or len(user_id) > MAX_USER_ID_LENGTH:
+        return None
+    session: object = None
+    if user_id.startswith("{"):
+        try:
+            decoded = json.loads(user_id)
+        except ValueError:
+            return None
+        session = decoded.get("session_id") if isinstance(decoded, dict) else None
+    elif "_session_" in user_id:
+        session = user_id.rpartition("_session_")[2]
+    return conversation_id(session.strip()) if isinstance(session, str) and session.strip() else None
 
 
 def agent_session(headers: Mapping[str, str]) -> AgentSession | None:

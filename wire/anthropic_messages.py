@@ -13,6 +13,7 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
+from wire.agents import claude_code_session
 from wire.call import Route, WireApi
 from wire.content import (
     CapturedContent,
@@ -81,7 +82,16 @@ class AnthropicVendor(Vendor):
 ANTHROPIC = AnthropicVendor("anthropic")
 
 _REQUEST_MEMBERS = member_pattern(
-    "model", "max_tokens", "temperature", "top_p", "top_k", "stop_sequences", "stream", "thinking", "service_tier"
+    "model",
+    "max_tokens",
+    "temperature",
+    "top_p",
+    "top_k",
+    "stop_sequences",
+    "stream",
+    "thinking",
+    "service_tier",
+    "metadata",
 )
 _RESPONSE_MEMBERS = member_pattern("id", "model", "type", "stop_reason", "usage")
 # Delta types that carry output (a signature_delta only closes a thinking block).
@@ -287,6 +297,8 @@ class Messages(WireApi):
             max_tokens=integer(data.get("max_tokens")),
             stop_sequences=labels(data.get("stop_sequences")),
             service_tier=label(data.get("service_tier")),
+            # Claude Code's session, for versions that do not send it as a header (`wire.agents`).
+            conversation_id=claude_code_session(obj(data.get("metadata")).get("user_id")),
             attributes={"request.thinking.budget_tokens": budget} if budget is not None else {},
         )
 
