@@ -32,6 +32,7 @@ from presentation import USAGE_REMOVED, LLMStreamView, ShownCalls
 from settings import CAPTURE_CONTENT_VARIABLE, Settings
 from summary import NO_CALLS
 from telemetry_process import ATTRIBUTIONS, TelemetrySink, TelemetryStartError, telemetry_process
+from wire.agents import DEFAULT_SESSION_IDLE_S
 from wire.call import Call, Endpoint, Origin, SocketRecord
 from wire.content import MAX_PART_CHARS, CapturedContent
 from wire.headers import MAX_TRACE_HEADER_LENGTH, REQUEST_HEADERS, TRACE_HEADERS, parse_traceparent
@@ -321,6 +322,15 @@ class GenAIMeter:
                 "API key too (one series per key and client: mind the cardinality)."
             ),
             choices=ATTRIBUTIONS,
+        )
+        loader.add_option(
+            "genai_session_idle",
+            int,
+            DEFAULT_SESSION_IDLE_S,
+            (
+                "Seconds without a call after which an agent session (Claude Code's, Codex's, ...) ends: "
+                "its invoke_agent span, over the session's calls, is recorded then, or at exit."
+            ),
         )
         loader.add_option(
             "genai_legacy_metrics",

@@ -59,7 +59,17 @@ class Settings:
             changes["stream_unmetered"] = options.genai_stream_unmetered
         if "genai_stream_store_limit" in updated:
             changes["stream_store_limit"] = options.genai_stream_store_limit
-        if {"genai_legacy_metrics", "genai_legacy_completion_id", "genai_metric_attribution"} & updated:
+        options_of_calls = {
+            "genai_legacy_metrics",
+            "genai_legacy_completion_id",
+            "genai_metric_attribution",
+            "genai_session_idle",
+        }
+        if options_of_calls & updated:
+            if options.genai_session_idle <= 0:
+                raise exceptions.OptionsError(
+                    f"Invalid genai_session_idle {options.genai_session_idle}: a number of seconds above 0"
+                )
             if options.genai_metric_attribution not in ATTRIBUTIONS:
                 raise exceptions.OptionsError(
                     f"Invalid genai_metric_attribution {options.genai_metric_attribution!r}: "
@@ -69,6 +79,7 @@ class Settings:
                 legacy_metrics=options.genai_legacy_metrics,
                 legacy_completion_id=options.genai_legacy_completion_id,
                 attribution=options.genai_metric_attribution,
+                session_idle_s=options.genai_session_idle,
             )
         if {"genai_prices", "genai_prices_update"} & updated:
             user_file, update_url = options.genai_prices, options.genai_prices_update

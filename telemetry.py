@@ -40,6 +40,7 @@ from otel import export
 from otel.attributes import CLIENT_ATTRIBUTE, BoundedValues, metric_attributes, span_attributes
 from otel.conventions import V0_1_0, V1_41, Instruments, latest_experimental_opted_in
 from otel.export import DEFAULT_SPAN_QUEUE, GuardedSpanExporter, build_resource, quiet_exporter_logs
+from otel.sessions import OpenSession, Sessions
 from pricing import Prices
 from summary import UsageSummary
 from telemetry_process import MetricOptions, UsePrices
@@ -58,6 +59,12 @@ SHUTDOWN_BUDGET_S = telemetry_process.SHUTDOWN_BUDGET_S
 # so that its usage is counted once.
 FETCH_RESPONSE = "fetch_response"
 MAX_COUNTED_RESPONSES = 10_000
+
+
+def _parent(trace_id: int, span_id: int) -> Context:
+    """A context whose current span is the (local, sampled) span with these ids."""
+    context = SpanContext(trace_id, span_id, is_remote=False, trace_flags=TraceFlags(TraceFlags.SAMPLED))
+    return set_span_in_context(NonRecordingSpan(context))
 
 
 class PresetIds(RandomIdGenerator):
@@ -106,6 +113,7 @@ class Telemetry:
         self.prices = Prices()
         self._price_updates: UpdatePrices | None = None
         self.summary = UsageSummary()
+        self.sessions = Sessions()  # the agent sessions open, their calls' traces (`otel.sessions`)
         # Where descriptions of shown calls go (in batches): the reply pipe in the telemetry process.
         self.on_description: Callable[[Sequence[Description]], None] | None = None
         # The response ids whose usage was counted (bounded): a response fetched again is not counted twice.
@@ -164,7 +172,44 @@ class Telemetry:
             self.instruments.token_cost.record(call.cost_usd, spend)
         upstream = call.upstream()
         self._record_rate_limits(call, upstream.rate_limits)
-        self._record_span(call, upstream, headers, attributes)
+        session = None
+        if headers.session is not None:
+            self.sessions.idle_s = options.session_idle_s
+            session = self.sessions.add(call, headers.client.name, headers.session.session_id)
+        self._record_span(call, upstream, headers, attributes, session)
+        self.end_idle_sessions()
+
+    def end_idle_sessions(self) -> None:
+        """Record the span of each agent session that has been idle long enough."""
+        for session in self.sessions.ended():
+            self._record_agent_span(session)
+
+    def _record_agent_span(self, session: OpenSession) -> None:
+        """`invoke_agent {agent}`: the session's span, with the ids its calls named as their parent."""
+        attributes: dict[str, Any] = {
+            "gen_ai.operation.name": "invoke_agent",
+            "gen_ai.provider.name": session.provider,
+            "gen_ai.agent.name": session.agent,
+            "gen_ai.conversation.id": session.session_id,
+            "gen_ai.usage.input_tokens": session.input_tokens,
+            "gen_ai.usage.output_tokens": session.output_tokens,
+            "genai.session.calls": session.calls,
+            "genai.session.errors": session.errors,
+            "genai.session.model_time_s": round(session.model_time_s, 6),
+        }
+        if session.cost_usd is not None:
+            attributes["gen_ai.usage.cost_usd"] = session.cost_usd
+        self._ids.next_ids = (session.trace_id, session.span_id)
+        try:
+            span = self._tracer.start_span(
+                f"invoke_agent {session.agent}",
+                kind=SpanKind.INTERNAL,
+                attributes=attributes,
+                start_time=session.start_ns,
+            )
+        finally:
+            self._ids.next_ids = None
+        span.end(end_time=session.end_ns)
 
     def _attribution(self, call: Call, headers: RequestInfo, attribution: str) -> dict[str, str]:
         """Who spent it, as attributes of the token-usage and cost metrics (genai_metric_attribution):
@@ -207,15 +252,22 @@ class Telemetry:
             self.instruments.legacy.add("completion_tokens", attributes, usage.output_tokens)
 
     def _record_span(
-        self, call: Call, upstream: UpstreamInfo, headers: RequestInfo, metric_attributes: Mapping[str, Any]
+        self,
+        call: Call,
+        upstream: UpstreamInfo,
+        headers: RequestInfo,
+        metric_attributes: Mapping[str, Any],
+        session: OpenSession | None,
     ) -> None:
+        """The call's span: the child of its WebSocket session's span, else of the client's own
+        trace context, else of its agent session's span (`otel.sessions`)."""
         parent: Context | None = None
         if call.session_span is not None:  # an operation of a WebSocket session: its child
-            trace_id, span_id = call.session_span
-            session = SpanContext(trace_id, span_id, is_remote=False, trace_flags=TraceFlags(TraceFlags.SAMPLED))
-            parent = set_span_in_context(NonRecordingSpan(session))
+            parent = _parent(*call.session_span)
         elif "traceparent" in call.origin.request_headers:
             parent = self._propagator.extract(carrier=call.origin.request_headers)
+        elif session is not None:
+            parent = _parent(session.trace_id, session.span_id)
         model = call.request_model
         span = self._tracer.start_span(
             f"{call.operation} {model}" if model else call.operation,
@@ -294,6 +346,8 @@ class Telemetry:
         whether everything finished in time.
         """
         budget_ms = int(budget_s * 1000)
+        for session in self.sessions.close():  # the sessions still open: their spans are not lost
+            self._record_agent_span(session)
 
         def close() -> None:
             self.tracer_provider.force_flush(budget_ms // 2)

@@ -142,6 +142,7 @@ def serve(
             replies.send(SummaryReply(instance.summary_table()))
             changed_since = 0.0
         if paused:
+            instance.end_idle_sessions()  # a session that ends while no call comes
             continue
         batch = read_batch(batches)
         if batch is None:

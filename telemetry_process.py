@@ -59,6 +59,7 @@ import wire.headers
 import wire.records
 import wire.socket
 from errors import UnexpectedErrors
+from wire.agents import DEFAULT_SESSION_IDLE_S
 from wire.call import Call, SocketRecord
 from wire.describe import Description
 
@@ -92,12 +93,13 @@ ATTRIBUTIONS = ("none", "client", "client+key")
 
 
 class MetricOptions(NamedTuple):
-    """Record the following calls with these options (the addon's genai_legacy_* and
-    genai_metric_attribution)."""
+    """Record the following calls with these options (the addon's genai_legacy_*,
+    genai_metric_attribution and genai_session_idle)."""
 
     legacy_metrics: bool = True
     legacy_completion_id: bool = False
     attribution: str = "none"  # one of ATTRIBUTIONS: what the token-usage and cost metrics also carry
+    session_idle_s: float = DEFAULT_SESSION_IDLE_S  # an agent session ends after this long without a call
 
 
 class UsePrices(NamedTuple):

@@ -1067,6 +1067,15 @@ def test_a_successful_answer_that_cannot_be_read_says_usage_unavailable(context,
     assert "genai.usage.unavailable" not in audio.attributes
 
 
+def test_an_agent_session_idle_time_must_be_positive(context):
+    metering, tctx = context
+    tctx.configure(metering, genai_session_idle=60)
+    assert metering.settings.metric_options.session_idle_s == 60
+    with pytest.raises(exceptions.OptionsError, match="Invalid genai_session_idle 0"):
+        tctx.configure(metering, genai_session_idle=0)
+    assert metering.settings.metric_options.session_idle_s == 60
+
+
 def test_a_bad_option_at_start_is_one_error_line_and_at_run_time_an_options_error(sink, caplog):
     """At start mitmproxy's script loader would print a traceback around the reason; one error line
     is enough, and mitmproxy exits on it (errorcheck). At run time the value is refused, the old kept."""

@@ -654,11 +654,18 @@ def test_mitmweb_shows_comments_marks_the_stream_view_and_the_summary(world: Wor
 
 
 def test_mitmdump_prints_the_usage_summary_when_it_exits(world: World):
-    with Mitmdump(world.proxy_args(), world.env, world.tmp / "conf-summary") as proxy:
+    env = {**world.env, "OTEL_SERVICE_NAME": "e2e-summary"}
+    with Mitmdump(world.proxy_args(), env, world.tmp / "conf-summary") as proxy:
         client = world.reverse_client(proxy)
         for _ in range(3):
             client.chat.completions.create(model="gpt-4o-mini", messages=messages())
         client.close()
+        # The telemetry process has recorded the three calls (it runs only on an idle core, and the
+        # suite's workers keep the cores busy), and sends its summary within a second of that.
+        world.receiver.wait_for(
+            lambda: len([s for s in world.receiver.spans() if s.resource.get("service.name") == "e2e-summary"]) >= 3
+        )
+        time.sleep(1.5)
     table = proxy.output.split("LLM API usage through this proxy:", 1)[1]
     # The model asked for, and once the snapshot that answered.
     row = next(line for line in table.splitlines() if "gpt-4o-mini (gpt-4o-mini-2024-07-18)" in line).split()

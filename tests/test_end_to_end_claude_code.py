@@ -24,6 +24,7 @@ import pytest
 from harness.e2e import World
 from harness.fake_anthropic import prompt_tokens
 from harness.mitmdump import ROOT, Mitmdump, reverse_args
+from otel.sessions import session_trace
 
 CLAUDE = ROOT / "harness" / "claude-code" / "node_modules" / ".bin" / "claude"
 ACCESS_KEY = "AKIAQ2CLAUDEC0DE7XW5"
@@ -100,6 +101,9 @@ def assert_metered_exactly(world: World, received_before: int, server: str, resu
     assert len(sessions) == 1 and None not in sessions
     assert {s.attributes.get("gen_ai.conversation.id") for s in spans} == sessions
     assert {s.attributes.get("gen_ai.agent.name") for s in spans} == {"claude-cli"}
+    (session,) = sessions
+    assert session is not None
+    assert {s.trace_id for s in spans} == {f"{session_trace(session)[0]:032x}"}  # one trace per session
     (turn,) = [s for s in spans if s.attributes["gen_ai.request.model"] == MODEL]
     body = json.loads(sent[-1].body)
     assert turn.attributes["gen_ai.usage.input_tokens"] == prompt_tokens(body) == result["usage"]["input_tokens"]

@@ -127,14 +127,14 @@ def test_exported_token_sums_are_exactly_what_the_sdks_were_told(scraped):
         expr = f'sum by (gen_ai_response_model) (gen_ai_client_token_usage_sum{{gen_ai_token_type="{token_type}"}})'
         want = expected[token_type]
         assert wait_until(lambda expr=expr, want=want: prometheus.values(expr, "gen_ai_response_model") == want)
-    errors = prometheus.values(
-        'sum by (error_type) (gen_ai_client_operation_duration_seconds_count{error_type!=""})', "error_type"
+    errors = 'sum by (error_type) (gen_ai_client_operation_duration_seconds_count{error_type!=""})'
+    want_errors = {"rate_limit_exceeded": 2, "overloaded_error": 2}
+    assert wait_until(lambda: prometheus.values(errors, "error_type") == want_errors), prometheus.values(
+        errors, "error_type"
     )
-    assert errors == {"rate_limit_exceeded": 2, "overloaded_error": 2}
-    providers = prometheus.values(
-        "sum by (gen_ai_provider_name) (gen_ai_client_operation_duration_seconds_count)", "gen_ai_provider_name"
-    )
-    assert providers == {"openai": 12, "anthropic": 8}
+    providers = "sum by (gen_ai_provider_name) (gen_ai_client_operation_duration_seconds_count)"
+    want_providers = {"openai": 12, "anthropic": 8}
+    assert wait_until(lambda: prometheus.values(providers, "gen_ai_provider_name") == want_providers)
 
 
 def test_who_spent_it_is_the_sdk_that_made_the_call(scraped):

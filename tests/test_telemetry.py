@@ -14,6 +14,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind, StatusCode
 
 import telemetry
+from otel.sessions import Sessions, session_trace
 from telemetry import Telemetry
 from telemetry_process import MetricOptions
 from tests.builders import finished_call, origin
@@ -760,3 +761,41 @@ def test_a_shown_call_is_described_back_after_it_is_parsed_and_priced():
     assert description.call_id == 41 and not description.failed
     assert shown.cost_usd and f"${shown.cost_usd:.6f}" in description.text and "1000→100 tok" in description.text
     instance.shutdown(1)
+
+
+def test_the_calls_of_an_agent_session_share_a_trace_under_its_invoke_agent_span(sink):
+    instance, spans, _ = sink
+    clock = [0.0]
+    instance.sessions = Sessions(clock=lambda: clock[0])  # idle for genai_session_idle: 300 s
+    headers = {"user-agent": "claude-cli/2.1.332 (external, sdk-cli)", "x-claude-code-session-id": "s-42"}
+    for number in range(2):
+        record(instance, make_call(request_headers=headers, start_time_ns=(1_700_000_000 + number) * 10**9))
+    traced = {**headers, "traceparent": f"00-{TRACE_ID}-{PARENT_ID}-01"}
+    record(instance, make_call(request_headers=traced))  # the client's own trace wins
+    instance.tracer_provider.force_flush()
+    assert not [s for s in spans.get_finished_spans() if s.name.startswith("invoke_agent")]  # still open
+    clock[0] = 301.0
+    instance.end_idle_sessions()
+    instance.tracer_provider.force_flush()
+    finished = spans.get_finished_spans()
+    (agent,) = [s for s in finished if s.name == "invoke_agent claude-cli"]
+    calls = [s for s in finished if s.name.startswith("chat")]
+    trace_id, span_id = session_trace("s-42")
+    assert (agent.context.trace_id, agent.context.span_id) == (trace_id, span_id)
+    assert [(s.context.trace_id, s.parent.span_id) for s in calls[:2]] == [(trace_id, span_id)] * 2
+    assert calls[2].context.trace_id == int(TRACE_ID, 16)
+    assert agent.attributes["genai.session.calls"] == 3  # counted, whichever trace it is in
+    assert agent.attributes["gen_ai.usage.input_tokens"] == 300
+    assert agent.attributes["gen_ai.conversation.id"] == "s-42"
+    assert agent.attributes["gen_ai.operation.name"] == "invoke_agent"
+
+
+def test_sessions_still_open_at_shutdown_are_recorded():
+    spans = InMemorySpanExporter()
+    instance = Telemetry(span_exporters=[spans], metric_readers=[])
+    headers = {"user-agent": "codex_exec/0.171.0", "session-id": "s-7"}
+    instance.record(make_call(request_headers=headers), MetricOptions())
+    assert instance.shutdown(5)
+    assert [s.name for s in spans.get_finished_spans() if s.name.startswith("invoke_agent")] == [
+        "invoke_agent codex_exec"
+    ]

@@ -27,6 +27,8 @@ SUBAGENT_HEADERS = (
     "x-openai-subagent",  # Codex CLI
 )
 MAX_ID_LENGTH = 64
+# A session ends after this long without a call (the addon's genai_session_idle).
+DEFAULT_SESSION_IDLE_S = 300
 # Claude Code's `metadata.user_id` is about 200 characters; a longer one is not read (it may be
 # parsed on mitmproxy's event loop, with a request that may stream).
 MAX_USER_ID_LENGTH = 1024
