@@ -16,6 +16,7 @@ from wire.describe import UNPRICED, format_usd
 # Durations kept per row for the percentiles: a uniform sample once there are more calls.
 SAMPLE_SIZE = 2048
 MAX_ROWS = 500
+SESSIONS_SHOWN = 10  # the agent sessions table: the most expensive
 NO_CALLS = "No LLM API calls observed yet."
 
 
@@ -99,6 +100,26 @@ class Row(Spend):
             self.reasoning_tokens += call.usage.reasoning_tokens or 0
 
 
+@dataclass
+class SessionSpend(Spend):
+    """One agent session: what a `Spend` counts, the tokens read from the cache, and its calls'
+    durations added up (the time the model took; the rest of the session was the agent's)."""
+
+    cached_tokens: int = 0
+    model_time_s: float = 0.0
+
+    def add(self, call: Call) -> None:
+        super().add(call)
+        self.model_time_s += call.duration_s
+        if call.usage is not None:
+            self.cached_tokens += call.usage.cache_read_tokens or 0
+
+    def session_cells(self) -> tuple[str, ...]:
+        share = f"{self.cached_tokens / self.input_tokens:.0%}" if self.input_tokens else "-"
+        calls, input_tokens, output_tokens, cost = self.cells()
+        return calls, input_tokens, share, output_tokens, cost, f"{self.model_time_s:.1f}"
+
+
 def _bounded[K](rows: dict[K, Any], key: K, other: K) -> K:
     """`key`, or `other` once `rows` holds MAX_ROWS others: client names and keys come from clients."""
     return key if key in rows or len(rows) < MAX_ROWS else other
@@ -119,20 +140,27 @@ def _render(lines: list[tuple[str, ...]], left: int) -> str:
 
 
 class UsageSummary:
-    def __init__(self) -> None:
+    def __init__(self, sessions_shown: int = SESSIONS_SHOWN) -> None:
+        self.sessions_shown = sessions_shown
         self.rows: dict[tuple[str, str], Row] = {}
         self.by_client: dict[str, Spend] = {}
         self.by_key: dict[str, Spend] = {}
+        self.by_session: dict[tuple[str, str], SessionSpend] = {}  # (agent, session id)
 
     def reset(self) -> None:
         self.rows.clear()
         self.by_client.clear()
         self.by_key.clear()
+        self.by_session.clear()
 
-    def add(self, call: Call, client: str) -> None:
-        """One finished call; `client` is its client's label (`wire.headers.Client.label`)."""
+    def add(self, call: Call, client: str, session: tuple[str, str] | None = None) -> None:
+        """One finished call; `client` is its client's label (`wire.headers.Client.label`),
+        `session` its agent and agent session (`wire.agents`), if it named one."""
         for spends, name in ((self.by_client, client), (self.by_key, call.origin.api_key)):
             spends.setdefault(_bounded(spends, name, "_OTHER"), Spend()).add(call)
+        if session is not None:
+            key = _bounded(self.by_session, session, (session[0], "_OTHER"))
+            self.by_session.setdefault(key, SessionSpend()).add(call)
         # By the model asked for: a failed call has no response model, and one model must not
         # make two rows (its answers under the dated snapshot, its failures under its name).
         key = _bounded(self.rows, (call.origin.provider, call.request_model or "?"), (call.origin.provider, "_OTHER"))
@@ -174,6 +202,14 @@ class UsageSummary:
         for title, spends in (("client", self.by_client), ("key", self.by_key)):
             rows = [(name, *spend.cells()) for name, spend in sorted(spends.items())]
             text += ["", _render([(title, "calls", "input", "output", "cost USD"), *rows], left=1)]
+        if self.by_session:
+            costliest = sorted(self.by_session.items(), key=lambda item: -item[1].cost_usd)[: self.sessions_shown]
+            header = ("agent", "session", "calls", "input", "cached", "output", "cost USD", "model time s")
+            rows = [(agent, session, *spend.session_cells()) for (agent, session), spend in costliest]
+            more = len(self.by_session) - len(rows)
+            text += ["", _render([header, *rows], left=2)]
+            if more:
+                text.append(f"{more} more sessions (the {self.sessions_shown} that cost most are shown).")
         return "\n".join(text)
 
     @staticmethod
