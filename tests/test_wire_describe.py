@@ -42,6 +42,13 @@ def test_summary_line_names_model_tokens_timing_and_errors():
     assert summarize(call).startswith("error rate_limit_exceeded (429) · 1.234s")  # what matters first
 
 
+def test_the_line_of_an_agents_call_ends_with_its_session():
+    headers = {"x-claude-code-session-id": "3f2b8c1e-7d4a-4e5b-9c6f-0a1b2c3d4e5f"}
+    line = summarize(finished_call(request_headers=headers, request=ApiRequest(model="claude-x"), status_code=200))
+    assert line.endswith("· chat claude-x · session 3f2b8c1e")
+    assert "session" not in summarize(finished_call(request=ApiRequest(model="claude-x"), status_code=200))
+
+
 def test_small_costs_keep_their_digits_and_no_price_is_not_zero():
     assert [format_usd(cost) for cost in (0.0123, 0.000123, 0.0000042, 4.2e-8, 0.0, None)] == [
         "0.012300",
