@@ -131,8 +131,9 @@ def test_streamed_chunks_reach_the_client_live(world: World):
     )
     chunks = [(time.monotonic(), chunk) for chunk in stream]
     received_at = [at for at, chunk in chunks if chunk.choices and chunk.choices[0].delta.content]
-    log = next(s for s in world.fake.streams if s.response_id == chunks[0][1].id)  # this stream's, by its id
-    assert log.finished_at is not None
+    log = world.receiver.wait_for(  # this stream's, by its id, once the fake has noted its end
+        lambda: next((s for s in world.fake.streams if s.response_id == chunks[0][1].id and s.finished_at), None), 5
+    )
     first_content_sent = log.sent_at[1]  # event 0 is the role-only opener
     assert received_at[0] < log.finished_at - 0.9
     assert received_at[0] - first_content_sent < 0.5
@@ -943,17 +944,22 @@ def first_and_last_arrival(proxy: Mitmdump, world: World, model: str) -> tuple[f
     """A paced stream through `proxy`: when its first and last chunk arrived, and when the fake sent its last."""
     started = time.monotonic()
     arrivals: list[float] = []
+    received = b""
     with world.reverse_client(proxy).chat.completions.with_streaming_response.create(
         model=model,
         messages=messages(),
         stream=True,
         extra_headers={"x-fake-chunks": "8", "x-fake-chunk-delay-ms": "150"},
     ) as response:
-        for _ in response.iter_bytes():
+        for piece in response.iter_bytes():
             arrivals.append(time.monotonic() - started)
-    # The fake's last paced stream (8 chunks 150 ms apart), not one of another test's streams.
-    log = next(s for s in reversed(world.fake.streams) if s.finished_at and s.sent_at[-1] - s.sent_at[0] > 0.9)
-    assert log.finished_at is not None
+            received += piece
+    # This stream's log in the fake (found by its response id; the fake notes its end just after
+    # sending it), not another test's.
+    response_id = re.search(rb'"id":\s*"([^"]+)"', received).group(1).decode()  # type: ignore[union-attr]
+    log = world.receiver.wait_for(
+        lambda: next((s for s in world.fake.streams if s.response_id == response_id and s.finished_at), None), 5
+    )
     return arrivals[0], arrivals[-1], log.finished_at - started
 
 
