@@ -40,9 +40,10 @@ def test_a_short_run_of_three_parts_measures_both_sides(tmp_path):
 
 
 @pytest.mark.end_to_end
+@pytest.mark.timeout(400)  # the telemetry process may catch up late on a busy machine (bench.soak.CATCH_UP_S)
 def test_a_short_soak_keeps_every_token_and_span_through_collector_outages():
     finished = subprocess.run(
-        [sys.executable, "-m", "bench.soak", "6"], cwd=ROOT, timeout=240, capture_output=True, text=True
+        [sys.executable, "-m", "bench.soak", "6"], cwd=ROOT, timeout=380, capture_output=True, text=True
     )
     assert finished.returncode == 0, finished.stdout + finished.stderr
     assert "collector outages" in finished.stdout and "FAIL" not in finished.stdout
