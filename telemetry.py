@@ -109,7 +109,7 @@ class Telemetry:
         self._tracer = self.tracer_provider.get_tracer(SCOPE_NAME, schema_url=conventions.schema_url)
         self._propagator = TraceContextTextMapPropagator()
         self.bounded = BoundedValues()
-        # Calls passed on unparsed are priced here; the addon sends its table (`use_prices`).
+        # Every call is priced here, with the prices the addon names (`use_prices`: a file, an update URL).
         self.prices = Prices()
         self._price_updates: UpdatePrices | None = None
         self.summary = UsageSummary()

@@ -236,7 +236,7 @@ class FrameQueue:
         self.bytes += len(frame)
 
     def prepend(self, frame: bytes, calls: int) -> None:
-        """Put a frame first (a restarted child's price table); nothing may be partly written."""
+        """Put a frame first (the settings a restarted child is sent again); nothing may be partly written."""
         assert not self._written_of_first
         self._frames.appendleft((frame, calls))
         self.bytes += len(frame)
