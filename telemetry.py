@@ -151,7 +151,7 @@ class Telemetry:
 
     def record(self, call: Call, options: MetricOptions) -> None:
         """Record one finished, parsed call as metrics, a span and a summary row. No I/O happens here."""
-        headers = parse_request_headers(call.origin.request_headers)
+        headers = parse_request_headers(call.origin.request_headers, call.request.agent_session)
         agent_session = (headers.client.name, headers.session.session_id) if headers.session else None
         self.summary.add(call, headers.client.label, agent_session)
         attributes = metric_attributes(call, self.bounded)

@@ -82,5 +82,10 @@ def test_an_anthropic_request_names_claude_codes_session_from_its_metadata():
         }
     ).encode()
     request = anthropic_messages.API.parse_request(body)
-    assert request.conversation_id == SESSION
+    assert request.agent_session == SESSION and request.conversation_id is None
+    # The session of the call, whichever of the body and a header names it (the header first).
+    assert agent_session({}, request.agent_session) == AgentSession(SESSION)
+    assert agent_session({"x-claude-code-session-id": "from-header"}, request.agent_session) == AgentSession(
+        "from-header"
+    )
     assert "d" * 16 not in repr(request)  # the device id is never kept

@@ -69,10 +69,16 @@ def claude_code_session(user_id: object) -> str | None:
     return conversation_id(session.strip()) if isinstance(session, str) and session.strip() else None
 
 
-def agent_session(headers: Mapping[str, str]) -> AgentSession | None:
-    """The session the request's headers name (lower-case names), or None."""
-    session = next((value.strip() for name in SESSION_HEADERS if (value := headers.get(name, "")).strip()), None)
+def _first(headers: Mapping[str, str], names: tuple[str, ...]) -> str | None:
+    return next((value.strip() for name in names if (value := headers.get(name, "")).strip()), None)
+
+
+def agent_session(headers: Mapping[str, str], body_session: str | None = None) -> AgentSession | None:
+    """The session of a request: the one its headers name (lower-case names), else the one its
+    body names (`ApiRequest.agent_session`: Claude Code's before the header), or None."""
+    named = _first(headers, SESSION_HEADERS)
+    session = conversation_id(named) if named is not None else body_session
     if session is None:
         return None
-    subagent = next((value.strip() for name in SUBAGENT_HEADERS if (value := headers.get(name, "")).strip()), None)
-    return AgentSession(conversation_id(session), conversation_id(subagent) if subagent else None)
+    subagent = _first(headers, SUBAGENT_HEADERS)
+    return AgentSession(session, conversation_id(subagent) if subagent else None)

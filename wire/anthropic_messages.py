@@ -298,7 +298,7 @@ class Messages(WireApi):
             stop_sequences=labels(data.get("stop_sequences")),
             service_tier=label(data.get("service_tier")),
             # Claude Code's session, for versions that do not send it as a header (`wire.agents`).
-            conversation_id=claude_code_session(obj(data.get("metadata")).get("user_id")),
+            agent_session=claude_code_session(obj(data.get("metadata")).get("user_id")),
             attributes={"request.thinking.budget_tokens": budget} if budget is not None else {},
         )
 

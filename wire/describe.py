@@ -65,7 +65,7 @@ def summarize(call: Call) -> str:
     if call.time_to_first_chunk_s is not None:
         parts.append(f"first content {call.time_to_first_chunk_s:.3f}s")
     parts.append(f"{call.operation} {call.billed_model or '?'}")
-    session = agent_session(call.origin.request_headers)
+    session = agent_session(call.origin.request_headers, call.request.agent_session)
     if session is not None:  # an agent's session (`wire.agents`): its first characters say which
         parts.append(f"session {session.session_id[:8]}")
     return " · ".join(parts)

@@ -171,10 +171,11 @@ def parse_traceparent(value: str | None) -> tuple[int, int] | None:
     return (trace_id, span_id) if trace_id and span_id else None
 
 
-def parse_request_headers(headers: Mapping[str, str]) -> RequestInfo:
+def parse_request_headers(headers: Mapping[str, str], body_session: str | None = None) -> RequestInfo:
+    """What the request's recorded headers say; `body_session`: the agent session its body names."""
     user_agent = headers.get("user-agent")
     return RequestInfo(
         user_agent=user_agent[:MAX_USER_AGENT_LENGTH] if user_agent else None,
         client=parse_user_agent(user_agent),
-        session=agent_session(headers),
+        session=agent_session(headers, body_session),
     )

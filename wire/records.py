@@ -87,7 +87,8 @@ class ApiRequest:
     output_type: str | None = None
     encoding_formats: list[str] | None = None
     dimensions: int | None = None
-    conversation_id: str | None = None  # the Responses API's conversation; Claude Code's session (wire.agents)
+    conversation_id: str | None = None  # the Responses API's conversation (Anthropic's API has none)
+    agent_session: str | None = None  # the agent session the body names (Claude Code's; `wire.agents`)
     previous_response_id: str | None = None
     input_characters: int | None = None  # text to speech: the input's length, what tts-1 bills
     # The API's own span attributes, named without its vendor's namespace (`request.voice`,
