@@ -29,7 +29,7 @@ from mitmproxy.flow import Error as FlowError
 import wire
 from errors import UnexpectedErrors
 from presentation import USAGE_REMOVED, LLMStreamView, ShownCalls
-from settings import CAPTURE_CONTENT_VARIABLE, Settings
+from settings import CAPTURE_CONTENT_VARIABLE, STREAM_STORE_LIMIT, Settings
 from summary import NO_CALLS
 from telemetry_process import ATTRIBUTIONS, TelemetrySink, TelemetryStartError, telemetry_process
 from wire.agents import DEFAULT_SESSION_IDLE_S
@@ -224,7 +224,6 @@ class GenAIMeter:
         process; an in-process `telemetry.Telemetry` in tests)."""
         self._telemetry_sink = telemetry
         self.settings = Settings()  # the options, parsed in `configure`
-        # The rule for each (host, port) seen: glob matching costs a microsecond or more per rule.
         self.hosts = HostMatcher(self.settings.rules)  # the metered host rule of a (host, port)
         self.telemetry: TelemetrySink | None = None
         self.errors = UnexpectedErrors(log)
@@ -350,7 +349,7 @@ class GenAIMeter:
         loader.add_option(
             "genai_stream_store_limit",
             int,
-            1024 * 1024,
+            STREAM_STORE_LIMIT,
             (
                 "Keep each streamed response, up to this many bytes, where flows are kept (mitmweb, the "
                 "console, -w), so that it can be inspected (0: keep none). mitmproxy's "
@@ -366,7 +365,7 @@ class GenAIMeter:
             self.telemetry.on_description = self.shown.arrived  # also after a script reload
 
     def _check_flows_are_kept(self) -> None:
-        self.shown.comments = ctx.master.addons.get("view") is not None or bool(_option("save_stream_file", None))
+        self.shown.flows_kept = ctx.master.addons.get("view") is not None or bool(_option("save_stream_file", None))
 
     def running(self) -> None:
         self.started = True
@@ -490,7 +489,7 @@ class GenAIMeter:
         stream = EventStream(headers.get("content-encoding"), accumulator, framer)
         state.stream = stream
         # A copy of the streamed body, unless mitmproxy keeps it itself (store_streamed_bodies).
-        keep_copy = self.shown.comments and not _option("store_streamed_bodies", False)
+        keep_copy = self.shown.flows_kept and not _option("store_streamed_bodies", False)
         store_limit = self.settings.stream_store_limit if keep_copy else 0
         state.tap = StreamTap(
             stream,

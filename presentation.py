@@ -44,7 +44,7 @@ class ShownCalls:
         self.log_lines = True  # mitmdump's flow_detail > 0: a log line per call, like its own
         # Flows outlive the call (mitmweb, the console, -w): views hear of each comment (it is set
         # whenever the call is shown).
-        self.comments = False
+        self.flows_kept = False
         self._max_waiting = max_waiting
         self._watching = watching or _someone_watches
         self._waiting: OrderedDict[int, tuple[http.HTTPFlow, int | None]] = OrderedDict()
@@ -54,7 +54,7 @@ class ShownCalls:
 
     @property
     def wanted(self) -> bool:
-        return self.log_lines or self.comments
+        return self.log_lines or self.flows_kept
 
     def on_loop(self, loop: asyncio.AbstractEventLoop) -> None:
         """Descriptions from other threads are applied on this loop, mitmproxy's."""
@@ -95,7 +95,7 @@ class ShownCalls:
             # One record for the batch: a record costs mitmdump as much as a tenth of a request
             # (bench part 7), whatever its length.
             log.info("%s", "\n".join(lines))
-        if self.comments and updated and self._watching():
+        if self.flows_kept and updated and self._watching():
             ctx.master.addons.trigger(hooks.UpdateHook(updated))  # mitmweb shows the new comments now
 
 

@@ -21,6 +21,7 @@ log = logging.getLogger("genai")
 CAPTURE_CONTENT_VARIABLE = "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"
 DEFAULT_METRIC_OPTIONS = MetricOptions()
 DEFAULT_PRICES = UsePrices()
+STREAM_STORE_LIMIT = 1024 * 1024  # genai_stream_store_limit's default
 
 
 def refused(reason: str) -> exceptions.OptionsError:
@@ -40,7 +41,7 @@ class Settings:
     capture_content: bool = False  # genai_capture_content, or its environment variable
     stream_usage: bool = True
     stream_unmetered: bool = True
-    stream_store_limit: int = 1024 * 1024
+    stream_store_limit: int = STREAM_STORE_LIMIT
     metric_options: MetricOptions = DEFAULT_METRIC_OPTIONS  # genai_legacy_* and genai_metric_attribution
     prices: UsePrices = DEFAULT_PRICES  # genai_prices and genai_prices_update
 

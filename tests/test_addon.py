@@ -609,7 +609,7 @@ def test_compatible_hosts_speak_the_dialect_their_route_says(context, sink, host
 
 def test_a_key_in_the_query_is_masked_and_the_query_is_shown_nowhere(context, sink, caplog):
     metering, _ = context
-    metering.shown.comments = True
+    metering.shown.flows_kept = True
     key = "AIzaSyQ1w2E3r4T5y6U7i8O9p0AsDfGhJkLzXcV"
     path = f"/v1beta/models/gemini-2.5-flash:generateContent?key={key}&alt=json"
     flow = chat_flow({"contents": [{"parts": [{"text": "hi"}]}]}, host="generativelanguage.googleapis.com", path=path)

@@ -34,7 +34,7 @@ def test_a_description_sets_the_comment_the_mark_and_the_log_line(caplog):
 
 def test_an_operation_of_a_session_counts_the_sessions_calls_and_views_hear_of_it():
     shown = ShownCalls(watching=lambda: True)
-    shown.comments = True
+    shown.flows_kept = True
     flow = tflow.twebsocketflow()
     number = shown.expect(flow, session_calls=3)
     views = View()
@@ -92,7 +92,7 @@ def test_unknown_and_forgotten_numbers_are_ignored():
 def test_a_batch_of_descriptions_is_one_update_for_the_views_and_one_log_record(caplog):
     """Both cost mitmproxy per event, not per line: a log record about a tenth of a request."""
     shown = ShownCalls(watching=lambda: True)
-    shown.comments = True
+    shown.flows_kept = True
     flows = [tflow.tflow() for _ in range(3)]
     batch = [Description(shown.expect(flow), f"call {n}", failed=False) for n, flow in enumerate(flows)]
     views = View()
@@ -107,7 +107,7 @@ def test_views_that_nobody_watches_are_not_updated():
     """mitmweb with no browser connected: the comment is set (a browser that connects later loads
     it with the flows), without serializing the flow once more for nobody."""
     shown = ShownCalls(watching=lambda: False)
-    shown.comments = True
+    shown.flows_kept = True
     flow = tflow.tflow()
     views = View()
     with taddons.context(views):
