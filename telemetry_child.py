@@ -109,7 +109,6 @@ def serve(
     and the parent decides when to stop.
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    _run_only_when_idle()
     logging.basicConfig(level=logging.INFO, handlers=[_ReplyHandler(replies)], force=True)
     quiet_exporter_logs()
     if schema is not None and schema != telemetry_process.schema_version():
@@ -130,6 +129,9 @@ def serve(
         replies.send(StatusReply(start_error(error, os.environ)))
         return 2
     replies.send(StatusReply())
+    # Only now: mitmdump waits for the reply above before it listens, and on a machine whose
+    # cores are busy an idle-only process would never send it (mitmdump then ran without telemetry).
+    _run_only_when_idle()
     described: list[Description] = []  # the shown calls of the batch being recorded
     instance.on_description = described.extend
 

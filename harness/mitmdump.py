@@ -119,7 +119,7 @@ class Mitmdump:
                 self.port = int(match.group(2))
                 self._listening.set()
 
-    def wait_for_line(self, pattern: str, timeout: float = 10) -> str:
+    def wait_for_line(self, pattern: str, timeout: float = 30) -> str:
         """The first output line matching `pattern`, waiting up to `timeout` seconds."""
         regex = re.compile(pattern)
         deadline = time.monotonic() + timeout

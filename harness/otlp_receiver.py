@@ -134,7 +134,7 @@ class OTLPReceiver(metrics_service_pb2_grpc.MetricsServiceServicer, trace_servic
             requests = list(self.trace_requests)
         return [span for request in requests for span in _spans(request)]
 
-    def wait_for(self, predicate: Callable[[], Any], timeout: float = 15.0) -> Any:
+    def wait_for(self, predicate: Callable[[], Any], timeout: float = 30.0) -> Any:
         """Poll until `predicate()` is truthy; return its value or raise after `timeout`."""
         deadline = time.monotonic() + timeout
         while True:

@@ -690,7 +690,7 @@ def test_prometheus_scrape_without_a_collector(world: World):
     with Mitmdump(world.proxy_args(), env, world.tmp / "conf-prom") as proxy:
         response = world.reverse_client(proxy).chat.completions.create(model="e2e-prom", messages=messages())
         # The telemetry process gets the call within a flush interval (50 ms) of its end.
-        text = world.receiver.wait_for(scrape, timeout=10)
+        text = world.receiver.wait_for(scrape, timeout=30)
     assert response.usage is not None
     lines = [line for line in text.splitlines() if 'gen_ai_request_model="e2e-prom"' in line]
     input_sum = next(
@@ -842,7 +842,7 @@ def test_spans_survive_a_collector_restart_and_the_outage_is_one_warning(world: 
                 call(1)
                 calls += 1
                 time.sleep(0.5)
-            second.wait_for(lambda: len(first.spans()) + len(second.spans()) == calls, timeout=10)  # none lost
+            second.wait_for(lambda: len(first.spans()) + len(second.spans()) == calls, timeout=30)  # none lost
             proxy.wait_for_line("accepts spans again", timeout=10)
         finally:
             client.close()

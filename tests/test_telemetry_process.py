@@ -8,6 +8,7 @@ import json
 import logging
 import os
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -274,8 +275,26 @@ def test_a_dead_child_is_started_again(
     assert any("exited" in r.message and "starting it again" in r.message for r in caplog.records)
 
 
-def test_the_child_runs_only_on_an_otherwise_idle_core(child: TelemetryProcess):
+def test_the_child_runs_only_on_an_otherwise_idle_core_once_it_is_ready(child: TelemetryProcess):
+    deadline = time.monotonic() + 10
+    while os.sched_getscheduler(child_pid(child)) != os.SCHED_IDLE and time.monotonic() < deadline:
+        time.sleep(0.05)
     assert os.sched_getscheduler(child_pid(child)) == os.SCHED_IDLE
+
+
+def test_the_child_starts_while_every_core_is_busy(start_child: Callable[..., TelemetryProcess]):
+    """mitmdump waits for the child before it listens: an idle-only child would never answer."""
+    spin = "import time\nend = time.monotonic() + 30\nwhile time.monotonic() < end: pass"
+    busy = [subprocess.Popen([sys.executable, "-c", spin]) for _ in range(os.cpu_count() or 1)]
+    try:
+        time.sleep(1)  # they are all spinning
+        started = time.monotonic()
+        child = start_child()
+        assert child.pid is not None and time.monotonic() - started < 12  # 15 s and more when it started idle-only
+    finally:
+        for process in busy:
+            process.kill()
+            process.wait()
 
 
 def test_ctrl_c_in_the_terminal_does_not_stop_the_child(child: TelemetryProcess, collector_env: OTLPReceiver):
@@ -291,7 +310,7 @@ def test_the_child_keeps_the_usage_summary_and_sends_it_when_traffic_pauses(
 ):
     assert child.summary_table() is None
     record_calls(child, 4, model="summarized")
-    table = collector_env.wait_for(child.summary_table, timeout=5)
+    table = collector_env.wait_for(child.summary_table, timeout=30)
     row = next(line for line in table.splitlines() if line.startswith("openai") and "gpt-4o-mini-2024" in line)
     assert row.split()[3] == "4"  # calls (after the model asked for and, once, the one that answered)
     child.reset_summary()
