@@ -32,7 +32,7 @@ from presentation import USAGE_REMOVED, LLMStreamView, ShownCalls
 from settings import CAPTURE_CONTENT_VARIABLE, STREAM_STORE_LIMIT, Settings
 from summary import NO_CALLS
 from telemetry_process import ATTRIBUTIONS, TelemetrySink, TelemetryStartError, telemetry_process
-from wire.agents import DEFAULT_SESSION_IDLE_S
+from wire.agents import DEFAULT_SESSION_IDLE_S, is_session_header
 from wire.call import Call, Endpoint, Origin, SocketRecord
 from wire.content import MAX_PART_CHARS, CapturedContent
 from wire.headers import MAX_TRACE_HEADER_LENGTH, REQUEST_HEADERS, TRACE_HEADERS, parse_traceparent
@@ -121,8 +121,9 @@ RESPONSE_FIELDS = {
 }
 
 
-def picked_headers(headers: http.Headers, names: dict[bytes, str]) -> dict[str, str]:
-    """The fields named in `names`, as a dict with lower-case names (the first of repeated ones wins).
+def picked_headers(headers: http.Headers, names: dict[bytes, str], any_session: bool = False) -> dict[str, str]:
+    """The fields named in `names`, as a dict with lower-case names (the first of repeated ones wins),
+    and with `any_session` every `x-…-session-id` field too (`wire.agents`' generic rule).
 
     mitmproxy's `Headers.get` lowercases and compares every field on each lookup, about 3 µs on a
     typical response, and a response from OpenAI or Anthropic carries twenty fields or more: the hooks read
@@ -134,6 +135,8 @@ def picked_headers(headers: http.Headers, names: dict[bytes, str]) -> dict[str, 
         name = names.get(raw_name)
         if name is None and not raw_name.islower():
             name = names.get(raw_name.lower())
+        if name is None and any_session and is_session_header(raw_name.lower()):
+            name = raw_name.lower().decode("ascii", "replace")
         if name is not None and name not in picked:
             picked[name] = value.decode("utf-8", "surrogateescape")
     return picked
@@ -436,7 +439,7 @@ class GenAIMeter:
         if rule is None:
             return
         api = endpoint.api
-        headers = picked_headers(req.headers, REQUEST_FIELDS)
+        headers = picked_headers(req.headers, REQUEST_FIELDS, any_session=True)
         body = body_of(req, headers)
         # Parsed here only if it may stream (the include_usage rewrite) or is too large to copy.
         may_stream = body is not None and b'"stream"' in body
@@ -555,7 +558,7 @@ class GenAIMeter:
         session = endpoint.api.socket_session(model, self.settings.capture_content)
         if session is None:
             return
-        headers = picked_headers(flow.request.headers, REQUEST_FIELDS)
+        headers = picked_headers(flow.request.headers, REQUEST_FIELDS, any_session=True)
         parent = parse_traceparent(headers.get("traceparent"))
         recorded = recorded_request_headers(headers)
         origin = Origin(rule.provider, host, port, masked_key(endpoint, headers, flow.request.path), recorded)

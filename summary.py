@@ -102,22 +102,25 @@ class Row(Spend):
 
 @dataclass
 class SessionSpend(Spend):
-    """One agent session: what a `Spend` counts, the tokens read from the cache, and its calls'
-    durations added up (the time the model took; the rest of the session was the agent's)."""
+    """One agent session: what a `Spend` counts, the tokens read from the cache, its calls'
+    durations added up (the time the model took) and its client tools' runs between them
+    (`otel.tools`; the rest of the session was the agent's, or its user's)."""
 
     cached_tokens: int = 0
     model_time_s: float = 0.0
+    tool_time_s: float = 0.0
 
-    def add(self, call: Call) -> None:
+    def add(self, call: Call, tool_time_s: float = 0.0) -> None:
         super().add(call)
         self.model_time_s += call.duration_s
+        self.tool_time_s += tool_time_s
         if call.usage is not None:
             self.cached_tokens += call.usage.cache_read_tokens or 0
 
     def session_cells(self) -> tuple[str, ...]:
         share = f"{self.cached_tokens / self.input_tokens:.0%}" if self.input_tokens else "-"
         calls, input_tokens, output_tokens, cost = self.cells()
-        return calls, input_tokens, share, output_tokens, cost, f"{self.model_time_s:.1f}"
+        return calls, input_tokens, share, output_tokens, cost, f"{self.model_time_s:.1f}", f"{self.tool_time_s:.1f}"
 
 
 def _bounded[K](rows: dict[K, Any], key: K, other: K) -> K:
@@ -153,14 +156,15 @@ class UsageSummary:
         self.by_key.clear()
         self.by_session.clear()
 
-    def add(self, call: Call, client: str, session: tuple[str, str] | None = None) -> None:
+    def add(self, call: Call, client: str, session: tuple[str, str] | None = None, tool_time_s: float = 0.0) -> None:
         """One finished call; `client` is its client's label (`wire.headers.Client.label`),
-        `session` its agent and agent session (`wire.agents`), if it named one."""
+        `session` its agent and agent session (`wire.agents`), if it named one, and `tool_time_s`
+        the tool time its request ended (`otel.tools`)."""
         for spends, name in ((self.by_client, client), (self.by_key, call.origin.api_key)):
             spends.setdefault(_bounded(spends, name, "_OTHER"), Spend()).add(call)
         if session is not None:
             key = _bounded(self.by_session, session, (session[0], "_OTHER"))
-            self.by_session.setdefault(key, SessionSpend()).add(call)
+            self.by_session.setdefault(key, SessionSpend()).add(call, tool_time_s)
         # By the model asked for: a failed call has no response model, and one model must not
         # make two rows (its answers under the dated snapshot, its failures under its name).
         key = _bounded(self.rows, (call.origin.provider, call.request_model or "?"), (call.origin.provider, "_OTHER"))
@@ -204,7 +208,17 @@ class UsageSummary:
             text += ["", _render([(title, "calls", "input", "output", "cost USD"), *rows], left=1)]
         if self.by_session:
             costliest = sorted(self.by_session.items(), key=lambda item: -item[1].cost_usd)[: self.sessions_shown]
-            header = ("agent", "session", "calls", "input", "cached", "output", "cost USD", "model time s")
+            header = (
+                "agent",
+                "session",
+                "calls",
+                "input",
+                "cached",
+                "output",
+                "cost USD",
+                "model time s",
+                "tool time s",
+            )
             rows = [(agent, session, *spend.session_cells()) for (agent, session), spend in costliest]
             more = len(self.by_session) - len(rows)
             text += ["", _render([header, *rows], left=2)]

@@ -41,6 +41,7 @@ from otel.attributes import CLIENT_ATTRIBUTE, BoundedValues, metric_attributes, 
 from otel.conventions import V0_1_0, V1_41, Instruments, latest_experimental_opted_in
 from otel.export import DEFAULT_SPAN_QUEUE, GuardedSpanExporter, build_resource, quiet_exporter_logs
 from otel.sessions import OpenSession, Sessions
+from otel.tools import PendingTools, ToolRun
 from pricing import Prices
 from summary import UsageSummary
 from telemetry_process import MetricOptions, UsePrices
@@ -59,6 +60,15 @@ SHUTDOWN_BUDGET_S = telemetry_process.SHUTDOWN_BUDGET_S
 # so that its usage is counted once.
 FETCH_RESPONSE = "fetch_response"
 MAX_COUNTED_RESPONSES = 10_000
+
+
+def _tool_scope(call: Call, headers: RequestInfo) -> str:
+    """Where a tool call's result is looked for: its agent session and sub-agent, else the requests
+    with the same key to the same server (an app's own loop)."""
+    if headers.session is not None:
+        return f"session {headers.session.session_id} {headers.session.subagent_id or ''}"
+    origin = call.origin
+    return f"key {origin.provider} {origin.server_address}:{origin.server_port} {origin.api_key}"
 
 
 def _parent(trace_id: int, span_id: int) -> Context:
@@ -114,6 +124,7 @@ class Telemetry:
         self._price_updates: UpdatePrices | None = None
         self.summary = UsageSummary()
         self.sessions = Sessions()  # the agent sessions open, their calls' traces (`otel.sessions`)
+        self.tools = PendingTools()  # the tool calls waiting for their results (`otel.tools`)
         # Where descriptions of shown calls go (in batches): the reply pipe in the telemetry process.
         self.on_description: Callable[[Sequence[Description]], None] | None = None
         # The response ids whose usage was counted (bounded): a response fetched again is not counted twice.
@@ -150,10 +161,15 @@ class Telemetry:
             counted.popitem(last=False)
 
     def record(self, call: Call, options: MetricOptions) -> None:
-        """Record one finished, parsed call as metrics, a span and a summary row. No I/O happens here."""
+        """Record one finished, parsed call as metrics, a span and a summary row, and the runs of the
+        tools its request answers (`otel.tools`). No I/O happens here."""
         headers = parse_request_headers(call.origin.request_headers, call.request.agent_session)
         agent_session = (headers.client.name, headers.session.session_id) if headers.session else None
-        self.summary.add(call, headers.client.label, agent_session)
+        tool_scope = _tool_scope(call, headers)
+        self.tools.expire_s = options.session_idle_s
+        runs = self.tools.answered(tool_scope, call.request.tool_results, call.start_time_ns)
+        tool_time_s = max((run.duration_s for run in runs), default=0.0)  # parallel calls share one gap
+        self.summary.add(call, headers.client.label, agent_session, tool_time_s)
         attributes = metric_attributes(call, self.bounded)
         spend = attributes | self._attribution(call, headers, options.attribution)
         self.instruments.conventions.record(call, attributes, spend)
@@ -176,9 +192,49 @@ class Telemetry:
         session = None
         if headers.session is not None:
             self.sessions.idle_s = options.session_idle_s
-            session = self.sessions.add(call, headers.client.name, headers.session.session_id)
-        self._record_span(call, upstream, headers, attributes, session)
+            session = self.sessions.add(call, headers.client.name, headers.session.session_id, tool_time_s)
+        for run in runs:
+            self._record_tool_run(run, headers)
+        span_ids = self._record_span(call, upstream, headers, attributes, session)
+        if call.result.tool_calls:
+            parent = (session.trace_id, session.span_id) if session is not None else span_ids
+            end_ns = call.start_time_ns + int(call.duration_s * 1e9)
+            self.tools.asked(tool_scope, call.result.tool_calls, end_ns, parent)
         self.end_idle_sessions()
+
+    def _record_tool_run(self, run: ToolRun, headers: RequestInfo) -> None:
+        """`execute_tool {tool}`: a client tool's run between two calls, and its duration metric."""
+        error_type = "tool_error" if run.error else None
+        agent = headers.client.name if headers.session else None
+        tool_name = self.bounded("gen_ai.tool.name", run.call.name)
+        metric: dict[str, Any] = {"gen_ai.tool.name": tool_name, "gen_ai.tool.type": run.call.tool_type}
+        if agent is not None:
+            metric["gen_ai.agent.name"] = agent
+        if error_type is not None:
+            metric["error.type"] = error_type
+        self.instruments.tool_duration.record(run.duration_s, metric)
+        attributes: dict[str, Any] = {
+            "gen_ai.operation.name": "execute_tool",
+            "gen_ai.tool.name": run.call.name,
+            "gen_ai.tool.call.id": run.call.call_id,
+            "gen_ai.tool.type": run.call.tool_type,
+        }
+        if headers.session is not None:
+            attributes["gen_ai.conversation.id"] = headers.session.session_id
+        if agent is not None:
+            attributes["gen_ai.agent.name"] = agent
+        if error_type is not None:
+            attributes["error.type"] = error_type
+        span = self._tracer.start_span(
+            f"execute_tool {run.call.name}",
+            context=_parent(*run.parent),
+            kind=SpanKind.INTERNAL,
+            attributes=attributes,
+            start_time=run.start_ns,
+        )
+        if error_type is not None:
+            span.set_status(Status(StatusCode.ERROR, error_type))
+        span.end(end_time=max(run.end_ns, run.start_ns))
 
     def end_idle_sessions(self) -> None:
         """Record the span of each agent session that has been idle long enough."""
@@ -197,6 +253,7 @@ class Telemetry:
             "genai.session.calls": session.calls,
             "genai.session.errors": session.errors,
             "genai.session.model_time_s": round(session.model_time_s, 6),
+            "genai.session.tool_time_s": round(session.tool_time_s, 6),
         }
         if session.cost_usd is not None:
             attributes["gen_ai.usage.cost_usd"] = session.cost_usd
@@ -259,9 +316,10 @@ class Telemetry:
         headers: RequestInfo,
         metric_attributes: Mapping[str, Any],
         session: OpenSession | None,
-    ) -> None:
+    ) -> tuple[int, int]:
         """The call's span: the child of its WebSocket session's span, else of the client's own
-        trace context, else of its agent session's span (`otel.sessions`)."""
+        trace context, else of its agent session's span (`otel.sessions`). Returns its (trace id,
+        span id)."""
         parent: Context | None = None
         if call.session_span is not None:  # an operation of a WebSocket session: its child
             parent = _parent(*call.session_span)
@@ -282,6 +340,8 @@ class Telemetry:
         if (error_type := call.error_type) is not None:
             span.set_status(Status(StatusCode.ERROR, error_type))
         span.end(end_time=call.start_time_ns + int(call.duration_s * 1e9))
+        context = span.get_span_context()
+        return context.trace_id, context.span_id
 
     def record_session(self, record: SocketRecord) -> None:
         """A closed WebSocket session's span, with the ids its operations named as their parent."""

@@ -143,14 +143,28 @@ class MessagesScript:
             "service_tier": SERVICE_TIER,
         }
 
+    def tool_uses(self) -> list[dict[str, Any]]:
+        """As a model told to use a tool (`tool_choice: {"type": "any"}`): a `tool_use` of each tool
+        declared (at most two), unless the last message brings the tools' results."""
+        last = (self.request.get("messages") or [{}])[-1]
+        content = last.get("content") if isinstance(last.get("content"), list) else []
+        answered = any(block.get("type") == "tool_result" for block in content)
+        if (self.request.get("tool_choice") or {}).get("type") != "any" or answered:
+            return []
+        return [
+            {"type": "tool_use", "id": f"toolu_fake{self.number:08d}{n}", "name": tool["name"], "input": {"n": n}}
+            for n, tool in enumerate((self.request.get("tools") or [])[:2])
+        ]
+
     def message(self) -> dict[str, Any]:
+        uses = self.tool_uses()
         return {
             "id": self.message_id,
             "type": "message",
             "role": "assistant",
             "model": self.model,
-            "content": [{"type": "text", "text": "".join(self.texts())}],
-            "stop_reason": "end_turn",
+            "content": [{"type": "text", "text": "".join(self.texts())}, *uses],
+            "stop_reason": "tool_use" if uses else "end_turn",
             "stop_sequence": None,
             "usage": self.usage(self.chunks),
         }
@@ -176,11 +190,20 @@ class MessagesScript:
             for key, value in self.usage(self.chunks).items()
             if key not in ("cache_creation", "service_tier")
         }
+        events.append(sse("content_block_stop", {"type": "content_block_stop", "index": 0}))
+        for index, use in enumerate(self.tool_uses(), start=1):
+            opening = {"type": "content_block_start", "index": index, "content_block": {**use, "input": {}}}
+            delta = {"type": "input_json_delta", "partial_json": json.dumps(use["input"])}
+            events += [
+                sse("content_block_start", opening),
+                sse("content_block_delta", {"type": "content_block_delta", "index": index, "delta": delta}),
+                sse("content_block_stop", {"type": "content_block_stop", "index": index}),
+            ]
+        reason = "tool_use" if self.tool_uses() else "end_turn"
         events += [
-            sse("content_block_stop", {"type": "content_block_stop", "index": 0}),
             sse(
                 "message_delta",
-                {"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": None}, "usage": usage},
+                {"type": "message_delta", "delta": {"stop_reason": reason, "stop_sequence": None}, "usage": usage},
             ),
             sse("message_stop", {"type": "message_stop"}),
         ]

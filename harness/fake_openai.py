@@ -179,6 +179,22 @@ class ChatScript:
     def text(self) -> str:
         return "".join(WORDS[i % len(WORDS)] for i in range(self.chunks))
 
+    def tool_calls(self) -> list[dict[str, Any]]:
+        """As a model told to use a tool (`tool_choice: required`): a call of each tool declared (at
+        most two, in parallel), unless the conversation ends with the tools' results."""
+        messages = self.request.get("messages") or [{}]
+        if self.request.get("tool_choice") != "required" or messages[-1].get("role") == "tool":
+            return []
+        names = [tool["function"]["name"] for tool in self.request.get("tools") or []][:2]
+        return [
+            {
+                "id": f"call_{hashlib.sha256(f'{self.response_id}{n}'.encode()).hexdigest()[:24]}",
+                "type": "function",
+                "function": {"name": name, "arguments": '{"path":"README.md"}'},
+            }
+            for n, name in enumerate(names)
+        ]
+
     def completion(self) -> dict[str, Any]:
         n = self.request.get("n") or 1
         if self.legacy:
@@ -200,9 +216,10 @@ class ChatScript:
             "choices": [
                 {
                     "index": i,
-                    "message": {"role": "assistant", "content": self.text(), "refusal": None, "annotations": []},
+                    "message": {"role": "assistant", "content": self.text(), "refusal": None, "annotations": []}
+                    | ({"content": None, "tool_calls": self.tool_calls()} if self.tool_calls() else {}),
                     "logprobs": None,
-                    "finish_reason": "stop",
+                    "finish_reason": "tool_calls" if self.tool_calls() else "stop",
                 }
                 for i in range(n)
             ],
@@ -253,6 +270,16 @@ class ChatScript:
             events.append(f"data: {compact(opening)}\n\n")
         if not self.legacy:
             events.append(chunk(choice({"role": "assistant", "content": "", "refusal": None})))
+        if calls := self.tool_calls():  # each call's id and name first, then its arguments in pieces
+            for n, call in enumerate(calls):
+                opening = {**call, "function": {"name": call["function"]["name"], "arguments": ""}}
+                events.append(chunk(choice({"tool_calls": [{"index": n, **opening}]})))
+                for piece in (call["function"]["arguments"][:8], call["function"]["arguments"][8:]):
+                    events.append(chunk(choice({"tool_calls": [{"index": n, "function": {"arguments": piece}}]})))
+            events.append(chunk(choice({}, "tool_calls")))
+            if include_usage:
+                events.append(chunk([], self.usage()))
+            return [*events, "data: [DONE]\n\n"]
         events += [chunk(choice({"content": WORDS[i % len(WORDS)]})) for i in range(self.chunks)]
         if self.dialect == "groq":
             last = json.loads(chunk(choice({}, "stop"))[6:])

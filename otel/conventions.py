@@ -251,6 +251,13 @@ class Instruments:
         self.token_cost = histogram(
             "gen_ai.client.token.cost", "USD", "Cost of one call from the price table.", COST_BUCKETS
         )
+        self.tool_duration = histogram(
+            "gen_ai.execute_tool.duration",
+            "s",
+            "A client tool's run, seen from the wire: from the response that asked for it to the request "
+            "that brought its result (the agent's own overhead between the two included).",
+            DURATION_BUCKETS,
+        )
         # Rate limits are observed at export time from the latest values: no per-call measurement.
         self.rate_limits = LatestValues()
         for vendor, budgets in RATE_LIMIT_BUDGETS.items():

@@ -46,9 +46,11 @@ class OpenSession:
     output_tokens: int = 0
     cost_usd: float | None = None
     model_time_s: float = 0.0  # the calls' durations, added up
+    tool_time_s: float = 0.0  # the client tools' runs between them (`otel.tools`), added up
 
-    def add(self, call: Call, now: float) -> None:
+    def add(self, call: Call, now: float, tool_time_s: float = 0.0) -> None:
         self.calls += 1
+        self.tool_time_s += tool_time_s
         self.errors += call.error_type is not None
         self.start_ns = min(self.start_ns, call.start_time_ns)
         self.end_ns = max(self.end_ns, call.start_time_ns + int(call.duration_s * 1e9))
@@ -79,8 +81,9 @@ class Sessions:
     def __len__(self) -> int:
         return len(self._open)
 
-    def add(self, call: Call, agent: str, session_id: str) -> OpenSession:
-        """Count `call` in its session (opened now if new); the session names the call's parent."""
+    def add(self, call: Call, agent: str, session_id: str, tool_time_s: float = 0.0) -> OpenSession:
+        """Count `call` in its session (opened now if new), and the tool time its request ended;
+        the session names the call's parent."""
         now = self._clock()
         session = self._open.pop(session_id, None)
         if session is None:
@@ -91,7 +94,7 @@ class Sessions:
             )
             if len(self._open) >= self._limit:
                 self._ended.append(self._open.popitem(last=False)[1])
-        session.add(call, now)
+        session.add(call, now, tool_time_s)
         self._open[session_id] = session  # the most recently seen last
         return session
 

@@ -832,6 +832,14 @@ def test_picked_headers_reads_only_the_named_fields_in_any_case_first_one_wins()
     assert addon_module.picked_headers(headers, addon_module.REQUEST_FIELDS) == {}
 
 
+def test_a_requests_fields_include_any_x_session_id_for_the_generic_session_rule():
+    headers = http.Headers([(b"X-Lore-Session-Id", b"lore-1"), (b"x-other", b"no"), (b"x-session-ids", b"no")])
+    assert addon_module.picked_headers(headers, addon_module.REQUEST_FIELDS, any_session=True) == {
+        "x-lore-session-id": "lore-1"
+    }
+    assert addon_module.picked_headers(headers, addon_module.REQUEST_FIELDS) == {}
+
+
 def test_the_response_fields_the_hooks_pick_are_all_the_upstream_parser_reads():
     recorded = load_fixture("test_chat_completion_streaming")["response"]["headers"]
     fields = [

@@ -131,12 +131,12 @@ def test_a_models_answers_and_failures_share_one_row_named_once_with_the_answeri
     assert "gpt-4o-mini (gpt-4o-mini-2024-07-18)" in summary.table()
 
 
-def test_agent_sessions_the_costliest_first_with_cache_share_and_model_time():
+def test_agent_sessions_the_costliest_first_with_cache_share_model_and_tool_time():
     summary = UsageSummary()
     cached = Usage(input_tokens=1000, output_tokens=50, cache_read_tokens=900)
     summary.add(call("claude-x", 2.0, cached, cost=0.01), "claude-cli/2", ("claude-cli", "s-cheap"))
-    for _ in range(2):
-        summary.add(call("claude-x", 3.0, cached, cost=0.05), "claude-cli/2", ("claude-cli", "s-dear"))
+    for tool_time_s in (0.0, 4.25):  # the second request brought a tool's result back
+        summary.add(call("claude-x", 3.0, cached, cost=0.05), "claude-cli/2", ("claude-cli", "s-dear"), tool_time_s)
     summary.add(call("gpt-4o", 1.0, cached, cost=0.02), "openai-python/1")  # no session: not in the table
     sessions = summary.table().split("\n\n")[-1].splitlines()
     assert sessions[0].split() == [
@@ -151,9 +151,12 @@ def test_agent_sessions_the_costliest_first_with_cache_share_and_model_time():
         "model",
         "time",
         "s",
+        "tool",
+        "time",
+        "s",
     ]
-    assert sessions[2].split() == ["claude-cli", "s-dear", "2", "2,000", "90%", "100", "0.100000", "6.0"]
-    assert sessions[3].split() == ["claude-cli", "s-cheap", "1", "1,000", "90%", "50", "0.010000", "2.0"]
+    assert sessions[2].split() == ["claude-cli", "s-dear", "2", "2,000", "90%", "100", "0.100000", "6.0", "4.2"]
+    assert sessions[3].split() == ["claude-cli", "s-cheap", "1", "1,000", "90%", "50", "0.010000", "2.0", "0.0"]
     summary.sessions_shown = 1
     shown = summary.table().split("\n\n")[-1].splitlines()
     assert len(shown) == 4 and shown[-1] == "1 more sessions (the 1 that cost most are shown)."

@@ -21,7 +21,7 @@ from tests.builders import finished_call, origin
 from tests.test_otel_export import RecordingExporter, guard
 from wire import anthropic_messages, gemini_interactions, openai_chat, openai_embeddings, openai_responses
 from wire.call import Call, Endpoint
-from wire.records import ApiRequest, ApiResult, Usage
+from wire.records import ApiRequest, ApiResult, ToolCall, ToolResult, Usage
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 PARENT_ID = "00f067aa0ba902b7"
@@ -799,3 +799,69 @@ def test_sessions_still_open_at_shutdown_are_recorded():
     assert [s.name for s in spans.get_finished_spans() if s.name.startswith("invoke_agent")] == [
         "invoke_agent codex_exec"
     ]
+
+
+def test_a_tool_between_two_calls_is_an_execute_tool_span_and_a_duration(sink):
+    """The response asks for two tools; the next request of the session answers them 2.5 s after it
+    ended, one failed: two spans over that gap in the session's trace, its tool time counted once."""
+    instance, spans, reader = sink
+    headers = {"user-agent": "claude-cli/2.1.332 (external, sdk-cli)", "x-claude-code-session-id": "s-tools"}
+    asking = make_call(
+        request_headers=headers,
+        start_time_ns=10 * 10**9,
+        duration_s=1.5,
+        result=ApiResult(
+            response_model="claude-x",
+            tool_calls=(ToolCall("toolu_1", "Bash"), ToolCall("toolu_2", "Read")),
+            usage=Usage(input_tokens=10, output_tokens=5),
+        ),
+    )
+    answering = make_call(
+        request_headers=headers,
+        start_time_ns=14 * 10**9,
+        request=ApiRequest(model="claude-x", tool_results=(ToolResult("toolu_1", error=True), ToolResult("toolu_2"))),
+    )
+    for finished in (asking, answering):
+        record(instance, finished)
+    assert instance.shutdown(5)
+    finished_spans = spans.get_finished_spans()
+    tools = sorted((s for s in finished_spans if s.name.startswith("execute_tool")), key=lambda s: s.name)
+    trace_id, session_span_id = session_trace("s-tools")
+    assert [s.name for s in tools] == ["execute_tool Bash", "execute_tool Read"]
+    bash, read = tools
+    assert (bash.start_time, bash.end_time) == (11_500_000_000, 14_000_000_000)
+    assert (bash.context.trace_id, bash.parent.span_id) == (trace_id, session_span_id)
+    assert bash.kind == SpanKind.INTERNAL
+    assert bash.attributes["gen_ai.operation.name"] == "execute_tool"
+    assert bash.attributes["gen_ai.tool.call.id"] == "toolu_1" and bash.attributes["gen_ai.tool.type"] == "function"
+    assert bash.attributes["gen_ai.conversation.id"] == "s-tools"
+    assert bash.attributes["error.type"] == "tool_error" and bash.status.status_code == StatusCode.ERROR
+    assert "error.type" not in read.attributes
+    (agent,) = [s for s in finished_spans if s.name.startswith("invoke_agent")]
+    assert agent.attributes["genai.session.tool_time_s"] == 2.5  # one gap, two tools
+    durations = {p[2]["gen_ai.tool.name"]: p for p in points(reader)["gen_ai.execute_tool.duration"]}
+    assert durations["Bash"][1] == "s" and durations["Bash"][3].sum == 2.5
+    assert durations["Bash"][2]["error.type"] == "tool_error"
+    assert durations["Read"][2] == {
+        "gen_ai.tool.name": "Read",
+        "gen_ai.tool.type": "function",
+        "gen_ai.agent.name": "claude-cli",
+    }
+
+
+def test_without_a_session_a_tool_span_is_the_child_of_the_call_that_asked_for_it(sink):
+    """An app's own loop: the same key at the same server is the scope; another key is not."""
+    instance, spans, _ = sink
+    asking = make_call(result=ApiResult(tool_calls=(ToolCall("call_1", "lookup"),)))
+    other_key = make_call(api_key="sk-proj-...zzzz", request=ApiRequest(tool_results=(ToolResult("call_1"),)))
+    answering = make_call(
+        start_time_ns=asking.start_time_ns + 3 * 10**9, request=ApiRequest(tool_results=(ToolResult("call_1"),))
+    )
+    for finished in (asking, other_key, answering):
+        record(instance, finished)
+    instance.tracer_provider.force_flush()
+    finished_spans = spans.get_finished_spans()
+    (tool,) = [s for s in finished_spans if s.name == "execute_tool lookup"]
+    asking_span = finished_spans[0]
+    assert (tool.context.trace_id, tool.parent.span_id) == (asking_span.context.trace_id, asking_span.context.span_id)
+    assert "gen_ai.conversation.id" not in tool.attributes and "gen_ai.agent.name" not in tool.attributes

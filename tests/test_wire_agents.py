@@ -28,6 +28,10 @@ SESSION = "3f2b8c1e-7d4a-4e5b-9c6f-0a1b2c3d4e5f"
         ({"x-opencode-session": "ses_01JZ"}, ("ses_01JZ", None)),
         ({"x-copilot-session-id": "c0p1l0t"}, ("c0p1l0t", None)),
         ({"x-qwen-code-session-id": SESSION}, (SESSION, None)),
+        ({"x-session-affinity": "ses_02", "x-session-id": "ses_03"}, ("ses_02", None)),  # OpenCode, newer
+        # Any other agent: the generic rule, `x-<name>-session-id`, after the agents' own headers.
+        ({"x-lore-session-id": "lore-1"}, ("lore-1", None)),
+        ({"x-lore-session-id": "lore-1", "session-id": SESSION}, (SESSION, None)),
     ],
 )
 def test_each_agents_session_header_names_the_session(headers, expected):
@@ -36,6 +40,7 @@ def test_each_agents_session_header_names_the_session(headers, expected):
 
 def test_a_call_without_a_session_header_has_none():
     assert agent_session({"user-agent": "OpenAI/Python 1.54.3"}) is None
+    assert agent_session({"x--session-id": "x", "session-ids": "y", "y-a-session-id": "z"}) is None
     assert agent_session({"x-claude-code-session-id": "  "}) is None  # blank is not a session
 
 

@@ -20,7 +20,11 @@ SESSION_HEADERS = (
     "x-opencode-session",  # OpenCode (Zen / Go)
     "x-copilot-session-id",  # GitHub Copilot
     "x-qwen-code-session-id",  # Qwen Code
+    "x-session-affinity",  # OpenCode, newer builds on other providers
+    "x-session-id",  # OpenCode, newer builds
 )
+# Any other agent's (an in-house loop's): `x-<name>-session-id`, when none of the above is sent.
+GENERIC_SESSION_PREFIX, GENERIC_SESSION_SUFFIX = "x-", "-session-id"
 # The header a sub-agent's requests carry its own id in (its session is its parent's).
 SUBAGENT_HEADERS = (
     "x-claude-code-agent-id",  # Claude Code's Task / Agent tool
@@ -73,10 +77,31 @@ def _first(headers: Mapping[str, str], names: tuple[str, ...]) -> str | None:
     return next((value.strip() for name in names if (value := headers.get(name, "")).strip()), None)
 
 
+def is_session_header(name: bytes) -> bool:
+    """A lower-case field name of the generic rule, `x-<name>-session-id`."""
+    return (
+        name.endswith(b"-session-id")
+        and name.startswith(b"x-")
+        and len(name) > len(GENERIC_SESSION_PREFIX) + len(GENERIC_SESSION_SUFFIX)
+    )
+
+
+def _generic(headers: Mapping[str, str]) -> str | None:
+    return next(
+        (
+            value.strip()
+            for name, value in headers.items()
+            if value.strip() and is_session_header(name.encode("ascii", "replace"))
+        ),
+        None,
+    )
+
+
 def agent_session(headers: Mapping[str, str], body_session: str | None = None) -> AgentSession | None:
-    """The session of a request: the one its headers name (lower-case names), else the one its
-    body names (`ApiRequest.agent_session`: Claude Code's before the header), or None."""
-    named = _first(headers, SESSION_HEADERS)
+    """The session of a request: the one its headers name (lower-case names: an agent's own header,
+    else any `x-…-session-id`), else the one its body names (`ApiRequest.agent_session`: Claude
+    Code's before the header), or None."""
+    named = _first(headers, SESSION_HEADERS) or _generic(headers)
     session = conversation_id(named) if named is not None else body_session
     if session is None:
         return None

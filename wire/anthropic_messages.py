@@ -30,6 +30,7 @@ from wire.framing import Event
 from wire.headers import BUDGETS, RateLimits, rate_limit_headers, rate_limits_from
 from wire.records import NO_HEADERS, ApiRequest, ApiResult, AttributeValue, Usage
 from wire.stream import StreamAccumulator
+from wire.tools import anthropic_calls, anthropic_results, merged
 from wire.values import (
     count,
     error_type_from_object,
@@ -240,8 +241,12 @@ class MessagesStreamAccumulator(StreamAccumulator):
                 block = self._blocks.get(integer(data.get("index")) or 0)
                 if block is not None:
                     block.text.add(piece)
-        elif kind == "content_block_start" and self.capture_content and len(self._blocks) < 256:
-            self._blocks[integer(data.get("index")) or 0] = _Block(obj(data.get("content_block")))
+        elif kind == "content_block_start":
+            started_block = obj(data.get("content_block"))
+            if started_block.get("type") == "tool_use":
+                result.tool_calls = merged(result.tool_calls, anthropic_calls([started_block]))
+            if self.capture_content and len(self._blocks) < 256:
+                self._blocks[integer(data.get("index")) or 0] = _Block(started_block)
         elif kind == "message_start":
             message = obj(data.get("message"))
             result.response_id = label(message.get("id")) or result.response_id
@@ -299,6 +304,7 @@ class Messages(WireApi):
             service_tier=label(data.get("service_tier")),
             # Claude Code's session, for versions that do not send it as a header (`wire.agents`).
             agent_session=claude_code_session(obj(data.get("metadata")).get("user_id")),
+            tool_results=anthropic_results(data.get("messages")),
             attributes={"request.thinking.budget_tokens": budget} if budget is not None else {},
         )
 
@@ -313,6 +319,7 @@ class Messages(WireApi):
             response_id=label(data.get("id")),
             response_model=label(data.get("model")),
             finish_reasons=[reason] if reason else [],
+            tool_calls=anthropic_calls(data.get("content")),
         )
         _update_result(result, obj(data.get("usage")))
         return result

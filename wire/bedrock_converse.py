@@ -24,6 +24,7 @@ from wire.content import (
 from wire.framing import Event
 from wire.records import NO_HEADERS, ApiRequest, ApiResult
 from wire.stream import StreamAccumulator
+from wire.tools import converse_calls, converse_results, merged
 from wire.values import error_label, integer, json_members, label, labels, member_pattern, number, obj, small_json
 
 _REQUEST_MEMBERS = member_pattern("inferenceConfig", "serviceTier", "additionalModelRequestFields")
@@ -98,8 +99,11 @@ class ConverseStreamAccumulator(StreamAccumulator):
                     block = self._block(data, {})
                     block.kind = "reasoning" if block_kind == "reasoning" else block.kind
                     block.text.add(piece)
-        elif kind == "contentBlockStart" and self.capture_content:
-            self._block(data, obj(data.get("start")))
+        elif kind == "contentBlockStart":
+            start = obj(data.get("start"))
+            result.tool_calls = merged(result.tool_calls, converse_calls([start]))
+            if self.capture_content:
+                self._block(data, start)
         elif kind == "messageStop":
             reason = label(data.get("stopReason"))
             result.finish_reasons = [reason] if reason else result.finish_reasons
@@ -136,6 +140,7 @@ def converse_request(data: dict[str, Any] | None) -> ApiRequest:
         max_tokens=integer(config.get("maxTokens", config.get("max_new_tokens"))),
         stop_sequences=labels(config.get("stopSequences")),
         service_tier=label(obj(data.get("serviceTier")).get("type")),
+        tool_results=converse_results(data.get("messages")),
     )
 
 
@@ -172,6 +177,7 @@ class Converse(BedrockApi):
             return result
         reason = label(data.get("stopReason"))
         result.finish_reasons = [reason] if reason else []
+        result.tool_calls = converse_calls(obj(obj(data.get("output")).get("message")).get("content"))
         update_from_metadata(result, data)
         return result
 

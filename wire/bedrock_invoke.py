@@ -38,6 +38,7 @@ from wire.content import CapturedContent
 from wire.framing import Event
 from wire.records import NO_HEADERS, ApiRequest, ApiResult, Usage
 from wire.stream import StreamAccumulator
+from wire.tools import converse_calls
 from wire.values import count, error_label, integer, json_members, label, member_pattern, number, obj, small_json
 
 _REQUEST_MEMBERS = member_pattern(
@@ -162,6 +163,7 @@ class InvokeModel(BedrockApi):
             result.usage = converse_usage(data.get("usage")) or _native_usage(data)
             reason = label(data.get("stopReason") or data.get("stop_reason"))
             result.finish_reasons = [reason] if reason else []
+            result.tool_calls = converse_calls(obj(obj(data.get("output")).get("message")).get("content"))  # Nova
         result.usage = result.usage or header_usage(headers)
         return result
 

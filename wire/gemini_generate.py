@@ -31,6 +31,7 @@ from wire.framing import Event, Framer
 from wire.framing.json_array import JSONArrayFramer
 from wire.records import MODALITIES, NO_HEADERS, ApiRequest, ApiResult, Usage
 from wire.stream import StreamAccumulator
+from wire.tools import MAX_TOOLS, gemini_calls, gemini_results
 from wire.values import (
     count,
     error_label,
@@ -119,6 +120,8 @@ def update_result(data: dict[str, Any], result: ApiResult) -> ApiResult:
     ]
     if reasons:
         result.finish_reasons = labels(reasons) or []
+    if calls := gemini_calls(data.get("candidates")):  # a stream's chunks carry calls whole, each once
+        result.tool_calls = (*result.tool_calls, *calls)[:MAX_TOOLS]
     blocked = label(obj(data.get("promptFeedback")).get("blockReason"))
     if blocked:  # the prompt was refused: no candidates, a failed call
         result.error_type = error_label(blocked)
@@ -226,6 +229,7 @@ class GenerateContent(WireApi):
             seed=integer(config.get("seed")),
             choice_count=integer(config.get("candidateCount")),
             output_type=_OUTPUT_TYPES.get(str(config.get("responseMimeType"))),
+            tool_results=gemini_results(data.get("contents")),
             attributes={"request.thinking.budget_tokens": budget} if budget is not None else {},
         )
 

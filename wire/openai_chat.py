@@ -28,6 +28,7 @@ from wire.hosts import HostRule
 from wire.openai_common import OPENAI, RESPONSE_MEMBERS, chat_usage, openai_request, openai_routes, reported_cost
 from wire.records import NO_HEADERS, ApiRequest, ApiResult, AttributeValue
 from wire.stream import StreamAccumulator
+from wire.tools import merged, openai_chat_calls
 from wire.values import (
     LARGE_BODY,
     MAX_LABEL_LENGTH,
@@ -106,7 +107,9 @@ def chat_result(body: bytes | None) -> ApiResult:
     data = json_members(body, RESPONSE_MEMBERS)
     if data is None:
         return ApiResult()
-    reasons = finish_reasons(data.get("choices"))
+    choices = data.get("choices")
+    reasons = finish_reasons(choices)
+    first_choice = choices[0] if isinstance(choices, list) and choices else None
     fingerprint = label(data.get("system_fingerprint"))
     attributes: dict[str, AttributeValue] = {FINGERPRINT: fingerprint} if fingerprint else {}
     return ApiResult(
@@ -116,6 +119,7 @@ def chat_result(body: bytes | None) -> ApiResult:
         usage=chat_usage(data.get("usage")),
         service_tier=label(data.get("service_tier")),
         error_type=error_type_from_object(data),
+        tool_calls=openai_chat_calls(obj(first_choice).get("message")),
         attributes=attributes | reported_cost(data.get("usage")),
     )
 
@@ -268,6 +272,9 @@ class ChatStreamAccumulator(StreamAccumulator):
             if not isinstance(choice, dict):
                 continue
             has_output = has_output or _delta_has_output(choice)
+            if position == 0 and (calls := obj(choice.get("delta")).get("tool_calls")):
+                # The first delta of each call carries its id and name; the rest, arguments.
+                result.tool_calls = merged(result.tool_calls, openai_chat_calls({"tool_calls": calls}))
             reason = choice.get("finish_reason")
             if isinstance(reason, str):
                 index = integer(choice.get("index"))

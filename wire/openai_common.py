@@ -10,6 +10,7 @@ from typing import Any
 from wire.call import Route
 from wire.headers import RateLimits, UpstreamInfo, rate_limit_headers, rate_limits_from
 from wire.records import MODALITIES, ApiRequest, AttributeValue, Usage
+from wire.tools import openai_chat_results, responses_results
 from wire.values import count, integer, json_members, label, labels, member_pattern, number, obj
 from wire.vendor import Vendor
 
@@ -84,9 +85,11 @@ def openai_request(body: bytes | None, *, responses_api: bool = False) -> ApiReq
         conversation = data.get("conversation")  # an id, or {"id": ...}
         conversation = label(obj(conversation).get("id") if isinstance(conversation, dict) else conversation)
         previous_response = label(data.get("previous_response_id"))
+        tool_results = responses_results(data.get("input"))
     else:
         output_format = obj(data.get("response_format")).get("type")
         max_tokens = data.get("max_completion_tokens", data.get("max_tokens"))
+        tool_results = openai_chat_results(data.get("messages"))
     encoding_format = label(data.get("encoding_format"))
     retention = label(data.get("prompt_cache_retention"))  # in_memory | 24h: how long a cache write lives
     return ApiRequest(
@@ -107,6 +110,7 @@ def openai_request(body: bytes | None, *, responses_api: bool = False) -> ApiReq
         dimensions=integer(data.get("dimensions")),
         conversation_id=conversation,
         previous_response_id=previous_response,
+        tool_results=tool_results,
         attributes={"request.prompt_cache_retention": retention} if retention else {},
     )
 

@@ -22,6 +22,7 @@ from wire.openai_common import OPENAI, RESPONSE_MEMBERS, openai_request, openai_
 from wire.records import NO_HEADERS, ApiRequest, ApiResult, Usage
 from wire.socket import Operation, SessionInfo, SocketSession, frame_type
 from wire.stream import StreamAccumulator
+from wire.tools import responses_calls
 from wire.values import (
     count,
     error_label,
@@ -82,6 +83,8 @@ def update_result(response: dict[str, Any], result: ApiResult) -> ApiResult:
     reason = finish_reason(response)
     if reason:
         result.finish_reasons = [reason]
+    if calls := responses_calls(response.get("output")):  # the terminal event's output is whole
+        result.tool_calls = calls
     error = response.get("error")
     if isinstance(error, dict):
         result.error_type = error_label(error.get("code")) or error_label(error.get("type")) or "error"

@@ -67,6 +67,27 @@ class Usage:
 
 
 @pickled_as_tuple
+@dataclass(frozen=True, slots=True)
+class ToolCall:
+    """A tool the model asks the client to run (`wire.tools`): its result comes in a later request.
+    Server-side tools (web search, code execution) run inside the response and are not these."""
+
+    call_id: str  # the API's id; a Gemini call without one is known by its name
+    name: str
+    tool_type: str = "function"  # gen_ai.tool.type: function, or the API's kind (custom, local_shell)
+
+
+@pickled_as_tuple
+@dataclass(frozen=True, slots=True)
+class ToolResult:
+    """A tool's result a request sends back, for the call of this id (or name, `ToolCall.call_id`)."""
+
+    call_id: str
+    name: str | None = None  # where the API repeats it (Gemini, Ollama): matches a call by name
+    error: bool = False  # the result says the tool failed (Anthropic's is_error, Converse's status)
+
+
+@pickled_as_tuple
 @dataclass(slots=True)
 class ApiRequest:
     """What the client asked for, as far as telemetry cares."""
@@ -91,6 +112,8 @@ class ApiRequest:
     agent_session: str | None = None  # the agent session the body names (Claude Code's; `wire.agents`)
     previous_response_id: str | None = None
     input_characters: int | None = None  # text to speech: the input's length, what tts-1 bills
+    # The tools' results this request sends back: those of its newest turn only (`wire.tools`).
+    tool_results: tuple[ToolResult, ...] = ()
     # The API's own span attributes, named without its vendor's namespace (`request.voice`,
     # `request.thinking.budget_tokens`): the telemetry layer puts them under it (a `gen_ai.` name,
     # one of the conventions', stays as it is).
@@ -114,6 +137,7 @@ class ApiResult:
     # Server-side tool uses billed per request (Anthropic's web search and fetch), by tool.
     server_tool_requests: dict[str, int] = field(default_factory=dict)
     audio_seconds: float | None = None  # speech to text billed by duration (whisper-1)
+    tool_calls: tuple[ToolCall, ...] = ()  # the tools the answer asks the client to run
     # A successful answer's body was not what the API sends (not JSON): nothing could be read from it.
     unreadable: bool = False
     # The API's own span attributes, named without its vendor's namespace (`response.system_fingerprint`).
