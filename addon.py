@@ -148,12 +148,16 @@ def body_of(message: http.Message, headers: dict[str, str]) -> bytes | None:
 
 
 def recorded_request_headers(headers: dict[str, str]) -> dict[str, str]:
-    """The request headers a call records (`RECORDED_REQUEST_HEADERS`); a trace header only if not oversized."""
-    return {
+    """The request headers a call records (`RECORDED_REQUEST_HEADERS`, and any `x-…-session-id`
+    `picked_headers` found); a trace header only if not oversized."""
+    recorded = {
         name: value
         for name in RECORDED_REQUEST_HEADERS
         if (value := headers.get(name)) and (name not in TRACE_HEADERS or len(value) <= MAX_TRACE_HEADER_LENGTH)
     }
+    if len(recorded) < len(headers):
+        recorded |= {name: value for name, value in headers.items() if is_session_header(name.encode())}
+    return recorded
 
 
 def masked_key(endpoint: Endpoint, headers: dict[str, str], path: str) -> str:
