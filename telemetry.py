@@ -190,12 +190,24 @@ class Telemetry:
         upstream = call.upstream()
         self._record_rate_limits(call, upstream.rate_limits)
         session = None
+        marks: dict[str, Any] = {}
         if headers.session is not None:
             self.sessions.idle_s = options.session_idle_s
             session = self.sessions.add(call, headers.client.name, headers.session.session_id, tool_time_s)
+            previous_read = session.cache_break(call, headers.session.subagent_id)
+            if previous_read is not None:
+                marks = {"genai.cache.break": True, "genai.cache.previous_read_tokens": previous_read}
+                self.instruments.cache_breaks.add(
+                    1,
+                    {
+                        "gen_ai.agent.name": headers.client.name,
+                        "gen_ai.provider.name": call.origin.provider,
+                        "gen_ai.request.model": attributes.get("gen_ai.request.model", "unknown"),
+                    },
+                )
         for run in runs:
             self._record_tool_run(run, headers)
-        span_ids = self._record_span(call, upstream, headers, attributes, session)
+        span_ids = self._record_span(call, upstream, headers, attributes, session, marks)
         if call.result.tool_calls:
             parent = (session.trace_id, session.span_id) if session is not None else span_ids
             end_ns = call.start_time_ns + int(call.duration_s * 1e9)
@@ -254,6 +266,7 @@ class Telemetry:
             "genai.session.errors": session.errors,
             "genai.session.model_time_s": round(session.model_time_s, 6),
             "genai.session.tool_time_s": round(session.tool_time_s, 6),
+            "genai.session.cache_breaks": session.cache_breaks,
         }
         if session.cost_usd is not None:
             attributes["gen_ai.usage.cost_usd"] = session.cost_usd
@@ -316,10 +329,11 @@ class Telemetry:
         headers: RequestInfo,
         metric_attributes: Mapping[str, Any],
         session: OpenSession | None,
+        marks: dict[str, Any],
     ) -> tuple[int, int]:
         """The call's span: the child of its WebSocket session's span, else of the client's own
-        trace context, else of its agent session's span (`otel.sessions`). Returns its (trace id,
-        span id)."""
+        trace context, else of its agent session's span (`otel.sessions`); `marks` are added to its
+        attributes (a cache break). Returns its (trace id, span id)."""
         parent: Context | None = None
         if call.session_span is not None:  # an operation of a WebSocket session: its child
             parent = _parent(*call.session_span)
@@ -334,7 +348,8 @@ class Telemetry:
             kind=SpanKind.CLIENT,
             attributes=span_attributes(
                 call, upstream, headers, metric_attributes, self.instruments.conventions.cache_write_attribute
-            ),
+            )
+            | marks,
             start_time=call.start_time_ns,
         )
         if (error_type := call.error_type) is not None:

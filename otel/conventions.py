@@ -251,6 +251,12 @@ class Instruments:
         self.token_cost = histogram(
             "gen_ai.client.token.cost", "USD", "Cost of one call from the price table.", COST_BUCKETS
         )
+        self.cache_breaks = meter.create_counter(
+            "gen_ai.client.cache_breaks",
+            unit="{call}",
+            description="Calls of an agent session that read far less from the prompt cache than the session's "
+            "previous call (a prefix changed): its input was written to the cache again, at full price.",
+        )
         self.tool_duration = histogram(
             "gen_ai.execute_tool.duration",
             "s",

@@ -14,12 +14,31 @@ import hashlib
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from wire.agents import DEFAULT_SESSION_IDLE_S
 from wire.call import Call
+from wire.records import Usage
 
 MAX_OPEN_SESSIONS = 10_000  # then the session idle longest is ended early
+# A cache break: a call that reads less than CACHE_BREAK_SHARE of what the previous call of its
+# thread (agent or sub-agent, and model) read from the prompt cache, with at least as much input
+# (a compacted, shorter prompt reads less for a reason). Reads below CACHE_BREAK_MIN_READ are not
+# watched: 1,024 tokens is the shortest prefix Anthropic caches.
+CACHE_BREAK_SHARE = 0.5
+CACHE_BREAK_MIN_READ = 1024
+MAX_THREADS = 64  # per session, the cache reads remembered
+
+
+def cache_broke(previous_read: int, usage: Usage) -> bool:
+    """Did a call whose previous call (same thread) read `previous_read` tokens from the cache break
+    the cache: a prefix the agent sent before changed, and was written again at full price."""
+    read = usage.cache_read_tokens or 0
+    return (
+        previous_read >= CACHE_BREAK_MIN_READ
+        and read < previous_read * CACHE_BREAK_SHARE
+        and (usage.input_tokens or 0) >= previous_read
+    )
 
 
 def session_trace(session_id: str) -> tuple[int, int]:
@@ -47,6 +66,9 @@ class OpenSession:
     cost_usd: float | None = None
     model_time_s: float = 0.0  # the calls' durations, added up
     tool_time_s: float = 0.0  # the client tools' runs between them (`otel.tools`), added up
+    cache_breaks: int = 0
+    # The last cache read of each thread (sub-agent and model): what the next call is held to.
+    cache_reads: dict[str, int] = field(default_factory=dict)
 
     def add(self, call: Call, now: float, tool_time_s: float = 0.0) -> None:
         self.calls += 1
@@ -61,6 +83,22 @@ class OpenSession:
             self.output_tokens += usage.output_tokens or 0
         if call.cost_usd is not None:
             self.cost_usd = (self.cost_usd or 0.0) + call.cost_usd
+
+    def cache_break(self, call: Call, subagent: str | None) -> int | None:
+        """The tokens the thread's previous call read from the cache, if `call` broke the cache
+        (`cache_broke`); then it is counted. Either way `call`'s read is the thread's newest."""
+        usage = call.usage
+        if usage is None or call.error_type is not None:
+            return None
+        thread = f"{subagent or ''} {call.billed_model or ''}"
+        previous = self.cache_reads.pop(thread, None)
+        self.cache_reads[thread] = usage.cache_read_tokens or 0
+        if len(self.cache_reads) > MAX_THREADS:
+            del self.cache_reads[next(iter(self.cache_reads))]
+        if previous is None or not cache_broke(previous, usage):
+            return None
+        self.cache_breaks += 1
+        return previous
 
 
 class Sessions:

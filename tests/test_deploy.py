@@ -19,7 +19,7 @@ from telemetry_process import MetricOptions
 from tests.builders import finished_call
 from wire import anthropic_messages, openai_chat
 from wire.call import Endpoint
-from wire.records import ApiRequest, ApiResult, Usage
+from wire.records import ApiRequest, ApiResult, ToolCall, ToolResult, Usage
 
 DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
 # What Prometheus adds to an OpenTelemetry metric name: unit and type suffixes.
@@ -59,6 +59,16 @@ def emitted_prometheus_names() -> set[str]:
             response_headers=headers,
         )
         telemetry.record(call, MetricOptions())
+    # An agent session that breaks its cache, asks for a tool and brings its result back.
+    session = {"x-claude-code-session-id": "s-1"}
+    for read, tools in ((5000, (ToolCall("toolu_1", "Bash"),)), (0, ())):
+        broken = Usage(input_tokens=6000, output_tokens=5, cache_read_tokens=read)
+        call = finished_call(
+            request_headers=session,
+            request=ApiRequest(model="claude-x", tool_results=() if tools else (ToolResult("toolu_1"),)),
+            result=ApiResult(usage=broken, tool_calls=tools),
+        )
+        telemetry.record(call, MetricOptions())
     data = reader.get_metrics_data()
     assert data is not None
     return {
@@ -70,7 +80,7 @@ def emitted_prometheus_names() -> set[str]:
 
 
 DASHBOARD = DEPLOY / "grafana" / "genai-dashboard.json"
-LABELS = r"gen_ai_(request_model|response_model|provider_name|token_type|operation_name)"
+LABELS = r"gen_ai_(request_model|response_model|provider_name|token_type|operation_name|agent_name|tool_name)"
 
 
 def metric_names(expressions: list[str]) -> set[str]:

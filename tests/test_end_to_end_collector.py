@@ -262,8 +262,10 @@ def test_the_rules_and_dashboard_queries_return_data_against_the_collector(fleet
     """The same queries as against a proxy scraped directly (test_end_to_end_prometheus), now
     through the Collector: each parses, and each the fleet's traffic feeds has data."""
     expressions = rule_expressions() if source == "rules" else dashboard_expressions()
-    # What this traffic cannot feed: the headroom and spend alerts, whose thresholds it stays clear of.
-    fed = [expr for expr in expressions if not re.search(r"< 0\.1$|> 50$", expr)]
+    # What this traffic cannot feed: the headroom and spend alerts, whose thresholds it stays clear of,
+    # and the cache breaks, which need an agent session (test_end_to_end_prometheus feeds them; here
+    # a session's invoke_agent span would be one more span than calls, at exit).
+    fed = [expr for expr in expressions if not re.search(r"< 0\.1$|> 50$", expr) and "cache_breaks" not in expr]
     assert len(fed) >= 5
     for expr in expressions:
         fleet.prometheus.query(expr)  # raises with Prometheus's error for what does not parse

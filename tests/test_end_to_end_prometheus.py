@@ -110,6 +110,15 @@ def traffic(world: World, proxy: Mitmdump) -> dict[str, Any]:
     ) as stream:
         final = stream.get_final_message()
     count(final.model, final.usage.input_tokens + 500 + 100, final.usage.output_tokens)
+    # An agent session whose second call finds its cache gone (written again): a cache break a round.
+    for cache_headers in ({"x-fake-cache-read": "5000"}, {"x-fake-cache-write-5m": "5000"}):
+        message = claude.messages.create(
+            model="claude-sonnet-4-6",
+            max_tokens=32,
+            messages=question,
+            extra_headers={"x-claude-code-session-id": "e2e-prom-session", **cache_headers},
+        )
+        count(message.model, message.usage.input_tokens + 5000, message.usage.output_tokens)
     with pytest.raises(anthropic.APIStatusError):
         claude.messages.create(
             model="claude-sonnet-4-6",
@@ -133,7 +142,7 @@ def test_exported_token_sums_are_exactly_what_the_sdks_were_told(scraped):
         errors, "error_type"
     )
     providers = "sum by (gen_ai_provider_name) (gen_ai_client_operation_duration_seconds_count)"
-    want_providers = {"openai": 12, "anthropic": 8}
+    want_providers = {"openai": 12, "anthropic": 12}
     assert wait_until(lambda: prometheus.values(providers, "gen_ai_provider_name") == want_providers)
 
 
@@ -160,9 +169,20 @@ def test_every_query_parses_and_the_ones_the_traffic_feeds_return_data(scraped, 
     for expr in expressions:
         if not wait_until(lambda expr=expr: prometheus.query(expr), timeout=8):
             empty.append(expr)
-    # What this traffic cannot feed: the headroom and spend alerts, whose thresholds it stays clear of.
-    fed_elsewhere = [expr for expr in empty if not re.search(r"< 0\.1$|> 50$", expr)]
+    # What this traffic cannot feed: the headroom, spend and cache-break alerts, whose thresholds it
+    # stays clear of.
+    fed_elsewhere = [expr for expr in empty if not re.search(r"< 0\.1$|> 50$|> 5$", expr)]
     assert not fed_elsewhere, f"no data for: {fed_elsewhere}"
+
+
+def test_each_rounds_cache_break_is_counted_once_by_agent_and_model(scraped):
+    prometheus, _ = scraped
+    breaks = wait_until(
+        lambda: prometheus.values("gen_ai_client_cache_breaks_total", "gen_ai_request_model").get("claude-sonnet-4-6")
+    )
+    assert breaks == 2
+    (sample,) = prometheus.query("gen_ai_client_cache_breaks_total")
+    assert sample["metric"]["gen_ai_agent_name"] == "anthropic-python"  # the SDK the calls came from
 
 
 def test_rates_cache_share_latency_and_headroom_have_the_values_the_traffic_implies(scraped):
@@ -177,7 +197,7 @@ def test_rates_cache_share_latency_and_headroom_have_the_values_the_traffic_impl
     cached = next(expr for expr in panels if "token_cache_read_sum" in expr)
     share = wait_until(lambda: prometheus.values(cached, "gen_ai_request_model").get("claude-sonnet-4-6"))
     claude_input = expected["input"]["claude-sonnet-4-6"]
-    assert share == pytest.approx(500 / claude_input, rel=0.05)  # the same window for both rates
+    assert share == pytest.approx((500 + 5000) / claude_input, rel=0.05)  # the same window for both rates
     # Time to first content chunk of the two paced streams (100 ms apart; the first content after
     # one pause): in the (0.08, 0.16] s bucket, so its median is interpolated inside it.
     ttfc = 'gen_ai_client_operation_time_to_first_chunk_seconds_bucket{gen_ai_request_model="e2e-prom-gpt"}'

@@ -52,3 +52,30 @@ def test_at_most_the_limit_are_open_the_one_idle_longest_ended_first():
         clock[0] = float(number)
         sessions.add(call(float(number)), "agent", name)
     assert len(sessions) == 2 and [s.session_id for s in sessions.ended()] == ["b"]
+
+
+def cached(read: int, input_tokens: int = 20_000) -> ApiResult:
+    return ApiResult(
+        response_model="claude-x", usage=Usage(input_tokens=input_tokens, output_tokens=5, cache_read_tokens=read)
+    )
+
+
+def test_a_call_that_reads_far_less_from_the_cache_than_the_last_breaks_it():
+    sessions = Sessions()
+    session = sessions.add(call(0.0, result=cached(0)), "claude-cli", "s")
+    reads = [(0, None), (15_000, None), (18_000, None), (2_000, 18_000), (19_000, None), (9_600, None)]
+    for read, expected in reads:  # 9,600 of 19,000 is more than half: not a break
+        assert session.cache_break(call(1.0, result=cached(read)), None) == expected
+    assert session.cache_breaks == 1
+
+
+def test_a_shorter_prompt_small_reads_other_threads_and_failures_are_not_breaks():
+    session = Sessions().add(call(0.0, result=cached(0)), "claude-cli", "s")
+    assert session.cache_break(call(1.0, result=cached(8_000)), None) is None
+    assert session.cache_break(call(2.0, result=cached(100, input_tokens=5_000)), None) is None  # compacted
+    assert session.cache_break(call(3.0, result=cached(900)), None) is None
+    assert session.cache_break(call(4.0, result=cached(0)), None) is None  # 900 read before: too few to watch
+    assert session.cache_break(call(5.0, result=cached(8_000)), "agent_7") is None  # a sub-agent: its own thread
+    assert session.cache_break(call(6.0, result=cached(8_000)), None) is None
+    assert session.cache_break(call(7.0, status_code=529), None) is None  # no usage
+    assert session.cache_breaks == 0

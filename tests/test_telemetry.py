@@ -865,3 +865,21 @@ def test_without_a_session_a_tool_span_is_the_child_of_the_call_that_asked_for_i
     asking_span = finished_spans[0]
     assert (tool.context.trace_id, tool.parent.span_id) == (asking_span.context.trace_id, asking_span.context.span_id)
     assert "gen_ai.conversation.id" not in tool.attributes and "gen_ai.agent.name" not in tool.attributes
+
+
+def test_a_cache_break_is_counted_by_agent_and_model_and_marks_the_span(sink):
+    instance, spans, reader = sink
+    headers = {"user-agent": "claude-cli/2.1.332 (external, sdk-cli)", "x-claude-code-session-id": "s-cache"}
+    for read in (30_000, 1_000):
+        usage = Usage(input_tokens=32_000, output_tokens=10, cache_read_tokens=read)
+        record(instance, make_call(request_headers=headers, result=ApiResult(response_model="claude-x", usage=usage)))
+    assert instance.shutdown(5)
+    (breaks,) = points(reader)["gen_ai.client.cache_breaks"]
+    assert breaks[3].value == 1 and breaks[2]["gen_ai.agent.name"] == "claude-cli"
+    assert breaks[2]["gen_ai.request.model"] == "gpt-4o-mini"
+    first, second = [s for s in spans.get_finished_spans() if s.name.startswith("chat")]
+    assert "genai.cache.break" not in first.attributes
+    assert second.attributes["genai.cache.break"] is True
+    assert second.attributes["genai.cache.previous_read_tokens"] == 30_000
+    (agent,) = [s for s in spans.get_finished_spans() if s.name.startswith("invoke_agent")]
+    assert agent.attributes["genai.session.cache_breaks"] == 1
