@@ -51,12 +51,14 @@ import telemetry_process
 from bench.discard import Discard
 from bench.fleet import fleet
 from bench.measure import child_pids, family_cpu_seconds, latency_row, memory_of, percentile
+from bench.sessions import sessions_part
 from harness import eventstream
 from harness.collector import free_port
 from harness.fake_openai import load_fixture
 from harness.fake_realtime import AUDIO_FRAME, FakeSockets
 from harness.mitmdump import ROOT, Mitmdump
 from harness.otlp_receiver import OTLPReceiver
+from otel.sessions import MAX_OPEN_SESSIONS
 from pricing import Prices
 from telemetry import Telemetry
 from telemetry_process import MetricOptions
@@ -104,6 +106,7 @@ class Sizes:
     realtime_chunks: int = 2000
     realtime_paced_chunks: int = 200
     realtime_rounds: int = 5
+    agent_sessions: int = MAX_OPEN_SESSIONS  # part 11
 
 
 SMOKE = Sizes(
@@ -123,6 +126,7 @@ SMOKE = Sizes(
     single_core_rounds=1,
     single_core_requests=100,
     saturation_s=3.0,
+    agent_sessions=300,
     realtime_chunks=100,
     realtime_paced_chunks=20,
     realtime_rounds=1,
@@ -1146,7 +1150,9 @@ def main() -> None:
     parser.add_argument("--smoke", action="store_true", help="a few hundred requests, to check that it works")
     parser.add_argument("--report", type=Path, help="write the Markdown report here as well")
     parser.add_argument("--raw", type=Path, help="write the raw numbers as JSON here")
-    parser.add_argument("--parts", default="1,2,3,4,5,6,7,8,9,10", help="which parts to run, e.g. 1,5 (default: all)")
+    parser.add_argument(
+        "--parts", default="1,2,3,4,5,6,7,8,9,10,11", help="which parts to run, e.g. 1,5 (default: all)"
+    )
     parser.add_argument("--rounds", type=int, help="paired rounds in parts 1 (per concurrency) and 6 (default: 25, 7)")
     parser.add_argument(
         "--pool", type=Path, nargs="+", metavar="RAW", help="only pool part 1 of earlier runs (their --raw files)"
@@ -1180,6 +1186,7 @@ def main() -> None:
                 ("8", single_core),
                 ("9", realtime),
                 ("10", fleet),
+                ("11", sessions_part),
             )
             for number, part in parts:
                 if number in chosen:

@@ -7,6 +7,7 @@ import sys
 import pytest
 
 from bench.run import pooled_throughput
+from bench.sessions import agent_sessions, report_sessions
 from harness.mitmdump import ROOT
 
 
@@ -63,3 +64,14 @@ def test_pooling_takes_every_round_of_every_run_per_concurrency(tmp_path):
         ["| 16", "1", "0.990 (0.990–0.990)"],
     ]
     assert table[-2].endswith("| 67% |") and table[-1].endswith("| 100% |")
+
+
+def test_agent_sessions_memory_is_bounded_by_the_session_limit_and_freed_when_idle():
+    """Part 11, small: at twice the limit as many are open as at the limit, and idle frees them."""
+    measured = agent_sessions(300)
+    stages = measured["stages"]
+    assert stages["at the limit"][1:] == (300, 300) and stages["twice the limit"][1:] == (300, 300)
+    assert stages["twice the limit"][0] < 1.3 * stages["at the limit"][0]
+    assert stages["all idle"][1:] == (0, 0) and stages["all idle"][0] < stages["at the limit"][0]
+    table = report_sessions(measured)
+    assert "| twice the limit | 300 | 300 |" in "\n".join(table)
