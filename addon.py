@@ -32,6 +32,7 @@ from presentation import USAGE_REMOVED, LLMStreamView, ShownCalls
 from settings import CAPTURE_CONTENT_VARIABLE, STREAM_STORE_LIMIT, Settings
 from summary import NO_CALLS
 from telemetry_process import ATTRIBUTIONS, TelemetrySink, TelemetryStartError, telemetry_process
+from wire import mcp
 from wire.agents import DEFAULT_SESSION_IDLE_S, is_session_header
 from wire.call import Call, Endpoint, Origin, SocketRecord
 from wire.content import MAX_PART_CHARS, CapturedContent
@@ -119,6 +120,9 @@ REQUEST_FIELDS = {name.encode(): name for name in ("content-encoding", *CREDENTI
 RESPONSE_FIELDS = {
     name.encode(): name for name in ("content-type", "content-encoding", *wire.REGISTRY.response_headers)
 }
+
+
+MCP_ENDPOINT = Endpoint(mcp.API)
 
 
 def picked_headers(headers: http.Headers, names: dict[bytes, str], any_session: bool = False) -> dict[str, str]:
@@ -232,6 +236,7 @@ class GenAIMeter:
         self._telemetry_sink = telemetry
         self.settings = Settings()  # the options, parsed in `configure`
         self.hosts = HostMatcher(self.settings.rules)  # the metered host rule of a (host, port)
+        self.mcp_hosts = HostMatcher(self.settings.mcp_rules)  # genai_mcp_hosts'
         self.telemetry: TelemetrySink | None = None
         self.errors = UnexpectedErrors(log)
         self.shown = ShownCalls()  # the log line and the flow comment of each call
@@ -265,6 +270,16 @@ class GenAIMeter:
             (
                 "More hosts to meter, in the form of genai_hosts, beside genai_hosts (the default list "
                 "unless set): tried first, so an entry may also give a default host another provider."
+            ),
+        )
+        loader.add_option(
+            "genai_mcp_hosts",
+            Sequence[str],
+            [],
+            (
+                "MCP servers to meter, HOST[:PORT] (a glob: *.example.com): every POST to them is read as MCP "
+                "over Streamable HTTP. On a metered LLM host, a request with an Mcp-* header or a JSON-RPC body "
+                "is read as MCP without this."
             ),
         )
         loader.add_option(
@@ -423,6 +438,8 @@ class GenAIMeter:
         settings = self.settings.parse(ctx.options, updated)
         if settings.rules is not self.settings.rules:
             self.hosts = HostMatcher(settings.rules)
+        if settings.mcp_rules is not self.settings.mcp_rules:
+            self.mcp_hosts = HostMatcher(settings.mcp_rules)
         if settings.prices is not self.settings.prices and self.telemetry is not None:
             self.telemetry.use_prices(settings.prices)
         self.settings = settings
@@ -436,15 +453,23 @@ class GenAIMeter:
             return
         req = flow.request
         endpoint = wire.endpoint_for(req.method, req.path)
-        if endpoint is None:
-            return
         host, port = req.host, req.port
-        rule = self.hosts(host, port)
-        if rule is None:
-            return
+        if endpoint is None:
+            if req.method != "POST":
+                return
+            rule = self.mcp_hosts(host, port) if self.mcp_hosts.rules else None
+            if rule is None and (rule := self.hosts(host, port)) is None:
+                return
+            endpoint = MCP_ENDPOINT  # if the request says so (below), or the host is an MCP server
+        else:
+            rule = self.hosts(host, port)
+            if rule is None:
+                return
         api = endpoint.api
         headers = picked_headers(req.headers, REQUEST_FIELDS, any_session=True)
         body = body_of(req, headers)
+        if api is mcp.API and rule.provider != mcp.MCP.name and not mcp.is_mcp_request(headers, body):
+            return
         # Parsed here only if it may stream (the include_usage rewrite) or is too large to copy.
         may_stream = body is not None and b'"stream"' in body
         parse_here = may_stream or not passed_on_unparsed(body)

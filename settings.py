@@ -15,6 +15,7 @@ from mitmproxy import exceptions
 
 from telemetry_process import ATTRIBUTIONS, MetricOptions, UsePrices
 from wire.hosts import DEFAULT_HOSTS, HostRule, parse_host_rule
+from wire.mcp import MCP
 
 log = logging.getLogger("genai")
 
@@ -44,6 +45,7 @@ class Settings:
     stream_store_limit: int = STREAM_STORE_LIMIT
     metric_options: MetricOptions = DEFAULT_METRIC_OPTIONS  # genai_legacy_* and genai_metric_attribution
     prices: UsePrices = DEFAULT_PRICES  # genai_prices and genai_prices_update
+    mcp_rules: tuple[HostRule, ...] = ()  # genai_mcp_hosts: MCP servers, metered as `mcp`
 
     def parse(self, options: Any, updated: set[str]) -> Settings:
         """These settings with the `updated` options read anew; raises OptionsError naming the
@@ -51,6 +53,8 @@ class Settings:
         changes: dict[str, Any] = {}
         if {"genai_hosts", "genai_extra_hosts"} & updated:
             changes["rules"] = _host_rules(options, warn="genai_hosts" in updated)
+        if "genai_mcp_hosts" in updated:
+            changes["mcp_rules"] = _mcp_rules(options.genai_mcp_hosts)
         if "genai_capture_content" in updated:
             from_environment = os.environ.get(CAPTURE_CONTENT_VARIABLE, "").strip().lower() == "true"
             changes["capture_content"] = bool(options.genai_capture_content) or from_environment
@@ -98,6 +102,18 @@ class Settings:
                     raise refused(f"Invalid genai_prices: {error}") from None
             changes["prices"] = UsePrices(str(path) if path else None, update_url or None)
         return dataclasses.replace(self, **changes)
+
+
+def _mcp_rules(entries: Any) -> tuple[HostRule, ...]:
+    rules = []
+    for entry in entries:
+        if "=" in entry or ";" in entry:
+            raise refused(f"Invalid genai_mcp_hosts entry {entry!r}: only HOST[:PORT] (a glob) is known")
+        try:
+            rules.append(parse_host_rule(f"{entry}={MCP.name}"))
+        except ValueError as error:
+            raise refused(f"Invalid genai_mcp_hosts entry {entry!r}: {error}") from None
+    return tuple(rules)
 
 
 def _host_rules(options: Any, warn: bool) -> tuple[HostRule, ...]:

@@ -37,7 +37,7 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 
 import telemetry_process
 from otel import export
-from otel.attributes import CLIENT_ATTRIBUTE, BoundedValues, metric_attributes, span_attributes
+from otel.attributes import CLIENT_ATTRIBUTE, BoundedValues, mcp_attributes, metric_attributes, span_attributes
 from otel.conventions import V0_1_0, V1_41, Instruments, latest_experimental_opted_in
 from otel.export import DEFAULT_SPAN_QUEUE, GuardedSpanExporter, build_resource, quiet_exporter_logs
 from otel.sessions import OpenSession, Sessions
@@ -45,6 +45,7 @@ from otel.tools import PendingTools, ToolRun
 from pricing import Prices
 from summary import UsageSummary
 from telemetry_process import MetricOptions, UsePrices
+from wire import mcp
 from wire.call import Call, SocketRecord
 from wire.describe import Description
 from wire.headers import RateLimits, RequestInfo, UpstreamInfo, parse_request_headers
@@ -137,11 +138,41 @@ class Telemetry:
         """The one pipeline of a finished call: parse what the proxy passed on unparsed, price,
         record (summary, metrics, span; see `record`), and describe it back if the proxy shows it."""
         call.parse_bodies()
+        if call.endpoint.api is mcp.API:
+            self._record_mcp(call)
+        else:
+            self._record_llm_call(call, options)
+        if call.description_id is not None and self.on_description is not None:
+            self.on_description((Description.of(call),))
+
+    def _record_llm_call(self, call: Call, options: MetricOptions) -> None:
         self._count_usage_once(call)
         call.cost_usd = self.prices.cost_of(call)
         self.record(call, options)
-        if call.description_id is not None and self.on_description is not None:
-            self.on_description((Description.of(call),))
+
+    def _record_mcp(self, call: Call) -> None:
+        """An MCP call by the MCP conventions: a CLIENT span `{mcp.method.name} {target}` and the
+        `mcp.client.operation.duration` histogram; no tokens, no cost, not in the usage summary."""
+        attributes = mcp_attributes(call, self.bounded)
+        metric = {
+            name: value
+            for name, value in attributes.items()
+            if name in ("mcp.method.name", "gen_ai.tool.name", "error.type", "mcp.protocol.version")
+        }
+        self.instruments.mcp_duration.record(call.duration_s, metric)
+        method = attributes.get("mcp.method.name", "unknown")
+        target = attributes.get("gen_ai.tool.name") or attributes.get("gen_ai.prompt.name")
+        parent = self._propagator.extract(carrier=call.origin.request_headers)
+        span = self._tracer.start_span(
+            f"{method} {target}" if target else str(method),
+            context=parent if "traceparent" in call.origin.request_headers else None,
+            kind=SpanKind.CLIENT,
+            attributes=attributes,
+            start_time=call.start_time_ns,
+        )
+        if (error_type := attributes.get("error.type")) is not None:
+            span.set_status(Status(StatusCode.ERROR, str(error_type)))
+        span.end(end_time=call.start_time_ns + int(call.duration_s * 1e9))
 
     def _count_usage_once(self, call: Call) -> None:
         """A response fetched again (`fetch_response`: a stored or background Gemini interaction)

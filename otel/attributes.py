@@ -150,3 +150,23 @@ def span_attributes(
         for modality, tokens in usage.cache_read_modalities:
             candidates[f"gen_ai.usage.{modality}.cache_read.input_tokens"] = tokens
     return {key: value for key, value in candidates.items() if value is not None}
+
+
+def mcp_attributes(call: Call, bounded: BoundedValues) -> dict[str, Any]:
+    """An MCP call's span attributes, by the MCP conventions (`wire.mcp`); the tool's name bounded,
+    as it goes on a metric too."""
+    request_attributes = call.request.attributes
+    candidates: dict[str, Any] = {
+        **request_attributes,
+        **call.endpoint.api.vendor.request_attributes(call.origin.request_headers),
+        **call.result.attributes,
+        "gen_ai.operation.name": "execute_tool" if request_attributes.get("mcp.method.name") == "tools/call" else None,
+        "error.type": call.error_type,
+        "network.protocol.name": "http",
+        "server.address": call.origin.server_address,
+        "server.port": call.origin.server_port,
+        "http.response.status_code": call.status_code,
+    }
+    if isinstance(tool := request_attributes.get("gen_ai.tool.name"), str):
+        candidates["gen_ai.tool.name"] = bounded("gen_ai.tool.name", tool)
+    return {name: value for name, value in candidates.items() if value is not None}

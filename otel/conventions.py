@@ -257,6 +257,12 @@ class Instruments:
             description="Calls of an agent session that read far less from the prompt cache than the session's "
             "previous call (a prefix changed): its input was written to the cache again, at full price.",
         )
+        self.mcp_duration = histogram(
+            "mcp.client.operation.duration",
+            "s",
+            "An MCP request over Streamable HTTP, from the request to its JSON-RPC response.",
+            DURATION_BUCKETS,
+        )
         self.tool_duration = histogram(
             "gen_ai.execute_tool.duration",
             "s",

@@ -1111,3 +1111,41 @@ def test_websocket_hooks_with_telemetry_off_do_nothing_and_log_nothing(context, 
         metering.websocket_message(flow)
         metering.websocket_end(flow)
     assert caplog.records == []
+
+
+MCP_CALL = {"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": {"name": "search", "arguments": {}}}
+
+
+def test_mcp_servers_named_in_genai_mcp_hosts_are_metered_by_the_mcp_conventions(context, sink):
+    metering, tctx = context
+    tctx.configure(metering, genai_mcp_hosts=["mcp.example.com"])
+    flow = chat_flow(MCP_CALL, host="mcp.example.com", path="/mcp")
+    metering.request(flow)
+    flow.response = json_response({"jsonrpc": "2.0", "id": 3, "result": {"content": [], "isError": True}})
+    metering.response(flow)
+    (span,) = sink.finished_spans()
+    assert span.name == "tools/call search" and span.attributes["error.type"] == "tool_error"
+    assert span.attributes["mcp.method.name"] == "tools/call" and span.attributes["jsonrpc.request.id"] == "3"
+    assert span.attributes["server.address"] == "mcp.example.com"
+    assert KEY not in str(dict(span.attributes))
+    assert sink.metric_sum("mcp.client.operation.duration", gen_ai__tool__name="search") > 0
+    assert sink.metric_sum("gen_ai.client.operation.duration") == 0  # not an LLM call
+    assert "MCP tools/call search" in flow.comment
+
+
+def test_on_an_llm_host_only_requests_that_say_they_are_mcp_are_read_as_mcp(context, sink):
+    metering, _ = context
+    mcp_flow = chat_flow(MCP_CALL, host="api.openai.com", path="/v1/mcp")
+    other = chat_flow({"file": "x"}, host="api.openai.com", path="/v1/files")
+    for flow in (mcp_flow, other):
+        metering.request(flow)
+    assert addon_module.in_flight(mcp_flow) is not None and addon_module.in_flight(other) is None
+    unmetered = chat_flow(MCP_CALL, host="example.com", path="/mcp")  # no rule names it
+    metering.request(unmetered)
+    assert addon_module.in_flight(unmetered) is None
+
+
+def test_bad_mcp_host_entries_are_refused(context):
+    metering, tctx = context
+    with pytest.raises(exceptions.OptionsError, match="Invalid genai_mcp_hosts entry 'a=b'"):
+        tctx.configure(metering, genai_mcp_hosts=["a=b"])

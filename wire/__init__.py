@@ -16,6 +16,7 @@ from wire import (
     gemini_generate,
     gemini_interactions,
     gemini_live,
+    mcp,
     ollama,
     openai_chat,
     openai_completions,
@@ -59,6 +60,7 @@ REGISTRY = Registry(
         openai_realtime.API,
         openai_realtime.TRANSCRIPTION,
         gemini_live.API,
+        mcp.API,  # no routes: the proxy recognises MCP traffic by host or request (`wire.mcp`)
     ]
 )
 

@@ -58,6 +58,8 @@ class WireApi:
     routes: tuple[Route, ...] = ()
     # Its plain answers are JSON (not audio, nor a transcript as text): one that is not is unreadable.
     answers_json = True
+    # It tells its token usage (an LLM API; not MCP): a call without it is marked.
+    reports_usage = True
 
     def __reduce__(self) -> tuple[Any, tuple[str]]:
         """Pickled by its registry name: the same object after unpickling."""
@@ -191,7 +193,7 @@ class Call:
     def usage_unavailable(self) -> bool:
         """A call that should have told its usage and did not, with no error to explain it: a
         stream without usage, or a successful answer that could not be read."""
-        missing = self.usage is None and self.error_type is None
+        missing = self.usage is None and self.error_type is None and self.endpoint.api.reports_usage
         return missing and (self.streamed or self.result.unreadable)
 
     @property
