@@ -136,7 +136,8 @@ class Telemetry:
 
     def record_call(self, call: Call, options: MetricOptions) -> None:
         """The one pipeline of a finished call: parse what the proxy passed on unparsed, price,
-        record (summary, metrics, span; see `record`), and describe it back if the proxy shows it."""
+        record (summary, metrics, span; see `record`; an MCP call by its own conventions), and
+        describe it back if the proxy shows it."""
         call.parse_bodies()
         if call.endpoint.api is mcp.API:
             self._record_mcp(call)
@@ -162,10 +163,10 @@ class Telemetry:
         self.instruments.mcp_duration.record(call.duration_s, metric)
         method = attributes.get("mcp.method.name", "unknown")
         target = attributes.get("gen_ai.tool.name") or attributes.get("gen_ai.prompt.name")
-        parent = self._propagator.extract(carrier=call.origin.request_headers)
+        traced = "traceparent" in call.origin.request_headers
         span = self._tracer.start_span(
             f"{method} {target}" if target else str(method),
-            context=parent if "traceparent" in call.origin.request_headers else None,
+            context=self._propagator.extract(carrier=call.origin.request_headers) if traced else None,
             kind=SpanKind.CLIENT,
             attributes=attributes,
             start_time=call.start_time_ns,
@@ -225,17 +226,7 @@ class Telemetry:
         if headers.session is not None:
             self.sessions.idle_s = options.session_idle_s
             session = self.sessions.add(call, headers.client.name, headers.session.session_id, tool_time_s)
-            previous_read = session.cache_break(call, headers.session.subagent_id)
-            if previous_read is not None:
-                marks = {"genai.cache.break": True, "genai.cache.previous_read_tokens": previous_read}
-                self.instruments.cache_breaks.add(
-                    1,
-                    {
-                        "gen_ai.agent.name": headers.client.name,
-                        "gen_ai.provider.name": call.origin.provider,
-                        "gen_ai.request.model": attributes.get("gen_ai.request.model", "unknown"),
-                    },
-                )
+            marks = self._cache_break_marks(call, session, headers, attributes)
         for run in runs:
             self._record_tool_run(run, headers)
         span_ids = self._record_span(call, upstream, headers, attributes, session, marks)
@@ -244,6 +235,23 @@ class Telemetry:
             end_ns = call.start_time_ns + int(call.duration_s * 1e9)
             self.tools.asked(tool_scope, call.result.tool_calls, end_ns, parent)
         self.end_idle_sessions()
+
+    def _cache_break_marks(
+        self, call: Call, session: OpenSession, headers: RequestInfo, attributes: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        """If `call` broke its session's prompt cache (`otel.sessions.cache_broke`): count it, and
+        the attributes that mark its span."""
+        assert headers.session is not None
+        previous_read = session.cache_break(call, headers.session.subagent_id)
+        if previous_read is None:
+            return {}
+        counted = {
+            "gen_ai.agent.name": headers.client.name,
+            "gen_ai.provider.name": call.origin.provider,
+            "gen_ai.request.model": attributes.get("gen_ai.request.model", "unknown"),
+        }
+        self.instruments.cache_breaks.add(1, counted)
+        return {"genai.cache.break": True, "genai.cache.previous_read_tokens": previous_read}
 
     def _record_tool_run(self, run: ToolRun, headers: RequestInfo) -> None:
         """`execute_tool {tool}`: a client tool's run between two calls, and its duration metric."""
