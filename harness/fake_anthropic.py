@@ -17,6 +17,7 @@ request headers (the SDK sends them with `extra_headers`):
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -76,6 +77,10 @@ def rate_limit_headers(now: datetime | None = None) -> dict[str, str]:
 def error_body(kind: str) -> bytes:
     body = {"type": "error", "error": {"type": kind, "message": f"fake {kind}"}, "request_id": "req_fake"}
     return json.dumps(body).encode()
+
+
+# What the fake model passes a tool it calls (Claude Code's Glob needs a pattern).
+TOOL_INPUTS: dict[str, dict[str, Any]] = {"Glob": {"pattern": "*.txt"}}
 
 
 @dataclass
@@ -144,16 +149,29 @@ class MessagesScript:
         }
 
     def tool_uses(self) -> list[dict[str, Any]]:
-        """As a model told to use a tool (`tool_choice: {"type": "any"}`): a `tool_use` of each tool
-        declared (at most two), unless the last message brings the tools' results."""
-        last = (self.request.get("messages") or [{}])[-1]
+        """As a model told to use a tool: a `tool_use` of each tool declared (at most two) with
+        `tool_choice: {"type": "any"}`, or of the one the first message asks for with
+        `(fake: use NAME)` (what an agent's user prompt can carry); none once the last message
+        brings the tools' results."""
+        messages = self.request.get("messages") or [{}]
+        last = messages[-1]
         content = last.get("content") if isinstance(last.get("content"), list) else []
-        answered = any(block.get("type") == "tool_result" for block in content)
-        if (self.request.get("tool_choice") or {}).get("type") != "any" or answered:
+        if any(block.get("type") == "tool_result" for block in content):
             return []
+        tools = (self.request.get("tools") or [])[:2]
+        if (self.request.get("tool_choice") or {}).get("type") != "any":
+            asked = re.search(r"\(fake: use (\w+)\)", json.dumps(messages[0]))
+            if not asked:
+                return []
+            tools = [tool for tool in self.request.get("tools") or [] if tool.get("name") == asked.group(1)][:1]
         return [
-            {"type": "tool_use", "id": f"toolu_fake{self.number:08d}{n}", "name": tool["name"], "input": {"n": n}}
-            for n, tool in enumerate((self.request.get("tools") or [])[:2])
+            {
+                "type": "tool_use",
+                "id": f"toolu_fake{self.number:08d}{n}",
+                "name": tool["name"],
+                "input": TOOL_INPUTS.get(tool["name"], {"n": n}),
+            }
+            for n, tool in enumerate(tools)
         ]
 
     def message(self) -> dict[str, Any]:

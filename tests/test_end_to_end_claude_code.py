@@ -47,7 +47,13 @@ ON_VERTEX = {
 }
 
 
-def run_claude(tmp_path: Path, proxy_env: dict[str, str], platform: dict[str, str] | None = None) -> dict[str, Any]:
+def run_claude(
+    tmp_path: Path,
+    proxy_env: dict[str, str],
+    platform: dict[str, str] | None = None,
+    prompt: str = "Say hi",
+    *options: str,
+) -> dict[str, Any]:
     home = tmp_path / "home"
     home.mkdir(exist_ok=True)
     environment = {
@@ -60,7 +66,7 @@ def run_claude(tmp_path: Path, proxy_env: dict[str, str], platform: dict[str, st
         **proxy_env,
     }
     finished = subprocess.run(
-        [str(CLAUDE), "-p", "Say hi", "--output-format", "json"],
+        [str(CLAUDE), "-p", prompt, "--output-format", "json", *options],
         env=environment,
         cwd=tmp_path,
         capture_output=True,
@@ -174,3 +180,35 @@ def test_claude_code_on_vertex_ai_is_metered_as_claude_on_vertex(world: World, t
     assert span.attributes["gen_ai.usage.output_tokens"] == result["usage"]["output_tokens"] == 6
     assert span.attributes["user_agent.name"] == "claude-cli"
     assert "claude-code-20250219" in span.attributes["anthropic.beta"]
+
+
+def test_claude_code_running_a_tool_gives_its_session_one_execute_tool_span(
+    world: World, bedrock_proxy: Mitmdump, tmp_path
+):
+    """The fake model asks for Claude Code's Glob tool (the prompt's `(fake: use Glob)`); the CLI
+    runs it and sends the result back in its next call: the gap between is the tool's span."""
+    before = len(world.fake.received)
+    (tmp_path / "notes.txt").write_text("a file for Glob to find")
+    result = run_claude(
+        tmp_path,
+        {"ANTHROPIC_BEDROCK_BASE_URL": bedrock_proxy.url},
+        ON_BEDROCK,
+        "List the text files here (fake: use Glob)",
+        "--allowedTools",
+        "Glob",
+    )
+    assert result["result"] == "Hello from a fake Claude."
+    turns = [r for r in world.fake.received[before:] if r.path.endswith("/invoke-with-response-stream")]
+    assert len(turns) == 2  # the turn that asked for the tool, and the one that brought its result
+    answered = json.loads(turns[1].body)["messages"][-1]["content"]
+    (tool_result,) = [block for block in answered if block.get("type") == "tool_result"]
+    session = turns[1].headers["x-claude-code-session-id"]
+    (tool,) = world.receiver.wait_for(
+        lambda: [
+            s for s in world.receiver.spans() if s.attributes.get("gen_ai.tool.call.id") == tool_result["tool_use_id"]
+        ]
+    )
+    assert tool.name == "execute_tool Glob" and tool.attributes["gen_ai.tool.name"] == "Glob"
+    assert tool.attributes["gen_ai.conversation.id"] == session and tool.attributes["gen_ai.agent.name"] == "claude-cli"
+    assert tool.trace_id == f"{session_trace(session)[0]:032x}"  # in the session's trace
+    assert 0 < tool.end_time_unix_nano - tool.start_time_unix_nano < 60 * 10**9
