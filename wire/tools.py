@@ -55,6 +55,12 @@ def _last(messages: Any) -> dict[str, Any]:
     return found[-1] if found else {}
 
 
+def _last_user_blocks(messages: Any) -> list[dict[str, Any]]:
+    """The content blocks of the last message, when it is the user's (where results come back)."""
+    last = _last(messages)
+    return _dicts(last.get("content")) if last.get("role") == "user" else []
+
+
 # --- OpenAI chat completions (and Cohere v2, Ollama: the same message shapes) ----------------------
 
 
@@ -90,12 +96,9 @@ def anthropic_calls(content: Any) -> tuple[ToolCall, ...]:
 
 def anthropic_results(messages: Any) -> tuple[ToolResult, ...]:
     """The `tool_result` blocks of the last message, when it is the user's."""
-    last = _last(messages)
-    if last.get("role") != "user":
-        return ()
     results = (
         _result(block.get("tool_use_id"), error=block.get("is_error") is True)
-        for block in _dicts(last.get("content"))
+        for block in _last_user_blocks(messages)
         if block.get("type") == "tool_result"
     )
     return _bounded(result for result in results if result is not None)
@@ -162,12 +165,9 @@ def converse_calls(content: Any) -> tuple[ToolCall, ...]:
 
 def converse_results(messages: Any) -> tuple[ToolResult, ...]:
     """The `toolResult` blocks of the last message, when it is the user's (`status: error` failed)."""
-    last = _last(messages)
-    if last.get("role") != "user":
-        return ()
     results = (
         _result(outcome.get("toolUseId"), error=outcome.get("status") == "error")
-        for block in _dicts(last.get("content"))
+        for block in _last_user_blocks(messages)
         if (outcome := obj(block.get("toolResult")))
     )
     return _bounded(result for result in results if result is not None)
