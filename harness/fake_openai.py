@@ -544,6 +544,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_answer(
                 *fake_cohere.answer(self.path, body, headers, len(self.server.received)), headers, encoding
             )
+        elif "/v1internal:" in self.path:
+            self._code_assist(body, encoding)
         elif fake_google.is_google(self.path):
             self._google(body, headers, encoding)
         elif "x-fake-raw" in headers:
@@ -748,6 +750,22 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_stream(
                 fake_google.array_chunks(chunks), delay, encoding, None, content_type="application/json; charset=UTF-8"
             )
+
+    def _code_assist(self, body: bytes, encoding: str) -> None:
+        """Google's Code Assist (what Gemini CLI calls logged in with Google): generateContent's
+        answer wrapped in `{"response": …, "traceId": …}`, streamed as SSE."""
+        self.upstream_headers = {"x-goog-fake": "1"}
+        wrapped = json.loads(body or b"{}")
+        script = fake_google.GenerateScript(
+            wrapped.get("model", "gemini-2.5-pro"), wrapped.get("request") or {}, number=len(self.server.received)
+        )
+        trace = {"traceId": f"fake{len(self.server.received):08d}"}
+        if ":streamGenerateContent" not in self.path:
+            answer = {"response": script.response(), **trace}
+            self._send_whole(200, "application/json", compact(answer).encode(), encoding)
+            return
+        chunks = [{"response": chunk, **trace} for chunk in script.stream_chunks(error=None)]
+        self._send_stream(fake_google.sse_chunks(chunks), 0.005, encoding, None)
 
     def _send_raw(self, scenario: RawScenario) -> None:
         self.close_connection = True

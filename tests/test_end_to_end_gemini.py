@@ -24,6 +24,7 @@ from harness.e2e import World, spans_for, tokens
 from harness.fake_google import GenerateScript, array_chunks, prompt_tokens
 from harness.mitmdump import Mitmdump, reverse_args
 from harness.recordings import GEMINI_NAMES, load_gemini
+from otel.sessions import session_trace
 
 SECRET = "Tq4Lm8Zx2Cv6Bn0Kj3Hg7Fd1Sa5Wq9Er"
 KEY = f"AIza{SECRET}"  # 39 characters, as Google's API keys are
@@ -299,3 +300,33 @@ def test_no_google_key_or_token_anywhere(world: World, gemini_proxy: Mitmdump, v
     assert "key=" not in addon_lines and "alt=sse" not in exported
     logs = gemini_proxy.output + vertex_proxy.output
     assert "Traceback" not in logs and "hook failed" not in logs
+
+
+def test_gemini_clis_code_assist_calls_are_metered_in_its_session(world: World):
+    """What Gemini CLI sends logged in with Google (its `converter.ts` shape), through the regular
+    proxy to cloudcode-pa.googleapis.com: the wrapped usage counted, the body's session its trace."""
+    session = "5b1f9c2e-0d3a-4c8e-9f7b-2a6d4e8c1b3f"
+    body = {
+        "model": "e2e-code-assist",
+        "project": "e2e-project",
+        "user_prompt_id": f"{session}########1",
+        "request": {"contents": [{"role": "user", "parts": [{"text": "hi there"}]}], "session_id": session},
+    }
+    trusting = ssl.create_default_context(cafile=str(world.regular.ca_cert))
+    with httpx2.Client(proxy=world.regular.url, verify=trusting) as client:
+        response = client.post(
+            "https://cloudcode-pa.googleapis.com/v1internal:streamGenerateContent?alt=sse",
+            json=body,
+            headers={
+                "authorization": "Bearer ya29.e2e-token",
+                "user-agent": "GeminiCLI/0.20.0/gemini-2.5-pro (linux; x64)",
+            },
+        )
+    chunks = [json.loads(line[6:]) for line in response.text.splitlines() if line.startswith("data: ")]
+    usage = chunks[-1]["response"]["usageMetadata"]
+    (span,) = spans_for(world, "e2e-code-assist")
+    assert span.attributes["gen_ai.usage.input_tokens"] == usage["promptTokenCount"]
+    assert span.attributes["gen_ai.provider.name"] == "gcp.gemini"
+    assert span.attributes["gen_ai.conversation.id"] == session
+    assert span.trace_id == f"{session_trace(session)[0]:032x}"
+    assert "ya29.e2e-token" not in str(span.attributes)

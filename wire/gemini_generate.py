@@ -167,6 +167,24 @@ def _carries_output(data: dict[str, Any]) -> bool:
     return False
 
 
+def generate_request(data: dict[str, Any]) -> ApiRequest:
+    """A `GenerateContentRequest`'s parameters (also the one Code Assist wraps)."""
+    config = obj(data.get("generationConfig"))
+    budget = integer(obj(config.get("thinkingConfig")).get("thinkingBudget"))
+    return ApiRequest(
+        temperature=number(config.get("temperature")),
+        top_p=number(config.get("topP")),
+        top_k=number(config.get("topK")),
+        max_tokens=integer(config.get("maxOutputTokens")),
+        stop_sequences=labels(config.get("stopSequences")),
+        seed=integer(config.get("seed")),
+        choice_count=integer(config.get("candidateCount")),
+        output_type=_OUTPUT_TYPES.get(str(config.get("responseMimeType"))),
+        tool_results=gemini_results(data.get("contents")),
+        attributes={"request.thinking.budget_tokens": budget} if budget is not None else {},
+    )
+
+
 class GenerateContentStreamAccumulator(StreamAccumulator):
     """Each element (SSE event or array element) is a whole `GenerateContentResponse`."""
 
@@ -216,22 +234,7 @@ class GenerateContent(WireApi):
 
     def parse_request(self, body: bytes | None) -> ApiRequest:
         data = json_members(body, _REQUEST_MEMBERS)
-        if data is None:
-            return ApiRequest()
-        config = obj(data.get("generationConfig"))
-        budget = integer(obj(config.get("thinkingConfig")).get("thinkingBudget"))
-        return ApiRequest(
-            temperature=number(config.get("temperature")),
-            top_p=number(config.get("topP")),
-            top_k=number(config.get("topK")),
-            max_tokens=integer(config.get("maxOutputTokens")),
-            stop_sequences=labels(config.get("stopSequences")),
-            seed=integer(config.get("seed")),
-            choice_count=integer(config.get("candidateCount")),
-            output_type=_OUTPUT_TYPES.get(str(config.get("responseMimeType"))),
-            tool_results=gemini_results(data.get("contents")),
-            attributes={"request.thinking.budget_tokens": budget} if budget is not None else {},
-        )
+        return generate_request(data) if data is not None else ApiRequest()
 
     def parse_response(self, body: bytes | None, headers: Mapping[str, str] = NO_HEADERS) -> ApiResult:
         data = json_members(body, _RESPONSE_MEMBERS)

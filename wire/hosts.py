@@ -23,6 +23,7 @@ DEFAULT_HOSTS = [
     "openrouter.ai=openrouter",
     # Google: the Gemini API (its own dialect, and OpenAI's under /v1beta/openai/), Vertex AI.
     "generativelanguage.googleapis.com=gcp.gemini",
+    "cloudcode-pa.googleapis.com=gcp.gemini",  # Code Assist: Gemini CLI logged in with Google
     "aiplatform.googleapis.com=gcp.vertex_ai",
     "*-aiplatform.googleapis.com=gcp.vertex_ai",
     "aiplatform.*.rep.googleapis.com=gcp.vertex_ai",
