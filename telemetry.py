@@ -40,7 +40,7 @@ from otel import export
 from otel.attributes import CLIENT_ATTRIBUTE, BoundedValues, mcp_attributes, metric_attributes, span_attributes
 from otel.conventions import V0_1_0, V1_41, Instruments, latest_experimental_opted_in
 from otel.export import DEFAULT_SPAN_QUEUE, GuardedSpanExporter, build_resource, quiet_exporter_logs
-from otel.sessions import OpenSession, Sessions
+from otel.sessions import OpenSession, ResponseChains, Sessions
 from otel.tools import PendingTools, ToolRun
 from pricing import Prices
 from summary import UsageSummary
@@ -126,6 +126,7 @@ class Telemetry:
         self.summary = UsageSummary()
         self.sessions = Sessions()  # the agent sessions open, their calls' traces (`otel.sessions`)
         self.tools = PendingTools()  # the tool calls waiting for their results (`otel.tools`)
+        self.chains = ResponseChains()  # Responses calls chained by previous_response_id, as sessions
         # Where descriptions of shown calls go (in batches): the reply pipe in the telemetry process.
         self.on_description: Callable[[Sequence[Description]], None] | None = None
         # The response ids whose usage was counted (bounded): a response fetched again is not counted twice.
@@ -195,8 +196,13 @@ class Telemetry:
     def record(self, call: Call, options: MetricOptions) -> None:
         """Record one finished, parsed call as metrics, a span and a summary row, and the runs of the
         tools its request answers (`otel.tools`). No I/O happens here."""
+        chained_from = call.request.previous_response_id
+        if chained_from and call.request.agent_session is None:
+            call.request.agent_session = self.chains.session_of(chained_from)
         headers = parse_request_headers(call.origin.request_headers, call.request.agent_session)
         agent_session = (headers.client.name, headers.session.session_id) if headers.session else None
+        if chained_from and headers.session is not None and call.result.response_id:
+            self.chains.extend(call.result.response_id, headers.session.session_id)
         tool_scope = _tool_scope(call, headers)
         self.tools.expire_s = options.session_idle_s
         runs = self.tools.answered(tool_scope, call.request.tool_results, call.start_time_ns)

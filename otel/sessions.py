@@ -101,6 +101,25 @@ class OpenSession:
         return previous
 
 
+class ResponseChains:
+    """Responses API conversations chained by `previous_response_id`, as sessions: a call that
+    continues a response is in that response's session, named by the first response id seen in
+    the chain (the call that starts a chain has nothing to name it yet, so it stays on its own)."""
+
+    def __init__(self, limit: int = MAX_OPEN_SESSIONS) -> None:
+        self._limit = limit
+        self._session_of: OrderedDict[str, str] = OrderedDict()  # response id → its chain's session
+
+    def session_of(self, previous_response_id: str) -> str:
+        return self._session_of.get(previous_response_id, previous_response_id)
+
+    def extend(self, response_id: str, session_id: str) -> None:
+        """`response_id` continues the chain `session_id` names."""
+        self._session_of[response_id] = session_id
+        if len(self._session_of) > self._limit:
+            self._session_of.popitem(last=False)
+
+
 class Sessions:
     """The open sessions, by session id, the one idle longest first."""
 

@@ -883,3 +883,24 @@ def test_a_cache_break_is_counted_by_agent_and_model_and_marks_the_span(sink):
     assert second.attributes["genai.cache.previous_read_tokens"] == 30_000
     (agent,) = [s for s in spans.get_finished_spans() if s.name.startswith("invoke_agent")]
     assert agent.attributes["genai.session.cache_breaks"] == 1
+
+
+def test_responses_chained_by_previous_response_id_are_one_session():
+    """Calls that continue a response (`previous_response_id`) share the chain's trace and session,
+    named by the first response id; the call that starts the chain has none to be named by."""
+    spans = InMemorySpanExporter()
+    instance = Telemetry(span_exporters=[spans], metric_readers=[])
+    responses = Endpoint(openai_responses.API)
+    previous = None
+    for number in range(3):
+        request = ApiRequest(model="gpt-5", previous_response_id=previous)
+        result = ApiResult(response_id=f"resp_{number}", usage=Usage(input_tokens=10, output_tokens=1))
+        instance.record(make_call(endpoint=responses, request=request, result=result), MetricOptions())
+        previous = f"resp_{number}"
+    assert instance.shutdown(5)
+    chats = [s for s in spans.get_finished_spans() if s.name.startswith("chat")]
+    (agent,) = [s for s in spans.get_finished_spans() if s.name.startswith("invoke_agent")]
+    trace_id, span_id = session_trace("resp_0")
+    assert [s.attributes.get("gen_ai.conversation.id") for s in chats] == [None, "resp_0", "resp_0"]
+    assert [s.context.trace_id == trace_id for s in chats] == [False, True, True]
+    assert agent.attributes["genai.session.calls"] == 2 and agent.context.span_id == span_id
