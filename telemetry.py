@@ -25,6 +25,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
 from opentelemetry.trace import (
+    Link,
     NonRecordingSpan,
     SpanContext,
     SpanKind,
@@ -72,10 +73,14 @@ def _tool_scope(call: Call, headers: RequestInfo) -> str:
     return f"key {origin.provider} {origin.server_address}:{origin.server_port} {origin.api_key}"
 
 
+def _sampled(trace_id: int, span_id: int) -> SpanContext:
+    """The (local, sampled) span with these ids."""
+    return SpanContext(trace_id, span_id, is_remote=False, trace_flags=TraceFlags(TraceFlags.SAMPLED))
+
+
 def _parent(trace_id: int, span_id: int) -> Context:
     """A context whose current span is the (local, sampled) span with these ids."""
-    context = SpanContext(trace_id, span_id, is_remote=False, trace_flags=TraceFlags(TraceFlags.SAMPLED))
-    return set_span_in_context(NonRecordingSpan(context))
+    return set_span_in_context(NonRecordingSpan(_sampled(trace_id, span_id)))
 
 
 class PresetIds(RandomIdGenerator):
@@ -154,7 +159,9 @@ class Telemetry:
 
     def _record_mcp(self, call: Call) -> None:
         """An MCP call by the MCP conventions: a CLIENT span `{mcp.method.name} {target}` and the
-        `mcp.client.operation.duration` histogram; no tokens, no cost, not in the usage summary."""
+        `mcp.client.operation.duration` histogram; no tokens, no cost, not in the usage summary. A
+        `tools/call` made for a tool an agent's model asked for (`PendingTools.running`) names that
+        call's id and links the span it was asked under; that tool's span will link this one."""
         attributes = mcp_attributes(call, self.bounded)
         metric = {
             name: value
@@ -165,13 +172,25 @@ class Telemetry:
         method = attributes.get("mcp.method.name", "unknown")
         target = attributes.get("gen_ai.tool.name") or attributes.get("gen_ai.prompt.name")
         traced = "traceparent" in call.origin.request_headers
+        served = None
+        if method == "tools/call" and isinstance(tool := call.request.attributes.get("gen_ai.tool.name"), str):
+            served = self.tools.running(tool, call.start_time_ns)
+        links = []
+        if served is not None:  # the tool call of an agent session it serves: named, and linked
+            asked, asked_under, _ = served
+            attributes["gen_ai.tool.call.id"] = asked.call_id
+            links.append(Link(_sampled(*asked_under)))
         span = self._tracer.start_span(
             f"{method} {target}" if target else str(method),
             context=self._propagator.extract(carrier=call.origin.request_headers) if traced else None,
             kind=SpanKind.CLIENT,
             attributes=attributes,
+            links=links,
             start_time=call.start_time_ns,
         )
+        if served is not None:
+            context = span.get_span_context()
+            served[2].append((context.trace_id, context.span_id))
         if (error_type := attributes.get("error.type")) is not None:
             span.set_status(Status(StatusCode.ERROR, str(error_type)))
         span.end(end_time=call.start_time_ns + int(call.duration_s * 1e9))
@@ -287,6 +306,7 @@ class Telemetry:
             context=_parent(*run.parent),
             kind=SpanKind.INTERNAL,
             attributes=attributes,
+            links=[Link(_sampled(*ids)) for ids in run.mcp_calls],  # the MCP calls made for it
             start_time=run.start_ns,
         )
         if error_type is not None:

@@ -14,13 +14,14 @@ from __future__ import annotations
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from wire.agents import DEFAULT_SESSION_IDLE_S
 from wire.records import ToolCall, ToolResult
 from wire.tools import MAX_TOOLS
 
 MAX_SCOPES = 10_000  # scopes with calls waiting; then the one idle longest is forgotten
+MAX_SCOPES_SEARCHED = 100  # for the call an MCP request serves: the scopes seen last
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +34,7 @@ class ToolRun:
     end_ns: int
     error: bool  # the result says the tool failed
     parent: tuple[int, int]  # (trace id, span id): the session's span, else the asking call's
+    mcp_calls: tuple[tuple[int, int], ...] = ()  # the spans of the MCP calls made for it (`running`)
 
     @property
     def duration_s(self) -> float:
@@ -44,6 +46,7 @@ class _Waiting:
     call: ToolCall
     asked_ns: int
     parent: tuple[int, int]
+    mcp_calls: list[tuple[int, int]] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -96,10 +99,23 @@ class PendingTools:
         for result in results:
             found = waiting.calls.pop(result.call_id, None) or self._by_name(waiting, result.name)
             if found is not None:
-                runs.append(ToolRun(found.call, found.asked_ns, at_ns, result.error, found.parent))
+                run = ToolRun(found.call, found.asked_ns, at_ns, result.error, found.parent, tuple(found.mcp_calls))
+                runs.append(run)
         if not waiting.calls:
             del self._scopes[scope]
         return runs
+
+    def running(self, mcp_tool: str, at_ns: int) -> tuple[ToolCall, tuple[int, int], list[tuple[int, int]]] | None:
+        """The waiting call an MCP `tools/call` of `mcp_tool` made at `at_ns` serves, if any: the
+        newest asked before it whose name is the tool's, or ends with `__` and it (agents prefix an
+        MCP tool's name for the model: Claude Code's `mcp__<server>__<tool>`). Returns the call,
+        its parent span, and the list the MCP call's span is added to (the tool's span links it)."""
+        for scope in list(reversed(self._scopes.values()))[:MAX_SCOPES_SEARCHED]:
+            for waiting in reversed(scope.calls.values()):
+                name = waiting.call.name
+                if waiting.asked_ns <= at_ns and (name == mcp_tool or name.endswith(f"__{mcp_tool}")):
+                    return waiting.call, waiting.parent, waiting.mcp_calls
+        return None
 
     @staticmethod
     def _by_name(waiting: _Scope, name: str | None) -> _Waiting | None:

@@ -66,3 +66,15 @@ def test_calls_never_answered_expire_with_the_idle_time_and_scopes_are_bounded()
     assert len(tools.answered("z", [ToolResult("call_1")], at_ns=1)) == 1
     tools.asked("w", [ToolCall(f"call_{n}", "shell") for n in range(MAX_TOOLS + 5)], asked_ns=0, parent=PARENT)
     assert len(tools) == 1 + MAX_TOOLS  # y's, and w's newest
+
+
+def test_an_mcp_call_finds_the_waiting_tool_call_it_serves_by_its_prefixed_name():
+    tools = pending()
+    tools.asked("s", [ToolCall("toolu_1", "mcp__weather__get_weather"), ToolCall("toolu_2", "Read")], 100, PARENT)
+    assert tools.running("get_weather", at_ns=50) is None  # asked after the MCP call started: not its
+    assert tools.running("get_forecast", at_ns=200) is None
+    found = tools.running("get_weather", at_ns=200)
+    assert found is not None and found[0].call_id == "toolu_1" and found[1] == PARENT
+    found[2].append((5, 6))  # the MCP call's span
+    (run,) = tools.answered("s", [ToolResult("toolu_1")], at_ns=300)
+    assert run.mcp_calls == ((5, 6),)

@@ -19,7 +19,7 @@ from telemetry import Telemetry
 from telemetry_process import MetricOptions
 from tests.builders import finished_call, origin
 from tests.test_otel_export import RecordingExporter, guard
-from wire import anthropic_messages, gemini_interactions, openai_chat, openai_embeddings, openai_responses
+from wire import anthropic_messages, gemini_interactions, mcp, openai_chat, openai_embeddings, openai_responses
 from wire.call import Call, Endpoint
 from wire.records import ApiRequest, ApiResult, ToolCall, ToolResult, Usage
 
@@ -901,6 +901,31 @@ def test_responses_chained_by_previous_response_id_are_one_session():
     chats = [s for s in spans.get_finished_spans() if s.name.startswith("chat")]
     (agent,) = [s for s in spans.get_finished_spans() if s.name.startswith("invoke_agent")]
     trace_id, span_id = session_trace("resp_0")
-    assert [s.attributes.get("gen_ai.conversation.id") for s in chats] == [None, "resp_0", "resp_0"]
+    assert [(s.attributes or {}).get("gen_ai.conversation.id") for s in chats] == [None, "resp_0", "resp_0"]
     assert [s.context.trace_id == trace_id for s in chats] == [False, True, True]
-    assert agent.attributes["genai.session.calls"] == 2 and agent.context.span_id == span_id
+    assert (agent.attributes or {})["genai.session.calls"] == 2 and agent.context.span_id == span_id
+
+
+def test_an_mcp_tools_call_made_for_an_agents_tool_call_is_linked_both_ways(sink):
+    instance, spans, _ = sink
+    headers = {"user-agent": "claude-cli/2.1.332 (external, sdk-cli)", "x-claude-code-session-id": "s-mcp"}
+    asked = ToolCall("toolu_9", "mcp__weather__get_weather")
+    instance.record(make_call(request_headers=headers, result=ApiResult(tool_calls=(asked,))), MetricOptions())
+    mcp_call = finished_call(
+        endpoint=Endpoint(mcp.API),
+        start_time_ns=1_700_000_002_000_000_000,
+        request=ApiRequest(attributes={"mcp.method.name": "tools/call", "gen_ai.tool.name": "get_weather"}),
+        status_code=200,
+    )
+    instance.record_call(mcp_call, MetricOptions())
+    answering = ApiRequest(model="gpt-4o-mini", tool_results=(ToolResult("toolu_9"),))
+    instance.record(
+        make_call(request_headers=headers, start_time_ns=1_700_000_003_000_000_000, request=answering), MetricOptions()
+    )
+    instance.tracer_provider.force_flush()
+    finished = spans.get_finished_spans()
+    (mcp_span,) = [s for s in finished if s.name == "tools/call get_weather"]
+    (tool_span,) = [s for s in finished if s.name.startswith("execute_tool")]
+    assert mcp_span.attributes["gen_ai.tool.call.id"] == "toolu_9"
+    assert [link.context.span_id for link in mcp_span.links] == [session_trace("s-mcp")[1]]  # under the session
+    assert [link.context.span_id for link in tool_span.links] == [mcp_span.context.span_id]
