@@ -235,3 +235,55 @@ def test_the_model_asked_for_is_the_urls_or_the_clients_and_the_servers_is_the_r
         asked, Clock(), [(True, {"type": "session.update", "session": {"model": "gpt-realtime-mini"}}), (False, dated)]
     )
     assert (asked.info.model, asked.info.response_model) == ("gpt-realtime-mini", "gpt-realtime-2025-08-28")
+
+
+def test_tool_calls_and_results_over_the_responses_websocket_are_read_as_over_http():
+    """Codex's WebSocket mode: a response asks for a tool; the next `response.create` (with
+    `previous_response_id` and only the new items) brings its result."""
+    session = openai_responses.API.socket_session(None, capture_content=False)
+    clock = Clock()
+    session.message(True, frame({"type": "response.create", "model": "gpt-5", "input": "run the tests"}), *clock.tick())
+    call = {"type": "function_call", "call_id": "call_ws1", "name": "shell", "arguments": "{}"}
+    completed = {
+        "id": "resp_ws1",
+        "status": "completed",
+        "output": [call],
+        "usage": {"input_tokens": 5, "output_tokens": 2},
+    }
+    (asking,) = session.message(False, frame({"type": "response.completed", "response": completed}), *clock.tick())
+    assert [(c.call_id, c.name) for c in asking.result.tool_calls] == [("call_ws1", "shell")]
+    answer = {"type": "function_call_output", "call_id": "call_ws1", "output": "ok"}
+    follow_up = {"type": "response.create", "model": "gpt-5", "previous_response_id": "resp_ws1", "input": [answer]}
+    session.message(True, frame(follow_up), *clock.tick())
+    (answering,) = session.message(
+        False,
+        frame({"type": "response.completed", "response": {"id": "resp_ws2", "status": "completed", "output": []}}),
+        *clock.tick(),
+    )
+    assert [r.call_id for r in answering.request.tool_results] == ["call_ws1"]
+    assert answering.request.previous_response_id == "resp_ws1"
+
+
+def test_a_realtime_function_call_and_its_output_item_are_a_tool_call_and_its_result():
+    session = openai_realtime.API.socket_session("gpt-realtime", capture_content=False)
+    clock = Clock()
+    session.message(True, frame({"type": "response.create"}), *clock.tick())
+    session.message(False, frame({"type": "response.created", "response": {"id": "resp_rt1"}}), *clock.tick())
+    call = {"type": "function_call", "call_id": "call_rt1", "name": "lookup_order", "arguments": "{}"}
+    done = {"id": "resp_rt1", "status": "completed", "output": [call], "usage": {"input_tokens": 9, "output_tokens": 3}}
+    (asking,) = session.message(False, frame({"type": "response.done", "response": done}), *clock.tick())
+    assert [(c.call_id, c.name) for c in asking.result.tool_calls] == [("call_rt1", "lookup_order")]
+    output = {"type": "function_call_output", "call_id": "call_rt1", "output": '{"status": "shipped"}'}
+    session.message(True, frame({"type": "conversation.item.create", "item": output}), *clock.tick())
+    session.message(True, frame({"type": "response.create"}), *clock.tick())
+    session.message(False, frame({"type": "response.created", "response": {"id": "resp_rt2"}}), *clock.tick())
+    (answering,) = session.message(
+        False, frame({"type": "response.done", "response": {"id": "resp_rt2", "status": "completed"}}), *clock.tick()
+    )
+    assert [r.call_id for r in answering.request.tool_results] == ["call_rt1"]
+    session.message(True, frame({"type": "response.create"}), *clock.tick())  # results are sent once
+    session.message(False, frame({"type": "response.created", "response": {"id": "resp_rt3"}}), *clock.tick())
+    (later,) = session.message(
+        False, frame({"type": "response.done", "response": {"id": "resp_rt3", "status": "completed"}}), *clock.tick()
+    )
+    assert later.request.tool_results == ()

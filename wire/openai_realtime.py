@@ -20,9 +20,10 @@ from wire.call import Route, WireApi
 from wire.content import CapturedContent
 from wire.openai_common import OPENAI, modalities
 from wire.openai_transcriptions import transcription_usage
-from wire.records import NO_HEADERS, ApiRequest, ApiResult, Usage
+from wire.records import NO_HEADERS, ApiRequest, ApiResult, ToolResult, Usage
 from wire.socket import MAX_PARSED, Operation, SessionInfo, SocketSession, frame_response_id, frame_type, merged
 from wire.stream import StreamAccumulator
+from wire.tools import MAX_TOOLS, responses_calls, responses_results
 from wire.values import count, error_label, integer, label, labels, load_json_object, number, obj
 
 _OUTPUT_DELTAS = frozenset(
@@ -72,12 +73,17 @@ class RealtimeSession(SocketSession):
         self._pending: tuple[float, int, ApiRequest] | None = None  # a response.create not answered yet
         self._open: dict[str, _Response] = {}
         self._committed: dict[str, tuple[float, int]] = {}  # audio items waiting for their transcript
+        self._tool_results: tuple[ToolResult, ...] = ()  # sent since the last response.create
 
     def message(self, from_client: bool, content: bytes, now: float, now_ns: int) -> list[Operation]:
         kind = frame_type(content)
         if from_client:  # a response.create and a session.update matter: appended audio is never parsed
             if kind == "response.create":
                 self._pending = (now, now_ns, self._response_request(load_json_object(content)))
+            elif kind == "conversation.item.create" and len(content) <= MAX_PARSED:
+                # A tool's result: the next response.create carries it (`wire.tools`).
+                found = responses_results([obj(load_json_object(content)).get("item")])
+                self._tool_results = (*self._tool_results, *found)[:MAX_TOOLS]
             elif kind == "session.update":
                 asked = label(obj(obj(load_json_object(content)).get("session")).get("model"))
                 self.info.model = asked or self.info.model
@@ -120,11 +126,13 @@ class RealtimeSession(SocketSession):
     def _response_request(self, data: dict[str, Any] | None) -> ApiRequest:
         response = obj(obj(data).get("response"))
         max_tokens = response.get("max_output_tokens", response.get("max_response_output_tokens"))
+        tool_results, self._tool_results = self._tool_results, ()
         return ApiRequest(
             model=self.info.model,
             stream=True,
             temperature=number(response.get("temperature")),
             max_tokens=integer(max_tokens),
+            tool_results=tool_results,
         )
 
     def _update_session(self, update: Any) -> None:
@@ -152,7 +160,11 @@ class RealtimeSession(SocketSession):
         opened = self._open.pop(label(response.get("id")) or "", None)
         if opened is None:  # a response.done whose start was not seen (the addon was loaded mid-session)
             return []
-        result = ApiResult(response_id=label(response.get("id")), usage=realtime_usage(response.get("usage")))
+        result = ApiResult(
+            response_id=label(response.get("id")),
+            usage=realtime_usage(response.get("usage")),
+            tool_calls=responses_calls(response.get("output")),  # Realtime's items are the Responses API's
+        )
         status, details = response.get("status"), obj(response.get("status_details"))
         if status == "failed":
             error = obj(details.get("error"))
