@@ -7,6 +7,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
+from wire import mcp
 from wire.call import Call
 from wire.headers import BUDGETS, RequestInfo, UpstreamInfo
 
@@ -158,7 +159,7 @@ def mcp_attributes(call: Call, bounded: BoundedValues) -> dict[str, Any]:
     request_attributes = call.request.attributes
     candidates: dict[str, Any] = {
         **request_attributes,
-        **call.endpoint.api.vendor.request_attributes(call.origin.request_headers),
+        **mcp.MCP.exchange_attributes(call.origin.request_headers, call.response_headers),
         **call.result.attributes,
         "gen_ai.operation.name": "execute_tool" if request_attributes.get("mcp.method.name") == "tools/call" else None,
         "error.type": call.error_type,

@@ -76,9 +76,8 @@ def test_a_tool_call_request_names_its_method_tool_and_id():
     ],
 )
 def test_a_json_answer_gives_the_tool_error_or_the_json_rpc_code(answer, error_type):
-    result = mcp.API.parse_response(body(answer), {"mcp-session-id": "s-1"})
+    result = mcp.API.parse_response(body(answer))
     assert (result.response_id, result.error_type) == ("7", error_type)
-    assert result.attributes["mcp.session.id"] == "s-1"
     if error_type == "-32602":
         assert result.attributes["rpc.response.status_code"] == "-32602"
 
@@ -101,3 +100,14 @@ def test_malformed_bodies_give_empty_records():
         assert mcp.API.parse_request(junk).attributes.keys() <= {"mcp.method.name", "jsonrpc.request.id"}
         assert mcp.API.parse_response(junk).error_type in (None, "error")
     assert Endpoint(mcp.API).operation == "execute_tool" and not mcp.API.reports_usage
+
+
+def test_the_session_is_the_requests_or_the_one_an_initialize_answer_opens():
+    versioned = {"mcp-protocol-version": "2025-06-18"}
+    opened = mcp.MCP.exchange_attributes(versioned, {"mcp-session-id": "s-new"})
+    assert opened == {"mcp.protocol.version": "2025-06-18", "mcp.session.id": "s-new"}
+    named = mcp.MCP.exchange_attributes({**versioned, "mcp-session-id": "s-1"}, {})
+    assert named["mcp.session.id"] == "s-1"
+    assert mcp.MCP.exchange_attributes({"mcp-protocol-version": "2026-07-28"}, {}) == {
+        "mcp.protocol.version": "2026-07-28"
+    }

@@ -52,6 +52,16 @@ class McpVendor(Vendor):
             attributes["mcp.session.id"] = session
         return attributes
 
+    def exchange_attributes(
+        self, request_headers: Mapping[str, str], response_headers: Mapping[str, str]
+    ) -> dict[str, AttributeValue]:
+        """The request's (`request_attributes`), and the session an `initialize` answer opens
+        (its response header, whether the answer is JSON or a stream)."""
+        attributes = self.request_attributes(request_headers)
+        if "mcp.session.id" not in attributes and (session := label(response_headers.get(SESSION_HEADER))):
+            attributes["mcp.session.id"] = session
+        return attributes
+
 
 MCP = McpVendor("mcp")
 
@@ -136,8 +146,6 @@ class McpApi(WireApi):
             data = batch[0] if batch else None
         if data is not None:
             _fold(data, result)
-        if session := label(headers.get(SESSION_HEADER)):
-            result.attributes["mcp.session.id"] = session
         return result
 
     def stream_accumulator(self, started: float, capture_content: bool = False) -> StreamAccumulator:
