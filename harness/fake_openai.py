@@ -303,6 +303,27 @@ class ResponsesScript:
     reasoning_tokens: int = 0
     cache_write_tokens: int = 0  # GPT-5.6 and later report the input written to the cache
 
+    def function_call(self) -> dict[str, Any] | None:
+        """As a model asked to use a tool: a `function_call` of the tool the input names with
+        `(fake: use NAME)`, unless the input already brings a tool's output (Codex's exec_command
+        gets a command to run)."""
+        items = self.request.get("input")
+        text = json.dumps(items)
+        asked = re.search(r"\(fake: use (\w+)\)", text)
+        if asked is None or '"function_call_output"' in text:
+            return None
+        name = asked.group(1)
+        call_id = "call_fake" + hashlib.sha256(text.encode()).hexdigest()[:16]
+        arguments = {"cmd": "echo from-a-fake-tool-call"} if name == "exec_command" else {}
+        return {
+            "id": "fc_fake",
+            "type": "function_call",
+            "status": "completed",
+            "call_id": call_id,
+            "name": name,
+            "arguments": compact(arguments),
+        }
+
     def response(self, status: str = "completed") -> dict[str, Any]:
         text = "".join(WORDS[i % len(WORDS)] for i in range(self.chunks))
         prompt = 8 + prompt_words(self.request) + self.cached_tokens + self.cache_write_tokens
@@ -322,7 +343,8 @@ class ResponsesScript:
                     "status": "completed",
                     "role": "assistant",
                     "content": [{"type": "output_text", "text": text, "annotations": []}],
-                }
+                },
+                *([call] if (call := self.function_call()) else []),
             ],
             "service_tier": "default",
             "usage": {
@@ -359,9 +381,17 @@ class ResponsesScript:
             event("response.output_text.done", {**where, "text": part["text"]}),
             event("response.content_part.done", {**where, "part": part}),
             event("response.output_item.done", {"output_index": 0, "item": item}),
-            event("response.completed", {"response": final}),
         ]
-        return events
+        for index, called in enumerate(final["output"][1:], start=1):  # a tool call, whole
+            events += [
+                event("response.output_item.added", {"output_index": index, "item": {**called, "arguments": ""}}),
+                event(
+                    "response.function_call_arguments.done",
+                    {"item_id": called["id"], "output_index": index, "arguments": called["arguments"]},
+                ),
+                event("response.output_item.done", {"output_index": index, "item": called}),
+            ]
+        return [*events, event("response.completed", {"response": final})]
 
 
 def embeddings_answer(request: dict[str, Any]) -> dict[str, Any]:
