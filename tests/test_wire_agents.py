@@ -30,6 +30,9 @@ SESSION = "3f2b8c1e-7d4a-4e5b-9c6f-0a1b2c3d4e5f"
         ({"x-qwen-code-session-id": SESSION}, (SESSION, None)),
         ({"x-session-affinity": "ses_02", "x-session-id": "ses_03"}, ("ses_02", None)),  # OpenCode, newer
         # Any other agent: the generic rule, `x-<name>-session-id`, after the agents' own headers.
+        # Codex without a session header: the thread of its window id (the generation left out).
+        ({"x-codex-window-id": "019a2b3c-thread:2"}, ("019a2b3c-thread", None)),
+        ({"x-codex-window-id": "019a2b3c-thread:2", "session-id": SESSION}, (SESSION, None)),
         ({"x-lore-session-id": "lore-1"}, ("lore-1", None)),
         ({"x-lore-session-id": "lore-1", "session-id": SESSION}, (SESSION, None)),
     ],

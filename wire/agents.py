@@ -23,6 +23,9 @@ SESSION_HEADERS = (
     "x-session-affinity",  # OpenCode, newer builds on other providers
     "x-session-id",  # OpenCode, newer builds
 )
+# Codex's thread, where no session header came: `x-codex-window-id` is `<thread id>:<generation>`
+# (the generation counts context windows, so only the thread part names the conversation).
+CODEX_WINDOW_HEADER = "x-codex-window-id"
 # Any other agent's (an in-house loop's): `x-<name>-session-id`, when none of the above is sent.
 GENERIC_SESSION_PREFIX, GENERIC_SESSION_SUFFIX = "x-", "-session-id"
 # The header a sub-agent's requests carry its own id in (its session is its parent's).
@@ -101,7 +104,8 @@ def agent_session(headers: Mapping[str, str], body_session: str | None = None) -
     """The session of a request: the one its headers name (lower-case names: an agent's own header,
     else any `x-…-session-id`), else the one its body names (`ApiRequest.agent_session`: Claude
     Code's before the header), or None."""
-    named = _first(headers, SESSION_HEADERS) or _generic(headers)
+    window = headers.get(CODEX_WINDOW_HEADER, "").rpartition(":")[0].strip() or None
+    named = _first(headers, SESSION_HEADERS) or window or _generic(headers)
     session = conversation_id(named) if named is not None else body_session
     if session is None:
         return None

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from datetime import datetime
 
-from wire.agents import SESSION_HEADERS, SUBAGENT_HEADERS, AgentSession, agent_session
+from wire.agents import CODEX_WINDOW_HEADER, SESSION_HEADERS, SUBAGENT_HEADERS, AgentSession, agent_session
 from wire.values import label
 
 # Rate-limit budgets a vendor may state.
@@ -116,7 +116,7 @@ def request_id_of(headers: Mapping[str, str], names: tuple[str, ...]) -> str | N
 # The request header fields every call keeps (besides the key, masked at once, and its vendor's
 # own, `Vendor.request_headers`): the trace context and the client's User-Agent.
 TRACE_HEADERS = ("traceparent", "tracestate")
-REQUEST_HEADERS = (*TRACE_HEADERS, "user-agent", *SESSION_HEADERS, *SUBAGENT_HEADERS)
+REQUEST_HEADERS = (*TRACE_HEADERS, "user-agent", *SESSION_HEADERS, CODEX_WINDOW_HEADER, *SUBAGENT_HEADERS)
 # Trace context headers longer than this are not W3C-valid anyway; ignore them.
 MAX_TRACE_HEADER_LENGTH = 512
 MAX_USER_AGENT_LENGTH = 256
