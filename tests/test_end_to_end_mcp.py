@@ -13,6 +13,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+import httpx2
 import pytest
 from mcp import Client
 
@@ -94,3 +95,38 @@ def test_tool_calls_are_mcp_spans_and_durations_and_the_answers_are_unchanged(
     # Not an LLM call: no token usage and no operation duration for the MCP server.
     llm = world.receiver.points("gen_ai.client.operation.duration")
     assert not [p for p in llm if p.attributes.get("server.port") == port]
+
+
+def test_the_stateful_revision_names_its_session_and_version(world: World, proxy: Mitmdump):
+    """A 2025-06-18 client, as older SDKs and agents speak it (raw JSON-RPC): `initialize` opens a
+    session (`Mcp-Session-Id` on the answer), the calls after it carry it and the version."""
+    accept = {"accept": "application/json, text/event-stream", "content-type": "application/json"}
+    hello = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "initialize",
+        "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "e2e", "version": "1"}},
+    }
+    with httpx2.Client(base_url=proxy.url, timeout=30) as client:
+        opened = client.post("/mcp", json=hello, headers=accept)
+        session = opened.headers["mcp-session-id"]
+        stateful = {**accept, "mcp-session-id": session, "mcp-protocol-version": "2025-06-18"}
+        client.post("/mcp", json={"jsonrpc": "2.0", "method": "notifications/initialized"}, headers=stateful)
+        call = {
+            "jsonrpc": "2.0",
+            "id": 2,
+            "method": "tools/call",
+            "params": {"name": "get_weather", "arguments": {"city": "Bergen"}},
+        }
+        answered = client.post("/mcp", json=call, headers=stateful)
+    assert "Bergen" in answered.text
+
+    def spans_of_session() -> list[Any]:
+        return [s for s in world.receiver.spans() if s.attributes.get("mcp.session.id") == session]
+
+    spans = world.receiver.wait_for(lambda: len(spans_of_session()) >= 3 and spans_of_session())
+    by_method = {s.attributes["mcp.method.name"]: s for s in spans}
+    assert set(by_method) == {"initialize", "notifications/initialized", "tools/call"}
+    assert by_method["tools/call"].attributes["mcp.protocol.version"] == "2025-06-18"
+    assert by_method["tools/call"].attributes["jsonrpc.request.id"] == "2"
+    assert "jsonrpc.request.id" not in by_method["notifications/initialized"].attributes
