@@ -117,6 +117,8 @@ class InFlight:
 # The header fields the hooks read, by lower-case name; `picked_headers` decodes only these.
 RECORDED_REQUEST_HEADERS = (*REQUEST_HEADERS, *wire.REGISTRY.request_headers)
 REQUEST_FIELDS = {name.encode(): name for name in ("content-encoding", *CREDENTIAL_HEADERS, *RECORDED_REQUEST_HEADERS)}
+RECORDED_REQUEST_NAMES = frozenset(RECORDED_REQUEST_HEADERS)
+REQUEST_FIELD_NAMES = frozenset(REQUEST_FIELDS.values())
 RESPONSE_FIELDS = {
     name.encode(): name for name in ("content-type", "content-encoding", *wire.REGISTRY.response_headers)
 }
@@ -137,10 +139,12 @@ def picked_headers(headers: http.Headers, names: dict[bytes, str], any_session: 
     picked: dict[str, str] = {}
     for raw_name, value in headers.fields:
         name = names.get(raw_name)
-        if name is None and not raw_name.islower():
-            name = names.get(raw_name.lower())
-        if name is None and any_session and is_session_header(raw_name.lower()):
-            name = raw_name.lower().decode("ascii", "replace")
+        if name is None:
+            lowered = raw_name if raw_name.islower() else raw_name.lower()
+            if lowered is not raw_name:
+                name = names.get(lowered)
+            if name is None and any_session and is_session_header(lowered):
+                name = lowered.decode("ascii", "replace")
         if name is not None and name not in picked:
             picked[name] = value.decode("utf-8", "surrogateescape")
     return picked
@@ -152,16 +156,16 @@ def body_of(message: http.Message, headers: dict[str, str]) -> bytes | None:
 
 
 def recorded_request_headers(headers: dict[str, str]) -> dict[str, str]:
-    """The request headers a call records (`RECORDED_REQUEST_HEADERS`, and any `x-…-session-id`
-    `picked_headers` found); a trace header only if not oversized."""
-    recorded = {
+    """The request headers a call records, of those `picked_headers` found: `RECORDED_REQUEST_HEADERS`,
+    and those it found by the generic session rule (the names REQUEST_FIELDS does not list); a
+    trace header only if not oversized."""
+    return {
         name: value
-        for name in RECORDED_REQUEST_HEADERS
-        if (value := headers.get(name)) and (name not in TRACE_HEADERS or len(value) <= MAX_TRACE_HEADER_LENGTH)
+        for name, value in headers.items()
+        if value
+        and (name in RECORDED_REQUEST_NAMES or name not in REQUEST_FIELD_NAMES)
+        and (name not in TRACE_HEADERS or len(value) <= MAX_TRACE_HEADER_LENGTH)
     }
-    if len(recorded) < len(headers):
-        recorded |= {name: value for name, value in headers.items() if is_session_header(name.encode())}
-    return recorded
 
 
 def masked_key(endpoint: Endpoint, headers: dict[str, str], path: str) -> str:
@@ -454,17 +458,15 @@ class GenAIMeter:
         req = flow.request
         endpoint = wire.endpoint_for(req.method, req.path)
         host, port = req.host, req.port
-        if endpoint is None:
+        if endpoint is None:  # an MCP server's, if its host is one or the request says so (below)
             if req.method != "POST":
                 return
-            rule = self.mcp_hosts(host, port) if self.mcp_hosts.rules else None
-            if rule is None and (rule := self.hosts(host, port)) is None:
-                return
-            endpoint = MCP_ENDPOINT  # if the request says so (below), or the host is an MCP server
+            endpoint = MCP_ENDPOINT
+            rule = self.mcp_hosts(host, port) or self.hosts(host, port)
         else:
             rule = self.hosts(host, port)
-            if rule is None:
-                return
+        if rule is None:
+            return
         api = endpoint.api
         headers = picked_headers(req.headers, REQUEST_FIELDS, any_session=True)
         body = body_of(req, headers)

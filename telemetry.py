@@ -169,11 +169,10 @@ class Telemetry:
             if name in ("mcp.method.name", "gen_ai.tool.name", "error.type", "mcp.protocol.version")
         }
         self.instruments.mcp_duration.record(call.duration_s, metric)
-        method = attributes.get("mcp.method.name", "unknown")
-        target = attributes.get("gen_ai.tool.name") or attributes.get("gen_ai.prompt.name")
         traced = "traceparent" in call.origin.request_headers
         served = None
-        if method == "tools/call" and isinstance(tool := call.request.attributes.get("gen_ai.tool.name"), str):
+        tool = call.request.attributes.get("gen_ai.tool.name")  # of a `tools/call` only (`wire.mcp`)
+        if isinstance(tool, str):
             served = self.tools.running(tool, call.start_time_ns)
         links = []
         if served is not None:  # the tool call of an agent session it serves: named, and linked
@@ -181,7 +180,7 @@ class Telemetry:
             attributes["gen_ai.tool.call.id"] = asked.call_id
             links.append(Link(_sampled(*asked_under)))
         span = self._tracer.start_span(
-            f"{method} {target}" if target else str(method),
+            mcp.span_name(call.request),
             context=self._propagator.extract(carrier=call.origin.request_headers) if traced else None,
             kind=SpanKind.CLIENT,
             attributes=attributes,

@@ -8,6 +8,7 @@ through the addon's include_usage rewrite.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import sys
 import tempfile
@@ -41,11 +42,10 @@ def all_spans_arrived(receivers: list[OTLPReceiver], sent: int) -> bool:
     return span_total(receivers) >= sent
 
 
-def settle(predicate: Callable[[], bool], timeout: float) -> None:
+def settle(receiver: OTLPReceiver, predicate: Callable[[], bool], timeout: float) -> None:
     """Wait until `predicate()` holds or `timeout` passes; the checks below then report what arrived."""
-    deadline = time.monotonic() + timeout
-    while not predicate() and time.monotonic() < deadline:
-        time.sleep(0.1)
+    with contextlib.suppress(TimeoutError):
+        receiver.wait_for(predicate, timeout)
 
 
 def main() -> int:
@@ -65,7 +65,7 @@ def main() -> int:
                         # may still hold the last batch's spans. An outage then starts with more waiting
                         # than are kept (see BATCH), which is the documented limit, not what this
                         # soak checks; so the outage starts once what was sent before it has arrived.
-                        settle(functools.partial(all_spans_arrived, receivers, requests), CATCH_UP_S)
+                        settle(receivers[-1], functools.partial(all_spans_arrived, receivers, requests), CATCH_UP_S)
                         receivers[-1].stop(grace=None)
                         outages += 1
                     bench.load(proxy.port, 16, BATCH, "mixed", chunks=20, delay_ms=1, include_usage=0)
@@ -81,6 +81,7 @@ def main() -> int:
                 # On a machine kept busy (the test suite's other workers) the telemetry process catches
                 # up later, not slower.
                 settle(
+                    receivers[-1],
                     lambda: (
                         token_total(receivers, "input") == requests * INPUT_TOKENS and span_total(receivers) >= requests
                     ),

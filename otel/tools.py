@@ -11,6 +11,7 @@ gap. Calls never answered (the user interrupted, the session ended) expire unrec
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
@@ -110,7 +111,7 @@ class PendingTools:
         newest asked before it whose name is the tool's, or ends with `__` and it (agents prefix an
         MCP tool's name for the model: Claude Code's `mcp__<server>__<tool>`). Returns the call,
         its parent span, and the list the MCP call's span is added to (the tool's span links it)."""
-        for scope in list(reversed(self._scopes.values()))[:MAX_SCOPES_SEARCHED]:
+        for scope in itertools.islice(reversed(self._scopes.values()), MAX_SCOPES_SEARCHED):
             for waiting in reversed(scope.calls.values()):
                 name = waiting.call.name
                 if waiting.asked_ns <= at_ns and (name == mcp_tool or name.endswith(f"__{mcp_tool}")):

@@ -95,6 +95,10 @@ class WireApi:
         """The output messages of a plain response; bodies over LARGE_BODY give none."""
         raise NotImplementedError
 
+    def call_label(self, call: Call) -> str:
+        """What a call's line (log, flow comment) names after its numbers: operation and model."""
+        return f"{call.operation} {call.billed_model or '?'}"
+
     def may_request_usage(self, rule: HostRule, endpoint: Endpoint) -> bool:
         """May the addon ask this upstream for usage the client's streamed request did not ask for?"""
         return False

@@ -64,11 +64,7 @@ def summarize(call: Call) -> str:
     parts.append(f"{call.duration_s:.3f}s")
     if call.time_to_first_chunk_s is not None:
         parts.append(f"first content {call.time_to_first_chunk_s:.3f}s")
-    if (method := call.request.attributes.get("mcp.method.name")) is not None:  # an MCP call (`wire.mcp`)
-        target = call.request.attributes.get("gen_ai.tool.name") or call.request.attributes.get("gen_ai.prompt.name")
-        parts.append(f"MCP {method} {target}" if target else f"MCP {method}")
-    else:
-        parts.append(f"{call.operation} {call.billed_model or '?'}")
+    parts.append(call.endpoint.api.call_label(call))
     session = agent_session(call.origin.request_headers, call.request.agent_session)
     if session is not None:  # an agent's session (`wire.agents`): its first characters say which
         parts.append(f"session {session.session_id[:8]}")

@@ -19,7 +19,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from wire.call import WireApi
+from wire.call import Call, WireApi
 from wire.content import CapturedContent
 from wire.framing import Event
 from wire.records import NO_HEADERS, ApiRequest, ApiResult, AttributeValue
@@ -75,6 +75,14 @@ def is_mcp_request(headers: Mapping[str, str], body: bytes | None) -> bool:
     return opening.startswith(b"{") and _JSONRPC_MEMBER.search(opening) is not None
 
 
+def span_name(request: ApiRequest) -> str:
+    """`{mcp.method.name} {target}` (`tools/call get_weather`), the conventions' span name."""
+    attributes = request.attributes
+    method = attributes.get("mcp.method.name", "unknown")
+    target = attributes.get("gen_ai.tool.name") or attributes.get("gen_ai.prompt.name")
+    return f"{method} {target}" if target else str(method)
+
+
 def _request_id(value: Any) -> str | None:
     return label(str(value)) if isinstance(value, (str, int)) and not isinstance(value, bool) else None
 
@@ -116,12 +124,8 @@ class McpApi(WireApi):
     reports_usage = False
 
     def parse_request(self, body: bytes | None) -> ApiRequest:
-        """The method, the tool (or prompt, or resource) and the id of a JSON-RPC request; the first
-        of a batch (2025-03-26)."""
-        data = load_json_object(body)
-        if data is None and body and body.lstrip()[:1] == b"[":
-            batch = _batch(body)
-            data = batch[0] if batch else None
+        """The method, the tool (or prompt, or resource) and the id of a JSON-RPC request."""
+        data = _message(body)
         if data is None:
             return ApiRequest()
         method = label(data.get("method"))
@@ -140,16 +144,15 @@ class McpApi(WireApi):
 
     def parse_response(self, body: bytes | None, headers: Mapping[str, str] = NO_HEADERS) -> ApiResult:
         result = ApiResult()
-        data = load_json_object(body)
-        if data is None and body and body.lstrip()[:1] == b"[":
-            batch = _batch(body)
-            data = batch[0] if batch else None
-        if data is not None:
+        if (data := _message(body)) is not None:
             _fold(data, result)
         return result
 
     def stream_accumulator(self, started: float, capture_content: bool = False) -> StreamAccumulator:
         return McpStreamAccumulator(started, capture_content)
+
+    def call_label(self, call: Call) -> str:
+        return f"MCP {span_name(call.request)}"
 
     def captured_input(self, body: bytes | None) -> CapturedContent:
         return CapturedContent()
@@ -158,12 +161,15 @@ class McpApi(WireApi):
         return None
 
 
-def _batch(body: bytes) -> list[dict[str, Any]]:
+def _message(body: bytes | None) -> dict[str, Any] | None:
+    """The JSON-RPC message of a body: the object, or the first of a batch (2025-03-26)."""
+    if not body or body.lstrip()[:1] != b"[":
+        return load_json_object(body)
     try:
-        value = json.loads(body)
+        batch = json.loads(body)
     except (ValueError, RecursionError):
-        return []
-    return [item for item in value if isinstance(item, dict)] if isinstance(value, list) else []
+        return None
+    return next((item for item in batch if isinstance(item, dict)), None) if isinstance(batch, list) else None
 
 
 API = McpApi()

@@ -137,7 +137,8 @@ def responses_results(items: Any) -> tuple[ToolResult, ...]:
 
 def gemini_calls(candidates: Any) -> tuple[ToolCall, ...]:
     """The `functionCall` parts of the first candidate (the one an agent goes on with)."""
-    parts = _dicts(obj(_dicts(candidates)[0].get("content") if _dicts(candidates) else None).get("parts"))
+    first = next(iter(_dicts(candidates)), {})
+    parts = _dicts(obj(first.get("content")).get("parts"))
     calls = (_call(call.get("id"), call.get("name")) for part in parts if (call := obj(part.get("functionCall"))))
     return _bounded(call for call in calls if call is not None)
 
