@@ -143,7 +143,8 @@ def picked_headers(headers: http.Headers, names: dict[bytes, str], any_session: 
             lowered = raw_name if raw_name.islower() else raw_name.lower()
             if lowered is not raw_name:
                 name = names.get(lowered)
-            if name is None and any_session and is_session_header(lowered):
+            # The suffix first, in place: most fields are not session fields, and a call costs more.
+            if name is None and any_session and lowered.endswith(b"-session-id") and is_session_header(lowered):
                 name = lowered.decode("ascii", "replace")
         if name is not None and name not in picked:
             picked[name] = value.decode("utf-8", "surrogateescape")

@@ -18,7 +18,7 @@ from wire.agents import conversation_id
 from wire.call import Route
 from wire.content import CapturedContent
 from wire.framing import Event
-from wire.gemini_generate import GenerateContent, GenerateContentStreamAccumulator, generate_request, update_result
+from wire.gemini_generate import GenerateContent, GenerateContentStreamAccumulator, generate_request, generate_result
 from wire.records import NO_HEADERS, ApiRequest, ApiResult
 from wire.stream import StreamAccumulator
 from wire.values import json_members, label, load_json_object, member_pattern, obj, small_json
@@ -43,7 +43,7 @@ class CodeAssistStreamAccumulator(GenerateContentStreamAccumulator):
     def consume(self, event: Event, now: float) -> None:
         data = event.value if isinstance(event.value, dict) else load_json_object(event.data)
         if data is not None:
-            super().consume(Event(event.kind, None, obj(data.get("response"))), now)
+            super().consume(Event(event.kind, event.data, obj(data.get("response"))), now)
 
 
 class CodeAssist(GenerateContent):
@@ -64,7 +64,7 @@ class CodeAssist(GenerateContent):
 
     def parse_response(self, body: bytes | None, headers: Mapping[str, str] = NO_HEADERS) -> ApiResult:
         data = load_json_object(body)
-        return update_result(obj(data.get("response")), ApiResult()) if data is not None else ApiResult()
+        return generate_result(obj(data.get("response"))) if data is not None else ApiResult()
 
     def stream_accumulator(self, started: float, capture_content: bool = False) -> StreamAccumulator:
         return CodeAssistStreamAccumulator(started, capture_content)

@@ -120,8 +120,6 @@ def update_result(data: dict[str, Any], result: ApiResult) -> ApiResult:
     ]
     if reasons:
         result.finish_reasons = labels(reasons) or []
-    if calls := gemini_calls(data.get("candidates")):  # a stream's chunks carry calls whole, each once
-        result.tool_calls = (*result.tool_calls, *calls)[:MAX_TOOLS]
     blocked = label(obj(data.get("promptFeedback")).get("blockReason"))
     if blocked:  # the prompt was refused: no candidates, a failed call
         result.error_type = error_label(blocked)
@@ -167,6 +165,15 @@ def _carries_output(data: dict[str, Any]) -> bool:
     return False
 
 
+def generate_result(data: dict[str, Any] | None) -> ApiResult:
+    """A whole `GenerateContentResponse` (also the one Code Assist wraps), with its tool calls."""
+    if data is None:
+        return ApiResult()
+    result = update_result(data, ApiResult())
+    result.tool_calls = gemini_calls(data.get("candidates"))
+    return result
+
+
 def generate_request(data: dict[str, Any]) -> ApiRequest:
     """A `GenerateContentRequest`'s parameters (also the one Code Assist wraps)."""
     config = obj(data.get("generationConfig"))
@@ -200,6 +207,9 @@ class GenerateContentStreamAccumulator(StreamAccumulator):
         if _carries_output(data):
             self.output_chunk(now)
         update_result(data, self.result)
+        # A chunk carries its calls whole, each once; most chunks carry text only, told by their text.
+        if event.data is None or '"functionCall"' in event.data:
+            self.result.tool_calls = (*self.result.tool_calls, *gemini_calls(data.get("candidates")))[:MAX_TOOLS]
         if self.capture_content:
             self._collect(data)
 
@@ -237,8 +247,7 @@ class GenerateContent(WireApi):
         return generate_request(data) if data is not None else ApiRequest()
 
     def parse_response(self, body: bytes | None, headers: Mapping[str, str] = NO_HEADERS) -> ApiResult:
-        data = json_members(body, _RESPONSE_MEMBERS)
-        return update_result(data, ApiResult()) if data is not None else ApiResult()
+        return generate_result(json_members(body, _RESPONSE_MEMBERS))
 
     def stream_framer(self, content_type: str, endpoint: Endpoint) -> Framer | None:
         """SSE with `?alt=sse`; without it, `:streamGenerateContent` answers a JSON array."""

@@ -137,10 +137,14 @@ def responses_results(items: Any) -> tuple[ToolResult, ...]:
 
 def gemini_calls(candidates: Any) -> tuple[ToolCall, ...]:
     """The `functionCall` parts of the first candidate (the one an agent goes on with)."""
-    first = next(iter(_dicts(candidates)), {})
-    parts = _dicts(obj(first.get("content")).get("parts"))
-    calls = (_call(call.get("id"), call.get("name")) for part in parts if (call := obj(part.get("functionCall"))))
-    return _bounded(call for call in calls if call is not None)
+    first = candidates[0] if isinstance(candidates, list) and candidates else None
+    parts = obj(obj(first).get("content")).get("parts")
+    found: list[ToolCall] = []
+    for part in parts if isinstance(parts, list) else ():
+        asked = part.get("functionCall") if isinstance(part, dict) else None
+        if isinstance(asked, dict) and (call := _call(asked.get("id"), asked.get("name"))) is not None:
+            found.append(call)
+    return tuple(found[:MAX_TOOLS])
 
 
 def gemini_results(contents: Any) -> tuple[ToolResult, ...]:
