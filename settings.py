@@ -100,7 +100,7 @@ class Settings:
                     load_overrides(path)
                 except ValueError as error:
                     raise refused(f"Invalid genai_prices: {error}") from None
-            changes["prices"] = UsePrices(str(path) if path else None, update_url or None)
+            changes["prices"] = UsePrices(user_file=str(path) if path else None, update_url=update_url or None)
         return dataclasses.replace(self, **changes)
 
 

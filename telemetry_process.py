@@ -19,10 +19,11 @@ parses what is left, prices, records, keeps the usage summary and exports, on an
   so they appear in mitmdump's output and mitmweb's event log; descriptions go to
   `on_description` (the addon's `presentation.ShownCalls`). Its stdout and stderr are mitmdump's:
   the SDK's console exporters print there.
-- Never misreads: records are pickled with their fields by position (`wire.records`), and mitmproxy
-  reloads `addon.py` but not the modules it imports, so a child started later (a restart) may run
-  changed files. The child gets `schema_version()` of mitmdump's classes and refuses to start
-  when its own differ (restart mitmdump to load the changed files).
+- Never misreads: mitmproxy reloads `addon.py` but not the modules it imports, so a child started
+  later (a restart) may run changed files. The child gets `schema_version()` of mitmdump's
+  classes and refuses to start when its own differ (restart mitmdump to load the changed files).
+  Records are pickled by field name besides (`wire.records.pickled_by_name`), messages and replies
+  are dataclasses (pickled by name too): no value can land in another field.
 - The child ignores SIGINT and exits when its stdin closes, also when mitmdump is killed.
   `shutdown` flushes and waits at most `SHUTDOWN_BUDGET_S` in all.
 
@@ -50,7 +51,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
-from typing import IO, Any, NamedTuple, Protocol
+from typing import IO, Any, Protocol
 
 import wire.call
 import wire.content
@@ -92,7 +93,8 @@ ATTRIBUTIONS = ("none", "client", "client+key")
 # with (`MetricOptions`) come before it.
 
 
-class MetricOptions(NamedTuple):
+@dataclass(frozen=True)
+class MetricOptions:
     """Record the following calls with these options (the addon's genai_legacy_*,
     genai_metric_attribution and genai_session_idle)."""
 
@@ -102,7 +104,8 @@ class MetricOptions(NamedTuple):
     session_idle_s: float = DEFAULT_SESSION_IDLE_S  # an agent session ends after this long without a call
 
 
-class UsePrices(NamedTuple):
+@dataclass(frozen=True)
+class UsePrices:
     """Price calls with these prices from now on: the user's price file over genai-prices' data,
     and where to fetch updates of that data (the addon's genai_prices and genai_prices_update).
     Paths, not a table: mitmdump's process never imports genai-prices for itself (its classes are
@@ -112,7 +115,8 @@ class UsePrices(NamedTuple):
     update_url: str | None = None
 
 
-class ResetSummary(NamedTuple):
+@dataclass(frozen=True)
+class ResetSummary:
     """Start the usage summary anew."""
 
 
@@ -128,12 +132,9 @@ def schema_version(modules: Sequence[ModuleType] | None = None) -> str:
         for name, value in sorted(vars(module).items()):
             if not isinstance(value, type) or value.__module__ != module.__name__:
                 continue
-            if dataclasses.is_dataclass(value):
-                members = [f"{member.name}:{member.type}" for member in dataclasses.fields(value)]
-            elif issubclass(value, tuple) and hasattr(value, "_fields"):  # a NamedTuple
-                members = [f"{member}:{value.__annotations__.get(member)}" for member in value._fields]
-            else:
+            if not dataclasses.is_dataclass(value):
                 continue
+            members = [f"{member.name}:{member.type}" for member in dataclasses.fields(value)]
             shapes.append(f"{module.__name__}.{name}({','.join(members)})")
     return hashlib.sha256("\n".join(shapes).encode()).hexdigest()[:16]
 

@@ -71,7 +71,9 @@ def points(reader: InMemoryMetricReader) -> dict[str, list[tuple[str, str, dict,
 def record(
     instance: Telemetry, call: Call, legacy: bool = True, completion_id: bool = False, attribution: str = "none"
 ) -> None:
-    instance.record(call, MetricOptions(legacy, completion_id, attribution))
+    instance.record(
+        call, MetricOptions(legacy_metrics=legacy, legacy_completion_id=completion_id, attribution=attribution)
+    )
 
 
 def test_token_usage_and_duration_follow_the_conventions(sink):

@@ -197,7 +197,7 @@ def test_the_schema_version_changes_with_any_records_fields():
         [records_module("input_tokens", "output_tokens")]
     )
     assert version([records_module("input_tokens", "output_tokens")]) != version(
-        [records_module("output_tokens", "input_tokens")]  # positional pickles: the order counts
+        [records_module("output_tokens", "input_tokens")]  # the order of the fields counts too
     )
     assert version([records_module("input_tokens")]) != version([records_module("input_tokens", "output_tokens")])
     assert len(telemetry_process.schema_version()) == 16

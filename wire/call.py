@@ -13,7 +13,7 @@ from wire.framing import Framer
 from wire.framing.sse import SSEFramer
 from wire.headers import UpstreamInfo
 from wire.hosts import HostRule
-from wire.records import NO_HEADERS, ApiRequest, ApiResult, Usage, pickled_as_tuple
+from wire.records import NO_HEADERS, ApiRequest, ApiResult, Usage, pickled_by_name, restored
 from wire.socket import SessionInfo, SocketSession
 from wire.stream import StreamAccumulator
 from wire.values import GENERIC_ERROR
@@ -124,7 +124,7 @@ class Endpoint:
         return self.api.operation
 
 
-@pickled_as_tuple
+@pickled_by_name
 @dataclass(frozen=True, slots=True)
 class Origin:
     """Where a flow's calls come from and go: the metered host's provider, the server, the masked
@@ -235,34 +235,29 @@ class Call:
         end_s = (self.start_time_ns / 1e9) + self.duration_s
         return self.endpoint.api.vendor.upstream(self.response_headers, end_s)
 
-    def __getstate__(self) -> tuple[Any, ...]:
-        """The field values, without a request or result whose body is still to parse.
-
-        Every call is pickled on mitmproxy's event loop. The placeholder records of a call whose
-        bodies go to the telemetry process unparsed cost three quarters of its pickling
-        (3.5 of 5 µs); they are made anew when it is unpickled.
-        """
-        values = list(_call_state(self))
-        if self.request_body is not None:
-            values[_REQUEST] = None
-        if self.response_body is not None:
-            values[_RESULT] = None
-        return tuple(values)
-
-    def __setstate__(self, state: tuple[Any, ...]) -> None:
-        for name, value in zip(_CALL_FIELDS, state, strict=True):
-            object.__setattr__(self, name, value)
-        if self.request is None:
-            self.request = ApiRequest()
-        if self.result is None:
-            self.result = ApiResult()
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickled by name (`pickled_by_name`), without a request or result whose body is still
+        to parse: those placeholders cost three quarters of a call's pickling (3.5 of 5 µs), and
+        every call is pickled on mitmproxy's event loop. They are made anew when it is unpickled."""
+        names, values = _CALL_STATE[self.request_body is not None, self.response_body is not None]
+        return restored, (Call, names, values(self))
 
 
-_CALL_FIELDS = tuple(item.name for item in fields(Call))
-_call_state = operator.attrgetter(*_CALL_FIELDS)
-_REQUEST, _RESULT = _CALL_FIELDS.index("request"), _CALL_FIELDS.index("result")
+def _call_state(without: set[str]) -> tuple[tuple[str, ...], operator.attrgetter[Any]]:
+    names = tuple(item.name for item in fields(Call) if item.name not in without)
+    return names, operator.attrgetter(*names)
 
 
+# The fields a call is pickled with, by (request body still to parse, response body still to parse).
+_CALL_STATE = {
+    (False, False): _call_state(set()),
+    (True, False): _call_state({"request"}),
+    (False, True): _call_state({"result"}),
+    (True, True): _call_state({"request", "result"}),
+}
+
+
+@pickled_by_name
 @dataclass(slots=True, kw_only=True)
 class SocketRecord:
     """One WebSocket session, closed: the span its operations (`Call.session_span`) are children

@@ -18,28 +18,32 @@ NO_HEADERS: Mapping[str, str] = MappingProxyType({})
 AttributeValue = str | bool | int | float | list[str]
 
 
-def pickled_as_tuple[T](cls: type[T]) -> type[T]:
-    """Pickle a slotted dataclass as the tuple of its field values.
+def pickled_by_name[T](cls: type[T]) -> type[T]:
+    """Pickle a slotted dataclass as its field names and values, restored through its constructor.
 
-    Every finished call is pickled on mitmproxy's event loop with its records; the state a
-    slotted dataclass gets by default looks its fields up on each call.
+    Records cross the pipe to the telemetry process, which may have been started from other files
+    (the schema check in the handshake refuses such a child; this is the second guard). By name, a
+    value never lands in another field: an unknown name fails, a missing one takes its default. The
+    names are one tuple per class, which pickle writes once per batch and refers back to after that.
+    A slotted dataclass's own pickle is its values by position.
     """
     names = tuple(item.name for item in fields(cls))  # type: ignore[arg-type]
-    state = operator.attrgetter(*names)
+    # A tuple of the values (attrgetter of one name gives the value alone).
+    values = operator.attrgetter(*names) if len(names) > 1 else lambda record: (getattr(record, names[0]),)
 
-    def get_state(self: object) -> tuple[Any, ...]:
-        return state(self)
+    def reduce(self: object) -> tuple[Any, ...]:
+        return restored, (cls, names, values(self))
 
-    def set_state(self: object, values: tuple[Any, ...]) -> None:
-        for name, value in zip(names, values, strict=True):
-            object.__setattr__(self, name, value)
-
-    setattr(cls, "__getstate__", get_state)  # noqa: B010 (mypy does not allow assigning methods)
-    setattr(cls, "__setstate__", set_state)  # noqa: B010
+    setattr(cls, "__reduce__", reduce)  # noqa: B010 (mypy does not allow assigning methods)
     return cls
 
 
-@pickled_as_tuple
+def restored[T](cls: type[T], names: tuple[str, ...], values: tuple[Any, ...]) -> T:
+    """A record unpickled by `pickled_by_name`."""
+    return cls(**dict(zip(names, values, strict=True)))
+
+
+@pickled_by_name
 @dataclass(frozen=True, slots=True)
 class Usage:
     """Tokens as billed, the same meaning for every API.
@@ -66,7 +70,7 @@ class Usage:
         return (self.input_tokens or 0) + (self.output_tokens or 0)
 
 
-@pickled_as_tuple
+@pickled_by_name
 @dataclass(frozen=True, slots=True)
 class ToolCall:
     """A tool the model asks the client to run (`wire.tools`): its result comes in a later request.
@@ -77,7 +81,7 @@ class ToolCall:
     tool_type: str = "function"  # gen_ai.tool.type: function, or the API's kind (custom, local_shell)
 
 
-@pickled_as_tuple
+@pickled_by_name
 @dataclass(frozen=True, slots=True)
 class ToolResult:
     """A tool's result a request sends back, for the call of this id (or name, `ToolCall.call_id`)."""
@@ -87,7 +91,7 @@ class ToolResult:
     error: bool = False  # the result says the tool failed (Anthropic's is_error, Converse's status)
 
 
-@pickled_as_tuple
+@pickled_by_name
 @dataclass(slots=True)
 class ApiRequest:
     """What the client asked for, as far as telemetry cares."""
@@ -120,7 +124,7 @@ class ApiRequest:
     attributes: dict[str, AttributeValue] = field(default_factory=dict)
 
 
-@pickled_as_tuple
+@pickled_by_name
 @dataclass(slots=True)
 class ApiResult:
     """What the upstream answered, from a JSON body or a whole stream."""

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from wire.content import CapturedContent
-from wire.records import ApiRequest, ApiResult
+from wire.records import ApiRequest, ApiResult, pickled_by_name
 
 if TYPE_CHECKING:
     from wire.call import WireApi
@@ -51,6 +51,7 @@ class Operation:
     content: CapturedContent | None = None
 
 
+@pickled_by_name
 @dataclass(slots=True)
 class SessionInfo:
     """What a session says about itself, for its span: the id, model, voice, modalities."""
