@@ -34,14 +34,15 @@ from summary import NO_CALLS
 from telemetry_process import ATTRIBUTIONS, TelemetrySink, TelemetryStartError, telemetry_process
 from wire import mcp
 from wire.agents import DEFAULT_SESSION_IDLE_S, is_session_header
-from wire.call import Call, Endpoint, Origin, SocketRecord
+from wire.call import Call, Endpoint, Origin, SocketRecord, stream_reader
 from wire.content import MAX_PART_CHARS, CapturedContent
+from wire.framing.codecs import incremental_decoder
 from wire.headers import MAX_TRACE_HEADER_LENGTH, REQUEST_HEADERS, TRACE_HEADERS, parse_traceparent
 from wire.hosts import DEFAULT_HOSTS, HostMatcher
-from wire.records import ApiRequest, ApiResult
+from wire.records import ApiRequest
 from wire.secrets import CREDENTIAL_HEADERS
 from wire.socket import Operation, SocketSession
-from wire.stream import EventStream
+from wire.stream import EventStream, ReceivedStream
 from wire.values import LARGE_BODY
 
 log = logging.getLogger("genai")
@@ -59,20 +60,30 @@ INCREMENTAL_TYPES = ("text/event-stream", "application/x-ndjson", "application/v
 
 @dataclass
 class StreamTap:
-    """The `flow.response.stream` callable: hands every chunk on at once, parses on the side.
+    """The `flow.response.stream` callable: hands every chunk on at once.
 
-    When the addon added include_usage, `filtering` is on and the chunk is replaced by what
-    `EventStream.filter` returns. Any exception turns the tap into a plain pass-through: the
-    client's stream is never broken by the addon.
+    Mostly it only keeps each chunk and its time (`received`), for the telemetry process to read.
+    It reads on the loop (`reading`) only where it must: when the addon asked the upstream for
+    usage, the extra chunk is taken out again (`filtering`: the chunk is replaced by what
+    `EventStream.filter` returns); and a body grown past LARGE_BODY is read as it passes from there
+    on (what was kept first), rather than held whole (`passed_on_unparsed`). Any exception turns
+    the tap into a plain pass-through: the client's stream is never broken by the addon.
     """
 
-    stream: EventStream
-    filtering: bool
+    started: float  # time.monotonic() when the request went upstream: chunk times count from it
+    make_reader: Callable[[], EventStream]  # the stream that reads the body here, when it must
     errors: UnexpectedErrors
+    received: ReceivedStream | None  # None: read here from the first chunk (filtering)
+    filtering: bool = False
+    reading: EventStream | None = None
     failed: bool = False
     # What the client got, kept for mitmweb up to `store_limit` bytes (None: not kept).
     stored: bytearray | None = None
     store_limit: int = 0
+
+    def __post_init__(self) -> None:
+        if self.received is None:
+            self.reading = self.make_reader()
 
     def __call__(self, chunk: bytes) -> bytes | list[bytes]:
         out = self._forward(chunk)
@@ -85,15 +96,35 @@ class StreamTap:
     def _forward(self, chunk: bytes) -> bytes | list[bytes]:
         if self.failed:
             return chunk
-        now = time.monotonic()
+        at_s = time.monotonic() - self.started
         try:
-            if self.filtering:
-                return self.stream.filter(chunk, now)
-            self.stream.observe(chunk, now)
+            if self.reading is None:
+                assert self.received is not None
+                self.received.add(chunk, at_s)
+                if passed_on_unparsed(self.received.body):
+                    return chunk
+                self.reading, received, self.received = self.make_reader(), self.received, None
+                for kept, kept_at_s in received.chunks():
+                    self.reading.observe(kept, kept_at_s)
+            elif self.filtering:
+                return self.reading.filter(chunk, at_s)
+            else:
+                self.reading.observe(chunk, at_s)
         except Exception:
             self.failed = True
-            self.errors.report("parsing a stream", "the rest of that stream is passed on unread")
+            self.errors.report("reading a stream", "the rest of that stream is passed on unread")
         return chunk
+
+    def hand_over(self, call: Call, now: float) -> None:
+        """Give the finished `call` its stream: as received, for the telemetry process to read, or
+        as read here."""
+        at_s = now - self.started
+        if self.reading is not None:
+            self.reading.finish(at_s)  # a last unterminated event may still count
+            call.take_stream(self.reading.accumulator)
+        elif self.received is not None:
+            self.received.ended_s = at_s
+            call.response_stream = self.received
 
 
 @dataclass
@@ -106,8 +137,7 @@ class InFlight:
     request_body: bytes | None
     started: float  # time.monotonic() when the request went upstream
     started_ns: int  # the same moment on the wall clock, for the span
-    stream: EventStream | None = None
-    tap: StreamTap | None = None
+    tap: StreamTap | None = None  # the response streams
     content: CapturedContent | None = None  # the prompt, when content capture is on
     # `picked_headers` of the response, read once in `responseheaders`, and the response they are of.
     response_headers: dict[str, str] | None = None
@@ -174,7 +204,7 @@ def masked_key(endpoint: Endpoint, headers: dict[str, str], path: str) -> str:
     return endpoint.api.vendor.masked_key(headers, path.partition("?")[2], wire.REGISTRY.key_masker)
 
 
-def passed_on_unparsed(body: bytes | None) -> bool:
+def passed_on_unparsed(body: bytes | bytearray | None) -> bool:
     """May this body go to the telemetry process as it is? Not a large one: parsing it here reads
     only its edges (`wire.values.LARGE_BODY`), cheaper than copying megabytes down the pipe."""
     return body is None or len(body) <= LARGE_BODY
@@ -473,19 +503,17 @@ class GenAIMeter:
         body = body_of(req, headers)
         if api is mcp.API and rule.provider != mcp.MCP.name and not mcp.is_mcp_request(headers, body):
             return
-        # Parsed here only if it may stream (the include_usage rewrite) or is too large to copy.
-        may_stream = body is not None and b'"stream"' in body
-        parse_here = may_stream or not passed_on_unparsed(body)
-        api_request = api.parse_request(body) if parse_here else None
-        if (
-            api_request is not None
-            and api_request.stream
-            and not api_request.include_usage
-            and self.settings.stream_usage
-            and api.may_request_usage(rule, endpoint)
+        # Parsed here only if the include_usage rewrite may change it, or if too large to copy.
+        may_rewrite = (
+            self.settings.stream_usage
+            and body is not None
+            and b'"stream"' in body
             and "content-encoding" not in headers
-            and body
-        ):
+            and api.may_request_usage(rule, endpoint)
+        )
+        parse_here = may_rewrite or not passed_on_unparsed(body)
+        api_request = api.parse_request(body) if parse_here else None
+        if may_rewrite and body and api_request is not None and api_request.stream and not api_request.include_usage:
             rewritten = api.request_with_usage(body, api_request)
             if rewritten is not None:
                 req.content = rewritten
@@ -499,7 +527,10 @@ class GenAIMeter:
             request_body=None if api_request is not None else body,
             started=time.monotonic(),
             started_ns=time.time_ns(),
-            content=api.captured_input(body) if self.settings.capture_content else None,
+            # The prompt: read here with a request parsed here, else with its body (`Call.parse_bodies`).
+            content=(api.captured_input(body) if parse_here else CapturedContent())
+            if self.settings.capture_content
+            else None,
         )
         setattr(flow, IN_FLIGHT_ATTRIBUTE, state)
 
@@ -520,16 +551,20 @@ class GenAIMeter:
         # a bad key on `:streamGenerateContent?alt=sse` with one JSON error): it is read whole.
         if framer is None or flow.response.status_code >= 400:
             return
-        accumulator = state.endpoint.api.stream_accumulator(state.started, state.content is not None)
-        stream = EventStream(headers.get("content-encoding"), accumulator, framer)
-        state.stream = stream
+        content_type, content_encoding = headers.get("content-type", "").lower(), headers.get("content-encoding")
+        make_reader = functools.partial(
+            stream_reader, state.endpoint, content_type, content_encoding, state.content is not None
+        )
+        filtering = bool(flow.metadata.get(USAGE_REMOVED)) and incremental_decoder(content_encoding) is not None
         # A copy of the streamed body, unless mitmproxy keeps it itself (store_streamed_bodies).
         keep_copy = self.shown.flows_kept and not _option("store_streamed_bodies", False)
         store_limit = self.settings.stream_store_limit if keep_copy else 0
         state.tap = StreamTap(
-            stream,
-            filtering=bool(flow.metadata.get(USAGE_REMOVED)) and stream.decodable,
+            started=state.started,
+            make_reader=make_reader,
             errors=self.errors,
+            received=None if filtering else ReceivedStream(content_type, content_encoding),
+            filtering=filtering,
             stored=bytearray() if store_limit > 0 else None,
             store_limit=store_limit,
         )
@@ -547,16 +582,9 @@ class GenAIMeter:
             headers = picked_headers(flow.response.headers, RESPONSE_FIELDS)
         if state.tap is not None and state.tap.stored is not None and flow.response.raw_content is None:
             flow.response.raw_content = bytes(state.tap.stored)  # only what mitmweb shows; already sent
-        if state.stream is not None:
-            state.stream.finish(time.monotonic())  # before the call is built: a last event may still count
         call = self._call(state, flow.response.status_code, None, headers)
-        if state.stream is not None:
-            if state.content is not None:
-                state.content.output_messages = state.stream.accumulator.output_messages()
-        else:
+        if state.tap is None:
             call.response_body = body_of(flow.response, headers) or b""
-            if state.content is not None:
-                state.content.output_messages = state.endpoint.api.captured_output(call.response_body)
         self._finish(flow, call)
 
     @never_raises
@@ -567,12 +595,7 @@ class GenAIMeter:
         assert flow.error
         status = flow.response.status_code if flow.response else None
         headers = picked_headers(flow.response.headers, RESPONSE_FIELDS) if flow.response else {}
-        flow_error: str | None = classify_flow_error(flow.error.msg, flow.response is not None)
-        if state.stream is not None and state.stream.accumulator.done and flow_error == "client_aborted":
-            # The stream had ended ([DONE], message_stop, response.completed): clients close the
-            # connection as soon as they read that, often before the upstream's last bytes reach
-            # mitmproxy. The call succeeded.
-            flow_error = None
+        flow_error = classify_flow_error(flow.error.msg, flow.response is not None)
         self._finish(flow, self._call(state, status, flow_error, headers))
 
     @never_raises
@@ -667,30 +690,30 @@ class GenAIMeter:
     def _call(
         self, state: InFlight, status: int | None, flow_error: str | None, response_headers: dict[str, str]
     ) -> Call:
-        """The finished call; a stream's result is what its accumulator gathered, a plain response's
-        is parsed from `response_body` (set by the caller)."""
-        accumulator = state.stream.accumulator if state.stream else None
-        return Call(
+        """The finished call, with its stream if it streamed (`StreamTap.hand_over`); a plain
+        response's body is for the caller to add."""
+        now = time.monotonic()
+        call = Call(
             endpoint=state.endpoint,
             origin=state.origin,
             start_time_ns=state.started_ns,
-            duration_s=time.monotonic() - state.started,
+            duration_s=now - state.started,
             status_code=status,
             flow_error=flow_error,
             request=state.request or ApiRequest(),
-            result=accumulator.result if accumulator else ApiResult(),
             request_body=state.request_body,
             response_headers=response_headers,
-            time_to_first_chunk_s=accumulator.time_to_first_chunk if accumulator else None,
-            chunk_intervals_s=accumulator.chunk_intervals if accumulator else (),
             content=state.content,
         )
+        if state.tap is not None:
+            state.tap.hand_over(call, now)
+        return call
 
     def _finish(self, flow: http.HTTPFlow, call: Call, session_calls: int | None = None) -> None:
         """Hand the call to telemetry, which parses, prices and records it, and describes it back
         if it is shown here (`ShownCalls`). Its bodies are parsed here only when too large to copy
         (`passed_on_unparsed`)."""
-        if not passed_on_unparsed(call.response_body):
+        if not passed_on_unparsed(call.response_body):  # the only body that may be too large
             call.parse_bodies()
         if self.shown.wanted:
             call.description_id = self.shown.expect(flow, session_calls)

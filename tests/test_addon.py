@@ -284,7 +284,8 @@ def test_compressed_request_bodies_are_not_rewritten(context):
     metering.request(flow)
     assert flow.request.raw_content == raw
     state = addon_module.in_flight(flow)
-    assert state is not None and isinstance(state.request, ApiRequest) and state.request.stream  # decoded
+    assert state is not None and state.request is None  # not to be rewritten: not read here
+    assert state.request_body == compact({**CHAT_REQUEST, "stream": True}).encode()  # decoded for the child
 
 
 def test_http_errors_record_the_openai_error_code(context, sink):
@@ -399,16 +400,50 @@ def test_a_bug_in_a_hook_never_reaches_mitmproxy(context, caplog, monkeypatch):
 
 def test_a_failing_parser_turns_the_tap_into_a_pass_through(context, monkeypatch):
     metering, _ = context
-    flow = chat_flow({**CHAT_REQUEST, "stream": True, "stream_options": {"include_usage": True}})
+    flow = chat_flow({**CHAT_REQUEST, "stream": True})  # include_usage added: read here, to take it out again
     metering.request(flow)
     flow.response = sse_response()
     metering.responseheaders(flow)
     tap = flow.response.stream
-    assert callable(tap)
-    assert isinstance(tap, addon_module.StreamTap)
-    monkeypatch.setattr(tap.stream, "observe", lambda *a: 1 / 0)
+    assert isinstance(tap, addon_module.StreamTap) and tap.reading is not None
+    monkeypatch.setattr(tap.reading, "filter", lambda *a: 1 / 0)
     assert tap(b"data: x\n\n") == b"data: x\n\n"
     assert tap(b"data: y\n\n") == b"data: y\n\n"
+    assert metering.errors.count("reading a stream") == 1
+
+
+def test_a_stream_the_addon_does_not_change_is_kept_as_it_passes_and_read_by_telemetry(context, sink):
+    metering, _ = context
+    body = {**CHAT_REQUEST, "stream": True, "stream_options": {"include_usage": True}}
+    flow = chat_flow(body)
+    metering.request(flow)
+    flow.response = sse_response()
+    metering.responseheaders(flow)
+    tap = flow.response.stream
+    assert isinstance(tap, addon_module.StreamTap)
+    upstream = "".join(ChatScript(body).stream_events()).encode()
+    for position in range(0, len(upstream), 50):
+        tap(upstream[position : position + 50])
+    # No reader was made: nothing was read on the loop, every byte was kept.
+    assert tap.reading is None and tap.received is not None and bytes(tap.received.body) == upstream
+    metering.response(flow)  # the sink (the telemetry process's pipeline) reads it
+    assert sink.metric_sum("tokens_counter") == ChatScript(body).usage()["total_tokens"]
+    assert sink.metric_sum("gen_ai.client.operation.time_to_first_chunk") > 0
+
+
+def test_a_stream_past_the_large_body_size_is_read_as_it_passes_from_then_on(context, sink):
+    metering, _ = context
+    body = {**CHAT_REQUEST, "stream": True, "stream_options": {"include_usage": True}}
+    flow = chat_flow(body)
+    metering.request(flow)
+    flow.response = sse_response()
+    events = ChatScript(body).stream_events()
+    padding = f": {'x' * 4096}\n\n".encode()  # SSE comments: bytes that carry no event
+    upstream = events[0].encode() + padding * (LARGE_BODY // len(padding) + 1) + "".join(events[1:]).encode()
+    assert stream_through(metering, flow, upstream, piece=64 * 1024) == upstream
+    tap = flow.response.stream
+    assert isinstance(tap, addon_module.StreamTap) and tap.received is None and tap.reading is not None
+    assert sink.metric_sum("tokens_counter") == ChatScript(body).usage()["total_tokens"]
 
 
 def test_keys_never_appear_unmasked_in_comments_logs_or_spans(context, sink, caplog):

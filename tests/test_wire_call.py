@@ -5,10 +5,13 @@ import pickle
 import pytest
 
 from harness.fake_openai import load_fixture
+from harness.recordings import load_anthropic
 from tests.builders import CHAT, finished_call
 from wire import anthropic_messages
 from wire.call import Endpoint
+from wire.content import CapturedContent
 from wire.records import ApiRequest, ApiResult
+from wire.stream import ReceivedStream
 
 MESSAGES = Endpoint(anthropic_messages.API)
 
@@ -71,3 +74,25 @@ def test_reset_times_count_from_the_calls_end():
         response_headers={"anthropic-ratelimit-requests-reset": "2026-03-03T03:03:04Z"},
     )
     assert finished.upstream().rate_limits.reset_requests_s == pytest.approx(2.5)
+
+
+def test_parse_bodies_reads_a_received_stream_and_the_prompt_of_a_captured_call():
+    recorded = load_anthropic("test_sync_messages_create_streaming")
+    received = ReceivedStream("text/event-stream", None)
+    received.add(recorded.response_body, 0.25)
+    received.ended_s = 0.5
+    finished = finished_call(
+        endpoint=MESSAGES,
+        request_body=recorded.request_body,
+        response_stream=received,
+        content=CapturedContent(),
+        flow_error="client_aborted",  # left right after the end of the stream: not an abort
+        status_code=200,
+    ).parse_bodies()
+    assert finished.result.usage is not None and finished.result.usage.output_tokens
+    assert finished.time_to_first_chunk_s == 0.25 and finished.error_type is None
+    assert finished.content is not None
+    prompt = anthropic_messages.API.captured_input(recorded.request_body)
+    assert finished.content.input_messages == prompt.input_messages
+    assert finished.content.input_messages and finished.content.output_messages
+    assert finished.response_stream is None and finished.request.stream

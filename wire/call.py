@@ -15,7 +15,7 @@ from wire.headers import UpstreamInfo
 from wire.hosts import HostRule
 from wire.records import NO_HEADERS, ApiRequest, ApiResult, Usage, pickled_by_name, restored
 from wire.socket import SessionInfo, SocketSession
-from wire.stream import StreamAccumulator
+from wire.stream import EventStream, ReceivedStream, StreamAccumulator
 from wire.values import GENERIC_ERROR
 
 if TYPE_CHECKING:
@@ -144,9 +144,10 @@ class Call:
     """One observed call, finished: everything the telemetry layer records.
 
     Built by the proxy's hooks and handed to the telemetry process. Its bodies may still be
-    unparsed (`request_body`, `response_body`): `parse_bodies` is the one place they are read, in
-    the telemetry process, off mitmproxy's event loop (in the proxy only the edges of a body too
-    large to copy, and a request that may stream, for the include_usage rewrite).
+    unread (`request_body`, `response_body`, `response_stream`): `parse_bodies` is the one place
+    they are read, in the telemetry process, off mitmproxy's event loop (in the proxy only the
+    edges of a body too large to copy, a request the include_usage rewrite may change, and the
+    stream of a request it changed).
     """
 
     endpoint: Endpoint
@@ -159,6 +160,7 @@ class Call:
     result: ApiResult = field(default_factory=ApiResult)
     request_body: bytes | None = None  # still to parse into `request`
     response_body: bytes | None = None  # still to parse into `result`
+    response_stream: ReceivedStream | None = None  # a streamed body still to read into `result`
     # The response's header fields that its vendor reads (lower-case names), parsed only where they
     # are recorded: the proxy passes them on as they are.
     response_headers: dict[str, str] = field(default_factory=dict)
@@ -178,7 +180,12 @@ class Call:
     def parse_bodies(self) -> Call:
         api = self.endpoint.api
         if self.request_body is not None:
-            self.request, self.request_body = api.parse_request(self.request_body), None
+            body, self.request_body = self.request_body, None
+            self.request = api.parse_request(body)
+            if self.content is not None:
+                captured = api.captured_input(body)
+                self.content.system_instructions = captured.system_instructions
+                self.content.input_messages = captured.input_messages
         if self.response_body is not None:
             body, self.response_body = self.response_body, None
             self.result = api.parse_response(body, self.response_headers)
@@ -187,7 +194,27 @@ class Call:
             succeeded = self.status_code is not None and 200 <= self.status_code < 300
             if succeeded and api.answers_json and body.strip() and body.lstrip()[:1] not in (b"{", b"["):
                 self.result.unreadable = True
+        if self.response_stream is not None:
+            received, self.response_stream = self.response_stream, None
+            stream = stream_reader(
+                self.endpoint, received.content_type, received.content_encoding, self.content is not None
+            )
+            received.replay(stream)
+            self.take_stream(stream.accumulator)
         return self
+
+    def take_stream(self, accumulator: StreamAccumulator) -> None:
+        """The result and chunk timings of the call's stream, read to its end."""
+        self.result = accumulator.result
+        self.time_to_first_chunk_s = accumulator.time_to_first_chunk
+        self.chunk_intervals_s = accumulator.chunk_intervals
+        if self.content is not None:
+            self.content.output_messages = accumulator.output_messages()
+        if accumulator.done and self.flow_error == "client_aborted":
+            # The stream had ended ([DONE], message_stop, response.completed): clients close the
+            # connection as soon as they read that, often before the upstream's last bytes reach
+            # mitmproxy. The call succeeded.
+            self.flow_error = None
 
     @property
     def operation(self) -> str:
@@ -239,8 +266,18 @@ class Call:
         """Pickled by name (`pickled_by_name`), without a request or result whose body is still
         to parse: those placeholders cost three quarters of a call's pickling (3.5 of 5 µs), and
         every call is pickled on mitmproxy's event loop. They are made anew when it is unpickled."""
-        names, values = _CALL_STATE[self.request_body is not None, self.response_body is not None]
+        unread_response = self.response_body is not None or self.response_stream is not None
+        names, values = _CALL_STATE[self.request_body is not None, unread_response]
         return restored, (Call, names, values(self))
+
+
+def stream_reader(
+    endpoint: Endpoint, content_type: str, content_encoding: str | None, capture_content: bool
+) -> EventStream:
+    """An empty stream of the endpoint's API, for a body of this content type (lower case) and
+    encoding, its times counted from the request (0.0)."""
+    framer = endpoint.api.stream_framer(content_type, endpoint)
+    return EventStream(content_encoding, endpoint.api.stream_accumulator(0.0, capture_content), framer)
 
 
 def _call_state(without: set[str]) -> tuple[tuple[str, ...], operator.attrgetter[Any]]:
@@ -248,7 +285,7 @@ def _call_state(without: set[str]) -> tuple[tuple[str, ...], operator.attrgetter
     return names, operator.attrgetter(*names)
 
 
-# The fields a call is pickled with, by (request body still to parse, response body still to parse).
+# The fields a call is pickled with, by (request body still to parse, response still to read).
 _CALL_STATE = {
     (False, False): _call_state(set()),
     (True, False): _call_state({"request"}),

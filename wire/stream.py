@@ -1,14 +1,17 @@
-"""Streamed responses: the accumulator interface each API implements, and the stream that
-decodes, frames (`wire.framing`) and accumulates a body as it passes."""
+"""Streamed responses: the accumulator interface each API implements, the stream that decodes,
+frames (`wire.framing`) and accumulates a body, and the record of a body as it passed
+(`ReceivedStream`), read later in the telemetry process."""
 
 from __future__ import annotations
 
 from array import array
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 
 from wire.framing import Event, Framer
 from wire.framing.codecs import Encoder, IdentityEncoder, Transcoder, incremental_decoder, incremental_encoder
 from wire.framing.sse import SSEFramer
-from wire.records import ApiResult
+from wire.records import ApiResult, pickled_by_name
 
 
 class StreamAccumulator:
@@ -117,3 +120,39 @@ class EventStream:
         if not chunk:
             out += self.encoder.finish()
         return [out] if out else []
+
+
+@pickled_by_name
+@dataclass(slots=True)
+class ReceivedStream:
+    """A streamed body as it passed the proxy, still content-encoded, with the time each chunk came.
+
+    The proxy only appends to it (a copy and two numbers a chunk); the telemetry process reads it
+    (`replay`) into the same result and chunk timings as reading it on the way would have given.
+    Times are seconds after the request went upstream.
+    """
+
+    content_type: str  # lower case: the API's `stream_framer` chooses its framing by it
+    content_encoding: str | None
+    body: bytearray = field(default_factory=bytearray)
+    chunk_ends: array[int] = field(default_factory=lambda: array("q"))  # where each chunk ends in `body`
+    chunk_times: array[float] = field(default_factory=lambda: array("d"))
+    ended_s: float | None = None  # when the body ended (or the flow failed)
+
+    def add(self, chunk: bytes, at_s: float) -> None:
+        self.body += chunk
+        self.chunk_ends.append(len(self.body))
+        self.chunk_times.append(at_s)
+
+    def chunks(self) -> Iterator[tuple[bytes, float]]:
+        view, start = memoryview(self.body), 0
+        for end, at_s in zip(self.chunk_ends, self.chunk_times, strict=True):
+            yield bytes(view[start:end]), at_s
+            start = end
+
+    def replay(self, stream: EventStream) -> None:
+        """Feed `stream` (its times counted from the request) every chunk at its time, then the end."""
+        last_s = 0.0
+        for chunk, last_s in self.chunks():
+            stream.observe(chunk, last_s)
+        stream.finish(self.ended_s if self.ended_s is not None else last_s)
