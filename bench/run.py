@@ -15,6 +15,7 @@ import asyncio
 import dataclasses
 import functools
 import json
+import logging
 import operator
 import os
 import platform
@@ -52,6 +53,7 @@ from bench.discard import Discard
 from bench.fleet import fleet
 from bench.measure import child_pids, family_cpu_seconds, latency_row, memory_of, percentile
 from bench.sessions import sessions_part
+from errors import UnexpectedErrors
 from harness import eventstream
 from harness.collector import free_port
 from harness.fake_openai import load_fixture
@@ -63,14 +65,14 @@ from pricing import Prices
 from telemetry import Telemetry
 from telemetry_process import MetricOptions
 from wire import anthropic_messages, bedrock_converse, bedrock_invoke, gemini_generate, ollama, openai_chat
-from wire.call import Call, Endpoint, Origin
+from wire.call import Call, Endpoint, Origin, stream_reader
 from wire.framing.eventstream import EventStreamFramer
 from wire.framing.json_array import JSONArrayFramer
 from wire.framing.ndjson import NDJSONFramer
 from wire.framing.sse import SSEFramer
 from wire.openai_chat import ChatStreamAccumulator
 from wire.records import ApiRequest, ApiResult, Usage
-from wire.stream import EventStream
+from wire.stream import EventStream, ReceivedStream
 
 CHAT = Endpoint(openai_chat.API)
 # Part 6: about the share of a core the telemetry process uses at full load (part 1's last column).
@@ -609,6 +611,22 @@ def socket_frame_us(content: bytes, frames: int = 2000, repeat: int = 5) -> floa
         return min(timeit.repeat(run, number=1, repeat=repeat)) / frames * 1e6
 
 
+def tap_chunk_us(chunk: bytes, filtering: bool, chunks: int = 1000, repeat: int = 5) -> float:
+    """µs per chunk in the `flow.response.stream` tap, on mitmproxy's loop: the chunk kept for the
+    telemetry process, or (`filtering`) read here, as when the include_usage chunk is taken out.
+    A fresh tap per run: a run's chunks stay under the size where the tap starts reading."""
+    make_reader = functools.partial(stream_reader, CHAT, "text/event-stream", None, False)
+    errors = UnexpectedErrors(logging.getLogger("genai"))
+
+    def run() -> None:
+        received = None if filtering else ReceivedStream("text/event-stream", None)
+        tap = addon_module.StreamTap(time.monotonic(), make_reader, errors, received, filtering)
+        for _ in range(chunks):
+            tap(chunk)
+
+    return min(timeit.repeat(run, number=1, repeat=repeat)) / chunks * 1e6
+
+
 def encode_and_serialize(
     encode: Callable[[Sequence[ReadableSpan]], ExportTraceServiceRequest], spans: Sequence[ReadableSpan]
 ) -> bytes:
@@ -708,6 +726,7 @@ def in_process(report: list[str], raw: dict[str, Any]) -> None:
         )
 
     data = chunk[6:-2]
+    loads_of_chunk_us = min(timeit.repeat(lambda: json.loads(data), number=2000, repeat=5)) / 2000 * 1e6
     reader = InMemoryMetricReader()
     histogram = MeterProvider(metric_readers=[reader]).get_meter("bench").create_histogram("h")
     attributes: dict[str, str | int] = {"gen_ai.operation.name": "chat", "gen_ai.provider.name": "openai"}
@@ -723,25 +742,28 @@ def in_process(report: list[str], raw: dict[str, Any]) -> None:
     batch = spans.get_finished_spans()[-SPANS_PER_BATCH:]
     cases = {
         "telemetry process: record one call (metrics and span)": (record, lambda: json.loads(body)),
-        "observe, one chat SSE chunk": (per_chunk, lambda: json.loads(data)),
-        "observe, one Anthropic SSE chunk": (per_anthropic_chunk, lambda: json.loads(anthropic_chunk[33:-2])),
-        "observe, one Gemini SSE chunk (?alt=sse)": (
+        "telemetry process: read one chat SSE chunk": (per_chunk, lambda: json.loads(data)),
+        "telemetry process: read one Anthropic SSE chunk": (
+            per_anthropic_chunk,
+            lambda: json.loads(anthropic_chunk[33:-2]),
+        ),
+        "telemetry process: read one Gemini SSE chunk (?alt=sse)": (
             lambda: gemini_sse.observe(sse_chunk, 1.0),
             lambda: json.loads(gemini_object),
         ),
-        "observe, one Gemini JSON-array chunk": (
+        "telemetry process: read one Gemini JSON-array chunk": (
             lambda: gemini_array.observe(array_chunk, 1.0),
             lambda: json.loads(gemini_object),
         ),
-        "observe, one Bedrock ConverseStream event-stream message (text delta)": (
+        "telemetry process: read one Bedrock ConverseStream event-stream message (text delta)": (
             lambda: converse_stream.observe(converse_delta, 1.0),
             lambda: json.loads(converse_payload),
         ),
-        "observe, one Bedrock InvokeModel stream chunk (a base64 Anthropic event)": (
+        "telemetry process: read one Bedrock InvokeModel stream chunk (a base64 Anthropic event)": (
             lambda: invoke_stream.observe(invoke_chunk, 1.0),
             lambda: json.loads(invoke_payload),
         ),
-        "observe, one Ollama NDJSON line": (
+        "telemetry process: read one Ollama NDJSON line": (
             lambda: ollama_stream.observe(ollama_line, 1.0),
             lambda: json.loads(ollama_line),
         ),
@@ -766,6 +788,12 @@ def in_process(report: list[str], raw: dict[str, Any]) -> None:
         "mitmdump: the hook of one Realtime audio frame (3 KB of base64 audio, not parsed)": audio_delta,
         "mitmdump: the hook of one Realtime text delta frame": text_delta,
     }
+    tap_rows = {
+        "mitmdump: the stream tap, one chat SSE chunk kept for the telemetry process": False,
+        "mitmdump: the stream tap, one chat SSE chunk read there (the include_usage chunk taken out)": True,
+    }
+    for name, filtering in tap_rows.items():
+        raw[name] = {"addon_us": tap_chunk_us(chunk, filtering), "json_loads_us": loads_of_chunk_us}
     for name, content in socket_frames.items():
         frame_us = socket_frame_us(content)
         loads_us = min(timeit.repeat(functools.partial(json.loads, content), number=2000, repeat=5)) / 2000 * 1e6
@@ -787,7 +815,7 @@ def in_process(report: list[str], raw: dict[str, Any]) -> None:
         *(
             f"| {name} | {raw[name]['addon_us']:.1f} | {raw[name]['json_loads_us']:.1f} | "
             f"{raw[name]['addon_us'] / raw[name]['json_loads_us']:.2f}× |"
-            for name in socket_frames
+            for name in (*tap_rows, *socket_frames)
         ),
     ]
     for name, (work, floor) in cases.items():

@@ -32,7 +32,8 @@ def test_a_short_run_of_three_parts_measures_both_sides(tmp_path):
     realtime = figures.pop("realtime")
     assert realtime["bare"]["fps"][0] > 0 and realtime["addon"]["fps"][0] > 0
     per_unit = {name: measured["addon_us"] for name, measured in figures.items()}
-    assert "observe, one Bedrock ConverseStream event-stream message (text delta)" in per_unit
+    assert "telemetry process: read one Bedrock ConverseStream event-stream message (text delta)" in per_unit
+    assert "mitmdump: the stream tap, one chat SSE chunk kept for the telemetry process" in per_unit
     assert len(per_unit) >= 10 and all(microseconds > 0 for microseconds in per_unit.values())
     text = report.read_text()
     assert "## 1. Non-streaming" in text and "## 4. Cost per unit" in text and "## 9. Realtime API frames" in text
