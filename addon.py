@@ -42,7 +42,7 @@ from wire.hosts import DEFAULT_HOSTS, HostMatcher
 from wire.records import ApiRequest
 from wire.secrets import CREDENTIAL_HEADERS
 from wire.socket import Operation, SocketSession
-from wire.stream import EventStream, ReceivedStream
+from wire.stream import EventStream, FilteredStream, ReceivedStream
 from wire.values import LARGE_BODY
 
 log = logging.getLogger("genai")
@@ -64,8 +64,8 @@ class StreamTap:
 
     Mostly it only keeps each chunk and its time (`received`), for the telemetry process to read.
     It reads on the loop (`reading`) only where it must: when the addon asked the upstream for
-    usage, the extra chunk is taken out again (`filtering`: the chunk is replaced by what
-    `EventStream.filter` returns); and a body grown past LARGE_BODY is read as it passes from there
+    usage, the extra chunk is taken out again (`reading` is a `FilteredStream` from the start: the
+    chunk is replaced by what its `filter` returns); and a body grown past LARGE_BODY is read as it passes from there
     on (what was kept first), rather than held whole (`passed_on_unparsed`). Any exception turns
     the tap into a plain pass-through: the client's stream is never broken by the addon.
     """
@@ -73,8 +73,7 @@ class StreamTap:
     started: float  # time.monotonic() when the request went upstream: chunk times count from it
     make_reader: Callable[[], EventStream]  # the stream that reads the body here, when it must
     errors: UnexpectedErrors
-    received: ReceivedStream | None  # None: read here from the first chunk (filtering)
-    filtering: bool = False
+    received: ReceivedStream | None  # None: read here from the first chunk (filtered)
     reading: EventStream | None = None
     failed: bool = False
     # What the client got, kept for mitmweb up to `store_limit` bytes (None: not kept).
@@ -106,7 +105,7 @@ class StreamTap:
                 self.reading, received, self.received = self.make_reader(), self.received, None
                 for kept, kept_at_s in received.chunks():
                     self.reading.observe(kept, kept_at_s)
-            elif self.filtering:
+            elif isinstance(self.reading, FilteredStream):
                 return self.reading.filter(chunk, at_s)
             else:
                 self.reading.observe(chunk, at_s)
@@ -552,10 +551,10 @@ class GenAIMeter:
         if framer is None or flow.response.status_code >= 400:
             return
         content_type, content_encoding = headers.get("content-type", "").lower(), headers.get("content-encoding")
-        make_reader = functools.partial(
-            stream_reader, state.endpoint, content_type, content_encoding, state.content is not None
-        )
         filtering = bool(flow.metadata.get(USAGE_REMOVED)) and incremental_decoder(content_encoding) is not None
+        make_reader = functools.partial(
+            stream_reader, state.endpoint, content_type, content_encoding, state.content is not None, filtering
+        )
         # A copy of the streamed body, unless mitmproxy keeps it itself (store_streamed_bodies).
         keep_copy = self.shown.flows_kept and not _option("store_streamed_bodies", False)
         store_limit = self.settings.stream_store_limit if keep_copy else 0
@@ -564,7 +563,6 @@ class GenAIMeter:
             make_reader=make_reader,
             errors=self.errors,
             received=None if filtering else ReceivedStream(content_type, content_encoding),
-            filtering=filtering,
             stored=bytearray() if store_limit > 0 else None,
             store_limit=store_limit,
         )

@@ -6,8 +6,8 @@ The usage record (`wire.records.Usage`) maps onto the library's usage keys in on
 (`usage_counts`); the library decides what each count costs: cache reads and writes (5 m / 1 h),
 audio and image tokens, reasoning as output, context-length tiers, service tiers and batch.
 
-Why a fast path: the library computes one call in about 110 µs (bench part 4), on mitmproxy's
-event loop for the log line and again in the telemetry process. A model's price at one service
+Why a fast path: the library computes one call in about 110 µs (bench part 4), and the telemetry
+process prices every call. A model's price at one service
 tier, on one day and in one context-length band is linear in the usage counts, so `Rates` asks
 the library once for the USD per token of each count and prices a call with a dot product.
 `tests/test_pricing.py` checks the two agree for every model of the snapshot.
@@ -264,15 +264,11 @@ class Prices:
     def __init__(self, overrides: Overrides | None = None, update_url: str | None = None) -> None:
         self.overrides = overrides or {}
         self.update_url = update_url
-        # genai-prices' data, read at the first lookup: the proxy's process sends its Prices to the
-        # telemetry process and never prices a call itself, so it never holds the data (31.5 MB).
+        # genai-prices' data (31.5 MB), read at the first lookup.
         self._snapshot: data_snapshot.DataSnapshot | None = None
         # (provider, model, vendor, tier, day) → the price, or None for an unknown model
         self._compiled: dict[PriceKey, CompiledPrice | None] = {}
         self._unpriced_logged: set[str] = set()
-
-    def __reduce__(self) -> tuple[type[Prices], tuple[Overrides, str | None]]:
-        return Prices, (self.overrides, self.update_url)  # caches stay behind
 
     @classmethod
     def load(cls, user_file: Path | None = None, update_url: str | None = None) -> Prices:

@@ -123,9 +123,9 @@ class SessionSpend(Spend):
         return calls, input_tokens, share, output_tokens, cost, f"{self.model_time_s:.1f}", f"{self.tool_time_s:.1f}"
 
 
-def _bounded[K](rows: dict[K, Any], key: K, other: K) -> K:
-    """`key`, or `other` once `rows` holds MAX_ROWS others: client names and keys come from clients."""
-    return key if key in rows or len(rows) < MAX_ROWS else other
+def _bounded[K](rows: dict[K, Any], key: K, other: K, most: int) -> K:
+    """`key`, or `other` once `rows` holds `most` others: client names and keys come from clients."""
+    return key if key in rows or len(rows) < most else other
 
 
 def _render(lines: list[tuple[str, ...]], left: int) -> str:
@@ -143,8 +143,9 @@ def _render(lines: list[tuple[str, ...]], left: int) -> str:
 
 
 class UsageSummary:
-    def __init__(self, sessions_shown: int = SESSIONS_SHOWN) -> None:
+    def __init__(self, sessions_shown: int = SESSIONS_SHOWN, max_rows: int = MAX_ROWS) -> None:
         self.sessions_shown = sessions_shown
+        self.max_rows = max_rows  # per table: the rest are summed up in one `_OTHER` row
         self.rows: dict[tuple[str, str], Row] = {}
         self.by_client: dict[str, Spend] = {}
         self.by_key: dict[str, Spend] = {}
@@ -161,13 +162,14 @@ class UsageSummary:
         `session` its agent and agent session (`wire.agents`), if it named one, and `tool_time_s`
         the tool time its request ended (`otel.tools`)."""
         for spends, name in ((self.by_client, client), (self.by_key, call.origin.api_key)):
-            spends.setdefault(_bounded(spends, name, "_OTHER"), Spend()).add(call)
+            spends.setdefault(_bounded(spends, name, "_OTHER", self.max_rows), Spend()).add(call)
         if session is not None:
-            key = _bounded(self.by_session, session, (session[0], "_OTHER"))
+            key = _bounded(self.by_session, session, (session[0], "_OTHER"), self.max_rows)
             self.by_session.setdefault(key, SessionSpend()).add(call, tool_time_s)
         # By the model asked for: a failed call has no response model, and one model must not
         # make two rows (its answers under the dated snapshot, its failures under its name).
-        key = _bounded(self.rows, (call.origin.provider, call.request_model or "?"), (call.origin.provider, "_OTHER"))
+        key = (call.origin.provider, call.request_model or "?")
+        key = _bounded(self.rows, key, (call.origin.provider, "_OTHER"), self.max_rows)
         self.rows.setdefault(key, Row()).add(call)
 
     def table(self) -> str:

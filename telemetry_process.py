@@ -571,20 +571,30 @@ class TelemetryProcess:
         return encodable
 
 
-_instance: TelemetrySink | None = None
-_instance_lock = threading.Lock()
+def started_process() -> TelemetrySink:
+    process = TelemetryProcess()
+    process.start()
+    return process
 
 
-def telemetry_process() -> TelemetrySink:
-    """The process-wide telemetry process, started on first use; raises TelemetryStartError.
+class ProcessWideTelemetry:
+    """The process-wide telemetry sink, started on first use (`start`; raises TelemetryStartError).
 
-    Kept here, in a module mitmproxy does not re-import on a script reload, so a reload keeps
-    the child and its cumulative metrics. Its owner calls `shutdown()` when mitmdump exits.
+    The one instance (`telemetry_process`) lives here, in a module mitmproxy does not re-import
+    on a script reload, so a reload keeps the child and its cumulative metrics. Its owner calls
+    `shutdown()` when mitmdump exits.
     """
-    global _instance
-    with _instance_lock:
-        if _instance is None:
-            process = TelemetryProcess()
-            process.start()
-            _instance = process
-        return _instance
+
+    def __init__(self, start: Callable[[], TelemetrySink] = started_process) -> None:
+        self._start = start
+        self._sink: TelemetrySink | None = None
+        self._lock = threading.Lock()
+
+    def __call__(self) -> TelemetrySink:
+        with self._lock:
+            if self._sink is None:
+                self._sink = self._start()
+            return self._sink
+
+
+telemetry_process = ProcessWideTelemetry()

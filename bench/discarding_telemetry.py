@@ -12,11 +12,19 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import telemetry_process
-from addon import addons  # noqa: F401  (mitmproxy loads `addons` from this script)
+from addon import GenAIMeter
 
-# Started as `python -c DISCARD REPLY_FD BUDGET`, like the real child: "ready" on the reply pipe.
-DISCARD = "import os, sys\nos.write(int(sys.argv[1]), b'ready\\n')\nwhile os.read(0, 1 << 20):\n    pass\n"
+# Started like the real child (`python -c DISCARD REPLY_FD BUDGET SCHEMA`): its start-up status on
+# the reply pipe, then it reads stdin until mitmdump closes it.
+DISCARD = (
+    "import os, signal, sys\n"
+    "signal.signal(signal.SIGINT, signal.SIG_IGN)\n"
+    f"sys.path.insert(0, {str(Path(__file__).resolve().parents[1])!r})\n"
+    "from telemetry_process import StatusReply, encode_batch\n"
+    "os.write(int(sys.argv[1]), encode_batch([StatusReply()]))\n"
+    "while os.read(0, 1 << 20):\n    pass\n"
+)
 
 _discarding = telemetry_process.TelemetryProcess([sys.executable, "-c", DISCARD])
 _discarding.start()
-telemetry_process._instance = _discarding
+addons = [GenAIMeter(telemetry=lambda: _discarding)]  # mitmproxy loads `addons` from this script

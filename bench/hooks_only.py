@@ -9,8 +9,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import telemetry_process
-from addon import addons  # noqa: F401  (mitmproxy loads `addons` from this script)
+from addon import GenAIMeter
 from bench.discard import Discard
 
-telemetry_process._instance = Discard()
+_discard = Discard()
+addons = [GenAIMeter(telemetry=lambda: _discard)]  # mitmproxy loads `addons` from this script

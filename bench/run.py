@@ -615,12 +615,12 @@ def tap_chunk_us(chunk: bytes, filtering: bool, chunks: int = 1000, repeat: int 
     """µs per chunk in the `flow.response.stream` tap, on mitmproxy's loop: the chunk kept for the
     telemetry process, or (`filtering`) read here, as when the include_usage chunk is taken out.
     A fresh tap per run: a run's chunks stay under the size where the tap starts reading."""
-    make_reader = functools.partial(stream_reader, CHAT, "text/event-stream", None, False)
+    make_reader = functools.partial(stream_reader, CHAT, "text/event-stream", None, False, filtering)
     errors = UnexpectedErrors(logging.getLogger("genai"))
 
     def run() -> None:
         received = None if filtering else ReceivedStream("text/event-stream", None)
-        tap = addon_module.StreamTap(time.monotonic(), make_reader, errors, received, filtering)
+        tap = addon_module.StreamTap(time.monotonic(), make_reader, errors, received)
         for _ in range(chunks):
             tap(chunk)
 

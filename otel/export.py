@@ -166,7 +166,7 @@ class GuardedSpanExporter(SpanExporter):
         later: Callable[[float, Callable[[], None]], None] = _later,
         slice_size: int = SPANS_PER_EXPORT,
     ) -> None:
-        self._inner = inner
+        self.inner = inner  # the exporter it guards
         self._outage = outage
         self._kept = kept
         self._slice = slice_size
@@ -201,7 +201,7 @@ class GuardedSpanExporter(SpanExporter):
         while position < len(batch):
             chunk = batch[position : position + self._slice]
             try:
-                result = self._inner.export(chunk)
+                result = self.inner.export(chunk)
             except Exception:
                 self.dropped += len(chunk)
                 self.export_errors.report(f"a batch of {len(chunk)} spans is dropped")
@@ -246,10 +246,10 @@ class GuardedSpanExporter(SpanExporter):
                 self._export([])
                 self.dropped += len(self._waiting)  # the collector is still down: these are lost now
                 self._waiting.clear()
-        self._inner.shutdown()
+        self.inner.shutdown()
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
-        return self._inner.force_flush(timeout_millis)
+        return self.inner.force_flush(timeout_millis)
 
 
 class GuardedMetricExporter(MetricExporter):
@@ -260,13 +260,13 @@ class GuardedMetricExporter(MetricExporter):
             preferred_temporality=inner._preferred_temporality,
             preferred_aggregation=inner._preferred_aggregation,
         )
-        self._inner = inner
+        self.inner = inner  # the exporter it guards
         self._outage = outage
         self.export_errors = ExportErrorLog("metrics")
 
     def export(self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any) -> MetricExportResult:
         try:
-            result = self._inner.export(metrics_data, timeout_millis=timeout_millis, **kwargs)
+            result = self.inner.export(metrics_data, timeout_millis=timeout_millis, **kwargs)
         except Exception:
             self.export_errors.report("the next export sends the totals again")
             return MetricExportResult.FAILURE
@@ -274,10 +274,10 @@ class GuardedMetricExporter(MetricExporter):
         return result
 
     def force_flush(self, timeout_millis: float = 10_000) -> bool:
-        return self._inner.force_flush(timeout_millis)
+        return self.inner.force_flush(timeout_millis)
 
     def shutdown(self, timeout_millis: float = 30_000, **kwargs: Any) -> None:
-        self._inner.shutdown(timeout_millis=timeout_millis, **kwargs)
+        self.inner.shutdown(timeout_millis=timeout_millis, **kwargs)
 
 
 def span_exporters() -> list[SpanExporter]:

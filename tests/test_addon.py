@@ -463,7 +463,8 @@ def test_script_reload_keeps_the_providers_and_finishes_flows_in_flight(context,
     """mitmproxy re-executes addon.py on reload; the sibling telemetry module stays imported, and
     with it the process-wide telemetry process (here the sink) that the reloaded addon finds."""
     metering, _ = context
-    monkeypatch.setattr(telemetry_process, "_instance", sink.telemetry)
+    shared = telemetry_process.ProcessWideTelemetry(start=lambda: sink.telemetry)
+    monkeypatch.setattr(telemetry_process, "telemetry_process", shared)  # what the reloaded addon imports
     started_before = chat_flow({**CHAT_REQUEST, "stream": True})
     metering.request(started_before)
     started_before.response = sse_response()

@@ -1,12 +1,21 @@
 """Exporter configuration (`otel.export`): the exporters and readers the environment names, the
 resource, and the guards that turn a collector outage into one warning and keep spans waiting."""
 
+import io
+import json
 import logging
+import math
 import time
 from typing import Any
 
 import pytest
-from opentelemetry.sdk.metrics.export import MetricExportResult
+from opentelemetry.sdk.metrics import Counter, MeterProvider
+from opentelemetry.sdk.metrics.export import (
+    AggregationTemporality,
+    ConsoleMetricExporter,
+    MetricExportResult,
+    PeriodicExportingMetricReader,
+)
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from otel import export
@@ -91,13 +100,30 @@ def test_an_outage_is_one_warning_and_recovery_one_note(caplog):
 
 
 def test_the_metric_guard_keeps_the_inner_exporters_preferences():
-    from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
-
-    inner = OTLPMetricExporter(endpoint="http://127.0.0.1:9")
+    """A delta exporter stays one behind the guard: the reader asks the guard which temporality."""
+    out = io.StringIO()
+    inner = ConsoleMetricExporter(
+        out=out,
+        preferred_temporality={Counter: AggregationTemporality.DELTA},
+        formatter=lambda data: data.to_json(indent=None) + "\n",
+    )
     guarded = export.GuardedMetricExporter(inner, export.OutageLog("metrics", "x", "kept"))
-    assert guarded._preferred_temporality == inner._preferred_temporality
-    inner.shutdown()
-    assert guarded.export(None, timeout_millis=10) == MetricExportResult.FAILURE  # type: ignore[arg-type]
+    reader = PeriodicExportingMetricReader(guarded, export_interval_millis=math.inf)
+    provider = MeterProvider(metric_readers=[reader])
+    counter = provider.get_meter("test").create_counter("calls")
+    for _ in range(2):
+        counter.add(3)
+        reader.collect()
+    provider.shutdown()
+    points = [
+        (metric["data"]["aggregation_temporality"], point["value"])
+        for line in out.getvalue().splitlines()
+        for resource in json.loads(line)["resource_metrics"]
+        for scope in resource["scope_metrics"]
+        for metric in scope["metrics"]
+        for point in metric["data"]["data_points"]
+    ]
+    assert points == [(AggregationTemporality.DELTA, 3), (AggregationTemporality.DELTA, 3)]  # not 3, then 6
 
 
 class RaisingExporter(SpanExporter):
@@ -287,6 +313,6 @@ def test_the_otlp_span_exporter_is_the_sdks_own(monkeypatch):
     monkeypatch.setenv("OTEL_TRACES_EXPORTER", "otlp")
     (guarded,) = export.span_exporters()
     try:
-        assert type(guarded._inner) is OTLPSpanExporter  # type: ignore[attr-defined]
+        assert isinstance(guarded, export.GuardedSpanExporter) and type(guarded.inner) is OTLPSpanExporter
     finally:
         guarded.shutdown()

@@ -283,16 +283,6 @@ def test_the_example_in_the_readme_is_a_valid_price_file(tmp_path):
     assert load_overrides(write(tmp_path, json.loads(example)))
 
 
-def test_prices_cross_to_the_telemetry_process_without_their_caches(tmp_path):
-    import pickle
-
-    mine = Prices.load(write(tmp_path, {"models": {"m": {"input_mtok": 1, "output_mtok": 1}}}), "https://example.test/")
-    assert cost(mine, "gpt-4o-mini", Usage(input_tokens=1, output_tokens=1)) is not None
-    copy = pickle.loads(pickle.dumps(mine))
-    assert copy.update_url == "https://example.test/" and copy._compiled == {}
-    assert cost(copy, "m", Usage(input_tokens=1_000_000, output_tokens=0)) == pytest.approx(1.0)
-
-
 # --- Updates and the fast path
 
 

@@ -107,9 +107,8 @@ def test_who_spent_it_by_client_and_by_key():
     }
 
 
-def test_clients_and_keys_stay_bounded(monkeypatch):
-    monkeypatch.setattr("summary.MAX_ROWS", 3)
-    summary = UsageSummary()
+def test_clients_and_keys_stay_bounded():
+    summary = UsageSummary(max_rows=3)
     for number in range(10):
         summary.add(call("m", 1.0, Usage(input_tokens=1, output_tokens=1), api_key=f"k{number}"), f"client-{number}/1")
     assert len(summary.by_client) == 4 and summary.by_client["_OTHER"].calls == 7

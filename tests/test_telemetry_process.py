@@ -354,13 +354,13 @@ def test_the_child_prices_deferred_calls_with_the_table_it_was_sent(
 
 
 def test_the_process_wide_recorder_is_started_once(monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.setattr(telemetry_process, "_instance", None)
     monkeypatch.setenv("OTEL_TRACES_EXPORTER", "none")
     monkeypatch.setenv("OTEL_METRICS_EXPORTER", "none")
-    first = telemetry_process.telemetry_process()
+    shared = telemetry_process.ProcessWideTelemetry()
+    first = shared()
     try:
         assert isinstance(first, TelemetryProcess)
-        assert telemetry_process.telemetry_process() is first
+        assert shared() is first
     finally:
         first.shutdown()
 

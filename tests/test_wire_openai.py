@@ -20,7 +20,7 @@ from wire.hosts import parse_host_rule
 from wire.openai_chat import ChatStreamAccumulator, request_with_include_usage
 from wire.openai_responses import ResponsesStreamAccumulator
 from wire.records import Usage
-from wire.stream import EventStream
+from wire.stream import EventStream, FilteredStream
 from wire.values import LARGE_BODY, MAX_LABEL_LENGTH
 
 CHAT_FIXTURES = sorted(p.stem for p in FIXTURES.glob("test_chat_completion*.yaml"))
@@ -60,8 +60,8 @@ def error_type_of(endpoint: Endpoint, status: int, body: bytes) -> str:
     return endpoint.api.parse_response(body).error_type or str(status)
 
 
-def chat_stream(encoding: str | None = None, started: float = 0.0) -> EventStream:
-    return EventStream(encoding, ChatStreamAccumulator(started))
+def chat_stream(encoding: str | None = None, started: float = 0.0) -> FilteredStream:
+    return FilteredStream(encoding, ChatStreamAccumulator(started))
 
 
 def run_stream(pieces: list[bytes], encoding: str | None = None, endpoint: Endpoint = CHAT) -> EventStream:
@@ -707,11 +707,9 @@ def test_a_large_request_that_has_stream_options_is_left_alone():
     assert request_with_include_usage(body, CHAT.api.parse_request(body)) is None
 
 
-def test_observe_mode_makes_no_encoder():
-    """Only the strip filter re-encodes; a compressed stream that is only watched allocates no compressor."""
+def test_a_compressed_stream_that_is_only_watched_reads_its_usage():
     body = body_of("test_chat_completion_streaming")
     stream = run_stream([encode_whole(body, "gzip")], "gzip")
-    assert stream._encoder is None
     assert stream.accumulator.result.usage == Usage(
         input_tokens=12, output_tokens=5, cache_read_tokens=0, reasoning_tokens=0
     )

@@ -22,7 +22,7 @@ from wire.framing.codecs import DECODE_ERRORS
 from wire.framing.sse import SSEFramer
 from wire.headers import parse_request_headers
 from wire.openai_chat import ChatStreamAccumulator
-from wire.stream import EventStream
+from wire.stream import EventStream, FilteredStream
 
 # Every route of every registered API: a new API is fuzzed without a line here.
 ENDPOINTS = [Endpoint(api, model="m", streamed=route.streamed) for route, api in REGISTRY.routes() if not route.socket]
@@ -149,7 +149,7 @@ def target_streams(counter: Counter) -> Callable[[], None]:
             observed.finish(now=2.0)
             observed.accumulator.output_messages()
             return
-        filtered = EventStream(None, api.stream_accumulator(0.0, capture))
+        filtered = FilteredStream(None, api.stream_accumulator(0.0, capture))
         sent: list[bytes] = []
         for piece in pieces(data, sizes):
             observed.observe(piece, now=1.0)
@@ -174,7 +174,7 @@ def target_compressed_streams(counter: Counter) -> Callable[[], None]:
                 stream.observe(piece, now=1.0)
         except DECODE_ERRORS:
             pass  # not a valid compressed stream; the addon's tap then passes it through untouched
-        filtered = EventStream(encoding, ChatStreamAccumulator(0.0))
+        filtered = FilteredStream(encoding, ChatStreamAccumulator(0.0))
         out = [chunk for piece in pieces(data, sizes) for chunk in filtered.filter(piece, now=1.0)]
         out += filtered.filter(b"", now=2.0)
         assert all(out)

@@ -15,7 +15,7 @@ from wire.headers import UpstreamInfo
 from wire.hosts import HostRule
 from wire.records import NO_HEADERS, ApiRequest, ApiResult, Usage, pickled_by_name, restored
 from wire.socket import SessionInfo, SocketSession
-from wire.stream import EventStream, ReceivedStream, StreamAccumulator
+from wire.stream import EventStream, FilteredStream, ReceivedStream, StreamAccumulator
 from wire.values import GENERIC_ERROR
 
 if TYPE_CHECKING:
@@ -272,12 +272,13 @@ class Call:
 
 
 def stream_reader(
-    endpoint: Endpoint, content_type: str, content_encoding: str | None, capture_content: bool
+    endpoint: Endpoint, content_type: str, content_encoding: str | None, capture_content: bool, filtering: bool = False
 ) -> EventStream:
     """An empty stream of the endpoint's API, for a body of this content type (lower case) and
-    encoding, its times counted from the request (0.0)."""
+    encoding, its times counted from the request (0.0); a `FilteredStream` with `filtering`."""
     framer = endpoint.api.stream_framer(content_type, endpoint)
-    return EventStream(content_encoding, endpoint.api.stream_accumulator(0.0, capture_content), framer)
+    kind = FilteredStream if filtering else EventStream
+    return kind(content_encoding, endpoint.api.stream_accumulator(0.0, capture_content), framer)
 
 
 def _call_state(without: set[str]) -> tuple[tuple[str, ...], operator.attrgetter[Any]]:

@@ -58,30 +58,17 @@ class StreamAccumulator:
 
 
 class EventStream:
-    """One streamed response, fed the raw body chunks as they pass.
-
-    `observe` only watches. `filter` also returns what the client should get instead of the
-    chunk (`StreamAccumulator.for_client`). Events are released as soon as they are complete;
-    nothing else is held back.
-    """
+    """One streamed response, fed the raw body chunks as they pass, only to watch them
+    (`FilteredStream` also says what the client gets)."""
 
     def __init__(
         self, content_encoding: str | None, accumulator: StreamAccumulator, framer: Framer | None = None
     ) -> None:
         self.accumulator = accumulator
         self._framer = framer or SSEFramer()
-        self._content_encoding = content_encoding
         decoder = incremental_decoder(content_encoding)
         self.decodable = decoder is not None  # the encoders cover the same encodings
         self._decode: Transcoder = decoder or (lambda data: b"")
-        self._encoder: Encoder | None = None  # made on the first `filter`: observe mode needs none
-        self._passthrough = False
-
-    @property
-    def encoder(self) -> Encoder:
-        if self._encoder is None:
-            self._encoder = incremental_encoder(self._content_encoding) or IdentityEncoder()
-        return self._encoder
 
     def observe(self, chunk: bytes, now: float) -> None:
         """Read `chunk`. Compressed data that does not decode (an upstream fault, not a bug) ends
@@ -101,6 +88,20 @@ class EventStream:
             for event in self._framer.finish():
                 self.accumulator.consume(event, now)
 
+
+class FilteredStream(EventStream):
+    """A stream whose events the client gets as `StreamAccumulator.for_client` returns them
+    (`filter`), re-encoded as they came. Events are released as soon as they are complete;
+    nothing else is held back. Only a filtered stream holds an encoder (a compressor's state is
+    hundreds of KB): one that is only watched has none."""
+
+    def __init__(
+        self, content_encoding: str | None, accumulator: StreamAccumulator, framer: Framer | None = None
+    ) -> None:
+        super().__init__(content_encoding, accumulator, framer)
+        self._encoder: Encoder = incremental_encoder(content_encoding) or IdentityEncoder()
+        self._passthrough = False
+
     def filter(self, chunk: bytes, now: float) -> list[bytes]:
         """What to send on in place of `chunk` (b"" marks the end of the body).
 
@@ -114,11 +115,11 @@ class EventStream:
         except Exception:
             self._passthrough = True
             held = b"".join(event.raw for event in self._framer.finish())
-            return [piece for piece in (self.encoder.encode(held) if held else b"", chunk) if piece]
+            return [piece for piece in (self._encoder.encode(held) if held else b"", chunk) if piece]
         kept = b"".join(self.accumulator.for_client(event, now) for event in events)
-        out = self.encoder.encode(kept) if kept else b""
+        out = self._encoder.encode(kept) if kept else b""
         if not chunk:
-            out += self.encoder.finish()
+            out += self._encoder.finish()
         return [out] if out else []
 
 
