@@ -62,27 +62,24 @@ INCREMENTAL_TYPES = ("text/event-stream", "application/x-ndjson", "application/v
 class StreamTap:
     """The `flow.response.stream` callable: hands every chunk on at once.
 
-    Mostly it only keeps each chunk and its time (`received`), for the telemetry process to read.
-    It reads on the loop (`reading`) only where it must: when the addon asked the upstream for
-    usage, the extra chunk is taken out again (`reading` is a `FilteredStream` from the start: the
-    chunk is replaced by what its `filter` returns); and a body grown past LARGE_BODY is read as it passes from there
-    on (what was kept first), rather than held whole (`passed_on_unparsed`). Any exception turns
-    the tap into a plain pass-through: the client's stream is never broken by the addon.
+    It keeps each chunk and its time (`received`), for the telemetry process to read. Where the
+    addon asked the upstream for usage, the extra it added is taken out of each chunk before the
+    client gets it (`filtering`: `WireApi.usage_removed`, which reads as little as it can). A
+    stream past LARGE_BODY is read here from then on (`reading`: what was kept first, then each
+    chunk as it passes) rather than held whole (`passed_on_unparsed`). Any exception turns the tap
+    into a plain pass-through: the client's stream is never broken by the addon.
     """
 
     started: float  # time.monotonic() when the request went upstream: chunk times count from it
-    make_reader: Callable[[], EventStream]  # the stream that reads the body here, when it must
+    make_reader: Callable[[], EventStream]  # the stream that reads the body here, past LARGE_BODY
     errors: UnexpectedErrors
-    received: ReceivedStream | None  # None: read here from the first chunk (filtered)
+    received: ReceivedStream | None  # None once read here
+    filtering: FilteredStream | None = None
     reading: EventStream | None = None
     failed: bool = False
     # What the client got, kept for mitmweb up to `store_limit` bytes (None: not kept).
     stored: bytearray | None = None
     store_limit: int = 0
-
-    def __post_init__(self) -> None:
-        if self.received is None:
-            self.reading = self.make_reader()
 
     def __call__(self, chunk: bytes) -> bytes | list[bytes]:
         out = self._forward(chunk)
@@ -95,24 +92,25 @@ class StreamTap:
     def _forward(self, chunk: bytes) -> bytes | list[bytes]:
         if self.failed:
             return chunk
-        at_s = time.monotonic() - self.started
         try:
-            if self.reading is None:
-                assert self.received is not None
-                self.received.add(chunk, at_s)
-                if passed_on_unparsed(self.received.body):
-                    return chunk
-                self.reading, received, self.received = self.make_reader(), self.received, None
-                for kept, kept_at_s in received.chunks():
-                    self.reading.observe(kept, kept_at_s)
-            elif isinstance(self.reading, FilteredStream):
-                return self.reading.filter(chunk, at_s)
-            else:
-                self.reading.observe(chunk, at_s)
+            if chunk:
+                self._read(chunk, time.monotonic() - self.started)
+            return self.filtering.filter(chunk) if self.filtering is not None else chunk
         except Exception:
             self.failed = True
             self.errors.report("reading a stream", "the rest of that stream is passed on unread")
-        return chunk
+            return chunk
+
+    def _read(self, chunk: bytes, at_s: float) -> None:
+        if self.reading is not None:
+            self.reading.observe(chunk, at_s)
+            return
+        assert self.received is not None
+        self.received.add(chunk, at_s)
+        if not passed_on_unparsed(self.received.body):
+            self.reading, received, self.received = self.make_reader(), self.received, None
+            for kept, kept_at_s in received.chunks():
+                self.reading.observe(kept, kept_at_s)
 
     def hand_over(self, call: Call, now: float) -> None:
         """Give the finished `call` its stream: as received, for the telemetry process to read, or
@@ -551,9 +549,14 @@ class GenAIMeter:
         if framer is None or flow.response.status_code >= 400:
             return
         content_type, content_encoding = headers.get("content-type", "").lower(), headers.get("content-encoding")
-        filtering = bool(flow.metadata.get(USAGE_REMOVED)) and incremental_decoder(content_encoding) is not None
+        api = state.endpoint.api
+        filtering = (
+            FilteredStream(content_encoding, api.usage_removed, api.stream_framer(content_type, state.endpoint))
+            if flow.metadata.get(USAGE_REMOVED) and incremental_decoder(content_encoding) is not None
+            else None
+        )
         make_reader = functools.partial(
-            stream_reader, state.endpoint, content_type, content_encoding, state.content is not None, filtering
+            stream_reader, state.endpoint, content_type, content_encoding, state.content is not None
         )
         # A copy of the streamed body, unless mitmproxy keeps it itself (store_streamed_bodies).
         keep_copy = self.shown.flows_kept and not _option("store_streamed_bodies", False)
@@ -562,7 +565,8 @@ class GenAIMeter:
             started=state.started,
             make_reader=make_reader,
             errors=self.errors,
-            received=None if filtering else ReceivedStream(content_type, content_encoding),
+            received=ReceivedStream(content_type, content_encoding),
+            filtering=filtering,
             stored=bytearray() if store_limit > 0 else None,
             store_limit=store_limit,
         )

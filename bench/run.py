@@ -72,7 +72,7 @@ from wire.framing.ndjson import NDJSONFramer
 from wire.framing.sse import SSEFramer
 from wire.openai_chat import ChatStreamAccumulator
 from wire.records import ApiRequest, ApiResult, Usage
-from wire.stream import EventStream, ReceivedStream
+from wire.stream import EventStream, FilteredStream, ReceivedStream
 
 CHAT = Endpoint(openai_chat.API)
 # Part 6: about the share of a core the telemetry process uses at full load (part 1's last column).
@@ -613,14 +613,15 @@ def socket_frame_us(content: bytes, frames: int = 2000, repeat: int = 5) -> floa
 
 def tap_chunk_us(chunk: bytes, filtering: bool, chunks: int = 1000, repeat: int = 5) -> float:
     """µs per chunk in the `flow.response.stream` tap, on mitmproxy's loop: the chunk kept for the
-    telemetry process, or (`filtering`) read here, as when the include_usage chunk is taken out.
-    A fresh tap per run: a run's chunks stay under the size where the tap starts reading."""
-    make_reader = functools.partial(stream_reader, CHAT, "text/event-stream", None, False, filtering)
+    telemetry process, and (`filtering`) what include_usage added taken out of it. A fresh tap per
+    run: a run's chunks stay under the size where the tap starts reading."""
+    make_reader = functools.partial(stream_reader, CHAT, "text/event-stream", None, False)
     errors = UnexpectedErrors(logging.getLogger("genai"))
 
     def run() -> None:
-        received = None if filtering else ReceivedStream("text/event-stream", None)
-        tap = addon_module.StreamTap(time.monotonic(), make_reader, errors, received)
+        received = ReceivedStream("text/event-stream", None)
+        usage_removed = FilteredStream(None, CHAT.api.usage_removed) if filtering else None
+        tap = addon_module.StreamTap(time.monotonic(), make_reader, errors, received, usage_removed)
         for _ in range(chunks):
             tap(chunk)
 
@@ -790,7 +791,7 @@ def in_process(report: list[str], raw: dict[str, Any]) -> None:
     }
     tap_rows = {
         "mitmdump: the stream tap, one chat SSE chunk kept for the telemetry process": False,
-        "mitmdump: the stream tap, one chat SSE chunk read there (the include_usage chunk taken out)": True,
+        "mitmdump: the stream tap, one chat SSE chunk kept, the include_usage additions taken out": True,
     }
     for name, filtering in tap_rows.items():
         raw[name] = {"addon_us": tap_chunk_us(chunk, filtering), "json_loads_us": loads_of_chunk_us}

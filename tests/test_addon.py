@@ -400,13 +400,13 @@ def test_a_bug_in_a_hook_never_reaches_mitmproxy(context, caplog, monkeypatch):
 
 def test_a_failing_parser_turns_the_tap_into_a_pass_through(context, monkeypatch):
     metering, _ = context
-    flow = chat_flow({**CHAT_REQUEST, "stream": True})  # include_usage added: read here, to take it out again
+    flow = chat_flow({**CHAT_REQUEST, "stream": True})  # include_usage added: filtered, to take it out again
     metering.request(flow)
     flow.response = sse_response()
     metering.responseheaders(flow)
     tap = flow.response.stream
-    assert isinstance(tap, addon_module.StreamTap) and tap.reading is not None
-    monkeypatch.setattr(tap.reading, "filter", lambda *a: 1 / 0)
+    assert isinstance(tap, addon_module.StreamTap) and tap.filtering is not None
+    monkeypatch.setattr(tap.filtering, "filter", lambda *a: 1 / 0)
     assert tap(b"data: x\n\n") == b"data: x\n\n"
     assert tap(b"data: y\n\n") == b"data: y\n\n"
     assert metering.errors.count("reading a stream") == 1

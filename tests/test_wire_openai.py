@@ -60,8 +60,13 @@ def error_type_of(endpoint: Endpoint, status: int, body: bytes) -> str:
     return endpoint.api.parse_response(body).error_type or str(status)
 
 
-def chat_stream(encoding: str | None = None, started: float = 0.0) -> FilteredStream:
-    return FilteredStream(encoding, ChatStreamAccumulator(started))
+def chat_stream(encoding: str | None = None, started: float = 0.0) -> EventStream:
+    return EventStream(encoding, ChatStreamAccumulator(started))
+
+
+def stripped(encoding: str | None = None) -> FilteredStream:
+    """A chat stream as the client gets it when the addon asked for include_usage."""
+    return FilteredStream(encoding, CHAT.api.usage_removed)
 
 
 def run_stream(pieces: list[bytes], encoding: str | None = None, endpoint: Endpoint = CHAT) -> EventStream:
@@ -215,34 +220,34 @@ def test_strip_gives_the_client_the_stream_it_would_get_without_include_usage(en
     assert b'"usage":null' in with_usage and b'"choices":[]' in with_usage
 
     upstream = encode_whole(with_usage, encoding) if encoding != "identity" else with_usage
-    stream = chat_stream(None if encoding == "identity" else encoding, started=0)
+    stream = stripped(None if encoding == "identity" else encoding)
     sent = []
     for position in range(0, len(upstream), chunk_size):
-        sent.extend(stream.filter(upstream[position : position + chunk_size], now=1.0))
-    sent.extend(stream.filter(b"", now=2.0))
+        sent.extend(stream.filter(upstream[position : position + chunk_size]))
+    sent.extend(stream.filter(b""))
     assert all(piece for piece in sent), "an empty chunk would end the HTTP/1.1 body early"
     received = b"".join(sent)
     if encoding != "identity":
         received = codecs.incremental_decoder(encoding)(received)  # type: ignore[misc]
     assert received == without
-    assert stream.accumulator.result.usage == Usage(
+    assert run_stream([upstream], None if encoding == "identity" else encoding).accumulator.result.usage == Usage(
         input_tokens=9, output_tokens=5, cache_read_tokens=0, reasoning_tokens=0
     )  # 8 + one prompt word; 5 chunks
 
 
 def test_strip_releases_each_event_as_soon_as_it_is_complete():
     events = ChatScript({"model": "m", "stream": True, "stream_options": {"include_usage": True}}).stream_events()
-    stream = chat_stream(None, started=0)
+    stream = stripped()
     first = events[1].encode()
-    assert stream.filter(first[:20], now=1) == []
-    (released,) = stream.filter(first[20:], now=1)
+    assert stream.filter(first[:20]) == []
+    (released,) = stream.filter(first[20:])
     assert released == first.replace(b',"usage":null', b"")
 
 
 def test_azure_prompt_filter_chunk_is_not_mistaken_for_the_usage_chunk():
     azure_opening = b'data: {"choices":[],"created":0,"id":"","model":"","object":"","prompt_filter_results":[]}\n\n'
-    stream = chat_stream(None, started=0)
-    assert stream.filter(azure_opening, now=1) == [azure_opening]
+    stream = stripped()
+    assert stream.filter(azure_opening) == [azure_opening]
 
 
 def test_an_error_inside_a_stream_sets_the_error_type():
@@ -352,12 +357,12 @@ def test_any_split_of_a_stripped_stream_gives_the_client_the_same_bytes(data):
     expected = re.sub(rb'data: \{[^\n]*"choices":\[\],"usage":\{[^\n]*\n\n', b"", upstream)
     expected = expected.replace(b',"usage":null', b"")
     cuts = sorted(data.draw(st.lists(st.integers(0, len(upstream)), max_size=20)))
-    stream = chat_stream(None, started=0)
+    stream = stripped()
     out = []
     for a, b in zip([0, *cuts], [*cuts, len(upstream)], strict=True):
         if a < b:  # mitmproxy passes b"" only to mark the end of the body
-            out.extend(stream.filter(upstream[a:b], now=1))
-    out.extend(stream.filter(b"", now=1))
+            out.extend(stream.filter(upstream[a:b]))
+    out.extend(stream.filter(b""))
     assert b"".join(out) == expected
 
 
@@ -375,13 +380,13 @@ def test_corrupt_compressed_data_ends_the_reading_without_an_error():
 
 
 def test_corrupt_compressed_data_turns_the_strip_into_pass_through():
-    stream = chat_stream("gzip", started=0)
+    stream = stripped("gzip")
     good = encode_whole(b'data: {"choices":[{"delta":{"content":"a"}}]}\n\ndata: {"cho', "gzip")[:-8]
-    first = stream.filter(good, now=1)
+    first = stream.filter(good)
     assert codecs.incremental_decoder("gzip")(b"".join(first)).startswith(b"data: {")  # type: ignore[misc]
     garbage = b"\x00not gzip at all"
-    assert stream.filter(garbage, now=2)[-1] == garbage
-    assert stream.filter(b"more", now=3) == [b"more"]
+    assert stream.filter(garbage)[-1] == garbage
+    assert stream.filter(b"more") == [b"more"]
 
 
 # --- Responses API, embeddings, legacy completions ----------------------------------------
@@ -511,14 +516,15 @@ def test_legacy_completion_streams_are_stripped_and_counted():
     request = {"model": "gpt-3.5-turbo-instruct", "prompt": "Say this is a test", "stream": True}
     asked = {**request, "stream_options": {"include_usage": True}}
     upstream = "".join(ChatScript(asked, legacy=True).stream_events()).encode()
-    stream = chat_stream(None, started=0)
-    sent = [piece for i in range(0, len(upstream), 17) for piece in stream.filter(upstream[i : i + 17], now=1)]
-    sent += stream.filter(b"", now=2)
+    stream = stripped()
+    sent = [piece for i in range(0, len(upstream), 17) for piece in stream.filter(upstream[i : i + 17])]
+    sent += stream.filter(b"")
     assert b"".join(sent) == "".join(ChatScript(request, legacy=True).stream_events()).encode()
-    assert stream.accumulator.result.usage == Usage(
+    counted = run_stream([upstream]).accumulator  # what the telemetry process reads
+    assert counted.result.usage == Usage(
         input_tokens=13, output_tokens=4, cache_read_tokens=0, reasoning_tokens=0
     )  # 8 + 5 prompt words; 4 chunks
-    assert stream.accumulator.time_to_first_chunk == 1
+    assert counted.time_to_first_chunk == 1
 
 
 def test_azure_opening_chunk_passes_and_azure_streams_are_counted():
@@ -529,11 +535,11 @@ def test_azure_opening_chunk_passes_and_azure_streams_are_counted():
     }
     upstream = "".join(ChatScript(request, azure=True).stream_events()).encode()
     assert b"prompt_filter_results" in upstream
-    stream = chat_stream(None, started=0)
-    sent = b"".join(stream.filter(upstream, now=1) + stream.filter(b"", now=2))
+    stream = stripped()
+    sent = b"".join(stream.filter(upstream) + stream.filter(b""))
     assert sent.startswith(b'data: {"choices":[],') and b"prompt_filter_results" in sent
-    assert stream.accumulator.result.usage is not None
-    assert stream.accumulator.result.response_model == "gpt-4o-mini-2024-07-18"
+    counted = run_stream([upstream]).accumulator.result  # what the telemetry process reads
+    assert counted.usage is not None and counted.response_model == "gpt-4o-mini-2024-07-18"
 
 
 # --- upstream headers ---------------------------------------------------------------------
@@ -671,8 +677,8 @@ def test_a_large_chat_body_keeps_its_id_and_usage():
 def test_strip_mode_passes_a_trailing_fragment_that_is_not_an_event(tail):
     """Found by `make fuzz`: a whitespace-only remainder at the end was held back for good."""
     upstream = b"data: [DONE]\n\n" + tail
-    stream = chat_stream(None, started=0)
-    assert b"".join(stream.filter(upstream, now=1) + stream.filter(b"", now=2)) == upstream
+    stream = stripped()
+    assert b"".join(stream.filter(upstream) + stream.filter(b"")) == upstream
 
 
 def test_include_usage_is_inserted_and_the_clients_bytes_are_otherwise_kept():

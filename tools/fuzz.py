@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from harness import eventstream
-from wire import REGISTRY
+from wire import REGISTRY, openai_chat
 from wire.call import Endpoint, WireApi
 from wire.framing.codecs import DECODE_ERRORS
 from wire.framing.sse import SSEFramer
@@ -149,13 +149,13 @@ def target_streams(counter: Counter) -> Callable[[], None]:
             observed.finish(now=2.0)
             observed.accumulator.output_messages()
             return
-        filtered = FilteredStream(None, api.stream_accumulator(0.0, capture))
+        filtered = FilteredStream(None, api.usage_removed)
         sent: list[bytes] = []
         for piece in pieces(data, sizes):
             observed.observe(piece, now=1.0)
-            sent += filtered.filter(piece, now=1.0)
+            sent += filtered.filter(piece)
         observed.finish(now=2.0)
-        sent += filtered.filter(b"", now=2.0)
+        sent += filtered.filter(b"")
         observed.accumulator.output_messages()
         assert all(sent), "an empty chunk mid-stream would end the client's HTTP/1.1 body"
         if b"usage" not in data:
@@ -174,9 +174,9 @@ def target_compressed_streams(counter: Counter) -> Callable[[], None]:
                 stream.observe(piece, now=1.0)
         except DECODE_ERRORS:
             pass  # not a valid compressed stream; the addon's tap then passes it through untouched
-        filtered = FilteredStream(encoding, ChatStreamAccumulator(0.0))
-        out = [chunk for piece in pieces(data, sizes) for chunk in filtered.filter(piece, now=1.0)]
-        out += filtered.filter(b"", now=2.0)
+        filtered = FilteredStream(encoding, openai_chat.API.usage_removed)
+        out = [chunk for piece in pieces(data, sizes) for chunk in filtered.filter(piece)]
+        out += filtered.filter(b"")
         assert all(out)
 
     return run

@@ -9,13 +9,13 @@ from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any
 
 from wire.content import CapturedContent
-from wire.framing import Framer
+from wire.framing import Event, Framer
 from wire.framing.sse import SSEFramer
 from wire.headers import UpstreamInfo
 from wire.hosts import HostRule
 from wire.records import NO_HEADERS, ApiRequest, ApiResult, Usage, pickled_by_name, restored
 from wire.socket import SessionInfo, SocketSession
-from wire.stream import EventStream, FilteredStream, ReceivedStream, StreamAccumulator
+from wire.stream import EventStream, ReceivedStream, StreamAccumulator
 from wire.values import GENERIC_ERROR
 
 if TYPE_CHECKING:
@@ -106,6 +106,12 @@ class WireApi:
     def request_with_usage(self, body: bytes, request: ApiRequest) -> bytes | None:
         """The request body asking for usage, or None when it is unsafe to touch."""
         return None
+
+    def usage_removed(self, event: Event) -> bytes:
+        """What the client gets of an event of a stream whose request `request_with_usage`
+        changed: the event without what the change added (b"": nothing). On mitmproxy's loop:
+        read as little as it can."""
+        return event.raw
 
 
 @dataclass(frozen=True)
@@ -272,13 +278,12 @@ class Call:
 
 
 def stream_reader(
-    endpoint: Endpoint, content_type: str, content_encoding: str | None, capture_content: bool, filtering: bool = False
+    endpoint: Endpoint, content_type: str, content_encoding: str | None, capture_content: bool
 ) -> EventStream:
     """An empty stream of the endpoint's API, for a body of this content type (lower case) and
-    encoding, its times counted from the request (0.0); a `FilteredStream` with `filtering`."""
+    encoding, its times counted from the request (0.0)."""
     framer = endpoint.api.stream_framer(content_type, endpoint)
-    kind = FilteredStream if filtering else EventStream
-    return kind(content_encoding, endpoint.api.stream_accumulator(0.0, capture_content), framer)
+    return EventStream(content_encoding, endpoint.api.stream_accumulator(0.0, capture_content), framer)
 
 
 def _call_state(without: set[str]) -> tuple[tuple[str, ...], operator.attrgetter[Any]]:

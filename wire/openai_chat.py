@@ -26,7 +26,7 @@ from wire.content import (
 from wire.framing import Event
 from wire.hosts import HostRule
 from wire.openai_common import OPENAI, RESPONSE_MEMBERS, chat_usage, openai_request, openai_routes, reported_cost
-from wire.records import NO_HEADERS, ApiRequest, ApiResult, AttributeValue
+from wire.records import NO_HEADERS, ApiRequest, ApiResult, AttributeValue, Usage
 from wire.stream import StreamAccumulator
 from wire.tools import merged, openai_chat_calls
 from wire.values import (
@@ -52,6 +52,8 @@ INCLUDE_USAGE_MEMBER = b'"stream_options":{"include_usage":true},'
 _USAGE_NULL = re.compile(rb'"usage"\s*:\s*null')
 _USAGE_NULL_AFTER = re.compile(rb',\s*"usage"\s*:\s*null(?=\s*[,}])')
 _USAGE_NULL_FIRST = re.compile(rb'(?<={)\s*"usage"\s*:\s*null\s*,')
+# A usage object (also Groq's `x_groq.usage`): only a chunk with one may be the usage-only chunk.
+_USAGE_OBJECT = re.compile(rb'"usage"\s*:\s*\{')
 
 
 def _depth_at(data: bytes, end: int) -> int:
@@ -212,39 +214,27 @@ class ChatStreamAccumulator(StreamAccumulator):
         super().__init__(started, capture_content)
         self._reasons: dict[int, str] = {}
         self._output = StreamedOutput() if capture_content else None
-        self._usage_null = False  # the last chunk consumed had a top-level `"usage": null`
 
     def output_messages(self) -> str | None:
         return self._output.messages() if self._output else None
 
     def consume(self, event: Event, now: float) -> None:
-        self._consume(event, now)
-
-    def for_client(self, event: Event, now: float) -> bytes:
-        """The usage-only chunk goes; so does the `"usage":null` member of every other chunk."""
-        if self._consume(event, now):
-            return b""
-        return without_usage_null(event.raw) if self._usage_null else event.raw
-
-    def _consume(self, event: Event, now: float) -> bool:
-        """Record one event; True when it is the usage-only chunk that include_usage adds."""
-        self._usage_null = False
         data = event.data
         if data is None:
-            return False
+            return
         if data == "[DONE]":
             self.done = True
-            return False
+            return
         chunk = load_json_object(data)
         if chunk is None:
-            return False
+            return
         result = self.result
         error_type = error_type_from_object(chunk)
         if error_type:
             result.error_type = error_type
             # OpenRouter: a chunk with an `error` may still carry the usage of what was generated.
             result.usage = chat_usage(chunk.get("usage")) or result.usage
-            return False
+            return
         if result.response_id is None:
             result.response_id = label(chunk.get("id"))
         if result.response_model is None:
@@ -253,18 +243,15 @@ class ChatStreamAccumulator(StreamAccumulator):
             result.attributes[FINGERPRINT] = fingerprint
         if result.service_tier is None:
             result.service_tier = label(chunk.get("service_tier"))
-        raw_usage = chunk.get("usage")
-        self._usage_null = raw_usage is None and "usage" in chunk
-        # Groq streams its usage only in the last chunk's `x_groq.usage`.
-        usage = chat_usage(raw_usage) or chat_usage(obj(chunk.get("x_groq")).get("usage"))
+        usage = chunk_usage(chunk)
         if usage is not None:
             result.usage = usage
-            result.attributes.update(reported_cost(raw_usage))
+            result.attributes.update(reported_cost(chunk.get("usage")))
             # The stream's last chunk (a server that never sends `[DONE]`, as the Hugging Face router).
             self.done = True
         choices = chunk.get("choices")
         if not isinstance(choices, list):
-            return False
+            return
         if self._output is not None:
             self._output.add(choices)
         has_output = reason_added = False
@@ -284,7 +271,22 @@ class ChatStreamAccumulator(StreamAccumulator):
             result.finish_reasons = [self._reasons[i] for i in sorted(self._reasons)]
         if has_output:
             self.output_chunk(now)
-        return not choices and usage is not None
+
+
+def chunk_usage(chunk: dict[str, Any]) -> Usage | None:
+    """A chunk's usage; Groq streams its usage only in the last chunk's `x_groq.usage`."""
+    return chat_usage(chunk.get("usage")) or chat_usage(obj(chunk.get("x_groq")).get("usage"))
+
+
+def added_usage_only(chunk: dict[str, Any]) -> bool:
+    """Is this the chunk that include_usage adds: no choices, a usage, no error?"""
+    choices = chunk.get("choices")
+    return (
+        isinstance(choices, list)
+        and not choices
+        and not error_type_from_object(chunk)
+        and chunk_usage(chunk) is not None
+    )
 
 
 def chat_input(messages: Any) -> tuple[list[Part], list[dict[str, Any]]]:
@@ -353,6 +355,14 @@ class ChatCompletions(WireApi):
 
     def request_with_usage(self, body: bytes, request: ApiRequest) -> bytes | None:
         return request_with_include_usage(body, request)
+
+    def usage_removed(self, event: Event) -> bytes:
+        """The usage-only chunk goes; so does the `"usage":null` member of every other chunk. Only
+        a chunk with a usage object is parsed (the last one or two of a stream)."""
+        if _USAGE_OBJECT.search(event.raw) is None:
+            return without_usage_null(event.raw)
+        chunk = load_json_object(event.data) if event.data is not None else None
+        return b"" if chunk is not None and added_usage_only(chunk) else event.raw
 
 
 API = ChatCompletions()

@@ -5,7 +5,7 @@ frames (`wire.framing`) and accumulates a body, and the record of a body as it p
 from __future__ import annotations
 
 from array import array
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from wire.framing import Event, Framer
@@ -44,22 +44,12 @@ class StreamAccumulator:
         """Record one event."""
         raise NotImplementedError
 
-    def for_client(self, event: Event, now: float) -> bytes:
-        """Record one event and return what the client gets of it (b"": nothing).
-
-        Only used when the addon asked the upstream for more than the client did (OpenAI's
-        include_usage); the API that asks overrides it to take the extra out again.
-        """
-        self.consume(event, now)
-        return event.raw
-
     def output_messages(self) -> str | None:
         raise NotImplementedError
 
 
 class EventStream:
-    """One streamed response, fed the raw body chunks as they pass, only to watch them
-    (`FilteredStream` also says what the client gets)."""
+    """One streamed response, fed the raw body chunks as they pass, read into its accumulator."""
 
     def __init__(
         self, content_encoding: str | None, accumulator: StreamAccumulator, framer: Framer | None = None
@@ -89,20 +79,26 @@ class EventStream:
                 self.accumulator.consume(event, now)
 
 
-class FilteredStream(EventStream):
-    """A stream whose events the client gets as `StreamAccumulator.for_client` returns them
-    (`filter`), re-encoded as they came. Events are released as soon as they are complete;
-    nothing else is held back. Only a filtered stream holds an encoder (a compressor's state is
-    hundreds of KB): one that is only watched has none."""
+class FilteredStream:
+    """What the client gets of a stream whose request the addon changed (`WireApi.request_with_usage`):
+    each event as `keep` returns it (b"": nothing), re-encoded as it came.
+
+    Events are released as soon as they are complete; nothing else is held back. It reads nothing
+    for telemetry: the stream goes to the telemetry process as it was received. Only a filtered
+    stream holds an encoder (a compressor's state is hundreds of KB).
+    """
 
     def __init__(
-        self, content_encoding: str | None, accumulator: StreamAccumulator, framer: Framer | None = None
+        self, content_encoding: str | None, keep: Callable[[Event], bytes], framer: Framer | None = None
     ) -> None:
-        super().__init__(content_encoding, accumulator, framer)
+        self._keep = keep
+        self._framer = framer or SSEFramer()
+        decoder = incremental_decoder(content_encoding)
+        self._decode: Transcoder = decoder or (lambda data: b"")
         self._encoder: Encoder = incremental_encoder(content_encoding) or IdentityEncoder()
-        self._passthrough = False
+        self._passthrough = decoder is None
 
-    def filter(self, chunk: bytes, now: float) -> list[bytes]:
+    def filter(self, chunk: bytes) -> list[bytes]:
         """What to send on in place of `chunk` (b"" marks the end of the body).
 
         Compressed data that does not decode switches the stream to plain pass-through: what
@@ -116,7 +112,7 @@ class FilteredStream(EventStream):
             self._passthrough = True
             held = b"".join(event.raw for event in self._framer.finish())
             return [piece for piece in (self._encoder.encode(held) if held else b"", chunk) if piece]
-        kept = b"".join(self.accumulator.for_client(event, now) for event in events)
+        kept = b"".join(self._keep(event) for event in events)
         out = self._encoder.encode(kept) if kept else b""
         if not chunk:
             out += self._encoder.finish()
