@@ -419,7 +419,13 @@ class GenAIMeter:
             self.telemetry.on_description = self.shown.arrived  # also after a script reload
 
     def _check_flows_are_kept(self) -> None:
-        self.shown.flows_kept = ctx.master.addons.get("view") is not None or bool(_option("save_stream_file", None))
+        """Do flows outlive their call, so that a comment arriving after it is seen? In mitmweb and
+        the console (a view), with -w, and with a HAR dump at exit."""
+        self.shown.flows_kept = (
+            ctx.master.addons.get("view") is not None
+            or bool(_option("save_stream_file", None))
+            or bool(_option("hardump", None))
+        )
 
     def running(self) -> None:
         self.started = True

@@ -56,17 +56,27 @@ class ShownCalls:
     def wanted(self) -> bool:
         return self.log_lines or self.flows_kept
 
+    @property
+    def waiting(self) -> int:
+        """Flows waiting for their description."""
+        return len(self._waiting)
+
     def on_loop(self, loop: asyncio.AbstractEventLoop) -> None:
         """Descriptions from other threads are applied on this loop, mitmproxy's."""
         self._loop, self._loop_thread = loop, threading.get_ident()
 
     def expect(self, flow: http.HTTPFlow, session_calls: int | None = None) -> int:
         """The number a call of `flow` is described under (`Call.description_id`). `session_calls`:
-        the call is an operation of the WebSocket session `flow`, its `session_calls`th."""
+        the call is an operation of the WebSocket session `flow`, its `session_calls`th.
+
+        The flow waits for its comment only where flows are kept: mitmdump drops a flow once it is
+        done, and holding thousands of finished flows until their lines arrive (a busy telemetry
+        process answers late) made its garbage collector walk them all."""
         number = next(self._numbers)
-        self._waiting[number] = (flow, session_calls)
-        if len(self._waiting) > self._max_waiting:
-            self._waiting.popitem(last=False)
+        if self.flows_kept:
+            self._waiting[number] = (flow, session_calls)
+            if len(self._waiting) > self._max_waiting:
+                self._waiting.popitem(last=False)
         return number
 
     def arrived(self, descriptions: Sequence[Description]) -> None:
@@ -81,16 +91,16 @@ class ShownCalls:
     def show(self, descriptions: Sequence[Description]) -> None:
         updated, lines = [], []
         for description in descriptions:
+            text = description.text
+            lines.append(f"genai: {text}")
             waiting = self._waiting.pop(description.call_id, None)
             if waiting is None:
                 continue
             flow, session_calls = waiting
             if description.failed:
                 flow.marked = ":warning:"
-            text = description.text
             flow.comment = text if session_calls is None else f"{session_calls} calls · last: {text}"
             updated.append(flow)
-            lines.append(f"genai: {text}")
         if self.log_lines and lines:  # like mitmproxy's own flow lines: quiet at flow_detail=0
             # One record for the batch: a record costs mitmdump as much as a tenth of a request
             # (bench part 7), whatever its length.

@@ -77,6 +77,9 @@ SHUTDOWN_BUDGET_S = 2.0
 # The child's own flush gets this share of the budget; the rest covers writing and exiting.
 CHILD_SHUTDOWN_SHARE = 0.8
 FRAME_HEADER = struct.Struct(">I")
+# How often the reply thread looks whether mitmproxy's loop may take its pipe over.
+HANDOVER_CHECK_S = 0.05
+READ_SIZE = 1 << 16
 # The child sends the usage summary when its input pauses this long, or at least this often.
 SUMMARY_PAUSE_S = 0.1
 SUMMARY_INTERVAL_S = 1.0
@@ -167,6 +170,27 @@ def read_batch(stream: IO[bytes]) -> list[Any] | None:
         return None
     batch: list[Any] = pickle.loads(payload)  # our own process's pipe: trusted
     return batch
+
+
+class FrameReader:
+    """Frames cut from a byte stream as it arrives in pieces (a non-blocking pipe)."""
+
+    def __init__(self) -> None:
+        self._buffer = bytearray()
+
+    def feed(self, data: bytes) -> list[list[Any]]:
+        """The batches of the frames `data` completes."""
+        self._buffer += data
+        batches, start = [], 0
+        while len(self._buffer) - start >= FRAME_HEADER.size:
+            (length,) = FRAME_HEADER.unpack_from(self._buffer, start)
+            end = start + FRAME_HEADER.size + length
+            if len(self._buffer) < end:
+                break
+            batches.append(pickle.loads(self._buffer[start + FRAME_HEADER.size : end]))  # our own child: trusted
+            start = end
+        del self._buffer[:start]
+        return batches
 
 
 # The replies up the reply pipe, in frames as the messages: typed values, no text to parse.
@@ -324,7 +348,8 @@ class TelemetryProcess:
         self._prices: UsePrices | None = None  # sent again to a restarted child
         self._options: MetricOptions | None = None  # the ones the child has, as last sent
         self._summary: str | None = None  # the child's latest usage summary
-        # Where the child's descriptions of shown calls go; called on the reply thread.
+        # Where the child's descriptions of shown calls go: called on the reply thread until
+        # mitmproxy's loop reads the replies (`_relay`), then on the loop.
         self.on_description: Callable[[Sequence[Description]], None] | None = None
         self.queue = FrameQueue()
         self._flush_scheduled = False
@@ -335,6 +360,9 @@ class TelemetryProcess:
         self._status: list[StatusReply] = []
         self._status_read = threading.Event()
         self._relay_thread: threading.Thread | None = None
+        # mitmproxy's loop, once a message was queued on it: the replies are read there from then on.
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_reads: tuple[int, FrameReader] | None = None  # the reply pipe the loop reads
 
     @property
     def pending(self) -> tuple[Message, ...]:
@@ -384,31 +412,106 @@ class TelemetryProcess:
         self._started_at = time.monotonic()
         self._relay_thread = threading.Thread(
             target=self._relay,
-            args=(os.fdopen(replies_read, "rb"), self._status, self._status_read, announce_failure),
+            args=(replies_read, FrameReader(), self._status, self._status_read, announce_failure),
             name="genai-telemetry-replies",
             daemon=True,
         )
         self._relay_thread.start()
 
     def _relay(
-        self, replies: IO[bytes], status: list[StatusReply], status_read: threading.Event, announce_failure: bool
+        self,
+        fd: int,
+        frames: FrameReader,
+        status: list[StatusReply],
+        status_read: threading.Event,
+        announce_failure: bool,
     ) -> None:
-        with replies:
-            while (batch := read_batch(replies)) is not None:
-                for reply in batch:
-                    match reply:
-                        case LogReply(level, message):
-                            log.log(level, "genai: %s", message)  # the one prefix of the addon's lines
-                        case SummaryReply(table):
-                            self._summary = table
-                        case DescriptionReply(descriptions) if self.on_description is not None:
-                            self.on_description(descriptions)
-                        case StatusReply() if not status_read.is_set():
-                            status.append(reply)
-                            status_read.set()
-                            if announce_failure and reply.error is not None:
-                                log.error("genai: the telemetry process did not start again: %s", reply.error)
+        """Read the child's replies on a thread of their own: its start-up status, and all of them
+        where no event loop runs (tests, scripts). Once the child has started and messages are
+        queued on mitmproxy's loop, the loop reads the pipe instead (`_read_on_loop`): each reply
+        woke this thread, and the thread handing the GIL back and forth with the loop cost
+        mitmdump a third more CPU per request where calls are shown (BENCHMARKS.md)."""
+        while True:
+            loop = self._loop
+            if loop is not None and status_read.is_set() and not loop.is_closed():
+                self._loop_reads = fd, frames  # from here on the loop's, or taken back by `shutdown`
+                with contextlib.suppress(RuntimeError):  # the loop closed meanwhile: `shutdown` reads it
+                    loop.call_soon_threadsafe(self._read_on_loop, fd, frames, status, status_read)
+                return
+            if not select.select([fd], [], [], HANDOVER_CHECK_S)[0]:
+                continue
+            data = os.read(fd, READ_SIZE)
+            if not data:
+                break
+            for batch in frames.feed(data):
+                self._dispatch(batch, status, status_read, announce_failure)
+        os.close(fd)
         status_read.set()
+
+    def _read_on_loop(
+        self, fd: int, frames: FrameReader, status: list[StatusReply], status_read: threading.Event
+    ) -> None:
+        if self._loop is None or self._loop_reads is None or self._loop_reads[0] != fd:
+            return  # `shutdown` took it back first
+        os.set_blocking(fd, False)
+        self._loop.add_reader(fd, self._readable, fd, frames, status, status_read)
+
+    def _readable(self, fd: int, frames: FrameReader, status: list[StatusReply], status_read: threading.Event) -> None:
+        try:
+            data = os.read(fd, READ_SIZE)
+        except BlockingIOError:
+            return
+        if not data:
+            self._stop_reading_on_loop(fd)
+            return
+        try:
+            for batch in frames.feed(data):
+                self._dispatch(batch, status, status_read, announce_failure=True)
+        except Exception:  # a reader callback must not take mitmproxy's loop down
+            self.errors.report("reading the telemetry process's replies", "the rest are read on")
+
+    def _stop_reading_on_loop(self, fd: int) -> None:
+        if self._loop is not None:
+            self._loop.remove_reader(fd)  # a closed loop has no readers left: nothing to do
+        os.close(fd)
+        if self._loop_reads is not None and self._loop_reads[0] == fd:
+            self._loop_reads = None
+
+    def _read_on_a_thread_again(self) -> None:
+        """`shutdown` blocks the loop that reads the replies, while the child may still write
+        some (its last log lines, the summary): a thread reads them to the end instead."""
+        loop, self._loop = self._loop, None
+        reading, self._loop_reads = self._loop_reads, None
+        if reading is None:
+            return
+        fd, frames = reading
+        if loop is not None:
+            loop.remove_reader(fd)
+        os.set_blocking(fd, True)
+        self._relay_thread = threading.Thread(
+            target=self._relay,
+            args=(fd, frames, self._status, self._status_read, False),
+            name="genai-telemetry-replies",
+            daemon=True,
+        )
+        self._relay_thread.start()
+
+    def _dispatch(
+        self, batch: list[Any], status: list[StatusReply], status_read: threading.Event, announce_failure: bool
+    ) -> None:
+        for reply in batch:
+            match reply:
+                case LogReply(level, message):
+                    log.log(level, "genai: %s", message)  # the one prefix of the addon's lines
+                case SummaryReply(table):
+                    self._summary = table
+                case DescriptionReply(descriptions) if self.on_description is not None:
+                    self.on_description(descriptions)
+                case StatusReply() if not status_read.is_set():
+                    status.append(reply)
+                    status_read.set()
+                    if announce_failure and reply.error is not None:
+                        log.error("genai: the telemetry process did not start again: %s", reply.error)
 
     def _kill(self) -> None:
         if self._process is not None and self._process.poll() is None:
@@ -441,6 +544,7 @@ class TelemetryProcess:
         if process is None:
             return True
         deadline = time.monotonic() + budget_s
+        self._read_on_a_thread_again()
         self._pending_to_frames()
         while self.queue and time.monotonic() < deadline and process.poll() is None:
             select.select([], [self._stdin_fd], [], max(deadline - time.monotonic(), 0))
@@ -503,6 +607,7 @@ class TelemetryProcess:
             except RuntimeError:  # no event loop (tests, scripts): send at once
                 self.flush()
                 return
+            self._loop = loop  # mitmproxy's: the child's replies are read on it from now on (`_relay`)
             self._flush_scheduled = True
             loop.call_later(FLUSH_INTERVAL_S, self._scheduled_flush)
 

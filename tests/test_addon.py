@@ -73,9 +73,19 @@ def metering_into(sink: Sink) -> addon_module.GenAIMeter:
 
 @pytest.fixture
 def context(sink: Sink) -> Iterator[tuple[addon_module.GenAIMeter, Any]]:
+    """The addon with a flow view loaded before it, as in mitmweb: flows are kept, and get comments."""
+    metering = metering_into(sink)
+    with taddons.context(View(), metering) as tctx:
+        metering.running()  # options set from now on are set at run time (mitmweb's editor, `set`)
+        yield metering, tctx
+
+
+@pytest.fixture
+def mitmdump_context(sink: Sink) -> Iterator[tuple[addon_module.GenAIMeter, Any]]:
+    """The addon as in mitmdump without -w: no flow view, flows end with their call."""
     metering = metering_into(sink)
     with taddons.context(metering) as tctx:
-        metering.running()  # options set from now on are set at run time (mitmweb's editor, `set`)
+        metering.running()
         yield metering, tctx
 
 
@@ -727,8 +737,8 @@ def test_streamed_bodies_are_kept_for_mitmweb_up_to_the_limit(sink):
         assert streamed_and_kept(metering, upstream, body) is None  # over the limit: nothing kept, nothing half
 
 
-def test_mitmdump_keeps_no_streamed_bodies(context):
-    metering, _ = context  # no flow view, no -w: flows end with the call
+def test_mitmdump_keeps_no_streamed_bodies(mitmdump_context):
+    metering, _ = mitmdump_context
     body = {**CHAT_REQUEST, "stream": True, "stream_options": {"include_usage": True}}
     upstream = "".join(ChatScript(body).stream_events()).encode()
     assert streamed_and_kept(metering, upstream, body) is None
@@ -780,10 +790,10 @@ def test_summary_commands(context):
 
 
 @pytest.mark.parametrize("shown", [False, True], ids=["quiet", "shown"])
-def test_the_hooks_leave_bodies_unparsed_for_the_telemetry_process(context, sink, monkeypatch, shown):
-    """Whether calls are shown (a log line, a flow comment) or not (mitmdump -q): the hooks keep the
-    bodies unparsed; the recorder parses and prices them, and describes back the calls shown."""
-    metering, _ = context
+def test_the_hooks_leave_bodies_unparsed_for_the_telemetry_process(request, sink, monkeypatch, shown):
+    """Whether calls are shown (a log line, a flow comment in mitmweb) or not (mitmdump -q): the hooks
+    keep the bodies unparsed; the recorder parses and prices them, and describes back the calls shown."""
+    metering, _ = request.getfixturevalue("context" if shown else "mitmdump_context")
     metering.shown.log_lines = shown
     seen: list[Call] = []
     record_call = sink.telemetry.record_call

@@ -24,6 +24,7 @@ class View:
 
 def test_a_description_sets_the_comment_the_mark_and_the_log_line(caplog):
     shown = ShownCalls()
+    shown.flows_kept = True
     flow = tflow.tflow()
     number = shown.expect(flow)
     with taddons.context(), caplog.at_level(logging.INFO, logger="genai"):
@@ -46,7 +47,7 @@ def test_an_operation_of_a_session_counts_the_sessions_calls_and_views_hear_of_i
 
 def test_quiet_calls_get_a_comment_but_no_log_line(caplog):
     shown = ShownCalls()
-    shown.log_lines = False
+    shown.flows_kept, shown.log_lines = True, False
     flow = tflow.tflow()
     with taddons.context(), caplog.at_level(logging.INFO, logger="genai"):
         shown.show([Description(shown.expect(flow), "$0.01", failed=False)])
@@ -55,6 +56,7 @@ def test_quiet_calls_get_a_comment_but_no_log_line(caplog):
 
 def test_a_description_from_another_thread_is_applied_on_the_loop():
     shown = ShownCalls()
+    shown.flows_kept = True
     flow = tflow.tflow()
     applied_on: list[int] = []
 
@@ -81,6 +83,7 @@ def test_a_description_from_another_thread_is_applied_on_the_loop():
 
 def test_unknown_and_forgotten_numbers_are_ignored():
     shown = ShownCalls(max_waiting=2)
+    shown.flows_kept = True
     flows = [tflow.tflow() for _ in range(3)]
     numbers = [shown.expect(flow) for flow in flows]  # the first is forgotten: at most 2 wait
     with taddons.context():
@@ -113,3 +116,16 @@ def test_views_that_nobody_watches_are_not_updated():
     with taddons.context(views):
         shown.show([Description(shown.expect(flow), "$0.01", failed=False)])
     assert flow.comment == "$0.01" and views.updated == []
+
+
+def test_where_flows_are_not_kept_none_waits_and_the_lines_still_come(caplog):
+    """mitmdump without a view or -w drops each flow when it is done: holding it until its line
+    arrives would only keep it alive (and walked by the garbage collector) for nobody."""
+    shown = ShownCalls()
+    flows = [tflow.tflow() for _ in range(3)]
+    batch = [Description(shown.expect(flow), f"call {n}", failed=n == 1) for n, flow in enumerate(flows)]
+    assert shown.waiting == 0
+    with taddons.context(), caplog.at_level(logging.INFO, logger="genai"):
+        shown.show(batch)
+    assert caplog.records[-1].getMessage().splitlines() == ["genai: call 0", "genai: call 1", "genai: call 2"]
+    assert not any(flow.comment or flow.marked for flow in flows)
