@@ -13,7 +13,7 @@ import sys
 import threading
 import time
 import types
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -324,6 +324,45 @@ def test_the_child_keeps_the_usage_summary_and_sends_it_when_traffic_pauses(
     assert (
         final is not None and next(line for line in final.splitlines() if "gpt-4o-mini-2024" in line).split()[3] == "1"
     )
+
+
+def reply_threads() -> list[threading.Thread]:
+    return [thread for thread in threading.enumerate() if thread.name == "genai-telemetry-replies"]
+
+
+def test_once_calls_are_queued_on_a_loop_the_loop_reads_the_replies(
+    child: TelemetryProcess, collector_env: OTLPReceiver
+):
+    """A thread woken by each reply cost mitmdump a third more CPU per request where calls are
+    shown: the loop reads them itself, and no thread is left. Shutdown still gets the last ones."""
+    arrived_on: list[int] = []
+    described: list[Description] = []
+
+    def on_description(descriptions: Sequence[Description]) -> None:
+        arrived_on.append(threading.get_ident())
+        described.extend(descriptions)
+
+    child.on_description = on_description
+
+    async def traffic() -> int:
+        for number in range(1, 4):
+            call = make_call()
+            call.description_id = number
+            child.record_call(call, MetricOptions())
+        deadline = time.monotonic() + 30
+        while len(described) < 3 and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        assert [description.call_id for description in described] == [1, 2, 3]
+        assert set(arrived_on) == {threading.get_ident()} and not reply_threads()  # the loop's own
+        record_calls(child, 2, model="after-the-handover")
+        assert child.shutdown() is True  # on the loop, as mitmdump's done() calls it
+        return threading.get_ident()
+
+    asyncio.run(traffic())
+    table = child.summary_table()  # the child's last reply, read while the loop waited
+    assert table is not None
+    assert next(line for line in table.splitlines() if line.startswith("sk-proj-")).split()[1] == "5"  # calls
+    assert len(collector_env.spans()) == 5 and not reply_threads()
 
 
 def deferred_call(model: str) -> Call:
