@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from mitmproxy import contentviews, exceptions, http
 from mitmproxy.addons.proxyauth import ProxyAuth
+from mitmproxy.addons.savehar import SaveHar
 from mitmproxy.addons.view import View
 from mitmproxy.test import taddons, tflow, tutils
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
@@ -735,6 +736,23 @@ def test_streamed_bodies_are_kept_for_mitmweb_up_to_the_limit(sink):
         assert streamed_and_kept(metering, upstream, body) == upstream
         tctx.configure(metering, genai_stream_store_limit=len(upstream) - 1)
         assert streamed_and_kept(metering, upstream, body) is None  # over the limit: nothing kept, nothing half
+
+
+@pytest.mark.parametrize("keeps_flows", [False, True], ids=["mitmdump", "mitmdump with a HAR dump"])
+def test_mitmdump_keeps_a_flow_for_its_comment_only_where_flows_outlive_the_call(sink, tmp_path, keeps_flows):
+    """Without a view, -w or a HAR dump mitmdump drops each flow when it is done: the log line is
+    all that is shown, and no flow waits for its comment."""
+    metering = metering_into(sink)
+    with taddons.context(SaveHar(), metering) as tctx:
+        if keeps_flows:
+            tctx.configure(metering, hardump=str(tmp_path / "flows.har"))
+        metering.running()
+        flow = chat_flow()
+        metering.request(flow)
+        flow.response = json_response({"model": "m", "usage": {"prompt_tokens": 1, "completion_tokens": 1}})
+        metering.response(flow)
+    assert metering.shown.waiting == 0
+    assert bool(flow.comment) is keeps_flows
 
 
 def test_mitmdump_keeps_no_streamed_bodies(mitmdump_context):
