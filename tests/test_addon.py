@@ -423,13 +423,23 @@ def test_a_failing_parser_turns_the_tap_into_a_pass_through(context, monkeypatch
     assert metering.errors.count("reading a stream") == 1
 
 
-def test_a_stream_the_addon_does_not_change_is_kept_as_it_passes_and_read_by_telemetry(context, sink):
-    metering, _ = context
-    body = {**CHAT_REQUEST, "stream": True, "stream_options": {"include_usage": True}}
-    flow = chat_flow(body)
+ASKED_FOR_USAGE = {**CHAT_REQUEST, "stream": True, "stream_options": {"include_usage": True}}
+
+
+def usage_stream_flow(metering: addon_module.GenAIMeter) -> http.HTTPFlow:
+    """A streamed chat call that asked for usage itself, past its request hook, its response begun."""
+    flow = chat_flow(ASKED_FOR_USAGE)
     metering.request(flow)
     flow.response = sse_response()
+    return flow
+
+
+def test_a_stream_the_addon_does_not_change_is_kept_as_it_passes_and_read_by_telemetry(context, sink):
+    metering, _ = context
+    body = ASKED_FOR_USAGE
+    flow = usage_stream_flow(metering)
     metering.responseheaders(flow)
+    assert flow.response is not None
     tap = flow.response.stream
     assert isinstance(tap, addon_module.StreamTap)
     upstream = "".join(ChatScript(body).stream_events()).encode()
@@ -444,14 +454,13 @@ def test_a_stream_the_addon_does_not_change_is_kept_as_it_passes_and_read_by_tel
 
 def test_a_stream_past_the_large_body_size_is_read_as_it_passes_from_then_on(context, sink):
     metering, _ = context
-    body = {**CHAT_REQUEST, "stream": True, "stream_options": {"include_usage": True}}
-    flow = chat_flow(body)
-    metering.request(flow)
-    flow.response = sse_response()
+    body = ASKED_FOR_USAGE
+    flow = usage_stream_flow(metering)
     events = ChatScript(body).stream_events()
     padding = f": {'x' * 4096}\n\n".encode()  # SSE comments: bytes that carry no event
     upstream = events[0].encode() + padding * (LARGE_BODY // len(padding) + 1) + "".join(events[1:]).encode()
     assert stream_through(metering, flow, upstream, piece=64 * 1024) == upstream
+    assert flow.response is not None
     tap = flow.response.stream
     assert isinstance(tap, addon_module.StreamTap) and tap.received is None and tap.reading is not None
     assert sink.metric_sum("tokens_counter") == ChatScript(body).usage()["total_tokens"]
