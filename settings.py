@@ -46,6 +46,7 @@ class Settings:
     metric_options: MetricOptions = DEFAULT_METRIC_OPTIONS  # genai_legacy_* and genai_metric_attribution
     prices: UsePrices = DEFAULT_PRICES  # genai_prices and genai_prices_update
     mcp_rules: tuple[HostRule, ...] = ()  # genai_mcp_hosts: MCP servers, metered as `mcp`
+    gc_freeze: bool = True  # genai_gc_freeze
 
     def parse(self, options: Any, updated: set[str]) -> Settings:
         """These settings with the `updated` options read anew; raises OptionsError naming the
@@ -64,6 +65,8 @@ class Settings:
             changes["stream_unmetered"] = options.genai_stream_unmetered
         if "genai_stream_store_limit" in updated:
             changes["stream_store_limit"] = options.genai_stream_store_limit
+        if "genai_gc_freeze" in updated:
+            changes["gc_freeze"] = options.genai_gc_freeze
         options_of_calls = {
             "genai_legacy_metrics",
             "genai_legacy_completion_id",

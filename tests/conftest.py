@@ -1,6 +1,7 @@
 """The end-to-end world, shared by the end-to-end modules (each test uses its own model names), and
 the two markers: `pytest -m unit` runs in seconds, `pytest -m end_to_end` starts real processes."""
 
+import gc
 from collections.abc import Iterator
 
 import pytest
@@ -22,3 +23,11 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     with started_world(tmp_path_factory.mktemp("e2e")) as started:
         yield started
+
+
+@pytest.fixture(autouse=True)
+def collectable_again() -> Iterator[None]:
+    """The addon's `running` freezes what exists (genai_gc_freeze), here the test process's objects:
+    each test gives them back to the garbage collector."""
+    yield
+    gc.unfreeze()

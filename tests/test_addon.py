@@ -1,5 +1,6 @@
 """The mitmproxy glue, driven through mitmproxy's own test helpers (taddons, tflow)."""
 
+import gc
 import importlib.util
 import json
 import logging
@@ -77,6 +78,7 @@ def context(sink: Sink) -> Iterator[tuple[addon_module.GenAIMeter, Any]]:
     """The addon with a flow view loaded before it, as in mitmweb: flows are kept, and get comments."""
     metering = metering_into(sink)
     with taddons.context(View(), metering) as tctx:
+        tctx.configure(metering, genai_gc_freeze=False)  # a full collection per test adds up
         metering.running()  # options set from now on are set at run time (mitmweb's editor, `set`)
         yield metering, tctx
 
@@ -86,6 +88,7 @@ def mitmdump_context(sink: Sink) -> Iterator[tuple[addon_module.GenAIMeter, Any]
     """The addon as in mitmdump without -w: no flow view, flows end with their call."""
     metering = metering_into(sink)
     with taddons.context(metering) as tctx:
+        tctx.configure(metering, genai_gc_freeze=False)
         metering.running()
         yield metering, tctx
 
@@ -762,6 +765,17 @@ def test_mitmdump_keeps_a_flow_for_its_comment_only_where_flows_outlive_the_call
         metering.response(flow)
     assert metering.shown.waiting == 0
     assert bool(flow.comment) is keeps_flows
+
+
+@pytest.mark.parametrize("freeze", [True, False])
+def test_start_ups_objects_leave_the_garbage_collectors_reach_once_mitmproxy_runs(sink, freeze):
+    metering = metering_into(sink)
+    gc.unfreeze()
+    with taddons.context(metering) as tctx:
+        tctx.configure(metering, genai_gc_freeze=freeze)
+        assert gc.get_freeze_count() == 0
+        metering.running()
+        assert (gc.get_freeze_count() > 0) is freeze
 
 
 def test_mitmdump_keeps_no_streamed_bodies(mitmdump_context):
