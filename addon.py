@@ -37,7 +37,6 @@ from wire import mcp
 from wire.agents import DEFAULT_SESSION_IDLE_S, is_session_header
 from wire.call import Call, Endpoint, Origin, SocketRecord, stream_reader
 from wire.content import MAX_PART_CHARS, CapturedContent
-from wire.framing.codecs import incremental_decoder
 from wire.headers import MAX_TRACE_HEADER_LENGTH, REQUEST_HEADERS, TRACE_HEADERS, parse_traceparent
 from wire.hosts import DEFAULT_HOSTS, HostMatcher
 from wire.records import ApiRequest
@@ -565,17 +564,16 @@ class GenAIMeter:
             return
         headers = state.response_headers = picked_headers(flow.response.headers, RESPONSE_FIELDS)
         state.response_of_headers = flow.response
-        framer = state.endpoint.api.stream_framer(headers.get("content-type", "").lower(), state.endpoint)
+        api = state.endpoint.api
+        content_type, content_encoding = headers.get("content-type", "").lower(), headers.get("content-encoding")
+        framer = api.stream_framer(content_type, state.endpoint)
         # An error answer is no stream, whatever the route and its content type say (Google answers
         # a bad key on `:streamGenerateContent?alt=sse` with one JSON error): it is read whole.
         if framer is None or flow.response.status_code >= 400:
             return
-        content_type, content_encoding = headers.get("content-type", "").lower(), headers.get("content-encoding")
-        api = state.endpoint.api
+        # What the include_usage rewrite added comes out (an encoding it cannot undo passes as it is).
         filtering = (
-            FilteredStream(content_encoding, api.usage_removed, api.stream_framer(content_type, state.endpoint))
-            if flow.metadata.get(USAGE_REMOVED) and incremental_decoder(content_encoding) is not None
-            else None
+            FilteredStream(content_encoding, api.usage_removed, framer) if flow.metadata.get(USAGE_REMOVED) else None
         )
         make_reader = functools.partial(
             stream_reader, state.endpoint, content_type, content_encoding, state.content is not None

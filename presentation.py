@@ -69,9 +69,8 @@ class ShownCalls:
         """The number a call of `flow` is described under (`Call.description_id`). `session_calls`:
         the call is an operation of the WebSocket session `flow`, its `session_calls`th.
 
-        The flow waits for its comment only where flows are kept: mitmdump drops a flow once it is
-        done, and holding thousands of finished flows until their lines arrive (a busy telemetry
-        process answers late) made its garbage collector walk them all."""
+        The flow waits for its comment only where flows are kept: elsewhere mitmdump drops a flow
+        once it is done, nobody sees the comment, and holding the flow would only keep it alive."""
         number = next(self._numbers)
         if self.flows_kept:
             self._waiting[number] = (flow, session_calls)

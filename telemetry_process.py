@@ -410,9 +410,12 @@ class TelemetryProcess:
                 fcntl.fcntl(self._stdin_fd, set_pipe_size, PIPE_SIZE)
         self._process = process
         self._started_at = time.monotonic()
+        self._start_relay(replies_read, FrameReader(), announce_failure)
+
+    def _start_relay(self, fd: int, frames: FrameReader, announce_failure: bool) -> None:
         self._relay_thread = threading.Thread(
             target=self._relay,
-            args=(replies_read, FrameReader(), self._status, self._status_read, announce_failure),
+            args=(fd, frames, self._status, self._status_read, announce_failure),
             name="genai-telemetry-replies",
             daemon=True,
         )
@@ -428,9 +431,9 @@ class TelemetryProcess:
     ) -> None:
         """Read the child's replies on a thread of their own: its start-up status, and all of them
         where no event loop runs (tests, scripts). Once the child has started and messages are
-        queued on mitmproxy's loop, the loop reads the pipe instead (`_read_on_loop`): each reply
-        woke this thread, and the thread handing the GIL back and forth with the loop cost
-        mitmdump a third more CPU per request where calls are shown (BENCHMARKS.md)."""
+        queued on mitmproxy's loop, the loop reads the pipe instead (`_read_on_loop`): this thread,
+        woken by each reply, cost mitmdump a third more CPU per request where calls are shown,
+        though its own work was microseconds (BENCHMARKS.md)."""
         while True:
             loop = self._loop
             if loop is not None and status_read.is_set() and not loop.is_closed():
@@ -488,13 +491,7 @@ class TelemetryProcess:
         if loop is not None:
             loop.remove_reader(fd)
         os.set_blocking(fd, True)
-        self._relay_thread = threading.Thread(
-            target=self._relay,
-            args=(fd, frames, self._status, self._status_read, False),
-            name="genai-telemetry-replies",
-            daemon=True,
-        )
-        self._relay_thread.start()
+        self._start_relay(fd, frames, announce_failure=False)
 
     def _dispatch(
         self, batch: list[Any], status: list[StatusReply], status_read: threading.Event, announce_failure: bool

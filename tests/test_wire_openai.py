@@ -161,6 +161,9 @@ def test_unknown_or_stacked_encoding_is_left_alone():
     assert not chat_stream("gzip, br", started=0).decodable
     assert not chat_stream("compress", started=0).decodable
     assert chat_stream(None, started=0).decodable
+    for encoding in ("gzip, br", "compress"):  # the strip passes such a stream on as it comes
+        strip = stripped(encoding)
+        assert strip.filter(b"data: {}") == [b"data: {}"] and strip.filter(b"") == []
 
 
 # --- stream ends ---------------------------------------------------------------------
