@@ -245,28 +245,32 @@ def median_interval(values: Sequence[float], confidence: float = 0.9, resamples:
 
 
 def pooled_throughput(raw_files: Sequence[Path]) -> list[str]:
-    """Part 1's per-round throughput ratios of several runs (their `--raw` files), pooled.
+    """Part 1's per-round throughput ratios of several runs (their `--raw` files), pooled, per
+    concurrency at `flow_detail=0` and per setting where calls are shown.
 
     The median of one run moves by more than its own bootstrap interval from run to run (its rounds
     share the machine's state of the moment), so a firm figure needs the rounds of several runs."""
-    ratios: dict[int, list[float]] = {}
+    ratios: dict[str, list[float]] = {}
     for raw_file in raw_files:
         for key, rounds in json.loads(raw_file.read_text()).items():
             if key.startswith("throughput_c"):
-                concurrency = int(key.removeprefix("throughput_c"))
-                ratios.setdefault(concurrency, []).extend(paired(rounds, "rps", operator.truediv))
+                setting = f"`flow_detail=0`, concurrency {key.removeprefix('throughput_c')}"
+            elif key.startswith(SHOWN_PREFIX):
+                setting = f"{key.removeprefix(SHOWN_PREFIX)}, concurrency 16"
+            else:
+                continue
+            ratios.setdefault(setting, []).extend(paired(rounds, "rps", operator.truediv))
     lines = [
         f"Part 1 pooled over {len(raw_files)} runs: " + ", ".join(path.name for path in raw_files),
         "",
-        "| concurrency | rounds | throughput addon / bare: median (90% interval of the median) | rounds at ≥ 0.95 |",
+        "| setting | rounds | throughput addon / bare: median (90% interval of the median) | rounds at ≥ 0.95 |",
         "|---|---|---|---|",
     ]
-    for concurrency, values in sorted(ratios.items()):
+    for setting, values in ratios.items():
         low, high = median_interval(values)
         at_target = sum(value >= 0.95 for value in values) / len(values)
         lines.append(
-            f"| {concurrency} | {len(values)} | {statistics.median(values):.3f} ({low:.3f}–{high:.3f}) "
-            f"| {at_target:.0%} |"
+            f"| {setting} | {len(values)} | {statistics.median(values):.3f} ({low:.3f}–{high:.3f}) | {at_target:.0%} |"
         )
     return lines
 
@@ -341,6 +345,7 @@ def throughput(bench: Bench, report: list[str], raw: dict[str, Any]) -> None:
 # Part 1's settings where each call is shown: mitmdump's default (a line per flow, and the addon's
 # line per call) and mitmweb (a comment per flow, updated when it arrives).
 SHOWN_SETTINGS = {"mitmdump, flow_detail=1": ("mitmdump", 1), "mitmweb": ("mitmweb", 0)}
+SHOWN_PREFIX = "shown_"  # their rounds' key in the raw numbers, before the setting
 
 
 def shown_calls(bench: Bench, report: list[str], raw: dict[str, Any]) -> None:
@@ -362,7 +367,7 @@ def shown_calls(bench: Bench, report: list[str], raw: dict[str, Any]) -> None:
             for proxy in (bare, addon):
                 bench.load(proxy.port, 4, sizes.warmup, "plain")
             rounds = paired_rounds(bench, bare, addon, 16, requests)
-        raw[f"shown_{setting}"] = rounds
+        raw[f"{SHOWN_PREFIX}{setting}"] = rounds
         report.append(
             f"| {setting} | {throughput_ratio(rounds)} "
             f"| {statistics.median(paired(rounds, 'p50_ms', operator.sub)):+.3f} "

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from bench.run import pooled_throughput
+from bench.run import SHOWN_PREFIX, pooled_throughput
 from bench.sessions import agent_sessions, report_sessions
 from harness.mitmdump import ROOT
 
@@ -51,20 +51,26 @@ def test_a_short_soak_keeps_every_token_and_span_through_collector_outages():
     assert "collector outages" in finished.stdout and "FAIL" not in finished.stdout
 
 
-def test_pooling_takes_every_round_of_every_run_per_concurrency(tmp_path):
+def test_pooling_takes_every_round_of_every_run_per_concurrency_and_shown_setting(tmp_path):
     def rounds(*addon_rps):
         return [{"bare": {"rps": 100.0}, "addon": {"rps": rps}} for rps in addon_rps]
 
     first, second = tmp_path / "first.json", tmp_path / "second.json"
-    first.write_text(json.dumps({"throughput_c1": rounds(90, 96), "throughput_c16": rounds(99), "streaming": []}))
-    second.write_text(json.dumps({"throughput_c1": rounds(97)}))
+    shown = f"{SHOWN_PREFIX}mitmweb"
+    first.write_text(
+        json.dumps(
+            {"throughput_c1": rounds(90, 96), "throughput_c16": rounds(99), shown: rounds(93), "streaming": rounds(1)}
+        )
+    )
+    second.write_text(json.dumps({"throughput_c1": rounds(97), shown: rounds(95)}))
     table = pooled_throughput([first, second])
     assert "pooled over 2 runs: first.json, second.json" in table[0]
-    assert [row.split(" | ")[:3] for row in table[-2:]] == [
-        ["| 1", "3", "0.960 (0.900–0.970)"],
-        ["| 16", "1", "0.990 (0.990–0.990)"],
+    assert [row.split(" | ")[:3] for row in table[-3:]] == [
+        ["| `flow_detail=0`, concurrency 1", "3", "0.960 (0.900–0.970)"],
+        ["| `flow_detail=0`, concurrency 16", "1", "0.990 (0.990–0.990)"],
+        ["| mitmweb, concurrency 16", "2", "0.940 (0.930–0.950)"],
     ]
-    assert table[-2].endswith("| 67% |") and table[-1].endswith("| 100% |")
+    assert [row.rsplit(" | ", 1)[1] for row in table[-3:]] == ["67% |", "100% |", "50% |"]
 
 
 def test_agent_sessions_memory_is_bounded_by_the_session_limit_and_freed_when_idle():
