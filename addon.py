@@ -440,10 +440,7 @@ class GenAIMeter:
     def running(self) -> None:
         self.started = True
         if self.settings.gc_freeze:
-            # Start-up's objects (mitmproxy's, every addon's) live as long as the process; each full
-            # collection walked them all, and the hooks' allocations bring collections more often.
-            gc.collect()
-            gc.freeze()
+            self._apply_gc_freeze()
         self._check_flows_are_kept()  # every addon is loaded now
         with contextlib.suppress(RuntimeError):  # no loop: tests that call the hooks themselves
             self.shown.on_loop(asyncio.get_running_loop())
@@ -453,6 +450,17 @@ class GenAIMeter:
                 "genai: mitmproxy listens on all interfaces without proxy authentication: anyone who "
                 "can reach it can use it and read the traffic. Use --listen-host 127.0.0.1 or --proxyauth."
             )
+
+    def _apply_gc_freeze(self) -> None:
+        """Start-up's objects (mitmproxy's, every addon's) live as long as the process; each full
+        collection walked them all, and the hooks' allocations bring collections more often. Turned
+        off at run time (only then: another addon may freeze too), what was frozen goes back to the
+        collector."""
+        if self.settings.gc_freeze:
+            gc.collect()
+            gc.freeze()
+        else:
+            gc.unfreeze()
 
     def done(self) -> None:
         """At exit: flush telemetry, then print the usage summary. On a script reload: neither, the
@@ -496,6 +504,8 @@ class GenAIMeter:
         if settings.prices is not self.settings.prices and self.telemetry is not None:
             self.telemetry.use_prices(settings.prices)
         self.settings = settings
+        if "genai_gc_freeze" in updated and self.started:
+            self._apply_gc_freeze()
         if "flow_detail" in updated:
             self.shown.log_lines = _option("flow_detail", 1) > 0
         self._check_flows_are_kept()

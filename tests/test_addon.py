@@ -776,6 +776,8 @@ def test_start_ups_objects_leave_the_garbage_collectors_reach_once_mitmproxy_run
         assert gc.get_freeze_count() == 0
         metering.running()
         assert (gc.get_freeze_count() > 0) is freeze
+        tctx.configure(metering, genai_gc_freeze=not freeze)  # at run time (`set`, mitmweb's options)
+        assert (gc.get_freeze_count() > 0) is not freeze
 
 
 def test_mitmdump_keeps_no_streamed_bodies(mitmdump_context):
