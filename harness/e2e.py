@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import ssl
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -101,14 +101,15 @@ def wait_for_tokens(world: World, model: str, input_tokens: float, output_tokens
     )
 
 
-def spans_for(world: World, model: str, count: int = 1) -> list[Any]:
+def spans_where(world: World, predicate: Callable[[Any], bool], count: int = 1) -> list[Any]:
+    """The spans received that match `predicate`, once there are `count` of them."""
     return world.receiver.wait_for(
-        lambda: (
-            (found := [s for s in world.receiver.spans() if s.attributes.get("gen_ai.request.model") == model])
-            and len(found) >= count
-            and found
-        )
+        lambda: (found := [s for s in world.receiver.spans() if predicate(s)]) and len(found) >= count and found
     )
+
+
+def spans_for(world: World, model: str, count: int = 1) -> list[Any]:
+    return spans_where(world, lambda s: s.attributes.get("gen_ai.request.model") == model, count)
 
 
 def export_mark(world: World) -> tuple[int, int]:

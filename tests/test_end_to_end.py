@@ -123,6 +123,7 @@ def test_a_client_that_asked_for_usage_gets_it_and_the_request_is_not_rewritten(
 
 def test_streamed_chunks_reach_the_client_live(world: World):
     """8 chunks 150 ms apart: the first must arrive long before the upstream finishes."""
+    started = time.monotonic()
     stream = world.reverse_client().chat.completions.create(
         model="e2e-live",
         messages=messages(),
@@ -139,7 +140,7 @@ def test_streamed_chunks_reach_the_client_live(world: World):
     assert received_at[0] - first_content_sent < 0.5
     assert len(received_at) == 8
     (span,) = spans_for(world, "e2e-live")
-    assert 0.1 < span.attributes["gen_ai.response.time_to_first_chunk"] < 0.9
+    assert 0.1 < span.attributes["gen_ai.response.time_to_first_chunk"] < received_at[0] - started
     per_chunk = world.receiver.wait_for(
         lambda: world.receiver.latest(
             "gen_ai.client.operation.time_per_output_chunk", gen_ai__request__model="e2e-live"

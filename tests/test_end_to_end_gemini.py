@@ -121,7 +121,7 @@ def test_a_stream_reaches_the_client_live_and_is_counted_from_its_last_usage(wor
     (span,) = spans_for(world, "e2e-gemini-stream")
     assert span.attributes["gen_ai.request.stream"] is True
     assert span.attributes["gen_ai.usage.cache_read.input_tokens"] == 3
-    assert 0 < span.attributes["gen_ai.response.time_to_first_chunk"] < 1.0
+    assert 0 < span.attributes["gen_ai.response.time_to_first_chunk"] < arrivals[0]  # before the client had it
     cached = world.receiver.latest("gen_ai.client.token.cache_read", gen_ai__request__model="e2e-gemini-stream")
     assert [point.value for point in cached] == [3]
 

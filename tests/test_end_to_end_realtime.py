@@ -18,7 +18,7 @@ import openai
 import pytest
 
 from harness.connect_forwarder import ConnectForwarder
-from harness.e2e import KEY, World, tokens
+from harness.e2e import KEY, World, spans_where, tokens
 from harness.fake_openai import ResponsesScript
 from harness.fake_realtime import TRANSCRIPTION_MODEL, FakeSockets, RealtimeAnswer, transcription_usage
 from harness.mitmdump import Mitmdump, reverse_args
@@ -42,23 +42,22 @@ def client(proxy: Mitmdump) -> openai.OpenAI:
     return openai.OpenAI(base_url=f"{proxy.url}/v1", api_key=KEY, max_retries=0)
 
 
-def until(connection: Any, kind: str, frames: list[bytes] | None = None) -> list[Any]:
-    """The events up to the first of `kind`; their frames as received go to `frames`."""
+def until(
+    connection: Any, kind: str, frames: list[bytes] | None = None, arrivals: list[float] | None = None
+) -> list[Any]:
+    """The events up to the first of `kind`; their frames as received go to `frames`, the
+    `time.monotonic()` of each arrival to `arrivals`."""
     events = []
     while True:
         raw = connection.recv_bytes()
+        if arrivals is not None:
+            arrivals.append(time.monotonic())
         if frames is not None:
             frames.append(raw)
         event = connection.parse_event(raw)
         events.append(event)
         if event.type == kind:
             return events
-
-
-def spans_where(world: World, predicate: Any, count: int = 1) -> list[Any]:
-    return world.receiver.wait_for(
-        lambda: (found := [s for s in world.receiver.spans() if predicate(s)]) and len(found) >= count and found
-    )
 
 
 def test_a_realtime_session_with_a_text_and_an_audio_response_and_a_transcription(
@@ -74,7 +73,8 @@ def test_a_realtime_session_with_a_text_and_an_audio_response_and_a_transcriptio
         connection.response.create(
             response={"output_modalities": ["text"], "metadata": {"chunks": "5", "delay_ms": "200"}}
         )
-        text_events = until(connection, "response.done", received)
+        arrived_at: list[float] = []
+        text_events = until(connection, "response.done", received, arrived_at)
         arrivals = time.monotonic() - started
         connection.input_audio_buffer.append(audio=base64.b64encode(bytes(3200)).decode())
         connection.input_audio_buffer.commit()
@@ -83,6 +83,7 @@ def test_a_realtime_session_with_a_text_and_an_audio_response_and_a_transcriptio
         audio_events = until(connection, "response.done", received)
     deltas = [e for e in text_events if e.type == "response.output_text.delta"]
     assert len(deltas) == 5 and arrivals > 0.8
+    first_delta_seen = arrived_at[text_events.index(deltas[0])] - started  # by the client, after the proxy
     log = sockets.sessions[-1]
     assert received == [text.encode() for text in log.sent]  # every frame byte for byte, none merged or split
     text_usage = text_events[-1].response.usage
@@ -100,7 +101,9 @@ def test_a_realtime_session_with_a_text_and_an_audio_response_and_a_transcriptio
     text, audio = sorted(responses, key=lambda s: s.start_time_unix_nano)
     assert text.attributes["gen_ai.usage.input_tokens"] == text_usage.input_tokens
     assert text.attributes["gen_ai.usage.output_tokens"] == text_usage.output_tokens
-    assert text.attributes["gen_ai.response.time_to_first_chunk"] < 0.4  # the first of five deltas 200 ms apart
+    # The first of five deltas 200 ms apart: the proxy saw it after the fake's 200 ms wait, and before
+    # the client did (CLOCK_MONOTONIC is one clock for every process); a later delta would be past that.
+    assert 0.19 <= text.attributes["gen_ai.response.time_to_first_chunk"] <= first_delta_seen
     assert audio.attributes["gen_ai.usage.audio.output_tokens"] == audio_usage.output_token_details.audio_tokens
     assert audio.attributes["gen_ai.usage.text.cache_read.input_tokens"] == 8
     expected = RealtimeAnswer(0, audio=True, chunks=3, cached=8)
