@@ -333,12 +333,15 @@ class TelemetryProcess:
         max_batch: int = MAX_BATCH,
         max_buffered_bytes: int = MAX_BUFFERED_BYTES,
         restart_interval_s: float = RESTART_INTERVAL_S,
+        flush_interval_s: float = FLUSH_INTERVAL_S,
     ) -> None:
         """`schema`: the records' `schema_version()` the child must have (default: this process's).
-        The limits are the module's constants unless given (tests)."""
+        The limits are the module's constants unless given (tests; the benchmark's part 7, which
+        flushes less often under valgrind to hand over batches as large as at full speed)."""
         self.command = list(command or [sys.executable, str(CHILD_SCRIPT)])
         self.schema = schema or schema_version()
         self.max_batch = max_batch
+        self.flush_interval_s = flush_interval_s
         self.max_buffered_bytes = max_buffered_bytes
         self.restart_interval_s = restart_interval_s
         self.dropped = 0  # calls lost to a stalled or dead child
@@ -588,7 +591,7 @@ class TelemetryProcess:
         self._send(record)
 
     def record_call(self, call: Call, options: MetricOptions) -> None:
-        """Queue one finished call; it reaches the child within `FLUSH_INTERVAL_S`."""
+        """Queue one finished call; it reaches the child within `flush_interval_s`."""
         if options is not self._options and options != self._options:
             self._options = options
             self._send(options)
@@ -606,7 +609,7 @@ class TelemetryProcess:
                 return
             self._loop = loop  # mitmproxy's: the child's replies are read on it from now on (`_relay`)
             self._flush_scheduled = True
-            loop.call_later(FLUSH_INTERVAL_S, self._scheduled_flush)
+            loop.call_later(self.flush_interval_s, self._scheduled_flush)
 
     def _scheduled_flush(self) -> None:
         self._flush_scheduled = False
@@ -616,7 +619,7 @@ class TelemetryProcess:
             self.errors.report("a flush to the telemetry process", "its calls wait for the next one")
         if self.queue and not self._flush_scheduled:
             self._flush_scheduled = True
-            asyncio.get_running_loop().call_later(FLUSH_INTERVAL_S, self._scheduled_flush)
+            asyncio.get_running_loop().call_later(self.flush_interval_s, self._scheduled_flush)
 
     def flush(self) -> None:
         """Write what is pending to the child, as far as its pipe takes it without blocking."""

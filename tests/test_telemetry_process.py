@@ -238,6 +238,23 @@ def test_the_hooks_queue_and_a_timer_sends_one_batch(child: TelemetryProcess, co
     assert len(collector_env.spans()) == 5
 
 
+def test_the_timer_waits_the_flush_interval_given(
+    start_child: Callable[..., TelemetryProcess], collector_env: OTLPReceiver
+):
+    process = start_child(flush_interval_s=0.6)
+
+    async def traffic() -> tuple[int, int]:
+        record_calls(process, 3)
+        await asyncio.sleep(0.3)
+        waiting = sum(isinstance(message, Call) for message in process.pending)
+        await asyncio.sleep(0.6)
+        return waiting, len(process.pending)
+
+    assert asyncio.run(traffic()) == (3, 0)
+    process.shutdown()
+    assert len(collector_env.spans()) == 3
+
+
 def test_a_stalled_child_never_blocks_and_buffers_only_up_to_the_bound(
     start_child: Callable[..., TelemetryProcess], collector_env: OTLPReceiver
 ):
