@@ -14,7 +14,7 @@ from harness.mitmdump import ROOT
 @pytest.mark.end_to_end
 def test_a_short_run_of_three_parts_measures_both_sides(tmp_path):
     """Parts 1, 4 and 9 at smoke size (seconds). The full smoke run, valgrind's part 7 too, is
-    `make bench BENCH_ARGS=--smoke` (about 4 minutes): run it after changing the benchmark."""
+    `make bench BENCH_ARGS=--smoke` (about 8 minutes): run it after changing the benchmark."""
     report, raw = tmp_path / "report.md", tmp_path / "raw.json"
     finished = subprocess.run(
         [sys.executable, "-m", "bench.run", "--smoke", "--parts", "1,4,9", "--report", str(report), "--raw", str(raw)],
