@@ -6,6 +6,7 @@ import sys
 
 import pytest
 
+from bench.hooks_in_situ import in_situ, report
 from bench.run import SHOWN_PREFIX, pooled_throughput
 from bench.sessions import agent_sessions, report_sessions
 from harness.mitmdump import ROOT
@@ -82,3 +83,19 @@ def test_agent_sessions_memory_is_bounded_by_the_session_limit_and_freed_when_id
     assert stages["all idle"][1:] == (0, 0) and stages["all idle"][0] < stages["at the limit"][0]
     table = report_sessions(measured)
     assert "| twice the limit | 300 | 300 |" in "\n".join(table)
+
+
+@pytest.mark.end_to_end
+def test_the_hooks_are_timed_inside_mitmdump_for_exactly_the_calls_of_each_concurrency():
+    """`bench.hooks_in_situ`, small: the warm-up's calls are forgotten, each call is timed once per hook."""
+    measured = in_situ(40, [1, 4])
+    assert list(measured) == [1, 4]
+    for durations in measured.values():
+        assert {hook: len(times) for hook, times in durations.items()} == {
+            "request": 40,
+            "responseheaders": 40,
+            "response": 40,
+        }
+        assert all(0 < time_ns < 1_000_000_000 for times in durations.values() for time_ns in times)
+    table = report(measured, in_a_loop_us=20.0)
+    assert table.count("\n| ") == 2 and "(part 4): 20.0 µs per call." in table

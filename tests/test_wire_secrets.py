@@ -4,6 +4,7 @@ import pytest
 
 from wire import REGISTRY
 from wire.bedrock_common import BEDROCK
+from wire.secrets import KeyMasker
 
 mask_api_key = REGISTRY.key_masker.mask
 masked_key_of = REGISTRY.key_masker.masked_key_of
@@ -44,6 +45,16 @@ def test_the_key_is_read_from_whichever_header_carries_it():
     assert masked_key_of({"api-key": SECRET}) == f"...{SECRET[-4:]}"
     assert masked_key_of({"authorization": f"Bearer sk-{SECRET}", "x-api-key": "other"}) == f"sk-...{SECRET[-4:]}"
     assert masked_key_of({}) == "none"
+
+
+def test_a_credential_seen_before_is_masked_from_the_cache_the_same_way():
+    """The proxy masks every metered request on mitmproxy's loop, mostly the same few keys."""
+    masker = KeyMasker(["sk-proj-", "sk-"])
+    first = masker.mask(f"Bearer sk-proj-{SECRET}")
+    again = [masker.mask(f"Bearer sk-proj-{SECRET}") for _ in range(3)]
+    assert again == [first] * 3 == [f"sk-proj-...{SECRET[-4:]}"] * 3
+    assert masker.mask.cache_info().hits == 3
+    assert masker.mask(f"Bearer sk-{SECRET[::-1]}") == f"sk-...{SECRET[::-1][-4:]}"
 
 
 ACCESS_KEY = "AKIAZ3MHALJ7QXW2RT5N"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable, Mapping
 from urllib.parse import unquote
@@ -24,8 +25,12 @@ class KeyMasker:
     def __init__(self, prefixes: Iterable[str]) -> None:
         ordered = sorted(set(prefixes), key=len, reverse=True)
         self._scheme = re.compile(f"^({'|'.join(ordered)})") if ordered else None
+        # Every metered request is masked on mitmproxy's loop, where the scheme pattern (thirty
+        # alternatives) costs 5 to 10 µs cold against 1.4 µs in a loop, and clients send the same
+        # few keys over and over. The raw credentials it holds are in the proxy's flows anyway.
+        self.mask = functools.lru_cache(maxsize=256)(self._mask)
 
-    def mask(self, credential: str | None) -> str:
+    def _mask(self, credential: str | None) -> str:
         """Keep at most the scheme prefix (`sk-`, `sk-proj-`, `sk-ant-api03-`, ...) and the last 4 characters.
 
         Accepts an `Authorization` header value (`Bearer sk-...`) or a bare key (`api-key`, `x-api-key`).
