@@ -18,14 +18,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from mitmproxy import http
 
-from addon import GenAIMeter
-from bench.discard import Discard
+from bench.hooks_only import addons as hooks_only
 
 HOOKS = ("request", "responseheaders", "response")
 OUT_VARIABLE = "GENAI_TIMED_HOOKS_OUT"
 
-_discard = Discard()
-_meter = GenAIMeter(telemetry=lambda: _discard)
+(_meter,) = hooks_only
 _durations_ns: dict[str, list[int]] = {name: [] for name in HOOKS}
 
 
